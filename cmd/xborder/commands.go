@@ -1,0 +1,407 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+
+	"github.com/xborder/xborder/gateway"
+	"github.com/xborder/xborder/gateway/client"
+	"github.com/xborder/xborder/gateway/config"
+	"github.com/xborder/xborder/gateway/envelope"
+	"github.com/xborder/xborder/gateway/pki"
+	"github.com/xborder/xborder/gateway/policy"
+	"github.com/xborder/xborder/policies"
+)
+
+// exitError carries an exit code without printing anything more.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// run executes the CLI and returns the process exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	if err := root.Execute(); err != nil {
+		var ee exitError
+		if errors.As(err, &ee) {
+			return ee.code
+		}
+		fmt.Fprintln(stderr, "xborder:", err)
+		return 2
+	}
+	return 0
+}
+
+// newRoot wires every subcommand in one place.
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "xborder",
+		Short:         "Secure cross-border data-exchange gateway",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+
+	pkiCmd := &cobra.Command{Use: "pki", Short: "Development PKI"}
+	pkiCmd.AddCommand(newPKIInit(stdout))
+
+	policyCmd := &cobra.Command{Use: "policy", Short: "Evaluate and test the policy offline"}
+	policyCmd.AddCommand(newPolicyEval(stdout), newPolicyTest(stdout))
+
+	root.AddCommand(newServe(stderr), pkiCmd, newSend(stdout), newInbox(stdout), policyCmd)
+	return root
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+func newServe(stderr io.Writer) *cobra.Command {
+	var cfgPath string
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the gateway (with no --config: the development setup on the demo federation)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(cfgPath)
+			if err != nil {
+				return err
+			}
+			log := newLogger(stderr, cfg.LogLevel)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			g, err := gateway.New(ctx, cfg, log)
+			if err != nil {
+				return err
+			}
+			return g.Serve(ctx)
+		},
+	}
+	c.Flags().StringVar(&cfgPath, "config", "", "configuration file (YAML)")
+	return c
+}
+
+func newPKIInit(stdout io.Writer) *cobra.Command {
+	var dir, participants string
+	var force bool
+	c := &cobra.Command{
+		Use:   "init",
+		Short: "Make a development CA, gateway and participant material, and a registry",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			specs := pki.DemoFederation()
+			if participants != "" {
+				var err error
+				if specs, err = pki.SpecsFor(strings.Split(participants, ",")); err != nil {
+					return err
+				}
+			}
+			if err := pki.Init(pki.Options{Dir: dir, Participants: specs, Force: force}); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "development PKI for %d participants in %s\n", len(specs), dir)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&dir, "dir", "certs/dev", "output folder")
+	c.Flags().StringVar(&participants, "participants", "", "comma-separated participant ids (default: the demo federation)")
+	c.Flags().BoolVar(&force, "force", false, "overwrite existing material")
+	return c
+}
+
+// clientFlags are shared by send and inbox.
+type clientFlags struct {
+	as, cfgPath, pkiDir, gatewayURL string
+}
+
+func (f *clientFlags) add(c *cobra.Command) {
+	c.Flags().StringVar(&f.as, "as", "", "participant id to act as (its development keys are used)")
+	c.Flags().StringVar(&f.cfgPath, "config", "", "gateway configuration (for its address)")
+	c.Flags().StringVar(&f.pkiDir, "pki", "", "development PKI folder (default: the config's dev_pki, certs/dev)")
+	c.Flags().StringVar(&f.gatewayURL, "gateway", "", "gateway base URL (default: https:// + the config's listen)")
+	_ = c.MarkFlagRequired("as")
+}
+
+func (f *clientFlags) client() (*client.Client, error) {
+	cfg, err := config.Load(f.cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	dir := f.pkiDir
+	if dir == "" {
+		dir = cfg.DevPKI
+	}
+	if dir == "" {
+		dir = "certs/dev"
+	}
+	me, err := client.LoadIdentity(dir, f.as)
+	if err != nil {
+		return nil, err
+	}
+	base := f.gatewayURL
+	if base == "" {
+		host, port, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, err
+		}
+		if host == "" || host == "0.0.0.0" || host == "::" {
+			host = "127.0.0.1"
+		}
+		base = "https://" + net.JoinHostPort(host, port)
+	}
+	return client.New(base, me), nil
+}
+
+func newSend(stdout io.Writer) *cobra.Command {
+	var f clientFlags
+	var to, typ, purpose, inReplyTo, legalBasis, output string
+	var ttl time.Duration
+	c := &cobra.Command{
+		Use:   "send --as ID --to ID --type T --purpose P FILE",
+		Short: "Sign FILE's subject/record/consent as ID, send it, print the answer",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			raw, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			v, err := envelope.DecodeStrict(raw, 32)
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			body, ok := v.(map[string]any)
+			if !ok {
+				return fmt.Errorf("%s: not a JSON object", args[0])
+			}
+			now := time.Now()
+			msg := map[string]any{
+				"id": uuid.NewString(), "type": typ, "from": f.as, "to": to, "purpose": purpose,
+				"legal_basis": legalBasis, "iat": now.Unix(), "exp": now.Add(ttl).Unix(),
+			}
+			for _, k := range []string{"subject", "record", "consent", "in_reply_to", "legal_basis"} {
+				if val, ok := body[k]; ok {
+					msg[k] = val
+				}
+			}
+			for k := range body {
+				switch k {
+				case "subject", "record", "consent", "in_reply_to", "legal_basis":
+				default:
+					return fmt.Errorf("%s: unexpected field %q (only subject, record, consent, in_reply_to, legal_basis)", args[0], k)
+				}
+			}
+			if inReplyTo != "" {
+				msg["in_reply_to"] = inReplyTo
+			}
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+			defer cancel()
+			resp, err := cl.Send(ctx, msg)
+			if err != nil {
+				return err
+			}
+			if resp.Status != 200 && resp.Status != 202 {
+				printJSON(stdout, resp.Body)
+				return exitError{1}
+			}
+			var ans struct {
+				ID      string `json:"id"`
+				Receipt string `json:"receipt"`
+			}
+			if err := json.Unmarshal(resp.Body, &ans); err != nil {
+				return fmt.Errorf("answer: %w", err)
+			}
+			if _, err := cl.VerifyReceipt(ctx, ans.Receipt); err != nil {
+				return fmt.Errorf("the gateway's receipt does not verify: %w", err)
+			}
+			if output == "id" {
+				fmt.Fprintln(stdout, ans.ID)
+				return nil
+			}
+			printJSON(stdout, resp.Body)
+			return nil
+		},
+	}
+	f.add(c)
+	c.Flags().StringVar(&to, "to", "", "recipient participant id")
+	c.Flags().StringVar(&typ, "type", "", "message type")
+	c.Flags().StringVar(&purpose, "purpose", "", "purpose (DOMAIN.md §2)")
+	c.Flags().StringVar(&inReplyTo, "in-reply-to", "", "id of the request a response answers")
+	c.Flags().StringVar(&legalBasis, "legal-basis", "data-sharing agreement on file", "legal basis relied on")
+	c.Flags().DurationVar(&ttl, "ttl", 5*time.Minute, "validity of the message (exp - iat, at most 1h)")
+	c.Flags().StringVarP(&output, "output", "o", "json", "json (the whole answer) or id (the message id only)")
+	for _, n := range []string{"to", "type", "purpose"} {
+		_ = c.MarkFlagRequired(n)
+	}
+	return c
+}
+
+func printJSON(w io.Writer, b []byte) {
+	var out bytes.Buffer
+	if json.Indent(&out, b, "", "  ") != nil {
+		w.Write(b)
+		fmt.Fprintln(w)
+		return
+	}
+	out.WriteByte('\n')
+	w.Write(out.Bytes())
+}
+
+func newInbox(stdout io.Writer) *cobra.Command {
+	var f clientFlags
+	var ack bool
+	var max int
+	c := &cobra.Command{
+		Use:   "inbox --as ID [--ack]",
+		Short: "Fetch, decrypt and verify ID's deliveries; print them as JSON lines",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := f.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+			defer cancel()
+			ds, err := cl.Inbox(ctx, max)
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(stdout)
+			for _, d := range ds {
+				if err := enc.Encode(map[string]any{
+					"delivery_id": d.DeliveryID, "message_id": d.MessageID,
+					"message": d.Payload.Message, "provenance": d.Payload.Provenance,
+				}); err != nil {
+					return err
+				}
+				if ack {
+					if err := cl.Ack(ctx, d.DeliveryID); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		},
+	}
+	f.add(c)
+	c.Flags().BoolVar(&ack, "ack", false, "acknowledge each delivery once printed")
+	c.Flags().IntVar(&max, "max", 10, "at most this many deliveries (1-100)")
+	return c
+}
+
+func policyFS(dir string) fsys {
+	if dir == "" {
+		return fsys{policies.FS(), "embedded default policies"}
+	}
+	return fsys{os.DirFS(dir), dir}
+}
+
+func newPolicyEval(stdout io.Writer) *cobra.Command {
+	var input, dir string
+	c := &cobra.Command{
+		Use:   "eval --input FILE [--policies DIR]",
+		Short: "Print the decision (DOMAIN.md §7) for one input, offline",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			raw, err := os.ReadFile(input)
+			if err != nil {
+				return err
+			}
+			var in policy.Input
+			// A scenario file ({"input": …, "expect": …}) is accepted as well.
+			var scenario struct {
+				Input *policy.Input `json:"input"`
+			}
+			if err := json.Unmarshal(raw, &scenario); err == nil && scenario.Input != nil && scenario.Input.Message != nil {
+				in = *scenario.Input
+			} else if err := json.Unmarshal(raw, &in); err != nil || in.Message == nil {
+				return fmt.Errorf("%s: not a decision input (DOMAIN.md §7)", input)
+			}
+			src := policyFS(dir)
+			b, err := policy.Compile(cmd.Context(), src.fs, policy.Options{})
+			if err != nil {
+				return err
+			}
+			dec, derr := b.Decide(cmd.Context(), in)
+			out, _ := json.MarshalIndent(map[string]any{"decision": dec, "policy_version": b.Version}, "", "  ")
+			fmt.Fprintln(stdout, string(out))
+			if derr != nil {
+				return fmt.Errorf("evaluation failed (denied): %w", derr)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&input, "input", "", "decision input JSON (or a scenario file)")
+	c.Flags().StringVar(&dir, "policies", "", "policies folder (default: the embedded defaults)")
+	_ = c.MarkFlagRequired("input")
+	return c
+}
+
+func newPolicyTest(stdout io.Writer) *cobra.Command {
+	var dir string
+	c := &cobra.Command{
+		Use:   "test [--policies DIR]",
+		Short: "Run the Rego tests and the scenarios",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			src := policyFS(dir)
+			b, err := policy.Compile(cmd.Context(), src.fs, policy.Options{})
+			if err != nil {
+				return err
+			}
+			rep, err := b.Test(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "policies: %s (%s)\n", src.name, b.Version)
+			for _, sc := range rep.Scenarios {
+				mark := "ok  "
+				if !sc.Pass {
+					mark = "FAIL"
+				}
+				fmt.Fprintf(stdout, "%s scenario %s: %s\n", mark, sc.File, sc.Name)
+				for _, p := range sc.Problems {
+					fmt.Fprintf(stdout, "       %s\n", p)
+				}
+			}
+			for _, f := range rep.Failures {
+				fmt.Fprintf(stdout, "FAIL %s\n", f)
+			}
+			fmt.Fprintf(stdout, "rego tests: %d passed, %d failed; scenarios: %d passed, %d failed\n",
+				rep.RegoPassed, rep.RegoFailed, rep.ScenariosPassed, rep.ScenariosFailed)
+			if !rep.OK() {
+				return exitError{1}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&dir, "policies", "", "policies folder (default: the embedded defaults)")
+	return c
+}
+
+type fsys struct {
+	fs   fs.FS
+	name string
+}

@@ -1,0 +1,143 @@
+package api
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/xborder/xborder/gateway/envelope"
+	"github.com/xborder/xborder/gateway/exchange"
+	"github.com/xborder/xborder/gateway/policy"
+)
+
+// Codes the API itself produces, beside the envelope's and the exchange's.
+const (
+	CodePayloadTooLarge      = "payload_too_large"
+	CodeUnsupportedMediaType = "unsupported_media_type"
+	CodeRateLimited          = "rate_limited"
+	CodeBadRequest           = "bad_request"
+	CodeMethodNotAllowed     = "method_not_allowed"
+	CodeInternal             = "internal"
+)
+
+// statusOf is the one table from stable code to HTTP status (PROTOCOL §3.2).
+var statusOf = map[string]int{
+	string(envelope.CodeMalformedEnvelope):    http.StatusBadRequest,
+	string(envelope.CodeUnsupportedAlgorithm): http.StatusBadRequest,
+	string(envelope.CodeDecryptionFailed):     http.StatusBadRequest,
+	string(envelope.CodeSignatureInvalid):     http.StatusUnauthorized,
+	string(envelope.CodeInvalidMessage):       http.StatusUnprocessableEntity,
+	exchange.CodeIdentityMismatch:             http.StatusForbidden,
+	exchange.CodeUnknownParticipant:           http.StatusForbidden,
+	exchange.CodeReplay:                       http.StatusConflict,
+	exchange.CodePolicyDenied:                 http.StatusForbidden,
+	exchange.CodeUnavailable:                  http.StatusServiceUnavailable,
+	exchange.CodeNotFound:                     http.StatusNotFound,
+	exchange.CodeForbidden:                    http.StatusForbidden,
+	CodePayloadTooLarge:                       http.StatusRequestEntityTooLarge,
+	CodeUnsupportedMediaType:                  http.StatusUnsupportedMediaType,
+	CodeRateLimited:                           http.StatusTooManyRequests,
+	CodeBadRequest:                            http.StatusBadRequest,
+	CodeMethodNotAllowed:                      http.StatusMethodNotAllowed,
+	CodeInternal:                              http.StatusInternalServerError,
+}
+
+var titles = map[string]string{
+	string(envelope.CodeMalformedEnvelope):    "Malformed envelope",
+	string(envelope.CodeUnsupportedAlgorithm): "Unsupported algorithm or header",
+	string(envelope.CodeDecryptionFailed):     "Decryption failed",
+	string(envelope.CodeSignatureInvalid):     "Signature invalid",
+	string(envelope.CodeInvalidMessage):       "Invalid message",
+	exchange.CodeIdentityMismatch:             "Identity mismatch",
+	exchange.CodeUnknownParticipant:           "Unknown participant",
+	exchange.CodeReplay:                       "Replay",
+	exchange.CodePolicyDenied:                 "Denied by policy",
+	exchange.CodeUnavailable:                  "Unavailable",
+	exchange.CodeNotFound:                     "Not found",
+	exchange.CodeForbidden:                    "Forbidden",
+	CodePayloadTooLarge:                       "Payload too large",
+	CodeUnsupportedMediaType:                  "Unsupported media type",
+	CodeRateLimited:                           "Rate limited",
+	CodeBadRequest:                            "Bad request",
+	CodeMethodNotAllowed:                      "Method not allowed",
+	CodeInternal:                              "Internal error",
+}
+
+// Problem is an RFC 9457 problem document with the gateway's stable code.
+type Problem struct {
+	Type       string          `json:"type"`
+	Title      string          `json:"title"`
+	Status     int             `json:"status"`
+	Code       string          `json:"code"`
+	Detail     string          `json:"detail,omitempty"`
+	ErrorID    string          `json:"error_id"`
+	DecisionID string          `json:"decision_id,omitempty"`
+	Reasons    []policy.Reason `json:"reasons,omitempty"`
+}
+
+// problemOf maps any error of the pipeline to a problem and the internal
+// cause to log.
+func problemOf(err error) (Problem, error) {
+	var p Problem
+	var cause error
+	var ee *envelope.Error
+	var xe *exchange.Error
+	switch {
+	case errors.As(err, &xe):
+		p.Code, p.Detail, p.DecisionID, p.Reasons = xe.Code, xe.Detail, xe.DecisionID, xe.Reasons
+		cause = xe.Err
+	case errors.As(err, &ee):
+		p.Code, p.Detail = string(ee.Code), ee.Detail
+		cause = ee.Err
+	default:
+		p.Code, p.Detail = CodeInternal, "the gateway failed to handle this request"
+		cause = err
+	}
+	p.Status = statusOf[p.Code]
+	if p.Status == 0 {
+		p.Status = http.StatusInternalServerError
+	}
+	p.Title = titles[p.Code]
+	p.Type = "urn:xborder:problem:" + p.Code
+	return p, cause
+}
+
+// renderError writes err as problem+json; the error id is logged with the
+// code and the internal cause, never with message content.
+func renderError(c *gin.Context, log *slog.Logger, err error) {
+	p, cause := problemOf(err)
+	writeProblem(c, log, p, cause)
+}
+
+func writeProblem(c *gin.Context, log *slog.Logger, p Problem, cause error) {
+	p.ErrorID = uuid.NewString()
+	if p.Title == "" {
+		p.Title = titles[p.Code]
+	}
+	if p.Type == "" {
+		p.Type = "urn:xborder:problem:" + p.Code
+	}
+	attrs := []any{"error_id", p.ErrorID, "code", p.Code, "status", p.Status,
+		"route", c.FullPath(), "identity", c.GetString(identityKey)}
+	if p.DecisionID != "" {
+		attrs = append(attrs, "decision_id", p.DecisionID)
+	}
+	if cause != nil {
+		attrs = append(attrs, "cause", cause.Error())
+	}
+	if p.Status >= 500 {
+		log.Error("request failed", attrs...)
+	} else {
+		log.Info("request refused", attrs...)
+	}
+	c.Header("Content-Type", "application/problem+json")
+	c.Header("Cache-Control", "no-store")
+	c.AbortWithStatusJSON(p.Status, p)
+}
+
+func problem(code, detail string) Problem {
+	return Problem{Code: code, Detail: detail, Status: statusOf[code]}
+}

@@ -1,0 +1,91 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xborder/xborder/gateway/config"
+)
+
+func write(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "xborder.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaultIsTheDevelopmentSetup(t *testing.T) {
+	c, err := config.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:8443" || c.OpsListen != "127.0.0.1:9090" || c.Store != "bolt:data/xborder.db" ||
+		c.Registry != "certs/dev/registry.yaml" || c.DevPKI != "certs/dev" || c.BodyLimit != 1<<20 {
+		t.Errorf("defaults: %+v", c)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	p := write(t, "listen: 127.0.0.1:1\nops_listen: 127.0.0.1:2\nstore: bolt:db/x.db\nregistry: reg.yaml\ninbox_visibility: 5s\n")
+	c, err := config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(p)
+	if c.Registry != filepath.Join(dir, "reg.yaml") || c.Store != "bolt:"+filepath.Join(dir, "db/x.db") {
+		t.Errorf("paths not resolved against the file: %s %s", c.Registry, c.Store)
+	}
+	if c.InboxVisibility != 5*time.Second || c.DevPKI != "" {
+		t.Errorf("got %+v", c)
+	}
+	if kind, target := c.StoreKind(); kind != "bolt" || !strings.HasSuffix(target, "x.db") {
+		t.Errorf("store kind %s %s", kind, target)
+	}
+}
+
+func TestEnvironmentOverrides(t *testing.T) {
+	t.Setenv("XBORDER_STORE", "redis://127.0.0.1:6379/0")
+	t.Setenv("XBORDER_BODY_LIMIT", "2048")
+	t.Setenv("XBORDER_POLICY_TIMEOUT", "1s")
+	c, err := config.Load(write(t, "store: bolt:x.db\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := c.StoreKind(); k != "redis" || c.BodyLimit != 2048 || c.PolicyTimeout != time.Second {
+		t.Errorf("env not applied: %+v", c)
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		env        map[string]string
+		want       []string
+	}{
+		{"unknown key", "lisen: 1.2.3.4:5\n", nil, []string{"lisen"}},
+		{"bad store", "store: postgres://x\n", nil, []string{"store"}},
+		{"several problems at once", "listen: nohostport\nbody_limit: 10\nlog_level: loud\n", nil, []string{"listen", "body_limit", "log_level"}},
+		{"bad env duration", "", map[string]string{"XBORDER_INBOX_VISIBILITY": "soon"}, []string{"XBORDER_INBOX_VISIBILITY"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			_, err := config.Load(write(t, tc.yaml))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not name %q", err, w)
+				}
+			}
+		})
+	}
+}

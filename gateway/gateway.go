@@ -1,0 +1,274 @@
+// Package gateway assembles the stations of the road a message walks
+// (envelope, trust, policy, exchange, store, api) from a validated
+// configuration and runs the two listeners.
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/xborder/xborder/adapters/inbox"
+	"github.com/xborder/xborder/gateway/api"
+	"github.com/xborder/xborder/gateway/config"
+	"github.com/xborder/xborder/gateway/envelope"
+	"github.com/xborder/xborder/gateway/exchange"
+	"github.com/xborder/xborder/gateway/pki"
+	"github.com/xborder/xborder/gateway/policy"
+	"github.com/xborder/xborder/gateway/store"
+	boltstore "github.com/xborder/xborder/gateway/store/bolt"
+	redisstore "github.com/xborder/xborder/gateway/store/redis"
+	"github.com/xborder/xborder/gateway/trust"
+)
+
+// Keys is the gateway's own material (PROTOCOL §8 `gateway/`).
+type Keys struct {
+	TLS        tls.Certificate
+	Signing    *envelope.PrivateKey
+	Encryption []*envelope.PrivateKey // current first, then older ones still opened during a rotation
+	JWKS       []byte
+}
+
+// LoadKeys reads tls.crt, tls.key, sign.jwk and enc.jwk from dir. Older
+// encryption keys kept for a rotation overlap are read from enc.*.jwk.
+func LoadKeys(dir string) (*Keys, error) {
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
+	if err != nil {
+		return nil, fmt.Errorf("gateway: keys: %w", err)
+	}
+	sign, err := envelope.LoadPrivateJWK(filepath.Join(dir, "sign.jwk"))
+	if err != nil {
+		return nil, fmt.Errorf("gateway: keys: %w", err)
+	}
+	enc, err := envelope.LoadPrivateJWK(filepath.Join(dir, "enc.jwk"))
+	if err != nil {
+		return nil, fmt.Errorf("gateway: keys: %w", err)
+	}
+	k := &Keys{TLS: cert, Signing: sign, Encryption: []*envelope.PrivateKey{enc}}
+	old, _ := filepath.Glob(filepath.Join(dir, "enc.*.jwk"))
+	for _, p := range old {
+		if filepath.Base(p) == "enc.pub.jwk" {
+			continue
+		}
+		ok, err := envelope.LoadPrivateJWK(p)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: keys: %w", err)
+		}
+		k.Encryption = append(k.Encryption, ok)
+	}
+	pubs := []*envelope.PublicKey{sign.Public()}
+	for _, e := range k.Encryption {
+		pubs = append(pubs, e.Public())
+	}
+	k.JWKS, err = envelope.MarshalJWKS(pubs...)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: keys: %w", err)
+	}
+	return k, nil
+}
+
+// OpenStore opens the store the configuration names.
+func OpenStore(ctx context.Context, cfg config.Config) (store.Store, error) {
+	kind, target := cfg.StoreKind()
+	switch kind {
+	case "bolt":
+		return boltstore.Open(target, boltstore.Options{})
+	case "redis":
+		return redisstore.Open(ctx, target, redisstore.Options{})
+	}
+	return nil, fmt.Errorf("gateway: unknown store %q", cfg.Store)
+}
+
+// Gateway is a configured, not yet running gateway.
+type Gateway struct {
+	cfg      config.Config
+	log      *slog.Logger
+	Registry *trust.Holder
+	Policy   *policy.Engine
+	Store    store.Store
+	Keys     *Keys
+	Exchange *exchange.Exchange
+	Metrics  *api.Metrics
+
+	api, ops     *http.Server
+	apiLn, opsLn net.Listener
+	closeOnce    sync.Once
+	stopWatch    context.CancelFunc
+}
+
+// New builds every component; nothing listens yet.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.DevPKI != "" {
+		if err := pki.Ensure(cfg.DevPKI); err != nil {
+			return nil, err
+		}
+	}
+	g = &Gateway{cfg: cfg, log: log}
+	reg, err := trust.Load(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
+	g.Registry = trust.NewHolder(reg)
+	if g.Keys, err = LoadKeys(cfg.GatewayKeys); err != nil {
+		return nil, err
+	}
+	g.Policy, err = policy.NewEngine(ctx, os.DirFS(cfg.Policies), policy.Options{Timeout: cfg.PolicyTimeout, Logger: log.With("component", "policy")})
+	if err != nil {
+		return nil, err
+	}
+	if g.Store, err = OpenStore(ctx, cfg); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			g.Store.Close()
+		}
+	}()
+	g.Metrics = api.NewMetrics()
+	g.Exchange, err = exchange.New(exchange.Options{
+		Registry: g.Registry, Policy: g.Policy, Store: g.Store,
+		SigningKey: g.Keys.Signing, DecryptionKeys: g.Keys.Encryption,
+		Profile: envelope.Profile{
+			AllowRSAOAEP256: cfg.AllowRSAOAEP256, AllowEdDSA: cfg.AllowEdDSA, ClockSkew: cfg.ClockSkew,
+		},
+		Logger:     log.With("component", "exchange"),
+		OnDecision: g.Metrics.Decision,
+	})
+	if err != nil {
+		return nil, err
+	}
+	box := &inbox.Inbox{Queue: g.Store, Visibility: cfg.InboxVisibility}
+	handler, err := api.New(api.Options{
+		Exchange: g.Exchange, Registry: g.Registry, Inbox: box, Policy: g.Policy,
+		JWKS: func() []byte { return g.Keys.JWKS }, BodyLimit: cfg.BodyLimit,
+		Logger: log.With("component", "api"), Metrics: g.Metrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	serverCert := g.Keys.TLS
+	g.api = &http.Server{
+		Handler: handler,
+		// The registry in force decides whom to trust, handshake by handshake.
+		TLSConfig:         g.Registry.TLSConfig(serverCert),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn),
+	}
+	g.ops = &http.Server{
+		Handler: api.Ops(g.Metrics, map[string]api.Check{
+			"store":  g.Store.Ping,
+			"policy": func(context.Context) error { return nilIf(g.Policy.Current() != nil, "no policy loaded") },
+			"keys": func(context.Context) error {
+				return nilIf(g.Keys.Signing != nil && len(g.Keys.Encryption) > 0, "no keys")
+			},
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    8 << 10,
+	}
+	return g, nil
+}
+
+func nilIf(ok bool, msg string) error {
+	if ok {
+		return nil
+	}
+	return errors.New(msg)
+}
+
+// Listen opens both listeners (so that tests can use port 0 and read Addr).
+func (g *Gateway) Listen() error {
+	var err error
+	if g.apiLn, err = net.Listen("tcp", g.cfg.Listen); err != nil {
+		return fmt.Errorf("gateway: listen: %w", err)
+	}
+	if g.opsLn, err = net.Listen("tcp", g.cfg.OpsListen); err != nil {
+		g.apiLn.Close()
+		return fmt.Errorf("gateway: ops listen: %w", err)
+	}
+	return nil
+}
+
+// Addr is the exchange API's address once listening.
+func (g *Gateway) Addr() string { return g.apiLn.Addr().String() }
+
+// OpsAddr is the operator listener's address once listening.
+func (g *Gateway) OpsAddr() string { return g.opsLn.Addr().String() }
+
+// Serve runs until ctx ends, then shuts down gracefully and closes the store.
+func (g *Gateway) Serve(ctx context.Context) error {
+	if g.apiLn == nil {
+		if err := g.Listen(); err != nil {
+			return err
+		}
+	}
+	wctx, stop := context.WithCancel(ctx)
+	g.stopWatch = stop
+	if g.cfg.PolicyWatch > 0 {
+		go g.Policy.Watch(wctx, g.cfg.Policies, g.cfg.PolicyWatch)
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- g.api.Serve(tls.NewListener(g.apiLn, g.api.TLSConfig)) }()
+	go func() { errc <- g.ops.Serve(g.opsLn) }()
+	g.log.Info("gateway serving", "listen", g.Addr(), "ops_listen", g.OpsAddr(),
+		"policy_version", g.Policy.Current().Version, "store", storeKind(g.cfg))
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	g.Close()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func storeKind(c config.Config) string { k, _ := c.StoreKind(); return k }
+
+// Close stops the listeners (letting requests in flight finish) and closes the store.
+func (g *Gateway) Close() {
+	g.closeOnce.Do(func() {
+		if g.stopWatch != nil {
+			g.stopWatch()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if g.api != nil {
+			_ = g.api.Shutdown(ctx)
+		}
+		if g.ops != nil {
+			_ = g.ops.Shutdown(ctx)
+		}
+		if g.apiLn != nil {
+			g.apiLn.Close()
+		}
+		if g.opsLn != nil {
+			g.opsLn.Close()
+		}
+		if g.Store != nil {
+			g.Store.Close()
+		}
+		g.log.Info("gateway stopped")
+	})
+}

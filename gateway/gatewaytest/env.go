@@ -1,0 +1,175 @@
+// Package gatewaytest starts a real gateway for tests: a throwaway PKI for
+// the demo federation, the repository's policies, the embedded store in a
+// temporary folder, and the exchange API over mTLS on 127.0.0.1:0.
+package gatewaytest
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/xborder/xborder/gateway"
+	"github.com/xborder/xborder/gateway/client"
+	"github.com/xborder/xborder/gateway/config"
+	"github.com/xborder/xborder/gateway/pki"
+)
+
+// Env is a running gateway and the material to talk to it.
+type Env struct {
+	T       testing.TB
+	PKI     string // the PKI folder (ca.crt, <ID>/..., registry.yaml)
+	Config  config.Config
+	Gateway *gateway.Gateway
+	Logs    *SyncBuffer // everything the gateway logged, JSON lines
+
+	mu      sync.Mutex
+	clients map[string]*client.Client
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+// SyncBuffer is a bytes.Buffer safe for concurrent writers.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// RepoRoot is the repository's top folder.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// Option changes the configuration before the gateway starts.
+type Option func(*config.Config)
+
+// Start makes a PKI and starts a gateway; it stops when the test ends.
+func Start(t testing.TB, opts ...Option) *Env {
+	t.Helper()
+	dir := t.TempDir()
+	pkiDir := filepath.Join(dir, "pki")
+	if err := pki.Init(pki.Options{Dir: pkiDir, Participants: pki.DemoFederation()}); err != nil {
+		t.Fatalf("pki: %v", err)
+	}
+	cfg := config.Default()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.OpsListen = "127.0.0.1:0"
+	cfg.Registry = filepath.Join(pkiDir, "registry.yaml")
+	cfg.GatewayKeys = filepath.Join(pkiDir, "gateway")
+	cfg.Policies = filepath.Join(RepoRoot(), "policies")
+	cfg.Store = "bolt:" + filepath.Join(dir, "data", "xborder.db")
+	cfg.PolicyWatch = 0
+	cfg.DevPKI = ""
+	cfg.LogLevel = "debug"
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return StartWith(t, pkiDir, cfg)
+}
+
+// StartWith starts a gateway on an existing PKI folder and configuration.
+func StartWith(t testing.TB, pkiDir string, cfg config.Config) *Env {
+	t.Helper()
+	logs := &SyncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithCancel(context.Background())
+	g, err := gateway.New(ctx, cfg, log)
+	if err != nil {
+		cancel()
+		t.Fatalf("gateway: %v", err)
+	}
+	if err := g.Listen(); err != nil {
+		cancel()
+		g.Close()
+		t.Fatalf("listen: %v", err)
+	}
+	e := &Env{T: t, PKI: pkiDir, Config: cfg, Gateway: g, Logs: logs,
+		clients: map[string]*client.Client{}, cancel: cancel, done: make(chan error, 1)}
+	go func() { e.done <- g.Serve(ctx) }()
+	t.Cleanup(e.Stop)
+	return e
+}
+
+// Stop stops the gateway and waits for it.
+func (e *Env) Stop() {
+	if e.cancel == nil {
+		return
+	}
+	e.cancel()
+	select {
+	case <-e.done:
+	case <-time.After(15 * time.Second):
+		e.T.Errorf("gateway did not stop")
+	}
+	e.cancel = nil
+}
+
+// URL is the exchange API's base URL.
+func (e *Env) URL() string { return "https://" + e.Gateway.Addr() }
+
+// OpsURL is the operator listener's base URL.
+func (e *Env) OpsURL() string { return "http://" + e.Gateway.OpsAddr() }
+
+// Client is a client acting as participant id (cached).
+func (e *Env) Client(id string) *client.Client {
+	e.T.Helper()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c, ok := e.clients[id]; ok {
+		return c
+	}
+	me, err := client.LoadIdentity(e.PKI, id)
+	if err != nil {
+		e.T.Fatalf("identity %s: %v", id, err)
+	}
+	c := client.New(e.URL(), me)
+	e.clients[id] = c
+	return c
+}
+
+// Message builds a fresh message (new id, iat now, exp in 5 minutes).
+func Message(from, to, typ, purpose string, body map[string]any) map[string]any {
+	now := time.Now().Unix()
+	m := map[string]any{
+		"id": uuid.NewString(), "type": typ, "from": from, "to": to, "purpose": purpose,
+		"legal_basis": "agreement on file", "iat": now, "exp": now + 300,
+	}
+	for k, v := range body {
+		m[k] = v
+	}
+	return m
+}
+
+// ChildSubject is a subject under 18 with the given canary names.
+func ChildSubject(primary, secondary string) map[string]any {
+	return map[string]any{
+		"ref":                 "S-" + strings.ToUpper(uuid.NewString()[:8]),
+		"names":               map[string]any{"primary": primary, "secondary": secondary},
+		"birth_date":          time.Now().AddDate(-8, 0, 0).Format("2006-01-02"),
+		"birth_date_basis":    "document",
+		"sex":                 "F",
+		"nationality_claimed": "KAZ",
+		"location":            map[string]any{"country": "SYR", "facility_type": "camp"},
+	}
+}
