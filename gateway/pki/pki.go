@@ -1,0 +1,414 @@
+// Package pki generates the development PKI of PROTOCOL §8: a CA, the
+// gateway's TLS certificate and JOSE keys, and for each participant a TLS
+// client certificate, signing and encryption JWKs, and the registry.yaml that
+// lists them. The material is for development only and is never committed.
+package pki
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"net"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/xborder/xborder/gateway/envelope"
+	"github.com/xborder/xborder/gateway/trust"
+)
+
+// File and directory names inside the PKI folder.
+const (
+	RegistryFile = "registry.yaml"
+	CACert       = "ca.crt"
+	CAKey        = "ca.key"
+	GatewayDir   = "gateway"
+	TLSCert      = "tls.crt"
+	TLSKey       = "tls.key"
+	SignJWK      = "sign.jwk"
+	EncJWK       = "enc.jwk"
+	SignPubJWK   = "sign.pub.jwk"
+	EncPubJWK    = "enc.pub.jwk"
+)
+
+// GatewayCN is the Subject CN of the gateway's certificate.
+const GatewayCN = "xborder-gateway"
+
+// Validity of every generated certificate.
+const (
+	backdate = time.Hour
+	lifetime = 2 * 365 * 24 * time.Hour
+)
+
+// DefaultGatewayHosts are the names the gateway certificate is valid for
+// when Options.GatewayHosts is empty.
+func DefaultGatewayHosts() []string { return []string{"localhost", "127.0.0.1", "::1"} }
+
+// Options configure Init.
+type Options struct {
+	// Dir receives the material; it is created (mode 0700) if missing.
+	Dir string
+	// Participants to generate; empty means DemoFederation().
+	Participants []Spec
+	// Force regenerates everything even if Dir already holds a registry.
+	Force bool
+	// GatewayHosts are DNS names and IP addresses for the gateway
+	// certificate; empty means DefaultGatewayHosts().
+	GatewayHosts []string
+}
+
+// Ensure makes the demo federation's PKI in dir if dir holds no registry yet.
+func Ensure(dir string) error { return Init(Options{Dir: dir}) }
+
+// Init writes the development PKI into opts.Dir. If the folder already holds
+// a registry.yaml and Force is false, it does nothing and returns nil. The
+// registry is written last, so an interrupted run is redone by the next one.
+// Everything is generated and validated against the trust registry rules
+// before any file is written.
+func Init(opts Options) error {
+	if opts.Dir == "" {
+		return errors.New("pki: no directory given")
+	}
+	regPath := filepath.Join(opts.Dir, RegistryFile)
+	if !opts.Force {
+		_, err := os.Stat(regPath)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("pki: %w", err)
+		}
+	}
+	specs := opts.Participants
+	if len(specs) == 0 {
+		specs = DemoFederation()
+	}
+	hosts := opts.GatewayHosts
+	if len(hosts) == 0 {
+		hosts = DefaultGatewayHosts()
+	}
+	if err := checkSpecs(specs); err != nil {
+		return err
+	}
+
+	files, err := generate(specs, hosts, time.Now())
+	if err != nil {
+		return err
+	}
+
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
+	madeDirs := map[string]bool{opts.Dir: true}
+	for _, f := range files {
+		p := filepath.Join(opts.Dir, filepath.FromSlash(f.name))
+		if d := filepath.Dir(p); !madeDirs[d] {
+			// The sub-folders are the generator's own: 0700 even if they
+			// existed with another mode.
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return fmt.Errorf("pki: %w", err)
+			}
+			if err := os.Chmod(d, 0o700); err != nil {
+				return fmt.Errorf("pki: %w", err)
+			}
+			madeDirs[d] = true
+		}
+		if err := writeFile(p, f.data, f.mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkSpecs refuses ids that are not participant ids (they become folder
+// names) and repeated ids, before anything is generated.
+func checkSpecs(specs []Spec) error {
+	var errs []error
+	seen := make(map[string]bool)
+	for i, s := range specs {
+		switch {
+		case !trust.ValidID(s.ID):
+			errs = append(errs, fmt.Errorf("pki: participants[%d]: id %q does not match %s", i, s.ID, trust.IDPattern))
+		case seen[s.ID]:
+			errs = append(errs, fmt.Errorf("pki: participants[%d]: id %s listed twice", i, s.ID))
+		}
+		seen[s.ID] = true
+	}
+	return errors.Join(errs...)
+}
+
+type file struct {
+	name string // slash-separated, relative to Dir
+	data []byte
+	mode fs.FileMode
+}
+
+// generate makes every file in memory, the registry last, and checks the
+// registry with the trust package's rules.
+func generate(specs []Spec, hosts []string, now time.Time) ([]file, error) {
+	var files []file
+	add := func(name string, data []byte, mode fs.FileMode) {
+		files = append(files, file{name: name, data: data, mode: mode})
+	}
+
+	caKey, err := newKey()
+	if err != nil {
+		return nil, err
+	}
+	caTmpl, err := template(now, pkix.Name{
+		CommonName:   "xborder development CA",
+		Organization: []string{"xborder development PKI (not for production)"},
+	})
+	if err != nil {
+		return nil, err
+	}
+	caTmpl.IsCA = true
+	caTmpl.BasicConstraintsValid = true
+	caTmpl.MaxPathLenZero = true
+	caTmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, fmt.Errorf("pki: make CA: %w", err)
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, fmt.Errorf("pki: make CA: %w", err)
+	}
+	caKeyPEM, err := keyPEM(caKey)
+	if err != nil {
+		return nil, err
+	}
+	add(CACert, certPEM(caDER), 0o644)
+	add(CAKey, caKeyPEM, 0o600)
+
+	issue := func(tmpl *x509.Certificate) ([]byte, []byte, error) {
+		key, err := newKey()
+		if err != nil {
+			return nil, nil, err
+		}
+		tmpl.BasicConstraintsValid = true
+		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+		if err != nil {
+			return nil, nil, fmt.Errorf("pki: issue certificate: %w", err)
+		}
+		kp, err := keyPEM(key)
+		if err != nil {
+			return nil, nil, err
+		}
+		return certPEM(der), kp, nil
+	}
+	jwks := func(dir string) (sign, enc *envelope.PublicKey, err error) {
+		for _, use := range []string{envelope.UseSig, envelope.UseEnc} {
+			k, err := envelope.GenerateP256(use)
+			if err != nil {
+				return nil, nil, fmt.Errorf("pki: %w", err)
+			}
+			priv, err := jwkJSON(k)
+			if err != nil {
+				return nil, nil, err
+			}
+			pub, err := jwkJSON(k.Public())
+			if err != nil {
+				return nil, nil, err
+			}
+			name, pubName := SignJWK, SignPubJWK
+			if use == envelope.UseEnc {
+				name, pubName = EncJWK, EncPubJWK
+			}
+			add(path.Join(dir, name), priv, 0o600)
+			add(path.Join(dir, pubName), pub, 0o644)
+			if use == envelope.UseSig {
+				sign = k.Public()
+			} else {
+				enc = k.Public()
+			}
+		}
+		return sign, enc, nil
+	}
+
+	// The gateway.
+	gwTmpl, err := template(now, pkix.Name{CommonName: GatewayCN})
+	if err != nil {
+		return nil, err
+	}
+	gwTmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			gwTmpl.IPAddresses = append(gwTmpl.IPAddresses, ip)
+		} else {
+			gwTmpl.DNSNames = append(gwTmpl.DNSNames, h)
+		}
+	}
+	gwCert, gwKey, err := issue(gwTmpl)
+	if err != nil {
+		return nil, err
+	}
+	add(path.Join(GatewayDir, TLSCert), gwCert, 0o644)
+	add(path.Join(GatewayDir, TLSKey), gwKey, 0o600)
+	if _, _, err := jwks(GatewayDir); err != nil {
+		return nil, err
+	}
+
+	// The participants.
+	reg := trust.File{TrustAnchors: []string{CACert}}
+	var parts []*trust.Participant
+	for _, s := range specs {
+		subject := pkix.Name{CommonName: s.ID}
+		if s.Name != "" {
+			subject.Organization = []string{s.Name}
+		}
+		if s.Country != "" {
+			subject.Country = []string{s.Country}
+		}
+		tmpl, err := template(now, subject)
+		if err != nil {
+			return nil, err
+		}
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+		tmpl.URIs = []*url.URL{{Scheme: "urn", Opaque: "xborder:participant:" + s.ID}}
+		crt, key, err := issue(tmpl)
+		if err != nil {
+			return nil, err
+		}
+		add(path.Join(s.ID, TLSCert), crt, 0o644)
+		add(path.Join(s.ID, TLSKey), key, 0o600)
+		sign, enc, err := jwks(s.ID)
+		if err != nil {
+			return nil, err
+		}
+		delivery := trust.Delivery{Adapter: trust.AdapterInbox}
+		reg.Participants = append(reg.Participants, trust.FileParticipant{
+			ID:            s.ID,
+			Name:          s.Name,
+			Kind:          s.Kind,
+			Country:       s.Country,
+			Roles:         append([]string{}, s.Roles...),
+			SigningKeys:   []string{path.Join(s.ID, SignPubJWK)},
+			EncryptionKey: path.Join(s.ID, EncPubJWK),
+			Delivery:      delivery,
+		})
+		parts = append(parts, &trust.Participant{
+			ID: s.ID, Name: s.Name, Kind: s.Kind, Country: s.Country, Roles: s.Roles,
+			SigningKeys: []*envelope.PublicKey{sign}, EncryptionKey: enc, Delivery: delivery,
+		})
+	}
+	if _, err := trust.New([]*x509.Certificate{caCert}, parts); err != nil {
+		return nil, fmt.Errorf("pki: participants do not make a valid registry: %w", err)
+	}
+
+	var buf bytes.Buffer
+	buf.WriteString("# Development trust registry written by `xborder pki init`.\n" +
+		"# Development only: never commit it, never use it in production.\n")
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(reg); err != nil {
+		return nil, fmt.Errorf("pki: encode registry: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("pki: encode registry: %w", err)
+	}
+	add(RegistryFile, buf.Bytes(), 0o644)
+	return files, nil
+}
+
+func newKey() (*ecdsa.PrivateKey, error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("pki: generate key: %w", err)
+	}
+	return k, nil
+}
+
+// template starts a certificate: random positive 128-bit serial, valid from
+// an hour ago for two years.
+func template(now time.Time, subject pkix.Name) (*x509.Certificate, error) {
+	limit := new(big.Int).Lsh(big.NewInt(1), 128)
+	var serial *big.Int
+	for serial == nil || serial.Sign() == 0 {
+		s, err := rand.Int(rand.Reader, limit)
+		if err != nil {
+			return nil, fmt.Errorf("pki: serial: %w", err)
+		}
+		serial = s
+	}
+	return &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      subject,
+		NotBefore:    now.Add(-backdate),
+		NotAfter:     now.Add(lifetime),
+	}, nil
+}
+
+func certPEM(der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// keyPEM encodes a private key as PKCS#8 PEM.
+func keyPEM(k *ecdsa.PrivateKey) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return nil, fmt.Errorf("pki: encode key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+func jwkJSON(k json.Marshaler) ([]byte, error) {
+	raw, err := k.MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("pki: encode JWK: %w", err)
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, raw, "", "  "); err != nil {
+		return nil, fmt.Errorf("pki: encode JWK: %w", err)
+	}
+	out.WriteByte('\n')
+	return out.Bytes(), nil
+}
+
+// writeFile replaces path atomically with data and the given mode (also
+// when the file existed with another mode).
+func writeFile(p string, data []byte, mode fs.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
+	name := tmp.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			_ = tmp.Close()
+			_ = os.Remove(name)
+		}
+	}()
+	if err := tmp.Chmod(mode); err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
+	if err := os.Rename(name, p); err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
+	ok = true
+	return nil
+}
