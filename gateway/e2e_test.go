@@ -407,3 +407,27 @@ func TestStoreUnavailable(t *testing.T) {
 		t.Errorf("readyz = %d with a closed store", resp.StatusCode)
 	}
 }
+
+// A sender over its quota gets 429 with Retry-After; others are unaffected.
+func TestRateLimited(t *testing.T) {
+	env := gatewaytest.Start(t, func(c *config.Config) {
+		c.RateLimits = map[string]int{"UN-UNICEF": 2}
+		c.RateWindow = time.Hour
+	})
+	unicef := env.Client("UN-UNICEF")
+	for i := 0; i < 2; i++ {
+		if r, err := unicef.Send(ctx, verificationRequest("UN-UNICEF", "KZ-MJ", gatewaytest.ChildSubject("A", "B"))); err != nil || r.Status != http.StatusAccepted {
+			t.Fatalf("send %d: %v %d", i, err, r.Status)
+		}
+	}
+	r, err := unicef.Send(ctx, verificationRequest("UN-UNICEF", "KZ-MJ", gatewaytest.ChildSubject("A", "B")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := r.Problem(); r.Status != http.StatusTooManyRequests || p.Code != "rate_limited" || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("third send: %d %s (Retry-After %q)", r.Status, r.Body, r.Header.Get("Retry-After"))
+	}
+	if r, err := env.Client("KZ-MFA").Send(ctx, verificationRequest("KZ-MFA", "KZ-MJ", gatewaytest.ChildSubject("A", "B"))); err != nil || r.Status != http.StatusAccepted {
+		t.Fatalf("another sender was limited: %v %d %s", err, r.Status, r.Body)
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/xborder/xborder/gateway/exchange"
 	"github.com/xborder/xborder/gateway/pki"
 	"github.com/xborder/xborder/gateway/policy"
+	"github.com/xborder/xborder/gateway/ratelimit"
 	"github.com/xborder/xborder/gateway/store"
 	boltstore "github.com/xborder/xborder/gateway/store/bolt"
 	redisstore "github.com/xborder/xborder/gateway/store/redis"
@@ -151,11 +152,23 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 	if err != nil {
 		return nil, err
 	}
+	limiter := &ratelimit.Limiter{
+		Default:   ratelimit.Quota{Limit: cfg.RateLimit, Window: cfg.RateWindow},
+		PerSender: map[string]ratelimit.Quota{},
+		Counter:   &ratelimit.Memory{},
+	}
+	if c, ok := g.Store.(ratelimit.Counter); ok {
+		limiter.Counter = c // shared by every replica on this store
+	}
+	for id, n := range cfg.RateLimits {
+		limiter.PerSender[id] = ratelimit.Quota{Limit: n, Window: cfg.RateWindow}
+	}
 	box := &inbox.Inbox{Queue: g.Store, Visibility: cfg.InboxVisibility}
 	handler, err := api.New(api.Options{
 		Exchange: g.Exchange, Registry: g.Registry, Inbox: box, Policy: g.Policy,
 		JWKS: func() []byte { return g.Keys.JWKS }, BodyLimit: cfg.BodyLimit,
 		Logger: log.With("component", "api"), Metrics: g.Metrics,
+		Limiter: limiter.Wait,
 	})
 	if err != nil {
 		return nil, err

@@ -48,6 +48,12 @@ type Config struct {
 	// LogLevel: debug, info, warn, error.
 	LogLevel string `yaml:"log_level"`
 
+	// RateLimit is how many messages one sender may post per RateWindow
+	// (0: unlimited); RateLimits overrides it per participant id.
+	RateLimit  int            `yaml:"rate_limit"`
+	RateWindow time.Duration  `yaml:"rate_window"`
+	RateLimits map[string]int `yaml:"rate_limits"`
+
 	// DevPKI, when set, is the folder in which `serve` makes the demo
 	// federation's PKI if it is missing (the development setup).
 	DevPKI string `yaml:"dev_pki"`
@@ -68,6 +74,7 @@ func Default() Config {
 		PolicyTimeout:   500 * time.Millisecond,
 		PolicyWatch:     2 * time.Second,
 		LogLevel:        "info",
+		RateWindow:      time.Minute,
 		DevPKI:          "certs/dev",
 	}
 }
@@ -130,6 +137,13 @@ func (c *Config) fromEnv(lookup func(string) (string, bool)) error {
 				continue
 			}
 			f.SetInt(int64(d))
+		case int:
+			n, err := strconv.Atoi(val)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("config: XBORDER_%s: %w", strings.ToUpper(key), err))
+				continue
+			}
+			f.SetInt(int64(n))
 		case int64:
 			n, err := strconv.ParseInt(val, 10, 64)
 			if err != nil {
@@ -205,6 +219,14 @@ func (c Config) Validate() error {
 	}
 	if c.PolicyWatch < 0 {
 		add("policy_watch: must not be negative")
+	}
+	if c.RateLimit < 0 || c.RateWindow < time.Second {
+		add("rate_limit must not be negative and rate_window at least 1s")
+	}
+	for id, n := range c.RateLimits {
+		if n < 0 {
+			add("rate_limits: %s: must not be negative", id)
+		}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -223,7 +223,7 @@ func (x *Exchange) Submit(ctx context.Context, identity string, body []byte) (*A
 		x.o.Logger.Error("policy evaluation failed; denying", "error_id", errID, "decision_id", decisionID, "error", err)
 		dec = policy.Deny("the policy could not decide (error " + errID + ")")
 	}
-	x.logDecision(decisionID, version, msg, dec)
+	x.logDecision(decisionID, version, in, dec)
 	if x.o.OnDecision != nil {
 		x.o.OnDecision(dec.Allow, dec.Rules())
 	}
@@ -369,14 +369,22 @@ func party(p *trust.Participant) policy.Party {
 	return policy.Party{ID: p.ID, Kind: p.Kind, Country: p.Country, Roles: roles, Suspended: p.Suspended}
 }
 
-// logDecision writes the decision record: identifiers and rule ids only.
-func (x *Exchange) logDecision(id, version string, msg *envelope.Message, d policy.Decision) {
+// logDecision writes the decision record (one per decision, allow or deny):
+// identifiers, rule ids, redacted paths and the input with personal data
+// masked, so that a compliance officer can see why without seeing whom.
+func (x *Exchange) logDecision(id, version string, in policy.Input, d policy.Decision) {
+	msg := in.Message
+	input := map[string]any{
+		"now": in.Now, "message": MaskMessage(msg), "sender": in.Sender, "recipient": in.Recipient,
+		"request": in.Request, "consent_withdrawn": in.ConsentWithdrawn,
+	}
 	x.o.Logger.Info("decision",
 		"decision_id", id, "policy_version", version,
-		"message_id", msg.ID, "from", msg.From, "to", msg.To,
-		"purpose", msg.Purpose, "type", msg.Type,
+		"message_id", msg["id"], "from", msg["from"], "to", msg["to"],
+		"purpose", msg["purpose"], "type", msg["type"],
 		"allow", d.Allow, "rules", d.Rules(), "redacted", d.Redact,
-		"retention_days", d.Obligations.RetentionDays, "review", d.Obligations.Review)
+		"retention_days", d.Obligations.RetentionDays, "review", d.Obligations.Review,
+		"input", input)
 }
 
 func stringField(m map[string]any, k string) string {
