@@ -431,3 +431,44 @@ func TestRateLimited(t *testing.T) {
 		t.Fatalf("another sender was limited: %v %d %s", err, r.Status, r.Body)
 	}
 }
+
+// A retry that comes after the message's time window still gets the
+// original answer: the replay store is asked before the clock.
+func TestLateRetryGetsOriginalAnswer(t *testing.T) {
+	env := gatewaytest.Start(t)
+	unicef := env.Client("UN-UNICEF")
+	msg := verificationRequest("UN-UNICEF", "KZ-MJ", gatewaytest.ChildSubject("A", "B"))
+	msg["iat"] = time.Now().Unix() - 298
+	b, _ := json.Marshal(msg)
+	jws, err := envelope.Sign(b, unicef.Me.Signing, envelope.TypMessage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, gwEnc, _ := unicef.GatewayKeys(ctx)
+	post := func() *client.Response {
+		jwe, err := envelope.Encrypt(jws, gwEnc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := unicef.Post(ctx, jwe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	first := post()
+	if first.Status != http.StatusAccepted {
+		t.Fatalf("first: %d %s", first.Status, first.Body)
+	}
+	time.Sleep(3 * time.Second) // iat is now more than 300 s old
+	if r := post(); r.Status != http.StatusOK || !bytes.Equal(r.Body, first.Body) {
+		t.Fatalf("late retry: %d %s", r.Status, r.Body)
+	}
+	// A new message as old as that is refused.
+	stale := verificationRequest("UN-UNICEF", "KZ-MJ", gatewaytest.ChildSubject("A", "B"))
+	stale["iat"] = time.Now().Unix() - 301
+	r, _ := unicef.Send(ctx, stale)
+	if p := r.Problem(); r.Status != http.StatusUnprocessableEntity || p.Detail != "expired" {
+		t.Errorf("stale message: %d %s", r.Status, r.Body)
+	}
+}

@@ -167,7 +167,9 @@ func (x *Exchange) Submit(ctx context.Context, identity string, body []byte) (*A
 	if reg == nil {
 		return nil, &Error{Code: CodeUnavailable, Detail: "trust registry not loaded"}
 	}
-	opener := envelope.Opener{Profile: x.o.Profile, DecryptionKeys: x.o.DecryptionKeys, Keys: reg}
+	profile := x.o.Profile
+	profile.DeferTimeCheck = true // checked below, after the replay lookup
+	opener := envelope.Opener{Profile: profile, DecryptionKeys: x.o.DecryptionKeys, Keys: reg}
 	op, err := opener.Open(body, now)
 	if err != nil {
 		return nil, err
@@ -200,6 +202,9 @@ func (x *Exchange) Submit(ctx context.Context, identity string, body []byte) (*A
 		}
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, unavailable(err)
+	}
+	if err := msg.CheckTime(now, x.o.Profile); err != nil {
+		return nil, err
 	}
 
 	// Decide.
