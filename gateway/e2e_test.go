@@ -472,3 +472,5 @@ func TestLateRetryGetsOriginalAnswer(t *testing.T) {
 		t.Errorf("stale message: %d %s", r.Status, r.Body)
 	}
 }
+
+func base64URL(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }

@@ -5,9 +5,12 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -54,6 +57,9 @@ func LoadKeys(dir string) (*Keys, error) {
 		return nil, fmt.Errorf("gateway: keys: %w", err)
 	}
 	k := &Keys{TLS: cert, Signing: sign, Encryption: []*envelope.PrivateKey{enc}}
+	// Earlier encryption keys still opened during a rotation overlap
+	// (enc.<kid>.jwk) and earlier signing keys whose public halves keep old
+	// receipts verifiable (sign.<kid>.pub.jwk): see pki.RotateGateway.
 	old, _ := filepath.Glob(filepath.Join(dir, "enc.*.jwk"))
 	for _, p := range old {
 		if filepath.Base(p) == "enc.pub.jwk" {
@@ -68,6 +74,17 @@ func LoadKeys(dir string) (*Keys, error) {
 	pubs := []*envelope.PublicKey{sign.Public()}
 	for _, e := range k.Encryption {
 		pubs = append(pubs, e.Public())
+	}
+	oldSign, _ := filepath.Glob(filepath.Join(dir, "sign.*.pub.jwk"))
+	for _, p := range oldSign {
+		if filepath.Base(p) == "sign.pub.jwk" {
+			continue
+		}
+		pk, err := envelope.LoadPublicJWK(p)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: keys: %w", err)
+		}
+		pubs = append(pubs, pk)
 	}
 	k.JWKS, err = envelope.MarshalJWKS(pubs...)
 	if err != nil {
@@ -239,6 +256,7 @@ func (g *Gateway) Serve(ctx context.Context) error {
 	g.stopWatch = stop
 	if g.cfg.PolicyWatch > 0 {
 		go g.Policy.Watch(wctx, g.cfg.Policies, g.cfg.PolicyWatch)
+		go g.watchRegistry(wctx, g.cfg.PolicyWatch)
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- g.api.Serve(tls.NewListener(g.apiLn, g.api.TLSConfig)) }()
@@ -255,6 +273,55 @@ func (g *Gateway) Serve(ctx context.Context) error {
 		err = nil
 	}
 	return err
+}
+
+// watchRegistry reloads the trust registry when its file changes (a
+// participant's key rotation, a suspension); a bad file is refused and the
+// registry in force keeps serving.
+func (g *Gateway) watchRegistry(ctx context.Context, every time.Duration) {
+	last := fileDigest(g.cfg.Registry)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d := fileDigest(g.cfg.Registry)
+		if d == last {
+			continue
+		}
+		last = d
+		if err := g.Registry.Reload(g.cfg.Registry); err != nil {
+			g.log.Error("registry change refused; the previous registry keeps serving", "error", err)
+			continue
+		}
+		g.log.Info("registry reloaded", "participants", len(g.Registry.Load().Participants()))
+	}
+}
+
+// fileDigest hashes a file and the files it names alongside it (keys and
+// certificates live beside the registry), so that a replaced key is seen.
+func fileDigest(path string) string {
+	h := sha256.New()
+	_ = filepath.WalkDir(filepath.Dir(path), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		ext := filepath.Ext(p)
+		if ext != ".yaml" && ext != ".jwk" && ext != ".crt" && ext != ".pem" {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil
+		}
+		h.Write([]byte(p))
+		h.Write(b)
+		return nil
+	})
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func storeKind(c config.Config) string { k, _ := c.StoreKind(); return k }

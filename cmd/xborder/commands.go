@@ -60,7 +60,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 
 	pkiCmd := &cobra.Command{Use: "pki", Short: "Development PKI"}
-	pkiCmd.AddCommand(newPKIInit(stdout))
+	pkiCmd.AddCommand(newPKIInit(stdout), newPKIRotate(stdout), newPKIRetire(stdout))
 
 	policyCmd := &cobra.Command{Use: "policy", Short: "Evaluate and test the policy offline"}
 	policyCmd.AddCommand(newPolicyEval(stdout), newPolicyTest(stdout))
@@ -125,6 +125,45 @@ func newPKIInit(stdout io.Writer) *cobra.Command {
 	c.Flags().StringVar(&dir, "dir", "certs/dev", "output folder")
 	c.Flags().StringVar(&participants, "participants", "", "comma-separated participant ids (default: the demo federation)")
 	c.Flags().BoolVar(&force, "force", false, "overwrite existing material")
+	return c
+}
+
+func newPKIRotate(stdout io.Writer) *cobra.Command {
+	var dir string
+	c := &cobra.Command{
+		Use:   "rotate --dir GATEWAY_KEYS",
+		Short: "Make new gateway signing and encryption keys, keeping the old ones for the overlap",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sign, enc, err := pki.RotateGateway(dir)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "rotated: previous signing key %s stays published; previous encryption key %s is still opened until `xborder pki retire --kid %s`; restart the gateway to use the new keys\n", sign, enc, enc)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&dir, "dir", "certs/dev/gateway", "the gateway's key folder")
+	return c
+}
+
+func newPKIRetire(stdout io.Writer) *cobra.Command {
+	var dir, kid string
+	c := &cobra.Command{
+		Use:   "retire --dir GATEWAY_KEYS --kid KID",
+		Short: "End the overlap of an earlier gateway encryption key",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := pki.RetireEncryption(dir, kid); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "encryption key %s retired; restart the gateway\n", kid)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&dir, "dir", "certs/dev/gateway", "the gateway's key folder")
+	c.Flags().StringVar(&kid, "kid", "", "kid of the earlier encryption key")
+	_ = c.MarkFlagRequired("kid")
 	return c
 }
 

@@ -1,0 +1,277 @@
+package policy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/util"
+)
+
+// Entrypoint is the one query the gateway asks (DOMAIN.md §7).
+const Entrypoint = "data.xborder.decision"
+
+// DefaultTimeout bounds one evaluation when Options.Timeout is zero.
+const DefaultTimeout = 200 * time.Millisecond
+
+// DataFile is the name of the policy data files; a data.json in directory
+// a/b is mounted at data.a.b, as OPA's loader does.
+const DataFile = "data.json"
+
+// Options configure compilation and evaluation.
+type Options struct {
+	Timeout time.Duration // per decision; DefaultTimeout when zero
+	Logger  *slog.Logger  // slog.Default() when nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// Bundle is one compiled, prepared set of policies and data. It is immutable
+// and safe for concurrent use.
+type Bundle struct {
+	// Version is "sha256:<hex>" over the sorted (path, content) pairs of the
+	// .rego and data files.
+	Version string
+	// Modules lists the .rego files, test files included, sorted.
+	Modules  []string
+	LoadedAt time.Time
+
+	fsys    fs.FS
+	sources map[string]string // .rego path -> source
+	data    map[string]any
+	query   rego.PreparedEvalQuery
+	opts    Options
+}
+
+// Capabilities are this OPA version's, minus the built-ins that reach the
+// network, the environment, the clock or randomness: a decision depends on
+// its input and the policy data only, and can be reproduced.
+func Capabilities() *ast.Capabilities {
+	caps := ast.CapabilitiesForThisVersion()
+	kept := caps.Builtins[:0:0]
+	for _, b := range caps.Builtins {
+		if forbiddenBuiltin(b.Name) {
+			continue
+		}
+		kept = append(kept, b)
+	}
+	caps.Builtins = kept
+	caps.AllowNet = []string{}
+	return caps
+}
+
+func forbiddenBuiltin(name string) bool {
+	switch name {
+	case "http.send", "opa.runtime", "time.now_ns", "uuid.rfc4122", "trace",
+		"providers.aws.sign_req":
+		return true
+	}
+	return strings.HasPrefix(name, "net.") || strings.HasPrefix(name, "rand.")
+}
+
+// Compile loads every *.rego file (tests included) and every data.json of
+// fsys, compiles them with the restricted capabilities, and prepares the
+// serving query once. Test modules (*_test.rego) are compiled but left out
+// of the serving query.
+func Compile(ctx context.Context, fsys fs.FS, opts Options) (*Bundle, error) {
+	opts = opts.withDefaults()
+	files, err := readPolicyFiles(fsys)
+	if err != nil {
+		return nil, err
+	}
+	b := &Bundle{
+		Version:  digest(files),
+		LoadedAt: time.Now().UTC(),
+		fsys:     fsys,
+		sources:  map[string]string{},
+		data:     map[string]any{},
+		opts:     opts,
+	}
+	for _, f := range files {
+		switch {
+		case strings.HasSuffix(f.path, ".rego"):
+			b.sources[f.path] = string(f.content)
+			b.Modules = append(b.Modules, f.path)
+		default:
+			if err := mountData(b.data, f.path, f.content); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(b.Modules) == 0 {
+		return nil, errors.New("policy: compile: no .rego files")
+	}
+
+	// Everything, tests included, must compile under the capabilities.
+	all, err := b.parse(true)
+	if err != nil {
+		return nil, err
+	}
+	c := ast.NewCompiler().WithCapabilities(Capabilities()).WithDefaultRegoVersion(ast.RegoV1)
+	if c.Compile(all); c.Failed() {
+		return nil, fmt.Errorf("policy: compile: %w", c.Errors)
+	}
+
+	serving, err := b.parse(false)
+	if err != nil {
+		return nil, err
+	}
+	ropts := []func(*rego.Rego){
+		rego.Query(Entrypoint),
+		rego.Store(b.store()),
+		rego.Capabilities(Capabilities()),
+		rego.StrictBuiltinErrors(true),
+		rego.SetRegoVersion(ast.RegoV1),
+	}
+	for _, name := range sortedKeys(serving) {
+		ropts = append(ropts, rego.ParsedModule(serving[name]))
+	}
+	pq, err := rego.New(ropts...).PrepareForEval(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("policy: prepare: %w", err)
+	}
+	b.query = pq
+	return b, nil
+}
+
+// parse parses the modules afresh (compilers may annotate what they get).
+func (b *Bundle) parse(withTests bool) (map[string]*ast.Module, error) {
+	out := map[string]*ast.Module{}
+	popts := ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true}
+	for p, src := range b.sources {
+		if !withTests && isTestFile(p) {
+			continue
+		}
+		m, err := ast.ParseModuleWithOpts(p, src, popts)
+		if err != nil {
+			return nil, fmt.Errorf("policy: parse: %w", err)
+		}
+		out[p] = m
+	}
+	return out, nil
+}
+
+func (b *Bundle) store() storage.Store {
+	return inmem.NewFromObjectWithOpts(b.data, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
+}
+
+func isTestFile(p string) bool { return strings.HasSuffix(p, "_test.rego") }
+
+type policyFile struct {
+	path    string
+	content []byte
+}
+
+// readPolicyFiles returns the .rego and data.json files of fsys, sorted by
+// path. Hidden directories are skipped.
+func readPolicyFiles(fsys fs.FS) ([]policyFile, error) {
+	var files []policyFile
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if p != "." && strings.HasPrefix(d.Name(), ".") {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(p, ".rego") && d.Name() != DataFile {
+			return nil
+		}
+		content, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return err
+		}
+		files = append(files, policyFile{path: p, content: content})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("policy: read: %w", err)
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].path < files[j].path })
+	return files, nil
+}
+
+// Digest returns the version a bundle compiled from fsys would carry,
+// without compiling it.
+func Digest(fsys fs.FS) (string, error) {
+	files, err := readPolicyFiles(fsys)
+	if err != nil {
+		return "", err
+	}
+	return digest(files), nil
+}
+
+func digest(files []policyFile) string {
+	h := sha256.New()
+	for _, f := range files {
+		// Length-prefixed, so that no two file sets hash alike.
+		fmt.Fprintf(h, "%d:%s\n%d:", len(f.path), f.path, len(f.content))
+		h.Write(f.content)
+		h.Write([]byte{'\n'})
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}
+
+// mountData merges the JSON object of a data file at the path of its
+// directory.
+func mountData(root map[string]any, file string, content []byte) error {
+	var obj map[string]any
+	if err := util.UnmarshalJSON(content, &obj); err != nil {
+		return fmt.Errorf("policy: data %s: %w", file, err)
+	}
+	if obj == nil {
+		return fmt.Errorf("policy: data %s: not a JSON object", file)
+	}
+	node := root
+	if dir := path.Dir(file); dir != "." {
+		for _, seg := range strings.Split(dir, "/") {
+			next, ok := node[seg].(map[string]any)
+			if !ok {
+				if _, exists := node[seg]; exists {
+					return fmt.Errorf("policy: data %s: conflicts with data at %q", file, seg)
+				}
+				next = map[string]any{}
+				node[seg] = next
+			}
+			node = next
+		}
+	}
+	for k, v := range obj {
+		if _, exists := node[k]; exists {
+			return fmt.Errorf("policy: data %s: key %q defined twice", file, k)
+		}
+		node[k] = v
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,179 @@
+package policy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+)
+
+// ErrUndefined is returned (wrapped) when the entrypoint yields no decision.
+var ErrUndefined = errors.New("policy: decision undefined")
+
+// Decide evaluates the entrypoint for in. Whenever the policy cannot answer
+// (undefined decision, evaluation error, timeout, malformed result) it
+// returns a denial and a non-nil error (R1): the caller may not proceed on
+// the error, and the denial is what it should record.
+func (b *Bundle) Decide(ctx context.Context, in Input) (Decision, error) {
+	if b == nil {
+		return Deny("no policy is loaded"), errors.New("policy: no bundle")
+	}
+	value, err := inputValue(in)
+	if err != nil {
+		return Deny("the decision input could not be read"), err
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.opts.Timeout)
+	defer cancel()
+	if err := ctx.Err(); err != nil {
+		// OPA notices a cancellation asynchronously; a done context must
+		// never let a fast evaluation through.
+		return Deny("the policy evaluation was cancelled"), fmt.Errorf("policy: evaluate: %w", err)
+	}
+	rs, err := b.query.Eval(ctx, rego.EvalParsedInput(value))
+	if err != nil {
+		if ctx.Err() != nil {
+			return Deny("the policy evaluation timed out"), fmt.Errorf("policy: evaluate: %w", ctx.Err())
+		}
+		return Deny("the policy evaluation failed"), fmt.Errorf("policy: evaluate: %w", err)
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return Deny("the policy gave no decision"), ErrUndefined
+	}
+	if len(rs) > 1 {
+		return Deny("the policy gave more than one decision"), errors.New("policy: more than one decision")
+	}
+	d, err := parseDecision(rs[0].Expressions[0].Value)
+	if err != nil {
+		return Deny("the policy gave a malformed decision"), err
+	}
+	return d, nil
+}
+
+// inputValue converts the input to an AST value without a JSON round trip
+// of the registry facts; the message is already generic JSON.
+func inputValue(in Input) (ast.Value, error) {
+	obj := map[string]any{
+		"now":               in.Now,
+		"message":           in.Message,
+		"sender":            partyMap(in.Sender),
+		"recipient":         partyMap(in.Recipient),
+		"consent_withdrawn": in.ConsentWithdrawn,
+	}
+	if in.Request != nil {
+		obj["request"] = map[string]any{
+			"id":                   in.Request.ID,
+			"type":                 in.Request.Type,
+			"from":                 in.Request.From,
+			"to":                   in.Request.To,
+			"purpose":              in.Request.Purpose,
+			"requested_assertions": stringsAny(in.Request.RequestedAssertions),
+		}
+	}
+	v, err := ast.InterfaceToValue(obj)
+	if err != nil {
+		return nil, fmt.Errorf("policy: input: %w", err)
+	}
+	return v, nil
+}
+
+func partyMap(p Party) map[string]any {
+	m := map[string]any{
+		"id":        p.ID,
+		"kind":      p.Kind,
+		"roles":     stringsAny(p.Roles),
+		"suspended": p.Suspended,
+	}
+	if p.Country != "" {
+		m["country"] = p.Country
+	}
+	return m
+}
+
+func stringsAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+// parseDecision checks the shape of the entrypoint's value strictly: every
+// field of DOMAIN.md §7 present and of its type.
+func parseDecision(v any) (Decision, error) {
+	bad := func(what string) (Decision, error) {
+		return Decision{}, fmt.Errorf("policy: malformed decision: %s", what)
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return bad("not an object")
+	}
+	var d Decision
+	if d.Allow, ok = obj["allow"].(bool); !ok {
+		return bad("allow is not a boolean")
+	}
+	reasons, ok := obj["reasons"].([]any)
+	if !ok {
+		return bad("reasons is not an array")
+	}
+	d.Reasons = make([]Reason, 0, len(reasons))
+	for _, r := range reasons {
+		ro, ok := r.(map[string]any)
+		if !ok {
+			return bad("a reason is not an object")
+		}
+		rule, ok1 := ro["rule"].(string)
+		msg, ok2 := ro["message"].(string)
+		if !ok1 || !ok2 || rule == "" {
+			return bad("a reason lacks rule or message")
+		}
+		d.Reasons = append(d.Reasons, Reason{Rule: rule, Message: msg})
+	}
+	redact, ok := obj["redact"].([]any)
+	if !ok {
+		return bad("redact is not an array")
+	}
+	d.Redact = make([]string, 0, len(redact))
+	for _, p := range redact {
+		s, ok := p.(string)
+		if !ok || s == "" {
+			return bad("a redact path is not a string")
+		}
+		d.Redact = append(d.Redact, s)
+	}
+	ob, ok := obj["obligations"].(map[string]any)
+	if !ok {
+		return bad("obligations is not an object")
+	}
+	days, err := wholeNumber(ob["retention_days"])
+	if err != nil {
+		return bad("obligations.retention_days is not a whole number")
+	}
+	d.Obligations.RetentionDays = days
+	if d.Obligations.Review, ok = ob["review"].(bool); !ok {
+		return bad("obligations.review is not a boolean")
+	}
+	if !d.Allow && len(d.Reasons) == 0 {
+		return bad("a denial without reasons")
+	}
+	return d, nil
+}
+
+func wholeNumber(v any) (int, error) {
+	switch n := v.(type) {
+	case json.Number:
+		i, err := n.Int64()
+		if err != nil || i < 0 {
+			return 0, errors.New("not a whole number")
+		}
+		return int(i), nil
+	case float64:
+		if n < 0 || n != float64(int(n)) {
+			return 0, errors.New("not a whole number")
+		}
+		return int(n), nil
+	}
+	return 0, errors.New("not a number")
+}

@@ -1,0 +1,147 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Engine serves decisions from the last good bundle. A new bundle is
+// compiled and tested aside and swapped in atomically only when all its
+// tests and scenarios pass; a bad one is refused and the old one keeps
+// serving.
+type Engine struct {
+	opts    Options
+	log     *slog.Logger
+	current atomic.Pointer[Bundle]
+
+	reload    sync.Mutex // one reload at a time
+	mu        sync.Mutex // guards lastErr, lastErrAt
+	lastErr   string
+	lastErrAt time.Time
+}
+
+// Status describes the bundle in service and the last refused reload.
+type Status struct {
+	Version     string    `json:"version"`
+	Modules     []string  `json:"modules"`
+	LoadedAt    time.Time `json:"loaded_at"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+}
+
+// NewEngine compiles and tests the policies of fsys and refuses to start
+// unless every Rego test and scenario passes.
+func NewEngine(ctx context.Context, fsys fs.FS, opts Options) (*Engine, error) {
+	opts = opts.withDefaults()
+	e := &Engine{opts: opts, log: opts.Logger.With("component", "policy")}
+	b, err := e.build(ctx, fsys)
+	if err != nil {
+		return nil, err
+	}
+	e.current.Store(b)
+	e.log.Info("policy loaded", "version", b.Version, "modules", len(b.Modules))
+	return e, nil
+}
+
+// build compiles fsys and runs its tests; it returns a bundle only when
+// everything passes.
+func (e *Engine) build(ctx context.Context, fsys fs.FS) (*Bundle, error) {
+	b, err := Compile(ctx, fsys, e.opts)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := b.Test(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := rep.Err(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Decide answers with the bundle in service (see Bundle.Decide).
+func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
+	return e.current.Load().Decide(ctx, in)
+}
+
+// Current is the bundle in service.
+func (e *Engine) Current() *Bundle { return e.current.Load() }
+
+// Reload compiles and tests fsys aside and swaps it in only if all passes.
+// Otherwise the bundle in service stays, and the error is remembered
+// (Status) and returned.
+func (e *Engine) Reload(ctx context.Context, fsys fs.FS) error {
+	e.reload.Lock()
+	defer e.reload.Unlock()
+	b, err := e.build(ctx, fsys)
+	if err != nil {
+		e.mu.Lock()
+		e.lastErr, e.lastErrAt = err.Error(), time.Now().UTC()
+		e.mu.Unlock()
+		e.log.Warn("policy reload refused", "version", e.Current().Version, "error", err)
+		return err
+	}
+	old := e.current.Swap(b)
+	e.mu.Lock()
+	e.lastErr, e.lastErrAt = "", time.Time{}
+	e.mu.Unlock()
+	e.log.Info("policy reloaded", "version", b.Version, "previous", old.Version, "modules", len(b.Modules))
+	return nil
+}
+
+// Status reports the bundle in service and the last refused reload, if the
+// last reload was refused.
+func (e *Engine) Status() Status {
+	b := e.current.Load()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return Status{
+		Version:     b.Version,
+		Modules:     slices.Clone(b.Modules),
+		LoadedAt:    b.LoadedAt,
+		LastError:   e.lastErr,
+		LastErrorAt: e.lastErrAt,
+	}
+}
+
+// Watch polls the digest of dir's .rego and data files every interval and
+// reloads from it when the digest changes, until ctx ends. A refused
+// version is not retried until the files change again.
+func (e *Engine) Watch(ctx context.Context, dir string, interval time.Duration) {
+	if interval <= 0 {
+		interval = 2 * time.Second
+	}
+	fsys := os.DirFS(dir)
+	seen := e.Current().Version
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		v, err := Digest(fsys)
+		if err != nil {
+			if !errors.Is(err, context.Canceled) {
+				e.log.Warn("policy watch: cannot read the policy directory", "error", err)
+			}
+			continue
+		}
+		if v == seen {
+			continue
+		}
+		seen = v
+		if err := e.Reload(ctx, fsys); err == nil {
+			e.log.Info("policy watch: new version in service", "version", v)
+		}
+	}
+}

@@ -1,0 +1,580 @@
+// Package bolt is the embedded store: one bbolt file on one machine, the
+// gateway's default.
+//
+// Every write is one bbolt read-write transaction, fsynced before it returns
+// (bbolt's default, kept), so a message Accept has returned survives a crash
+// of the process or of the machine. bbolt allows one writer at a time, which
+// makes Accept, Lease and Ack atomic and safe under concurrent callers.
+//
+// Layout (keys use NUL as separator; identifiers containing NUL are refused):
+//
+//	messages     from\x00id -> JSON message record (+ count of open deliveries)
+//	recipients   to\x00id   -> from\x00id (first accepted message wins)
+//	queues/<recipient>/
+//	  index      visible_at(12) seq(8) -> delivery id   (lease order)
+//	  deliveries delivery id -> binary record (see encode.go)
+//	  depth      number of deliveries (a key, uint64)
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/xborder/xborder/gateway/store"
+)
+
+// Options tune Open. The zero value is usable.
+type Options struct {
+	// Timeout bounds the wait for the file lock held by another process
+	// (default 1 s; bbolt's own default would wait forever).
+	Timeout time.Duration
+}
+
+// Store is a store.Store on a bbolt file.
+type Store struct {
+	db *bbolt.DB
+}
+
+var _ store.Store = (*Store)(nil)
+
+var (
+	bucketMessages   = []byte("messages")
+	bucketRecipients = []byte("recipients")
+	bucketQueues     = []byte("queues")
+	bucketIndex      = []byte("index")
+	bucketDeliveries = []byte("deliveries")
+	keyDepth         = []byte("depth")
+)
+
+// Open opens (or creates) the store at path. The parent directory is created
+// with mode 0700 and the file with mode 0600.
+func Open(path string, opts Options) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("bolt: open: empty path")
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = time.Second
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("bolt: open: %w: %w", store.ErrUnavailable, err)
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.Timeout})
+	if err != nil {
+		return nil, fmt.Errorf("bolt: open: %w: %w", store.ErrUnavailable, err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{bucketMessages, bucketRecipients, bucketQueues} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("bolt: open: %w: %w", store.ErrUnavailable, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the file. Later calls fail with store.ErrUnavailable.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("bolt: close: %w", err)
+	}
+	return nil
+}
+
+// Ping checks that a write transaction can be started now (the file is open
+// and writable) and rolls it back: no I/O.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return unavailable("ping", err)
+	}
+	if s.db.IsReadOnly() {
+		return unavailable("ping", errors.New("read-only"))
+	}
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		return unavailable("ping", err)
+	}
+	if err := tx.Rollback(); err != nil {
+		return unavailable("ping", err)
+	}
+	return nil
+}
+
+// messageRecord is what the messages bucket holds.
+type messageRecord struct {
+	store.Message
+	// Open counts the message's deliveries not yet acknowledged.
+	Open int `json:"open,omitempty"`
+}
+
+// errRollback ends a transaction that found what it needed without writing.
+var errRollback = errors.New("bolt: rollback")
+
+// Accept implements store.Messages.
+func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Delivery) (*store.Message, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, unavailable("accept", err)
+	}
+	if m == nil {
+		return nil, errors.New("bolt: accept: nil message")
+	}
+	if err := validKeys(m.From, m.ID, m.To); err != nil {
+		return nil, fmt.Errorf("bolt: accept: %w", err)
+	}
+	rec := messageRecord{Message: *m, Open: len(ds)}
+	rec.Status = store.StatusAccepted
+	rec.Attempts = 0
+	if rec.UpdatedAt.IsZero() {
+		rec.UpdatedAt = rec.CreatedAt
+	}
+	queued := make([]store.Delivery, len(ds))
+	seen := make(map[string]bool, len(ds))
+	for i, d := range ds {
+		if d.Recipient == "" {
+			d.Recipient = m.To
+		}
+		d.MessageFrom, d.MessageID, d.Attempts = m.From, m.ID, 0
+		if d.CreatedAt.IsZero() {
+			d.CreatedAt = m.CreatedAt
+		}
+		if d.VisibleAt.IsZero() {
+			d.VisibleAt = d.CreatedAt
+		}
+		if err := validKeys(d.ID, d.Recipient); err != nil {
+			return nil, fmt.Errorf("bolt: accept: delivery: %w", err)
+		}
+		if seen[d.Recipient+"\x00"+d.ID] {
+			return nil, errors.New("bolt: accept: delivery id repeated")
+		}
+		seen[d.Recipient+"\x00"+d.ID] = true
+		queued[i] = d
+	}
+	value, err := json.Marshal(&rec)
+	if err != nil {
+		return nil, fmt.Errorf("bolt: accept: %w", err)
+	}
+	key := pairKey(m.From, m.ID)
+
+	var existing *store.Message
+	err = s.db.Update(func(tx *bbolt.Tx) error {
+		existing = nil
+		msgs := tx.Bucket(bucketMessages)
+		if v := msgs.Get(key); v != nil {
+			var old messageRecord
+			if err := json.Unmarshal(v, &old); err != nil {
+				return fmt.Errorf("decode message: %w", err)
+			}
+			if old.Status != store.StatusDenied {
+				existing = &old.Message
+				return errRollback
+			}
+		}
+		if err := msgs.Put(key, value); err != nil {
+			return err
+		}
+		if err := s.index(tx, m.To, m.ID, key, false); err != nil {
+			return err
+		}
+		queues := tx.Bucket(bucketQueues)
+		for _, d := range queued {
+			if err := enqueue(queues, d); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	switch {
+	case existing != nil:
+		return existing, store.ErrDuplicate
+	case errors.Is(err, errDeliveryExists):
+		return nil, fmt.Errorf("bolt: accept: %w", err)
+	case err != nil:
+		return nil, unavailable("accept", err)
+	}
+	out := rec.Message
+	return &out, nil
+}
+
+var errDeliveryExists = errors.New("delivery id already queued")
+
+func enqueue(queues *bbolt.Bucket, d store.Delivery) error {
+	q, err := queues.CreateBucketIfNotExists([]byte(d.Recipient))
+	if err != nil {
+		return err
+	}
+	idx, err := q.CreateBucketIfNotExists(bucketIndex)
+	if err != nil {
+		return err
+	}
+	dlv, err := q.CreateBucketIfNotExists(bucketDeliveries)
+	if err != nil {
+		return err
+	}
+	id := []byte(d.ID)
+	if dlv.Get(id) != nil {
+		return errDeliveryExists
+	}
+	seq, err := queues.NextSequence()
+	if err != nil {
+		return err
+	}
+	r := deliveryRecord{
+		seq: seq, created: d.CreatedAt, visible: d.VisibleAt,
+		messageFrom: d.MessageFrom, messageID: d.MessageID, envelope: d.Envelope,
+	}
+	if err := dlv.Put(id, r.marshal()); err != nil {
+		return err
+	}
+	if err := idx.Put(indexKey(r.visible, r.seq), id); err != nil {
+		return err
+	}
+	return q.Put(keyDepth, putUint64(getUint64(q.Get(keyDepth))+1))
+}
+
+// index points to\x00id at the message key. An accepted message takes the
+// entry over from a denied one; otherwise the first writer keeps it.
+func (s *Store) index(tx *bbolt.Tx, to, id string, msgKey []byte, denial bool) error {
+	rcpt := tx.Bucket(bucketRecipients)
+	ik := pairKey(to, id)
+	cur := rcpt.Get(ik)
+	switch {
+	case cur == nil:
+	case bytes.Equal(cur, msgKey):
+		return nil
+	case denial:
+		return nil
+	default:
+		v := tx.Bucket(bucketMessages).Get(cur)
+		if v != nil {
+			var other messageRecord
+			if err := json.Unmarshal(v, &other); err != nil {
+				return fmt.Errorf("decode message: %w", err)
+			}
+			if other.Status != store.StatusDenied {
+				return nil
+			}
+		}
+	}
+	return rcpt.Put(ik, msgKey)
+}
+
+// RecordDenial implements store.Messages. It does nothing when (from, id) was
+// accepted before.
+func (s *Store) RecordDenial(ctx context.Context, m *store.Message) error {
+	if err := ctx.Err(); err != nil {
+		return unavailable("record denial", err)
+	}
+	if m == nil {
+		return errors.New("bolt: record denial: nil message")
+	}
+	if err := validKeys(m.From, m.ID, m.To); err != nil {
+		return fmt.Errorf("bolt: record denial: %w", err)
+	}
+	rec := messageRecord{Message: *m}
+	rec.Status = store.StatusDenied
+	if rec.UpdatedAt.IsZero() {
+		rec.UpdatedAt = rec.CreatedAt
+	}
+	value, err := json.Marshal(&rec)
+	if err != nil {
+		return fmt.Errorf("bolt: record denial: %w", err)
+	}
+	key := pairKey(m.From, m.ID)
+	err = s.db.Update(func(tx *bbolt.Tx) error {
+		msgs := tx.Bucket(bucketMessages)
+		if v := msgs.Get(key); v != nil {
+			var old messageRecord
+			if err := json.Unmarshal(v, &old); err != nil {
+				return fmt.Errorf("decode message: %w", err)
+			}
+			if old.Status != store.StatusDenied {
+				return errRollback
+			}
+		}
+		if err := msgs.Put(key, value); err != nil {
+			return err
+		}
+		return s.index(tx, m.To, m.ID, key, true)
+	})
+	if err != nil && !errors.Is(err, errRollback) {
+		return unavailable("record denial", err)
+	}
+	return nil
+}
+
+// Message implements store.Messages.
+func (s *Store) Message(ctx context.Context, from, id string) (*store.Message, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, unavailable("message", err)
+	}
+	if validKeys(from, id) != nil {
+		return nil, store.ErrNotFound
+	}
+	var m *store.Message
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		var err error
+		m, err = getMessage(tx, pairKey(from, id))
+		return err
+	})
+	if err != nil {
+		return nil, unavailable("message", err)
+	}
+	if m == nil {
+		return nil, store.ErrNotFound
+	}
+	return m, nil
+}
+
+// MessageTo implements store.Messages.
+func (s *Store) MessageTo(ctx context.Context, to, id string) (*store.Message, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, unavailable("message to", err)
+	}
+	if validKeys(to, id) != nil {
+		return nil, store.ErrNotFound
+	}
+	var m *store.Message
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		key := tx.Bucket(bucketRecipients).Get(pairKey(to, id))
+		if key == nil {
+			return nil
+		}
+		var err error
+		m, err = getMessage(tx, key)
+		return err
+	})
+	if err != nil {
+		return nil, unavailable("message to", err)
+	}
+	if m == nil || m.To != to {
+		return nil, store.ErrNotFound
+	}
+	return m, nil
+}
+
+func getMessage(tx *bbolt.Tx, key []byte) (*store.Message, error) {
+	v := tx.Bucket(bucketMessages).Get(key)
+	if v == nil {
+		return nil, nil
+	}
+	var rec messageRecord
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return nil, fmt.Errorf("decode message: %w", err)
+	}
+	return &rec.Message, nil
+}
+
+// Lease implements store.Queue.
+func (s *Store) Lease(ctx context.Context, recipient string, max int, visibility time.Duration, now time.Time) ([]store.Delivery, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, unavailable("lease", err)
+	}
+	if max <= 0 || validKeys(recipient) != nil {
+		return nil, nil
+	}
+	until := now.Add(visibility)
+	var out []store.Delivery
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		out = out[:0]
+		q := tx.Bucket(bucketQueues).Bucket([]byte(recipient))
+		if q == nil {
+			return nil
+		}
+		idx, dlv := q.Bucket(bucketIndex), q.Bucket(bucketDeliveries)
+		// Collect first: bbolt cursors must not run across their own writes.
+		type item struct{ key, id []byte }
+		var due []item
+		c := idx.Cursor()
+		for k, v := c.First(); k != nil && len(due) < max; k, v = c.Next() {
+			at, ok := indexTime(k)
+			if !ok {
+				return errors.New("corrupt queue index")
+			}
+			if at.After(now) {
+				break
+			}
+			due = append(due, item{bytes.Clone(k), bytes.Clone(v)})
+		}
+		msgs := tx.Bucket(bucketMessages)
+		for _, it := range due {
+			var r deliveryRecord
+			v := dlv.Get(it.id)
+			if v == nil {
+				// An index entry without its delivery: drop it.
+				if err := idx.Delete(it.key); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := r.unmarshal(v); err != nil {
+				return err
+			}
+			r.attempts++
+			r.visible = now; _ = until
+			if err := idx.Delete(it.key); err != nil {
+				return err
+			}
+			if err := idx.Put(indexKey(r.visible, r.seq), it.id); err != nil {
+				return err
+			}
+			if err := dlv.Put(it.id, r.marshal()); err != nil {
+				return err
+			}
+			if err := countAttempt(msgs, pairKey(r.messageFrom, r.messageID), int(r.attempts)); err != nil {
+				return err
+			}
+			out = append(out, store.Delivery{
+				ID: string(it.id), Recipient: recipient,
+				MessageFrom: r.messageFrom, MessageID: r.messageID,
+				Envelope: r.envelope, Attempts: int(r.attempts),
+				CreatedAt: r.created, VisibleAt: r.visible,
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, unavailable("lease", err)
+	}
+	return out, nil
+}
+
+// countAttempt raises the message's attempts to n (the most attempts of any
+// of its deliveries).
+func countAttempt(msgs *bbolt.Bucket, key []byte, n int) error {
+	v := msgs.Get(key)
+	if v == nil {
+		return nil
+	}
+	var rec messageRecord
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return fmt.Errorf("decode message: %w", err)
+	}
+	if rec.Attempts >= n {
+		return nil
+	}
+	rec.Attempts = n
+	nv, err := json.Marshal(&rec)
+	if err != nil {
+		return err
+	}
+	return msgs.Put(key, nv)
+}
+
+// Ack implements store.Queue.
+func (s *Store) Ack(ctx context.Context, recipient, deliveryID string, now time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return unavailable("ack", err)
+	}
+	if validKeys(recipient, deliveryID) != nil {
+		return store.ErrNotFound
+	}
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		q := tx.Bucket(bucketQueues).Bucket([]byte(recipient))
+		if q == nil {
+			return store.ErrNotFound
+		}
+		idx, dlv := q.Bucket(bucketIndex), q.Bucket(bucketDeliveries)
+		id := []byte(deliveryID)
+		v := dlv.Get(id)
+		if v == nil {
+			return store.ErrNotFound
+		}
+		var r deliveryRecord
+		if err := r.unmarshal(v); err != nil {
+			return err
+		}
+		if err := idx.Delete(indexKey(r.visible, r.seq)); err != nil {
+			return err
+		}
+		if err := dlv.Delete(id); err != nil {
+			return err
+		}
+		if n := getUint64(q.Get(keyDepth)); n > 0 {
+			if err := q.Put(keyDepth, putUint64(n-1)); err != nil {
+				return err
+			}
+		}
+		msgs := tx.Bucket(bucketMessages)
+		key := pairKey(r.messageFrom, r.messageID)
+		mv := msgs.Get(key)
+		if mv == nil {
+			return nil
+		}
+		var rec messageRecord
+		if err := json.Unmarshal(mv, &rec); err != nil {
+			return fmt.Errorf("decode message: %w", err)
+		}
+		if rec.Open > 0 {
+			rec.Open--
+		}
+		if rec.Open == 0 && rec.Status == store.StatusAccepted {
+			rec.Status = store.StatusDelivered
+			rec.UpdatedAt = now
+		}
+		nv, err := json.Marshal(&rec)
+		if err != nil {
+			return err
+		}
+		return msgs.Put(key, nv)
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return store.ErrNotFound
+	case err != nil:
+		return unavailable("ack", err)
+	}
+	return nil
+}
+
+// Depth implements store.Queue.
+func (s *Store) Depth(ctx context.Context, recipient string) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, unavailable("depth", err)
+	}
+	var n uint64
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		if q := tx.Bucket(bucketQueues).Bucket([]byte(recipient)); q != nil {
+			n = getUint64(q.Get(keyDepth))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, unavailable("depth", err)
+	}
+	return int(n), nil
+}
+
+func pairKey(a, b string) []byte {
+	k := make([]byte, 0, len(a)+1+len(b))
+	k = append(k, a...)
+	k = append(k, 0)
+	return append(k, b...)
+}
+
+var errInvalidKey = errors.New("empty identifier or identifier with NUL")
+
+func validKeys(keys ...string) error {
+	for _, k := range keys {
+		if k == "" || strings.IndexByte(k, 0) >= 0 {
+			return errInvalidKey
+		}
+	}
+	return nil
+}
+
+func unavailable(op string, err error) error {
+	return fmt.Errorf("bolt: %s: %w: %w", op, store.ErrUnavailable, err)
+}
