@@ -1,0 +1,117 @@
+# R4 presumption of minority and R5 age bands.
+#
+# The subject is a child if under the adult threshold at the time of the
+# decision by subject.birth_date (a partial date counts at its latest possible
+# day), by subject.age_estimate when no valid date is known, and also when
+# neither is known. Thresholds come from data.xborder_data.thresholds.
+package xborder.age
+
+import data.xborder.lib
+import data.xborder_data as cfg
+
+_t := cfg.thresholds
+
+birth := lib.latest(lib.subject.birth_date)
+
+_estimate := floor(lib.subject.age_estimate) if {
+	is_number(lib.subject.age_estimate)
+	lib.subject.age_estimate >= 0
+}
+
+# years: the subject's age in whole years at the decision; undefined when
+# unknown.
+years := lib.years_between(birth, lib.today) if {
+	birth
+} else := _estimate
+
+known if years
+
+child if not known
+
+child if years < _t.adult
+
+known_child if years < _t.adult
+
+# child_in_message: the child test for the message at hand. A response
+# carries only subject.ref (R11) and answers a request that already passed
+# the age rules, so a response is about a child only when it shows it.
+child_in_message if {
+	not lib.is_response
+	child
+}
+
+child_in_message if {
+	lib.is_response
+	known_child
+}
+
+# --- age at the time of the conduct (R7) ---------------------------------
+
+offence_date_present if lib.record.offence_date != null
+
+# The day of the conduct: the earliest day record.offence_date can mean
+# (the youngest the subject can have been), or today without one.
+conduct_day := lib.earliest(lib.record.offence_date) if {
+	offence_date_present
+} else := lib.today if {
+	not offence_date_present
+}
+
+offence_date_invalid if {
+	offence_date_present
+	not lib.earliest(lib.record.offence_date)
+}
+
+# conduct_years: age at the conduct; by estimate, the estimate minus the
+# years elapsed since the conduct, rounded against the subject.
+conduct_years := lib.years_between(birth, conduct_day) if {
+	birth
+} else := _estimate - lib.years_between_ceil(conduct_day, lib.today) if {
+	_estimate
+	lib.ordinal(conduct_day) <= lib.ordinal(lib.today)
+} else := _estimate if {
+	_estimate
+}
+
+conduct_known if conduct_years
+
+# --- R5 bands ------------------------------------------------------------
+
+# band: who may consent for the subject, by age (data thresholds).
+band := "unknown" if {
+	not known
+} else := "adult" if {
+	years >= _t.adult
+} else := "child-only" if {
+	years >= _t.child_only_from
+} else := "either" if {
+	years >= _t.representative_only_under
+} else := "representative-only"
+
+# With an unknown age, a representative consents and the child assents.
+assent_required if not known
+
+assent_required if {
+	years >= _t.child_assent_from
+	years <= _t.child_assent_to
+}
+
+_givers := {
+	"unknown": {"representative"},
+	"representative-only": {"representative"},
+	"either": {"representative", "subject"},
+	"child-only": {"subject"},
+	"adult": {"subject"},
+}
+
+# consent_fits(given_by, child_assent): the consent fits the band (R5).
+consent_fits(given_by, child_assent) if {
+	given_by in _givers[band]
+	_assent_ok(given_by, child_assent)
+}
+
+_assent_ok(given_by, _) if given_by != "representative"
+
+_assent_ok("representative", _) if not assent_required
+
+_assent_ok("representative", "yes") if assent_required

@@ -1,0 +1,15 @@
+// Package policies embeds the xborder policy: the Rego modules beside their
+// tests, the policy data (data.json) and the acceptance scenarios.
+package policies
+
+import (
+	"embed"
+	"io/fs"
+)
+
+//go:embed *.rego data.json scenarios/*.json
+var files embed.FS
+
+// FS returns the embedded policy directory, rooted at this package's
+// directory: "decision.rego", "data.json", "scenarios/s01.json", ...
+func FS() fs.FS { return files }
