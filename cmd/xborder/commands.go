@@ -25,6 +25,7 @@ import (
 	"github.com/xborder/xborder/gateway/envelope"
 	"github.com/xborder/xborder/gateway/pki"
 	"github.com/xborder/xborder/gateway/policy"
+	"github.com/xborder/xborder/gateway/trust"
 	"github.com/xborder/xborder/policies"
 )
 
@@ -65,7 +66,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	policyCmd := &cobra.Command{Use: "policy", Short: "Evaluate and test the policy offline"}
 	policyCmd.AddCommand(newPolicyEval(stdout), newPolicyTest(stdout))
 
-	root.AddCommand(newServe(stderr), pkiCmd, newSend(stdout), newInbox(stdout), policyCmd)
+	root.AddCommand(newServe(stderr), pkiCmd, newSend(stdout), newInbox(stdout), policyCmd, newReceive(stdout))
 	return root
 }
 
@@ -102,6 +103,7 @@ func newServe(stderr io.Writer) *cobra.Command {
 
 func newPKIInit(stdout io.Writer) *cobra.Command {
 	var dir, participants string
+	var push, hosts []string
 	var force bool
 	c := &cobra.Command{
 		Use:   "init",
@@ -115,7 +117,20 @@ func newPKIInit(stdout io.Writer) *cobra.Command {
 					return err
 				}
 			}
-			if err := pki.Init(pki.Options{Dir: dir, Participants: specs, Force: force}); err != nil {
+			for _, p := range push {
+				id, u, ok := strings.Cut(p, "=")
+				found := false
+				for i := range specs {
+					if specs[i].ID == id {
+						specs[i].Delivery = trust.Delivery{Adapter: trust.AdapterHTTPS, URL: u, AllowPrivate: true}
+						found = true
+					}
+				}
+				if !ok || !found {
+					return fmt.Errorf("--push %q: want ID=https://host:port/path for a participant being made", p)
+				}
+			}
+			if err := pki.Init(pki.Options{Dir: dir, Participants: specs, Force: force, GatewayHosts: hosts}); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "development PKI for %d participants in %s\n", len(specs), dir)
@@ -124,6 +139,8 @@ func newPKIInit(stdout io.Writer) *cobra.Command {
 	}
 	c.Flags().StringVar(&dir, "dir", "certs/dev", "output folder")
 	c.Flags().StringVar(&participants, "participants", "", "comma-separated participant ids (default: the demo federation)")
+	c.Flags().StringArrayVar(&push, "push", nil, "ID=URL: deliver to ID by HTTPS push at URL (private addresses allowed; repeatable)")
+	c.Flags().StringSliceVar(&hosts, "gateway-hosts", nil, "names and addresses of the gateway certificate (default localhost,127.0.0.1,::1)")
 	c.Flags().BoolVar(&force, "force", false, "overwrite existing material")
 	return c
 }

@@ -16,6 +16,9 @@ type Spec struct {
 	Kind    string // trust.KindMemberState or trust.KindUNEntity
 	Country string // empty for UN entities
 	Roles   []string
+	// Delivery is how deliveries reach the participant; zero means inbox.
+	// An https participant's certificate also serves its push endpoint.
+	Delivery trust.Delivery
 }
 
 // DemoFederation returns the demo federation of DOMAIN §8, in the order of

@@ -280,6 +280,23 @@ func generate(specs []Spec, hosts []string, now time.Time) ([]file, error) {
 		}
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 		tmpl.URIs = []*url.URL{{Scheme: "urn", Opaque: "xborder:participant:" + s.ID}}
+		delivery := trust.Delivery{Adapter: trust.AdapterInbox}
+		if s.Delivery.Adapter != "" {
+			delivery = s.Delivery
+		}
+		if delivery.Adapter == trust.AdapterHTTPS {
+			// A push recipient serves its endpoint with the same certificate.
+			u, err := url.Parse(delivery.URL)
+			if err != nil || u.Hostname() == "" {
+				return nil, fmt.Errorf("pki: %s: invalid push URL", s.ID)
+			}
+			tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
+			if ip := net.ParseIP(u.Hostname()); ip != nil {
+				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+			} else {
+				tmpl.DNSNames = append(tmpl.DNSNames, u.Hostname())
+			}
+		}
 		crt, key, err := issue(tmpl)
 		if err != nil {
 			return nil, err
@@ -290,7 +307,6 @@ func generate(specs []Spec, hosts []string, now time.Time) ([]file, error) {
 		if err != nil {
 			return nil, err
 		}
-		delivery := trust.Delivery{Adapter: trust.AdapterInbox}
 		reg.Participants = append(reg.Participants, trust.FileParticipant{
 			ID:            s.ID,
 			Name:          s.Name,
