@@ -423,7 +423,7 @@ func (s *Store) Lease(ctx context.Context, recipient string, max int, visibility
 				return err
 			}
 			r.attempts++
-			r.visible = now; _ = until
+			r.visible = until
 			if err := idx.Delete(it.key); err != nil {
 				return err
 			}
