@@ -167,19 +167,30 @@ func VerifyLive(ctx context.Context, b Backend, keys envelope.KeyFunc) (Summary,
 			if e.Replica != r {
 				return &Error{Replica: r, Seq: e.Seq, Reason: "entry of another replica"}
 			}
-			if e.Seq > count {
-				return errStop // appended since Head
-			}
 			return v.Entry(e)
 		})
-		if err != nil && !errors.Is(err, errStop) {
+		if err != nil {
 			return Summary{}, err
 		}
-		// The head the backend keeps must be the chain's.
+		// The head the backend keeps must be the chain's; entries appended
+		// while reading move it, so read it again.
+		after, afterHead, err := b.Head(ctx, r)
+		if err != nil {
+			return Summary{}, err
+		}
 		got := v.chain(r)
-		if uint64(len(got.hashes)) != count || got.head != head {
-			return Summary{}, &Error{Replica: r, Seq: uint64(len(got.hashes)) + 1,
-				Reason: fmt.Sprintf("the stored head is entry %d, the chain ends at %d (entries removed)", count, len(got.hashes))}
+		n := uint64(len(got.hashes))
+		switch {
+		case n < count:
+			return Summary{}, &Error{Replica: r, Seq: n + 1,
+				Reason: fmt.Sprintf("the stored head is entry %d, the chain ends at %d (entries removed)", count, n)}
+		case n > after:
+			return Summary{}, &Error{Replica: r, Seq: after + 1,
+				Reason: fmt.Sprintf("the chain goes on past the stored head %d (entries added outside the log)", after)}
+		case n == after && got.head != afterHead:
+			return Summary{}, &Error{Replica: r, Seq: n, Reason: "the stored head differs from the chain's"}
+		case n == count && got.head != head:
+			return Summary{}, &Error{Replica: r, Seq: n, Reason: "the stored head differs from the chain's"}
 		}
 	}
 	return v.Finish()

@@ -119,9 +119,9 @@ func (l *Log) Checkpoint(ctx context.Context) (Checkpoint, error) {
 	return cp, nil
 }
 
-// Run checkpoints every interval while the chain has grown since the last
-// checkpoint, and once more when ctx ends (the shutdown checkpoint). Failures
-// are logged, not fatal: the next tick tries again.
+// Run checkpoints every interval (none if every <= 0) while the chain has
+// grown since the last checkpoint, and once more when ctx ends (the shutdown
+// checkpoint). Failures are logged, not fatal: the next tick tries again.
 func (l *Log) Run(ctx context.Context, every time.Duration) {
 	var last uint64
 	have := false
@@ -145,11 +145,15 @@ func (l *Log) Run(ctx context.Context, every time.Duration) {
 		last, have = cp.Count, true
 		l.log.Debug("audit checkpoint", "count", cp.Count, "head", cp.Head)
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
+	var ticks <-chan time.Time
+	if every > 0 {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		ticks = t.C
+	}
 	for {
 		select {
-		case <-t.C:
+		case <-ticks:
 			tick(ctx)
 		case <-ctx.Done():
 			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
