@@ -54,6 +54,21 @@ type Config struct {
 	RateWindow time.Duration  `yaml:"rate_window"`
 	RateLimits map[string]int `yaml:"rate_limits"`
 
+	// Replica names this gateway process among several on one store; each
+	// replica keeps its own audit chain. Default: the host name.
+	Replica string `yaml:"replica"`
+	// AuditCheckpoint is how often the audit head is signed (and at shutdown).
+	AuditCheckpoint time.Duration `yaml:"audit_checkpoint"`
+	// Retention purge: how often stored payloads past their retention
+	// period (R13) are deleted.
+	PurgeEvery time.Duration `yaml:"purge_every"`
+
+	// Delivery workers (push and file recipients).
+	DeliveryAttempts   int           `yaml:"delivery_attempts"` // then dead-lettered
+	DeliveryTimeout    time.Duration `yaml:"delivery_timeout"`  // per attempt
+	DeliveryBackoff    time.Duration `yaml:"delivery_backoff"`  // first retry delay, doubled up to delivery_max_backoff
+	DeliveryMaxBackoff time.Duration `yaml:"delivery_max_backoff"`
+
 	// DevPKI, when set, is the folder in which `serve` makes the demo
 	// federation's PKI if it is missing (the development setup).
 	DevPKI string `yaml:"dev_pki"`
@@ -62,20 +77,26 @@ type Config struct {
 // Default is the development setup of PROTOCOL §9.
 func Default() Config {
 	return Config{
-		Listen:          "127.0.0.1:8443",
-		OpsListen:       "127.0.0.1:9090",
-		Registry:        "certs/dev/registry.yaml",
-		GatewayKeys:     "certs/dev/gateway",
-		Policies:        "policies",
-		Store:           "bolt:data/xborder.db",
-		BodyLimit:       1 << 20,
-		InboxVisibility: 60 * time.Second,
-		ClockSkew:       300 * time.Second,
-		PolicyTimeout:   500 * time.Millisecond,
-		PolicyWatch:     2 * time.Second,
-		LogLevel:        "info",
-		RateWindow:      time.Minute,
-		DevPKI:          "certs/dev",
+		Listen:             "127.0.0.1:8443",
+		OpsListen:          "127.0.0.1:9090",
+		Registry:           "certs/dev/registry.yaml",
+		GatewayKeys:        "certs/dev/gateway",
+		Policies:           "policies",
+		Store:              "bolt:data/xborder.db",
+		BodyLimit:          1 << 20,
+		InboxVisibility:    60 * time.Second,
+		ClockSkew:          300 * time.Second,
+		PolicyTimeout:      500 * time.Millisecond,
+		PolicyWatch:        2 * time.Second,
+		LogLevel:           "info",
+		RateWindow:         time.Minute,
+		AuditCheckpoint:    time.Minute,
+		PurgeEvery:         time.Hour,
+		DeliveryAttempts:   8,
+		DeliveryTimeout:    10 * time.Second,
+		DeliveryBackoff:    time.Second,
+		DeliveryMaxBackoff: 5 * time.Minute,
+		DevPKI:             "certs/dev",
 	}
 }
 
@@ -227,6 +248,12 @@ func (c Config) Validate() error {
 		if n < 0 {
 			add("rate_limits: %s: must not be negative", id)
 		}
+	}
+	if c.AuditCheckpoint < time.Second || c.PurgeEvery < time.Second {
+		add("audit_checkpoint and purge_every: at least 1s")
+	}
+	if c.DeliveryAttempts < 1 || c.DeliveryTimeout <= 0 || c.DeliveryBackoff <= 0 || c.DeliveryMaxBackoff < c.DeliveryBackoff {
+		add("delivery_attempts ≥ 1, delivery_timeout and delivery_backoff > 0, delivery_max_backoff ≥ delivery_backoff")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
