@@ -68,7 +68,7 @@ conduct_years := lib.years_between(birth, conduct_day) if {
 	birth
 } else := _estimate - lib.years_between_ceil(conduct_day, lib.today) if {
 	_estimate
-	lib.ordinal(conduct_day) <= lib.ordinal(lib.today)
+	lib.ordinal(conduct_day) <= lib.today_ordinal
 } else := _estimate if {
 	_estimate
 }

@@ -24,7 +24,7 @@ covered if count(covering) > 0
 _in_force(a) if {
 	not lib.is_withdrawal
 	_started(a)
-	lib.ordinal(lib.today) <= lib.ordinal(lib.day(a.valid_until))
+	lib.today_ordinal <= lib.ordinal(lib.day(a.valid_until))
 }
 
 _in_force(a) if {
@@ -32,7 +32,7 @@ _in_force(a) if {
 	_started(a)
 }
 
-_started(a) if lib.ordinal(lib.day(a.valid_from)) <= lib.ordinal(lib.today)
+_started(a) if lib.ordinal(lib.day(a.valid_from)) <= lib.today_ordinal
 
 deny contains r if {
 	not covered

@@ -46,7 +46,7 @@ _input_denials contains {"rule": "R1", "message": "input.now is not an RFC 3339 
 }
 
 # (a helper, so that an absent input.now also counts as invalid)
-_now_valid if lib.valid_rfc3339(input.now)
+_now_valid if lib.now_ns
 
 _input_denials contains {"rule": "R1", "message": "input.message is not an object"} if {
 	not is_object(input.message)

@@ -47,26 +47,35 @@ now_ns := time.parse_rfc3339_ns(input.now) if valid_rfc3339(input.now)
 # Today's date [y, m, d] in UTC.
 today := [y, m, d] if [y, m, d] := time.date(now_ns)
 
-_rfc3339 := `^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?(Z|[+-]([0-9]{2}):([0-9]{2}))$`
+# ordinal(today), computed once per decision.
+today_ordinal := ordinal(today)
+
+# The calendar checks are regular expressions, so that a date costs one
+# built-in call rather than a dozen (the policy runs for every message):
+# years 1700-2261 (what the time built-ins can represent in int64
+# nanoseconds), months 01-12, and days that exist in their month; 29
+# February is then checked against the leap years (_feb29_ok).
+_year_re := `(?:1[7-9][0-9]{2}|20[0-9]{2}|21[0-9]{2}|22[0-5][0-9]|226[01])`
+
+_month_re := `(?:0[1-9]|1[0-2])`
+
+_month_day_re := `(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31|02-29)`
+
+# YYYY-MM-DD, then hours 00-23, minutes and seconds 00-59, an optional
+# fraction of up to 9 digits, and Z or an offset of at most 23:59.
+_rfc3339 := concat("", ["^", _year_re, "-", _month_day_re, `T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$`])
+
+_date_re := concat("", ["^", _year_re, "-", _month_day_re, "$"])
+
+_year_only_re := concat("", ["^", _year_re, "$"])
+
+_year_month_re := concat("", ["^", _year_re, "-", _month_re, "$"])
 
 # valid_rfc3339(s) holds when time.parse_rfc3339_ns(s) is safe to call.
 valid_rfc3339(s) if {
 	is_string(s)
 	regex.match(_rfc3339, s)
-	_valid_ymd(substring(s, 0, 10))
-	to_number(substring(s, 11, 2)) <= 23
-	to_number(substring(s, 14, 2)) <= 59
-	to_number(substring(s, 17, 2)) <= 59
-	_valid_offset(s)
-}
-
-_valid_offset(s) if endswith(s, "Z")
-
-_valid_offset(s) if {
-	not endswith(s, "Z")
-	n := count(s)
-	to_number(substring(s, n - 5, 2)) <= 23
-	to_number(substring(s, n - 2, 2)) <= 59
+	_feb29_ok(substring(s, 0, 10))
 }
 
 # ns(s): nanoseconds of an RFC 3339 time, undefined when s is not one.
@@ -88,20 +97,18 @@ days_in_month(y, m) := 29 if {
 	m in {4, 6, 9, 11}
 } else := 31
 
-# The year range time built-ins can represent in int64 nanoseconds.
-_year_ok(y) if {
-	y >= 1700
-	y <= 2261
+# _feb29_ok(ymd): a YYYY-MM-DD that is not 29 February, or is one of a leap
+# year.
+_feb29_ok(ymd) if not endswith(ymd, "-02-29")
+
+_feb29_ok(ymd) if {
+	endswith(ymd, "-02-29")
+	_leap(to_number(substring(ymd, 0, 4)))
 }
 
 _valid_ymd(s) if {
-	regex.match(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`, s)
-	[y, m, d] := _ymd(s)
-	_year_ok(y)
-	m >= 1
-	m <= 12
-	d >= 1
-	d <= days_in_month(y, m)
+	regex.match(_date_re, s)
+	_feb29_ok(s)
 }
 
 _ymd(s) := [to_number(substring(s, 0, 4)), to_number(substring(s, 5, 2)), to_number(substring(s, 8, 2))]
@@ -114,42 +121,33 @@ day(s) := _ymd(s) if {
 
 # latest(s): the latest day a full or partial date ("YYYY", "YYYY-MM",
 # "YYYY-MM-DD") can mean (R4: a partial birth date counts at its latest
-# possible day, so the subject is the youngest the date allows).
-latest(s) := day(s)
-
-latest(s) := [y, 12, 31] if {
-	is_string(s)
-	regex.match(`^[0-9]{4}$`, s)
-	y := to_number(s)
-	_year_ok(y)
-}
-
-latest(s) := [y, m, days_in_month(y, m)] if {
+# possible day, so the subject is the youngest the date allows). The three
+# forms exclude each other.
+latest(s) := d if {
+	d := day(s)
+} else := [to_number(s), 12, 31] if {
+	_year_only(s)
+} else := [y, m, days_in_month(y, m)] if {
 	[y, m] := _ym(s)
 }
 
 # earliest(s): the earliest day a full or partial date can mean.
-earliest(s) := day(s)
-
-earliest(s) := [y, 1, 1] if {
-	is_string(s)
-	regex.match(`^[0-9]{4}$`, s)
-	y := to_number(s)
-	_year_ok(y)
-}
-
-earliest(s) := [y, m, 1] if {
+earliest(s) := d if {
+	d := day(s)
+} else := [to_number(s), 1, 1] if {
+	_year_only(s)
+} else := [y, m, 1] if {
 	[y, m] := _ym(s)
 }
 
-_ym(s) := [y, m] if {
+_year_only(s) if {
 	is_string(s)
-	regex.match(`^[0-9]{4}-[0-9]{2}$`, s)
-	y := to_number(substring(s, 0, 4))
-	m := to_number(substring(s, 5, 2))
-	_year_ok(y)
-	m >= 1
-	m <= 12
+	regex.match(_year_only_re, s)
+}
+
+_ym(s) := [to_number(substring(s, 0, 4)), to_number(substring(s, 5, 2))] if {
+	is_string(s)
+	regex.match(_year_month_re, s)
 }
 
 # ordinal(d) orders days: ordinal(a) < ordinal(b) when a is before b.

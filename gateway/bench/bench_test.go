@@ -1,0 +1,74 @@
+package bench_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xborder/xborder/gateway/bench"
+	"github.com/xborder/xborder/gateway/config"
+	"github.com/xborder/xborder/gateway/gatewaytest"
+)
+
+// TestRunInProcess drives an in-process gateway briefly and checks the
+// report's accounting (never its timings). XBORDER_BENCH_DURATION and
+// XBORDER_BENCH_RATE make it a longer run, e.g. under -cpuprofile.
+func TestRunInProcess(t *testing.T) {
+	env := gatewaytest.Start(t, func(c *config.Config) { c.LogLevel = "warn" })
+	dur, rate := 2*time.Second, 50
+	if v := os.Getenv("XBORDER_BENCH_DURATION"); v != "" {
+		dur, _ = time.ParseDuration(v)
+	}
+	if v := os.Getenv("XBORDER_BENCH_RATE"); v != "" {
+		rate, _ = strconv.Atoi(v)
+	}
+	rep, err := bench.Run(context.Background(), bench.Options{
+		Base: env.URL(), PKI: env.PKI, GatewayKeys: filepath.Join(env.PKI, "gateway"),
+		PID: os.Getpid(), Rate: rate, Duration: dur, Log: t.Logf,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	rep.Table(&buf)
+	t.Log("\n" + buf.String())
+	if rep.Unexpected != 0 {
+		t.Fatalf("unexpected errors: %v", rep.Errors)
+	}
+	if rep.Sent == 0 || rep.Accepted == 0 || rep.Denied == 0 || rep.Accepted+rep.Denied != rep.Sent {
+		t.Fatalf("sent %d, accepted %d, denied %d", rep.Sent, rep.Accepted, rep.Denied)
+	}
+	if rep.Floor <= 0 || rep.GatewayCPUPerOK <= 0 || rep.PeakRSS <= 0 {
+		t.Fatalf("missing measurements: %+v", rep)
+	}
+}
+
+func TestProcCPUAndRSS(t *testing.T) {
+	if _, err := bench.ProcCPU(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	if rss, err := bench.ProcRSS(os.Getpid()); err != nil || rss <= 0 {
+		t.Fatalf("rss %v, %v", rss, err)
+	}
+	if _, err := bench.ProcCPU(-1); err == nil {
+		t.Fatal("no error for a missing process")
+	}
+}
+
+func TestPIDByPort(t *testing.T) {
+	env := gatewaytest.Start(t)
+	_, port, _ := strings.Cut(env.Gateway.Addr(), ":")
+	p, _ := strconv.Atoi(port)
+	pid, err := bench.PIDByPort(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pid != os.Getpid() {
+		t.Fatalf("pid %d, want %d", pid, os.Getpid())
+	}
+}

@@ -1,0 +1,185 @@
+package bench
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times; it is 100 on
+// every Linux architecture Go supports.
+const clockTicks = 100
+
+// ProcCPU is the user+system CPU time a process has used, from
+// /proc/<pid>/stat (all its threads, GC included).
+func ProcCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("bench: %w", err)
+	}
+	// The command name (field 2) may hold spaces: count from its ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("bench: /proc stat: no command field")
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, errors.New("bench: /proc stat: short")
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("bench: /proc stat: %w", err)
+	}
+	return time.Duration(ut+st) * time.Second / clockTicks, nil
+}
+
+// ProcRSS is a process's resident set size in MiB (VmRSS).
+func ProcRSS(pid int) (float64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("bench: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			if err != nil {
+				return 0, fmt.Errorf("bench: VmRSS: %w", err)
+			}
+			return kb / 1024, nil
+		}
+	}
+	return 0, errors.New("bench: no VmRSS")
+}
+
+// selfCPU is this process's user+system CPU time.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+type rssSampler struct {
+	stopc   chan struct{}
+	done    chan struct{}
+	mu      sync.Mutex
+	samples []float64
+}
+
+type rssSummary struct{ peak, start, end, growth float64 }
+
+func sampleRSS(pid int, every time.Duration) *rssSampler {
+	s := &rssSampler{stopc: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			if v, err := ProcRSS(pid); err == nil {
+				s.mu.Lock()
+				s.samples = append(s.samples, v)
+				s.mu.Unlock()
+			}
+			select {
+			case <-s.stopc:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+// stop ends the sampling; growth compares the mean of the last tenth of the
+// samples with the mean of the first tenth.
+func (s *rssSampler) stop() rssSummary {
+	close(s.stopc)
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var r rssSummary
+	n := len(s.samples)
+	if n == 0 {
+		return r
+	}
+	for _, v := range s.samples {
+		r.peak = max(r.peak, v)
+	}
+	k := max(n/10, 1)
+	mean := func(xs []float64) float64 {
+		t := 0.0
+		for _, x := range xs {
+			t += x
+		}
+		return t / float64(len(xs))
+	}
+	r.start, r.end = mean(s.samples[:k]), mean(s.samples[n-k:])
+	if r.start > 0 {
+		r.growth = (r.end - r.start) * 100 / r.start
+	}
+	return r
+}
+
+// PIDByPort finds the process listening on a local TCP port: the socket's
+// inode from /proc/net/tcp{,6}, then the process holding a descriptor to
+// it. It sees only processes of the same user (or all, as root).
+func PIDByPort(port int) (int, error) {
+	want := fmt.Sprintf(":%04X", port)
+	inodes := map[string]bool{}
+	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			// local_address, ..., st (0A = LISTEN), ..., inode (field 10)
+			if len(f) > 9 && strings.HasSuffix(f[1], want) && f[3] == "0A" {
+				inodes[f[9]] = true
+			}
+		}
+	}
+	if len(inodes) == 0 {
+		return 0, fmt.Errorf("bench: nothing listens on port %d", port)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	for _, fd := range procs {
+		l, err := os.Readlink(fd)
+		if err != nil || !strings.HasPrefix(l, "socket:[") {
+			continue
+		}
+		if inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] {
+			pid, err := strconv.Atoi(strings.Split(fd, "/")[2])
+			if err == nil {
+				return pid, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("bench: no visible process holds the socket of port %d (pass --pid)", port)
+}
+
+func machine() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		}
+	}
+	return "unknown"
+}
