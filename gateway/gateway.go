@@ -209,7 +209,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 			"keys": func(context.Context) error {
 				return nilIf(g.Keys.Signing != nil && len(g.Keys.Encryption) > 0, "no keys")
 			},
-		}),
+		}, cfg.Pprof),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,

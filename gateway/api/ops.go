@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	httppprof "net/http/pprof"
+
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -68,9 +70,22 @@ func (m *Metrics) Decision(allow bool, rules []string) {
 
 // Ops returns the operator listener's handler: /healthz (the process runs),
 // /readyz (every check passes) and /metrics.
-func Ops(m *Metrics, checks map[string]Check) http.Handler {
+func Ops(m *Metrics, checks map[string]Check, pprof bool) http.Handler {
 	r := gin.New()
 	_ = r.SetTrustedProxies(nil)
+	if pprof {
+		// Profiling, for operators on the (loopback) operator listener only.
+		r.Any("/debug/pprof/*name", gin.WrapF(func(w http.ResponseWriter, req *http.Request) {
+			switch req.URL.Path {
+			case "/debug/pprof/profile":
+				httppprof.Profile(w, req)
+			case "/debug/pprof/trace":
+				httppprof.Trace(w, req)
+			default:
+				httppprof.Index(w, req)
+			}
+		}))
+	}
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", func(c *gin.Context) {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)

@@ -45,6 +45,8 @@ type Config struct {
 	// AllowRSAOAEP256 and AllowEdDSA enable the optional algorithms of §3.
 	AllowRSAOAEP256 bool `yaml:"allow_rsa_oaep_256"`
 	AllowEdDSA      bool `yaml:"allow_eddsa"`
+	// Pprof serves /debug/pprof/ on the operator listener.
+	Pprof bool `yaml:"pprof"`
 	// LogLevel: debug, info, warn, error.
 	LogLevel string `yaml:"log_level"`
 
