@@ -59,8 +59,14 @@ type Message struct {
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`
 	// Answer is the exact body of the original 202, returned again (with
-	// 200) for a byte-identical retry.
+	// 200) for a byte-identical retry. It holds the receipt only (no
+	// payload) and is kept after a purge.
 	Answer []byte `json:"answer,omitempty"`
+	// Purged is set once the retention period ended and the message's
+	// payloads (the envelopes of its deliveries) were deleted (R13); the
+	// metadata above is kept.
+	Purged   bool      `json:"purged,omitempty"`
+	PurgedAt time.Time `json:"purged_at,omitzero"`
 }
 
 // Delivery is one sealed envelope on its way to one recipient.
@@ -74,6 +80,8 @@ type Delivery struct {
 	CreatedAt   time.Time `json:"created_at"`
 	// VisibleAt: a leased delivery is hidden until then.
 	VisibleAt time.Time `json:"visible_at"`
+	// DeadLetteredAt is set on the deliveries DeadLetters returns.
+	DeadLetteredAt time.Time `json:"dead_lettered_at,omitzero"`
 }
 
 // Messages keeps message metadata and makes acceptance atomic.
@@ -103,15 +111,89 @@ type Queue interface {
 	// Ack removes the delivery from the recipient's queue and marks its
 	// message delivered. ErrNotFound if the recipient has no such delivery.
 	Ack(ctx context.Context, recipient, deliveryID string, now time.Time) error
-	// Depth is the number of deliveries waiting for the recipient (leased or not).
+	// Depth is the number of deliveries waiting for the recipient (leased or
+	// not; dead letters are not counted).
 	Depth(ctx context.Context, recipient string) (int, error)
+	// Depths is Depth for every recipient, for a metrics gauge. Every
+	// recipient with a queued delivery is present; a recipient whose queue
+	// has emptied may be present with 0.
+	Depths(ctx context.Context) (map[string]int, error)
+
+	// Release ends a failed attempt: the delivery (leased or not) becomes
+	// visible again at visibleAt; its attempts are kept (Lease counted this
+	// one). The backoff is the caller's. ErrNotFound if the recipient has no
+	// such delivery queued.
+	Release(ctx context.Context, recipient, deliveryID string, visibleAt time.Time) error
+	// DeadLetter takes the delivery out of the queue into the dead-letter
+	// set, envelope and attempts kept so that it can be requeued, and marks
+	// its message dead_lettered (UpdatedAt = now). ErrNotFound if the
+	// recipient has no such delivery queued.
+	DeadLetter(ctx context.Context, recipient, deliveryID string, now time.Time) error
+	// DeadLetters lists every dead letter of every recipient, the oldest
+	// (first dead-lettered) first, with its envelope and DeadLetteredAt.
+	DeadLetters(ctx context.Context) ([]Delivery, error)
+	// Requeue puts a dead letter back into its recipient's queue, visible
+	// now, with its attempts reset to 0. Its message is accepted again
+	// (UpdatedAt = now) once none of its deliveries is dead-lettered.
+	// ErrNotFound if there is no such dead letter.
+	Requeue(ctx context.Context, recipient, deliveryID string, now time.Time) error
+}
+
+// Consents remembers which recipients received referrals under a consent,
+// and which consents were withdrawn (R16). Accept indexes (m.From,
+// m.ConsentID) -> the recipients of m's deliveries whenever m.ConsentID is
+// set, atomically with the rest of the message.
+type Consents interface {
+	// ConsentRecipients returns the recipients of the messages accepted
+	// from `from` under consentID: sorted, distinct, empty if none.
+	ConsentRecipients(ctx context.Context, from, consentID string) ([]string, error)
+	// WithdrawConsent records that `from` withdrew consentID. Withdrawing
+	// again changes nothing.
+	WithdrawConsent(ctx context.Context, from, consentID string, now time.Time) error
+	// ConsentWithdrawn reports whether `from` withdrew consentID.
+	ConsentWithdrawn(ctx context.Context, from, consentID string) (bool, error)
+}
+
+// Purged is one message whose retention period ended.
+type Purged struct {
+	From, ID string
+	// Deliveries is how many envelopes (queued or dead-lettered) were
+	// deleted; acknowledged ones were deleted by Ack already.
+	Deliveries int
+}
+
+// Retention deletes payloads whose retention period ended (R13).
+type Retention interface {
+	// Purge handles every accepted message with RetentionDays > 0 whose
+	// CreatedAt + RetentionDays×24h <= now and that was not purged yet: it
+	// deletes the message's queued and dead-lettered deliveries (envelopes
+	// included), keeps its metadata, sets Purged and PurgedAt = now, and
+	// returns what it purged, in purge-time order (for the audit log).
+	// Backends keep purge times to at least the millisecond and never purge
+	// early. The work is bounded by the number of messages due, not by the
+	// size of the store. On error, what was purged before the failure is
+	// returned with the error.
+	Purge(ctx context.Context, now time.Time) ([]Purged, error)
 }
 
 // Store is everything the exchange needs from its state.
 type Store interface {
 	Messages
 	Queue
+	Consents
+	Retention
 	// Ping reports whether the store can be written now.
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// PurgeAt is when the message's retention period ends: CreatedAt +
+// RetentionDays×24h. ok is false when no retention period was given
+// (RetentionDays <= 0): such a message is never purged.
+func (m *Message) PurgeAt() (at time.Time, ok bool) {
+	if m.RetentionDays <= 0 {
+		return time.Time{}, false
+	}
+	// AddDate in UTC is exactly 24h a day and cannot overflow a Duration.
+	return m.CreatedAt.UTC().AddDate(0, 0, m.RetentionDays), true
 }

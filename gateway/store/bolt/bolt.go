@@ -8,12 +8,23 @@
 //
 // Layout (keys use NUL as separator; identifiers containing NUL are refused):
 //
-//	messages     from\x00id -> JSON message record (+ count of open deliveries)
+//	messages     from\x00id -> JSON message record (+ counts of open and
+//	             dead-lettered deliveries, and the (recipient, id) of each)
 //	recipients   to\x00id   -> from\x00id (first accepted message wins)
 //	queues/<recipient>/
 //	  index      visible_at(12) seq(8) -> delivery id   (lease order)
 //	  deliveries delivery id -> binary record (see encode.go)
 //	  depth      number of deliveries (a key, uint64)
+//	dead         recipient\x00delivery id -> binary record; its visible time
+//	             is the time it was dead-lettered
+//	deadindex    dead_at(12) seq(8) -> recipient\x00delivery id (oldest first)
+//	consents     from\x00consent\x00recipient -> empty
+//	withdrawn    from\x00consent -> time of the withdrawal (RFC 3339)
+//	retention    purge_at(12) from\x00id -> empty (messages not yet purged)
+//
+// Deleting a key frees its page for reuse but does not overwrite it: the
+// bytes of a purged envelope stay in the file's free pages until bbolt
+// writes over them (or the file is compacted).
 package bolt
 
 import (
@@ -53,6 +64,11 @@ var (
 	bucketIndex      = []byte("index")
 	bucketDeliveries = []byte("deliveries")
 	keyDepth         = []byte("depth")
+	bucketDead       = []byte("dead")
+	bucketDeadIndex  = []byte("deadindex")
+	bucketConsents   = []byte("consents")
+	bucketWithdrawn  = []byte("withdrawn")
+	bucketRetention  = []byte("retention")
 )
 
 // Open opens (or creates) the store at path. The parent directory is created
@@ -72,7 +88,8 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("bolt: open: %w: %w", store.ErrUnavailable, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketMessages, bucketRecipients, bucketQueues} {
+		for _, name := range [][]byte{bucketMessages, bucketRecipients, bucketQueues,
+			bucketDead, bucketDeadIndex, bucketConsents, bucketWithdrawn, bucketRetention} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -118,6 +135,11 @@ type messageRecord struct {
 	store.Message
 	// Open counts the message's deliveries not yet acknowledged.
 	Open int `json:"open,omitempty"`
+	// Dead counts the message's deliveries in the dead-letter set.
+	Dead int `json:"dead,omitempty"`
+	// Deliveries are the (recipient, id) of the message's deliveries, so
+	// that Purge finds them.
+	Deliveries [][2]string `json:"deliveries,omitempty"`
 }
 
 // errRollback ends a transaction that found what it needed without writing.
@@ -134,9 +156,14 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 	if err := validKeys(m.From, m.ID, m.To); err != nil {
 		return nil, fmt.Errorf("bolt: accept: %w", err)
 	}
+	if m.ConsentID != "" && validKeys(m.ConsentID) != nil {
+		return nil, fmt.Errorf("bolt: accept: consent: %w", errInvalidKey)
+	}
 	rec := messageRecord{Message: *m, Open: len(ds)}
 	rec.Status = store.StatusAccepted
 	rec.Attempts = 0
+	rec.Purged, rec.PurgedAt = false, time.Time{}
+	rec.Deliveries = make([][2]string, 0, len(ds))
 	if rec.UpdatedAt.IsZero() {
 		rec.UpdatedAt = rec.CreatedAt
 	}
@@ -161,6 +188,7 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 		}
 		seen[d.Recipient+"\x00"+d.ID] = true
 		queued[i] = d
+		rec.Deliveries = append(rec.Deliveries, [2]string{d.Recipient, d.ID})
 	}
 	value, err := json.Marshal(&rec)
 	if err != nil {
@@ -188,9 +216,22 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 		if err := s.index(tx, m.To, m.ID, key, false); err != nil {
 			return err
 		}
-		queues := tx.Bucket(bucketQueues)
+		queues, dead := tx.Bucket(bucketQueues), tx.Bucket(bucketDead)
 		for _, d := range queued {
+			if dead.Get(pairKey(d.Recipient, d.ID)) != nil {
+				return errDeliveryExists
+			}
 			if err := enqueue(queues, d); err != nil {
+				return err
+			}
+		}
+		if m.ConsentID != "" {
+			if err := indexConsent(tx, m.From, m.ConsentID, queued); err != nil {
+				return err
+			}
+		}
+		if at, ok := m.PurgeAt(); ok {
+			if err := tx.Bucket(bucketRetention).Put(retentionKey(at, key), nil); err != nil {
 				return err
 			}
 		}
@@ -211,7 +252,21 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 var errDeliveryExists = errors.New("delivery id already queued")
 
 func enqueue(queues *bbolt.Bucket, d store.Delivery) error {
-	q, err := queues.CreateBucketIfNotExists([]byte(d.Recipient))
+	seq, err := queues.NextSequence()
+	if err != nil {
+		return err
+	}
+	r := deliveryRecord{
+		seq: seq, created: d.CreatedAt, visible: d.VisibleAt,
+		messageFrom: d.MessageFrom, messageID: d.MessageID, envelope: d.Envelope,
+	}
+	return putQueued(queues, d.Recipient, []byte(d.ID), &r)
+}
+
+// putQueued adds the record to the recipient's queue, creating the queue's
+// buckets when needed.
+func putQueued(queues *bbolt.Bucket, recipient string, id []byte, r *deliveryRecord) error {
+	q, err := queues.CreateBucketIfNotExists([]byte(recipient))
 	if err != nil {
 		return err
 	}
@@ -223,17 +278,8 @@ func enqueue(queues *bbolt.Bucket, d store.Delivery) error {
 	if err != nil {
 		return err
 	}
-	id := []byte(d.ID)
 	if dlv.Get(id) != nil {
 		return errDeliveryExists
-	}
-	seq, err := queues.NextSequence()
-	if err != nil {
-		return err
-	}
-	r := deliveryRecord{
-		seq: seq, created: d.CreatedAt, visible: d.VisibleAt,
-		messageFrom: d.MessageFrom, messageID: d.MessageID, envelope: d.Envelope,
 	}
 	if err := dlv.Put(id, r.marshal()); err != nil {
 		return err
@@ -242,6 +288,56 @@ func enqueue(queues *bbolt.Bucket, d store.Delivery) error {
 		return err
 	}
 	return q.Put(keyDepth, putUint64(getUint64(q.Get(keyDepth))+1))
+}
+
+// takeQueued removes the delivery from the recipient's queue (record, index
+// entry and depth) and returns its record; ok is false when it is not there.
+func takeQueued(queues *bbolt.Bucket, recipient string, id []byte) (r deliveryRecord, ok bool, err error) {
+	q := queues.Bucket([]byte(recipient))
+	if q == nil {
+		return r, false, nil
+	}
+	idx, dlv := q.Bucket(bucketIndex), q.Bucket(bucketDeliveries)
+	v := dlv.Get(id)
+	if v == nil {
+		return r, false, nil
+	}
+	if err := r.unmarshal(v); err != nil {
+		return r, false, err
+	}
+	if err := idx.Delete(indexKey(r.visible, r.seq)); err != nil {
+		return r, false, err
+	}
+	if err := dlv.Delete(id); err != nil {
+		return r, false, err
+	}
+	if n := getUint64(q.Get(keyDepth)); n > 0 {
+		if err := q.Put(keyDepth, putUint64(n-1)); err != nil {
+			return r, false, err
+		}
+	}
+	return r, true, nil
+}
+
+// updateMessage applies fn to the record at key and writes it back when fn
+// returns true. A missing record is left alone.
+func updateMessage(msgs *bbolt.Bucket, key []byte, fn func(*messageRecord) bool) error {
+	v := msgs.Get(key)
+	if v == nil {
+		return nil
+	}
+	var rec messageRecord
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return fmt.Errorf("decode message: %w", err)
+	}
+	if !fn(&rec) {
+		return nil
+	}
+	nv, err := json.Marshal(&rec)
+	if err != nil {
+		return err
+	}
+	return msgs.Put(key, nv)
 }
 
 // index points to\x00id at the message key. An accepted message takes the
@@ -482,53 +578,25 @@ func (s *Store) Ack(ctx context.Context, recipient, deliveryID string, now time.
 		return store.ErrNotFound
 	}
 	err := s.db.Update(func(tx *bbolt.Tx) error {
-		q := tx.Bucket(bucketQueues).Bucket([]byte(recipient))
-		if q == nil {
-			return store.ErrNotFound
-		}
-		idx, dlv := q.Bucket(bucketIndex), q.Bucket(bucketDeliveries)
-		id := []byte(deliveryID)
-		v := dlv.Get(id)
-		if v == nil {
-			return store.ErrNotFound
-		}
-		var r deliveryRecord
-		if err := r.unmarshal(v); err != nil {
-			return err
-		}
-		if err := idx.Delete(indexKey(r.visible, r.seq)); err != nil {
-			return err
-		}
-		if err := dlv.Delete(id); err != nil {
-			return err
-		}
-		if n := getUint64(q.Get(keyDepth)); n > 0 {
-			if err := q.Put(keyDepth, putUint64(n-1)); err != nil {
-				return err
-			}
-		}
-		msgs := tx.Bucket(bucketMessages)
-		key := pairKey(r.messageFrom, r.messageID)
-		mv := msgs.Get(key)
-		if mv == nil {
-			return nil
-		}
-		var rec messageRecord
-		if err := json.Unmarshal(mv, &rec); err != nil {
-			return fmt.Errorf("decode message: %w", err)
-		}
-		if rec.Open > 0 {
-			rec.Open--
-		}
-		if rec.Open == 0 && rec.Status == store.StatusAccepted {
-			rec.Status = store.StatusDelivered
-			rec.UpdatedAt = now
-		}
-		nv, err := json.Marshal(&rec)
+		// The record goes, envelope included: an acknowledged payload is
+		// not kept until its retention period ends.
+		r, ok, err := takeQueued(tx.Bucket(bucketQueues), recipient, []byte(deliveryID))
 		if err != nil {
 			return err
 		}
-		return msgs.Put(key, nv)
+		if !ok {
+			return store.ErrNotFound
+		}
+		return updateMessage(tx.Bucket(bucketMessages), pairKey(r.messageFrom, r.messageID), func(rec *messageRecord) bool {
+			if rec.Open > 0 {
+				rec.Open--
+			}
+			if rec.Open == 0 && rec.Status == store.StatusAccepted {
+				rec.Status = store.StatusDelivered
+				rec.UpdatedAt = now
+			}
+			return true
+		})
 	})
 	switch {
 	case errors.Is(err, store.ErrNotFound):

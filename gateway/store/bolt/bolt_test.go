@@ -1,6 +1,7 @@
 package bolt_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -8,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	bbolt "go.etcd.io/bbolt"
 
 	"github.com/xborder/xborder/gateway/store"
 	"github.com/xborder/xborder/gateway/store/bolt"
@@ -19,20 +22,67 @@ func TestContract(t *testing.T) {
 		mu    sync.Mutex
 		paths = map[*testing.T]string{}
 	)
-	storetest.Run(t, func(t *testing.T) store.Store {
+	pathOf := func(t *testing.T) string {
 		mu.Lock()
+		defer mu.Unlock()
 		path, ok := paths[t]
 		if !ok {
 			path = filepath.Join(t.TempDir(), "state", "xborder.db")
 			paths[t] = path
 		}
-		mu.Unlock()
-		s, err := bolt.Open(path, bolt.Options{})
+		return path
+	}
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, err := bolt.Open(pathOf(t), bolt.Options{})
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
 		return s
+	}, storetest.Options{
+		RawContains: func(t *testing.T, needle []byte) bool { return dbContains(t, pathOf(t), needle) },
 	})
+}
+
+// dbContains walks every bucket, key and value of the bbolt file at path,
+// nested buckets included, and reports whether needle occurs in any of them.
+func dbContains(t *testing.T, path string, needle []byte) bool {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatalf("open %s for the raw scan: %v", path, err)
+	}
+	defer db.Close()
+	found, items := false, 0
+	var walk func(b *bbolt.Bucket) error
+	walk = func(b *bbolt.Bucket) error {
+		return b.ForEach(func(k, v []byte) error {
+			items++
+			if bytes.Contains(k, needle) || bytes.Contains(v, needle) {
+				found = true
+			}
+			if v == nil {
+				if nested := b.Bucket(k); nested != nil {
+					return walk(nested)
+				}
+			}
+			return nil
+		})
+	}
+	err = db.View(func(tx *bbolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+			if bytes.Contains(name, needle) {
+				found = true
+			}
+			return walk(b)
+		})
+	})
+	if err != nil {
+		t.Fatalf("raw scan: %v", err)
+	}
+	if items == 0 {
+		t.Fatal("raw scan saw no keys")
+	}
+	return found
 }
 
 func TestOpenCreatesPrivateFiles(t *testing.T) {

@@ -145,6 +145,14 @@ func indexTime(k []byte) (time.Time, bool) {
 	if len(k) != 20 {
 		return time.Time{}, false
 	}
+	return keyTime(k)
+}
+
+// keyTime decodes the 12 time bytes that start an index or retention key.
+func keyTime(k []byte) (time.Time, bool) {
+	if len(k) < 12 {
+		return time.Time{}, false
+	}
 	sec := int64(binary.BigEndian.Uint64(k[0:8]) ^ (1 << 63))
 	nsec := binary.BigEndian.Uint32(k[8:12])
 	if nsec >= 1e9 {

@@ -9,16 +9,28 @@
 // Keys, under Options.Prefix (default "xborder:"); NUL separates identifiers,
 // and identifiers containing NUL are refused:
 //
-//	m:<from>\x00<id>          hash: rec (message JSON), status, attempts, updated, open
+//	m:<from>\x00<id>          hash: rec (message JSON), status, attempts, updated,
+//	                          open, dead (counts of its deliveries), dlvs (JSON
+//	                          [[recipient, id], ...], until purged), purged (time)
 //	t:<to>\x00<id>            string: the key of the message (first accepted wins)
 //	q:<recipient>             sorted set of delivery ids scored by visible-at (ms)
-//	d:<recipient>\x00<dlv id> hash: env, created, from, mid, msg, attempts
+//	qs                        set of the recipients that have had a queue
+//	d:<recipient>\x00<dlv id> hash: env, created, from, mid, msg, attempts, and
+//	                          dead (time) while dead-lettered
+//	dl                        sorted set of dead letters (<recipient>\x00<dlv id>)
+//	                          scored by the time they were dead-lettered (ms)
+//	c:<from>\x00<consent>     set of the recipients of referrals under the consent
+//	w:<from>\x00<consent>     string: time of the consent's withdrawal
+//	r                         sorted set of messages not yet purged
+//	                          (<from>\x00<id>) scored by purge time (ms)
+//	rl:<key>:<window ms>      rate counter (Incr), expires after its window
 //	ping                      written by Ping, expires after a minute
 //
 // Message records carry no TTL: they are the replay memory (PROTOCOL §6, at
 // least until the message's exp) and the status a sender or recipient reads
-// (§5), so they are kept until an operator's retention job removes them.
-// Delivery records are deleted on Ack.
+// (§5), so they are kept; Purge deletes payloads only (R13). Delivery
+// records are deleted on Ack and by Purge. Deleted values can remain in the
+// append-only file until Redis rewrites it (BGREWRITEAOF).
 package redis
 
 import (
@@ -114,6 +126,15 @@ func (s *Store) queueKey(recipient string) string  { return s.prefix + "q:" + re
 func (s *Store) deliveryPrefix(recipient string) string {
 	return s.prefix + "d:" + recipient + "\x00"
 }
+func (s *Store) queuesKey() string    { return s.prefix + "qs" }
+func (s *Store) deadKey() string      { return s.prefix + "dl" }
+func (s *Store) retentionKey() string { return s.prefix + "r" }
+func (s *Store) consentKey(from, consentID string) string {
+	return s.prefix + "c:" + from + "\x00" + consentID
+}
+func (s *Store) withdrawnKey(from, consentID string) string {
+	return s.prefix + "w:" + from + "\x00" + consentID
+}
 
 // Accept implements store.Messages.
 func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Delivery) (*store.Message, error) {
@@ -123,9 +144,13 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 	if err := validKeys(m.From, m.ID, m.To); err != nil {
 		return nil, fmt.Errorf("redis: accept: %w", err)
 	}
+	if m.ConsentID != "" && validKeys(m.ConsentID) != nil {
+		return nil, fmt.Errorf("redis: accept: consent: %w", errInvalidKey)
+	}
 	rec := *m
 	rec.Status = store.StatusAccepted
 	rec.Attempts = 0
+	rec.Purged, rec.PurgedAt = false, time.Time{}
 	if rec.UpdatedAt.IsZero() {
 		rec.UpdatedAt = rec.CreatedAt
 	}
@@ -133,10 +158,21 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 	if err != nil {
 		return nil, fmt.Errorf("redis: accept: %w", err)
 	}
-	keys := make([]string, 0, 2+2*len(ds))
-	keys = append(keys, s.messageKey(m.From, m.ID), s.indexKey(m.To, m.ID))
-	args := make([]any, 0, 5+4*len(ds))
-	args = append(args, value, formatTime(rec.UpdatedAt), len(ds), m.From, m.ID)
+	consent, consentKey := "0", s.prefix+"c:"
+	if m.ConsentID != "" {
+		consent, consentKey = "1", s.consentKey(m.From, m.ConsentID)
+	}
+	purgeAt := ""
+	if at, ok := m.PurgeAt(); ok {
+		purgeAt = strconv.FormatInt(ceilMillis(at), 10)
+	}
+	refs := make([][2]string, 0, len(ds))
+	keys := make([]string, 0, 5+2*len(ds))
+	keys = append(keys, s.messageKey(m.From, m.ID), s.indexKey(m.To, m.ID),
+		s.queuesKey(), consentKey, s.retentionKey())
+	args := make([]any, 0, 9+5*len(ds))
+	args = append(args, value, formatTime(rec.UpdatedAt), len(ds), m.From, m.ID,
+		consent, purgeAt, m.From+"\x00"+m.ID, nil)
 	seen := make(map[string]bool, len(ds))
 	for _, d := range ds {
 		if d.Recipient == "" {
@@ -157,7 +193,11 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 		}
 		seen[dk] = true
 		keys = append(keys, s.queueKey(d.Recipient), dk)
-		args = append(args, d.ID, ceilMillis(d.VisibleAt), formatTime(d.CreatedAt), d.Envelope)
+		args = append(args, d.ID, ceilMillis(d.VisibleAt), formatTime(d.CreatedAt), d.Envelope, d.Recipient)
+		refs = append(refs, [2]string{d.Recipient, d.ID})
+	}
+	if args[8], err = json.Marshal(refs); err != nil {
+		return nil, fmt.Errorf("redis: accept: %w", err)
 	}
 	res, err := acceptScript.Run(ctx, s.c, keys, args...).Slice()
 	if err != nil {
@@ -168,7 +208,7 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 	case code == 1 && len(res) == 1:
 		return &rec, nil
 	case code == 2:
-		return nil, errors.New("redis: accept: delivery id already queued")
+		return nil, errors.New("redis: accept: delivery id already queued or dead-lettered")
 	case code == 0 && len(res) == 2:
 		fields, _ := res[1].([]any)
 		old, err := decodeMessage(fields)
@@ -210,7 +250,7 @@ func (s *Store) Message(ctx context.Context, from, id string) (*store.Message, e
 	if validKeys(from, id) != nil {
 		return nil, store.ErrNotFound
 	}
-	fields, err := s.c.HMGet(ctx, s.messageKey(from, id), "rec", "status", "attempts", "updated").Result()
+	fields, err := s.c.HMGet(ctx, s.messageKey(from, id), "rec", "status", "attempts", "updated", "purged").Result()
 	if err != nil {
 		return nil, unavailable("message", err)
 	}
@@ -246,10 +286,10 @@ func (s *Store) MessageTo(ctx context.Context, to, id string) (*store.Message, e
 	return m, nil
 }
 
-// decodeMessage reads the fields rec, status, attempts, updated; nil when
-// the record does not exist.
+// decodeMessage reads the fields rec, status, attempts, updated, purged; nil
+// when the record does not exist.
 func decodeMessage(fields []any) (*store.Message, error) {
-	if len(fields) != 4 {
+	if len(fields) != 5 {
 		return nil, errors.New("unexpected reply")
 	}
 	raw, ok := fields[0].(string)
@@ -276,6 +316,13 @@ func decodeMessage(fields []any) (*store.Message, error) {
 			return nil, errors.New("decode message: updated")
 		}
 		m.UpdatedAt = t
+	}
+	if p, ok := fields[4].(string); ok {
+		t, err := time.Parse(time.RFC3339Nano, p)
+		if err != nil {
+			return nil, errors.New("decode message: purged")
+		}
+		m.Purged, m.PurgedAt = true, t
 	}
 	return &m, nil
 }

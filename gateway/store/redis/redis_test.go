@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,21 +24,99 @@ func TestContract(t *testing.T) {
 		mu       sync.Mutex
 		prefixes = map[*testing.T]string{}
 	)
-	storetest.Run(t, func(t *testing.T) store.Store {
+	prefixOf := func(t *testing.T) string {
 		mu.Lock()
+		defer mu.Unlock()
 		prefix, ok := prefixes[t]
 		if !ok {
 			prefix = fmt.Sprintf("xbt%d:", len(prefixes))
 			prefixes[t] = prefix
 		}
-		mu.Unlock()
-		s, err := redis.Open(context.Background(), url, redis.Options{Prefix: prefix, RequireDurable: true})
+		return prefix
+	}
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, err := redis.Open(context.Background(), url, redis.Options{Prefix: prefixOf(t), RequireDurable: true})
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
 		return s
+	}, storetest.Options{
+		RawContains: func(t *testing.T, needle []byte) bool { return serverContains(t, url, prefixOf(t), needle) },
 	})
 }
+
+// serverContains SCANs every key under prefix and reads every value of every
+// type, and reports whether needle occurs in a key or a value.
+func serverContains(t *testing.T, url, prefix string, needle []byte) bool {
+	t.Helper()
+	ctx := context.Background()
+	o, err := goredis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := goredis.NewClient(o)
+	defer c.Close()
+	pattern := globEscape.Replace(prefix) + "*"
+	found, keys := false, 0
+	has := func(s string) bool { return strings.Contains(s, string(needle)) }
+	iter := c.Scan(ctx, 0, pattern, 100).Iterator()
+	for iter.Next(ctx) {
+		k := iter.Val()
+		keys++
+		var values []string
+		typ, err := c.Type(ctx, k).Result()
+		if err != nil {
+			t.Fatalf("TYPE %q: %v", k, err)
+		}
+		switch typ {
+		case "string":
+			v, err := c.Get(ctx, k).Result()
+			if err != nil && !errors.Is(err, goredis.Nil) {
+				t.Fatal(err)
+			}
+			values = []string{v}
+		case "hash":
+			m, err := c.HGetAll(ctx, k).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for f, v := range m {
+				values = append(values, f, v)
+			}
+		case "zset":
+			zs, err := c.ZRangeWithScores(ctx, k, 0, -1).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, z := range zs {
+				values = append(values, fmt.Sprint(z.Member))
+			}
+		case "set":
+			if values, err = c.SMembers(ctx, k).Result(); err != nil {
+				t.Fatal(err)
+			}
+		case "list":
+			if values, err = c.LRange(ctx, k, 0, -1).Result(); err != nil {
+				t.Fatal(err)
+			}
+		case "none": // expired or deleted meanwhile
+		default:
+			t.Fatalf("key %q of type %s: the raw scan cannot read it", k, typ)
+		}
+		if has(k) || slices.ContainsFunc(values, has) {
+			found = true
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatalf("SCAN: %v", err)
+	}
+	if keys == 0 {
+		t.Fatalf("raw scan saw no keys under %q", prefix)
+	}
+	return found
+}
+
+var globEscape = strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`, "]", `\]`)
 
 func message(id string) *store.Message {
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -77,6 +156,10 @@ func TestOutage(t *testing.T) {
 		{"Accept", func() error { _, err := s.Accept(ctx, message("m2"), deliveries("m2")); return err }},
 		{"Message", func() error { _, err := s.Message(ctx, "unhcr", "m1"); return err }},
 		{"Lease", func() error { _, err := s.Lease(ctx, "ke-dra", 1, time.Minute, time.Now()); return err }},
+		{"Release", func() error { return s.Release(ctx, "ke-dra", "d-m1", time.Now()) }},
+		{"DeadLetters", func() error { _, err := s.DeadLetters(ctx); return err }},
+		{"Purge", func() error { _, err := s.Purge(ctx, time.Now()); return err }},
+		{"Incr", func() error { _, err := s.Incr(ctx, "unhcr", time.Now(), time.Minute); return err }},
 	}
 	for _, c := range calls {
 		err := c.fn()
@@ -193,14 +276,105 @@ func TestOpen(t *testing.T) {
 				t.Errorf("key %q outside the prefix", k)
 			}
 		}
-		if len(keys) != 4 {
-			t.Errorf("%d keys for one message and one delivery, want 4: %q", len(keys), keys)
+		// Message, recipient index, queue, delivery, set of queues (the
+		// message has neither consent nor retention).
+		if len(keys) != 5 {
+			t.Errorf("%d keys for one message and one delivery, want 5: %q", len(keys), keys)
 		}
 		ttl, err := c.TTL(ctx, "tenant-a:m:unhcr\x00m1").Result()
 		if err != nil || ttl != -1 {
 			t.Errorf("message record TTL = %v, %v; want none (-1)", ttl, err)
 		}
 	})
+}
+
+// counter is gateway/ratelimit.Counter, restated so that this package's
+// tests do not depend on the rate limiter's.
+type counter interface {
+	Incr(ctx context.Context, key string, windowStart time.Time, window time.Duration) (int64, error)
+}
+
+var _ counter = (*redis.Store)(nil)
+
+func TestIncr(t *testing.T) {
+	ctx := context.Background()
+	url := redistest.Start(t)
+	s, err := redis.Open(ctx, url, redis.Options{Prefix: "rl-test:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	other, err := redis.Open(ctx, url, redis.Options{Prefix: "rl-test:"}) // a second gateway
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	o, _ := goredis.ParseURL(url)
+	c := goredis.NewClient(o)
+	defer c.Close()
+
+	w0 := time.Date(2030, 1, 2, 3, 4, 0, 0, time.UTC)
+	steps := []struct {
+		name  string
+		s     *redis.Store
+		key   string
+		start time.Time
+		want  int64
+	}{
+		{"first", s, "unhcr", w0, 1},
+		{"second", s, "unhcr", w0, 2},
+		{"shared with another instance", other, "unhcr", w0, 3},
+		{"another key", s, "iom", w0, 1},
+		{"next window", s, "unhcr", w0.Add(time.Minute), 1},
+		{"back in the first window", s, "unhcr", w0, 4},
+	}
+	for _, st := range steps {
+		n, err := st.s.Incr(ctx, st.key, st.start, time.Minute)
+		if err != nil || n != st.want {
+			t.Errorf("%s: Incr = %d, %v; want %d", st.name, n, err, st.want)
+		}
+	}
+	key := fmt.Sprintf("rl-test:rl:unhcr:%d", w0.UnixMilli())
+	ttl, err := c.PTTL(ctx, key).Result()
+	if err != nil || ttl <= time.Minute || ttl > time.Minute+time.Second {
+		t.Errorf("PTTL %s = %v, %v; want in (1m, 1m1s]", key, ttl, err)
+	}
+	// A counter that lost its expiry gets one back on the next count.
+	if err := c.Persist(ctx, key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Incr(ctx, "unhcr", w0, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if ttl, err := c.PTTL(ctx, key).Result(); err != nil || ttl <= 0 {
+		t.Errorf("PTTL after a count on a persisted counter = %v, %v; want an expiry", ttl, err)
+	}
+
+	// Concurrent counts from both instances are all counted, once each.
+	const n = 64
+	got := make([]int64, n)
+	var wg sync.WaitGroup
+	w1 := w0.Add(time.Hour)
+	for i := range n {
+		wg.Go(func() {
+			st := s
+			if i%2 == 1 {
+				st = other
+			}
+			v, err := st.Incr(ctx, "burst", w1, time.Second)
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = v
+		})
+	}
+	wg.Wait()
+	slices.Sort(got)
+	for i, v := range got {
+		if v != int64(i+1) {
+			t.Fatalf("concurrent counts %v, want 1..%d each once", got, n)
+		}
+	}
 }
 
 func BenchmarkStore(b *testing.B) {

@@ -14,8 +14,9 @@ import (
 const EnvelopeSize = 4 << 10
 
 // Benchmark measures the store operations on the hot path: Accept (one
-// message, one delivery), Lease+Ack of one delivery, and Message. s must be
-// empty and is not closed.
+// message, one delivery), Lease+Ack of one delivery, and Message; then the
+// retry and retention operations: Release, DeadLetter+Requeue, Purge. s must
+// be empty and is not closed.
 func Benchmark(b *testing.B, s store.Store) {
 	ctx := context.Background()
 	env := make([]byte, EnvelopeSize)
@@ -23,10 +24,12 @@ func Benchmark(b *testing.B, s store.Store) {
 		env[i] = 'A' + byte(i%26)
 	}
 	seq := 0
+	retention := 30
 	acceptOne := func(b *testing.B, recipient string) {
 		seq++
 		id := fmt.Sprintf("%08d-0000-4000-8000-000000000000", seq)
 		m := message("unhcr", id, recipient, base)
+		m.RetentionDays = retention
 		d := store.Delivery{ID: "d-" + id, Recipient: recipient, Envelope: env, CreatedAt: base, VisibleAt: base}
 		if _, err := s.Accept(ctx, m, []store.Delivery{d}); err != nil {
 			b.Fatalf("Accept: %v", err)
@@ -59,6 +62,61 @@ func Benchmark(b *testing.B, s store.Store) {
 				b.Fatalf("Ack: %v", err)
 			}
 		}
+	})
+	b.Run("Release", func(b *testing.B) {
+		// A failed attempt on a queue a few thousand deep.
+		const n = 2000
+		first := seq + 1
+		for range n {
+			acceptOne(b, "bench-release")
+		}
+		i := 0
+		for b.Loop() {
+			id := fmt.Sprintf("d-%08d-0000-4000-8000-000000000000", first+i%n)
+			if err := s.Release(ctx, "bench-release", id, base.Add(time.Duration(i)*time.Millisecond)); err != nil {
+				b.Fatalf("Release: %v", err)
+			}
+			i++
+		}
+	})
+	b.Run("DeadLetterRequeue", func(b *testing.B) {
+		acceptOne(b, "bench-dead")
+		id := fmt.Sprintf("d-%08d-0000-4000-8000-000000000000", seq)
+		for b.Loop() {
+			if err := s.DeadLetter(ctx, "bench-dead", id, base); err != nil {
+				b.Fatalf("DeadLetter: %v", err)
+			}
+			if err := s.Requeue(ctx, "bench-dead", id, base); err != nil {
+				b.Fatalf("Requeue: %v", err)
+			}
+		}
+	})
+	// Everything accepted so far is due 30 days after base: thousands of
+	// messages in the retention index, none due in the two cases below.
+	b.Run("PurgeNothingDue", func(b *testing.B) {
+		for b.Loop() {
+			if ps, err := s.Purge(ctx, base.Add(24*time.Hour)); err != nil || len(ps) != 0 {
+				b.Fatalf("Purge: %d, %v", len(ps), err)
+			}
+		}
+	})
+	b.Run("Purge100", func(b *testing.B) {
+		// 100 messages due, each with one queued 4 KiB envelope.
+		const batch = 100
+		retention = 1
+		defer func() { retention = 30 }()
+		for b.Loop() {
+			b.StopTimer()
+			for range batch {
+				acceptOne(b, "bench-purge")
+			}
+			b.StartTimer()
+			ps, err := s.Purge(ctx, base.Add(24*time.Hour))
+			if err != nil || len(ps) != batch {
+				b.Fatalf("Purge: %d purged, %v", len(ps), err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/msg")
 	})
 	b.Run("Message", func(b *testing.B) {
 		acceptOne(b, "bench-message")

@@ -22,8 +22,17 @@ import (
 // empty stores. The suite closes the stores it opens.
 type Opener func(t *testing.T) store.Store
 
+// Options give the suite what only the backend's own test can provide.
+type Options struct {
+	// RawContains reports whether needle occurs anywhere in the raw storage
+	// behind the stores of t: in any key or value, at any depth. The suite
+	// closes every store of t before calling it. Without it the cases that
+	// inspect the raw storage are skipped.
+	RawContains func(t *testing.T, needle []byte) bool
+}
+
 // Run runs the contract suite.
-func Run(t *testing.T, open Opener) {
+func Run(t *testing.T, open Opener, opts Options) {
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, open Opener)
@@ -45,12 +54,28 @@ func Run(t *testing.T, open Opener) {
 		{"Depth", testDepth},
 		{"EnvelopeBytes", testEnvelopeBytes},
 		{"ConcurrentLease", testConcurrentLease},
+		{"Release", testRelease},
+		{"DeadLetter", testDeadLetter},
+		{"DeadLettersOrder", testDeadLettersOrder},
+		{"Requeue", testRequeue},
+		{"RequeueOneOfTwo", testRequeueOneOfTwo},
+		{"Depths", testDepths},
+		{"ConsentIndex", testConsentIndex},
+		{"ConsentWithdrawal", testConsentWithdrawal},
+		{"Purge", testPurge},
+		{"PurgeBacklog", testPurgeBacklog},
 		{"Reopen", testReopen},
 		{"CloseThenUse", testCloseThenUse},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
 	}
+	t.Run("PurgeLeavesNoPayload", func(t *testing.T) {
+		if opts.RawContains == nil {
+			t.Skip("the backend provides no raw scan")
+		}
+		testPurgeLeavesNoPayload(t, open, opts.RawContains)
+	})
 }
 
 // base is whole milliseconds: backends may keep visible times in ms.
@@ -105,6 +130,7 @@ func sameMessage(t *testing.T, got, want *store.Message) {
 	g, w := *got, *want
 	for _, p := range []*store.Message{&g, &w} {
 		p.Expires, p.CreatedAt, p.UpdatedAt = p.Expires.UTC(), p.CreatedAt.UTC(), p.UpdatedAt.UTC()
+		p.PurgedAt = p.PurgedAt.UTC()
 	}
 	if !reflect.DeepEqual(g, w) {
 		t.Fatalf("message differs:\n got %+v\nwant %+v", g, w)
@@ -362,6 +388,11 @@ func testInvalidIdentifiers(t *testing.T, open Opener) {
 		{"NUL in id", message("unhcr", "m\x001", "ke-dra", base), nil},
 		{"empty delivery id", message("unhcr", "m1", "ke-dra", base), []store.Delivery{delivery("", "ke-dra", base)}},
 		{"repeated delivery id", message("unhcr", "m1", "ke-dra", base), []store.Delivery{delivery("d1", "ke-dra", base), delivery("d1", "ke-dra", base)}},
+		{"NUL in consent id", func() *store.Message {
+			m := message("unhcr", "m1", "ke-dra", base)
+			m.ConsentID = "c\x001"
+			return m
+		}(), []store.Delivery{delivery("d1", "ke-dra", base)}},
 	}
 	for _, tc := range bad {
 		if _, err := s.Accept(ctx, tc.m, tc.ds); err == nil || errors.Is(err, store.ErrDuplicate) {
@@ -663,6 +694,14 @@ func testReopen(t *testing.T, open Opener) {
 		t.Fatalf("RecordDenial: %v", err)
 	}
 	lease(t, s, "ke-dra", 1, time.Minute, base) // d1 hidden until base+1m
+	// A dead letter, a withdrawn consent and a message due for purge.
+	accept(t, s, message("unhcr", "m4", "ke-dra", base), "d4")
+	if err := s.DeadLetter(ctx, "ke-dra", "d4", base); err != nil {
+		t.Fatalf("DeadLetter: %v", err)
+	}
+	if err := s.WithdrawConsent(ctx, "unhcr", "consent-m1", base); err != nil {
+		t.Fatalf("WithdrawConsent: %v", err)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -684,6 +723,19 @@ func testReopen(t *testing.T, open Opener) {
 	}
 	if _, err := s.Accept(ctx, message("unhcr", "m1", "ke-dra", base), nil); !errors.Is(err, store.ErrDuplicate) {
 		t.Errorf("replay memory lost on reopen: err = %v", err)
+	}
+	if got := deadLetterIDs(t, s); !slices.Equal(got, []string{"d4"}) {
+		t.Errorf("dead letters after reopen %v, want [d4]", got)
+	}
+	if got := consentRecipients(t, s, "unhcr", "consent-m2"); !slices.Equal(got, []string{"ke-dra"}) {
+		t.Errorf("consent recipients after reopen %v, want [ke-dra]", got)
+	}
+	if w, err := s.ConsentWithdrawn(ctx, "unhcr", "consent-m1"); err != nil || !w {
+		t.Errorf("withdrawal after reopen: %v, %v; want true", w, err)
+	}
+	got := purge(t, s, base.Add(30*24*time.Hour))
+	if len(got) != 3 { // m1, m2, m4; not the denied m3
+		t.Errorf("purge after reopen: %+v, want m1, m2, m4", got)
 	}
 }
 
@@ -708,6 +760,15 @@ func testCloseThenUse(t *testing.T, open Opener) {
 		{"Lease", func() error { _, err := s.Lease(ctx, "ke-dra", 1, time.Minute, base); return err }},
 		{"Ack", func() error { return s.Ack(ctx, "ke-dra", "d1", base) }},
 		{"Depth", func() error { _, err := s.Depth(ctx, "ke-dra"); return err }},
+		{"Depths", func() error { _, err := s.Depths(ctx); return err }},
+		{"Release", func() error { return s.Release(ctx, "ke-dra", "d1", base) }},
+		{"DeadLetter", func() error { return s.DeadLetter(ctx, "ke-dra", "d1", base) }},
+		{"DeadLetters", func() error { _, err := s.DeadLetters(ctx); return err }},
+		{"Requeue", func() error { return s.Requeue(ctx, "ke-dra", "d1", base) }},
+		{"ConsentRecipients", func() error { _, err := s.ConsentRecipients(ctx, "unhcr", "consent-m1"); return err }},
+		{"WithdrawConsent", func() error { return s.WithdrawConsent(ctx, "unhcr", "consent-m1", base) }},
+		{"ConsentWithdrawn", func() error { _, err := s.ConsentWithdrawn(ctx, "unhcr", "consent-m1"); return err }},
+		{"Purge", func() error { _, err := s.Purge(ctx, base.Add(365*24*time.Hour)); return err }},
 		{"Ping", func() error { return s.Ping(ctx) }},
 	}
 	for _, c := range calls {
