@@ -21,7 +21,9 @@ import (
 
 	"github.com/xborder/xborder/adapters/inbox"
 	"github.com/xborder/xborder/gateway/api"
+	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/config"
+	"github.com/xborder/xborder/gateway/delivery"
 	"github.com/xborder/xborder/gateway/envelope"
 	"github.com/xborder/xborder/gateway/exchange"
 	"github.com/xborder/xborder/gateway/pki"
@@ -115,6 +117,11 @@ type Gateway struct {
 	Keys     *Keys
 	Exchange *exchange.Exchange
 	Metrics  *api.Metrics
+	Audit    *audit.Log
+	Worker   *delivery.Worker
+
+	auditBackend audit.Backend
+	bg           sync.WaitGroup // background jobs, waited for before the stores close
 
 	api, ops     *http.Server
 	apiLn, opsLn net.Listener
@@ -157,6 +164,30 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 		}
 	}()
 	g.Metrics = api.NewMetrics()
+	g.Metrics.QueueDepths(g.Store.Depths)
+	if g.auditBackend, err = audit.OpenBackend(ctx, cfg.Store, false); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			g.auditBackend.Close()
+		}
+	}()
+	subjectKey, err := audit.LoadOrCreateKey(filepath.Join(cfg.GatewayKeys, "audit.key"))
+	if err != nil {
+		return nil, err
+	}
+	replica := cfg.Replica
+	if replica == "" {
+		if replica, err = os.Hostname(); err != nil || replica == "" {
+			replica = "gateway"
+		}
+	}
+	g.Audit, err = audit.New(g.auditBackend, audit.Options{Replica: replica, Signer: g.Keys.Signing,
+		SubjectKey: subjectKey, Logger: log.With("component", "audit")})
+	if err != nil {
+		return nil, err
+	}
 	g.Exchange, err = exchange.New(exchange.Options{
 		Registry: g.Registry, Policy: g.Policy, Store: g.Store,
 		SigningKey: g.Keys.Signing, DecryptionKeys: g.Keys.Encryption,
@@ -165,6 +196,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 		},
 		Logger:     log.With("component", "exchange"),
 		OnDecision: g.Metrics.Decision,
+		Audit:      auditor{g.Audit, g.Metrics},
 	})
 	if err != nil {
 		return nil, err
@@ -180,7 +212,25 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 	for id, n := range cfg.RateLimits {
 		limiter.PerSender[id] = ratelimit.Quota{Limit: n, Window: cfg.RateWindow}
 	}
-	box := &inbox.Inbox{Queue: g.Store, Visibility: cfg.InboxVisibility}
+	box := &inbox.Inbox{Queue: g.Store, Visibility: cfg.InboxVisibility,
+		OnAck: func(ctx context.Context, d store.Delivery) { g.recordDelivery(ctx, d, audit.KindDelivered) }}
+	g.Worker, err = delivery.New(delivery.Options{
+		Queue: g.Store, Registry: g.Registry, ClientCert: g.Keys.TLS,
+		MaxAttempts: cfg.DeliveryAttempts, AttemptTimeout: cfg.DeliveryTimeout,
+		Backoff: cfg.DeliveryBackoff, MaxBackoff: cfg.DeliveryMaxBackoff,
+		Logger:    log.With("component", "delivery"),
+		OnOutcome: func(o string) { g.Metrics.Deliveries.WithLabelValues(o).Inc() },
+		OnFinal: func(ctx context.Context, d store.Delivery, outcome string) {
+			kind := audit.KindDelivered
+			if outcome == "dead_lettered" {
+				kind = audit.KindDeadLettered
+			}
+			g.recordDelivery(ctx, d, kind)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
 	handler, err := api.New(api.Options{
 		Exchange: g.Exchange, Registry: g.Registry, Inbox: box, Policy: g.Policy,
 		JWKS: func() []byte { return g.Keys.JWKS }, BodyLimit: cfg.BodyLimit,
@@ -203,13 +253,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn),
 	}
 	g.ops = &http.Server{
-		Handler: api.Ops(g.Metrics, map[string]api.Check{
-			"store":  g.Store.Ping,
-			"policy": func(context.Context) error { return nilIf(g.Policy.Current() != nil, "no policy loaded") },
-			"keys": func(context.Context) error {
-				return nilIf(g.Keys.Signing != nil && len(g.Keys.Encryption) > 0, "no keys")
-			},
-		}, cfg.Pprof),
+		Handler: api.Ops(api.OpsOptions{Metrics: g.Metrics, Pprof: cfg.Pprof, DeadLetters: g.Store,
+			Logger: log.With("component", "ops"), Checks: map[string]api.Check{
+				"store":  g.Store.Ping,
+				"policy": func(context.Context) error { return nilIf(g.Policy.Current() != nil, "no policy loaded") },
+				"keys": func(context.Context) error {
+					return nilIf(g.Keys.Signing != nil && len(g.Keys.Encryption) > 0, "no keys")
+				},
+			}}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
@@ -258,6 +309,10 @@ func (g *Gateway) Serve(ctx context.Context) error {
 		go g.Policy.Watch(wctx, g.cfg.Policies, g.cfg.PolicyWatch)
 		go g.watchRegistry(wctx, g.cfg.PolicyWatch)
 	}
+	g.background(wctx, func(ctx context.Context) { g.Worker.Run(ctx) })
+	g.background(wctx, func(ctx context.Context) { g.Audit.Run(ctx, g.cfg.AuditCheckpoint) })
+	g.background(wctx, g.purgeLoop)
+	g.background(wctx, g.auditPolicyChanges)
 	errc := make(chan error, 2)
 	go func() { errc <- g.api.Serve(tls.NewListener(g.apiLn, g.api.TLSConfig)) }()
 	go func() { errc <- g.ops.Serve(g.opsLn) }()
@@ -273,6 +328,110 @@ func (g *Gateway) Serve(ctx context.Context) error {
 		err = nil
 	}
 	return err
+}
+
+func (g *Gateway) background(ctx context.Context, f func(context.Context)) {
+	g.bg.Add(1)
+	go func() {
+		defer g.bg.Done()
+		f(ctx)
+	}()
+}
+
+// auditor counts audit failures beside the exchange's own logging.
+type auditor struct {
+	log *audit.Log
+	m   *api.Metrics
+}
+
+func (a auditor) Record(ctx context.Context, e audit.Entry) (audit.Entry, error) {
+	out, err := a.log.Record(ctx, e)
+	if err != nil {
+		a.m.AuditFailures.Inc()
+	}
+	return out, err
+}
+
+func (a auditor) SubjectHash(ref string) string { return a.log.SubjectHash(ref) }
+
+// recordDelivery audits a delivery's end (delivered or dead-lettered).
+func (g *Gateway) recordDelivery(ctx context.Context, d store.Delivery, kind string) {
+	e := audit.Entry{Kind: kind, MessageID: d.MessageID, From: d.MessageFrom, To: d.Recipient}
+	if m, err := g.Store.Message(ctx, d.MessageFrom, d.MessageID); err == nil {
+		e.DecisionID, e.PolicyVersion, e.Purpose, e.Type = m.DecisionID, m.PolicyVersion, m.Purpose, m.Type
+	}
+	sum := sha256.Sum256(d.Envelope)
+	e.PayloadSHA256 = hex.EncodeToString(sum[:])
+	if _, err := g.Audit.Record(ctx, e); err != nil {
+		g.Metrics.AuditFailures.Inc()
+		g.log.Error("audit append failed", "kind", kind, "delivery_id", d.ID, "error", err)
+	}
+}
+
+// purgeLoop deletes stored payloads whose retention period ended (R13).
+func (g *Gateway) purgeLoop(ctx context.Context) {
+	t := time.NewTicker(g.cfg.PurgeEvery)
+	defer t.Stop()
+	for {
+		if _, err := g.Purge(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			g.log.Error("retention purge failed", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Purge deletes the payloads of every message whose retention period has
+// ended by now, keeps their metadata, and audits each purge.
+func (g *Gateway) Purge(ctx context.Context, now time.Time) ([]store.Purged, error) {
+	purged, err := g.Store.Purge(ctx, now)
+	for _, p := range purged {
+		e := audit.Entry{Kind: audit.KindPurged, MessageID: p.ID, From: p.From}
+		if m, merr := g.Store.Message(ctx, p.From, p.ID); merr == nil {
+			e.To, e.DecisionID, e.PolicyVersion, e.Purpose, e.Type = m.To, m.DecisionID, m.PolicyVersion, m.Purpose, m.Type
+		}
+		if _, aerr := g.Audit.Record(ctx, e); aerr != nil {
+			g.Metrics.AuditFailures.Inc()
+			g.log.Error("audit append failed", "kind", audit.KindPurged, "message_id", p.ID, "error", aerr)
+		}
+	}
+	if len(purged) > 0 {
+		g.log.Info("retention purge", "messages", len(purged))
+	}
+	return purged, err
+}
+
+// auditPolicyChanges appends an entry whenever the policy in force changes
+// or an edit is refused.
+func (g *Gateway) auditPolicyChanges(ctx context.Context) {
+	last := g.Policy.Status()
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st := g.Policy.Status()
+		var kind string
+		switch {
+		case st.Version != last.Version:
+			kind = audit.KindPolicyChanged
+		case st.LastError != "" && !st.LastErrorAt.Equal(last.LastErrorAt):
+			kind = audit.KindPolicyRefused
+		default:
+			continue
+		}
+		last = st
+		if _, err := g.Audit.Record(ctx, audit.Entry{Kind: kind, PolicyVersion: st.Version}); err != nil {
+			g.Metrics.AuditFailures.Inc()
+			g.log.Error("audit append failed", "kind", kind, "error", err)
+		}
+	}
 }
 
 // watchRegistry reloads the trust registry when its file changes (a
@@ -345,6 +504,10 @@ func (g *Gateway) Close() {
 		}
 		if g.opsLn != nil {
 			g.opsLn.Close()
+		}
+		g.bg.Wait() // the final audit checkpoint is written before the stores close
+		if g.auditBackend != nil {
+			g.auditBackend.Close()
 		}
 		if g.Store != nil {
 			g.Store.Close()

@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -12,6 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/xborder/xborder/gateway/exchange"
+	"github.com/xborder/xborder/gateway/store"
 )
 
 // Check is one readiness check: nil when ready.
@@ -19,10 +24,12 @@ type Check func(ctx context.Context) error
 
 // Metrics are the gateway's Prometheus collectors, on their own registry.
 type Metrics struct {
-	Registry  *prometheus.Registry
-	Requests  *prometheus.CounterVec   // by route and status
-	Latency   *prometheus.HistogramVec // by route
-	Decisions *prometheus.CounterVec   // by allow and rule
+	Registry      *prometheus.Registry
+	Requests      *prometheus.CounterVec   // by route and status
+	Latency       *prometheus.HistogramVec // by route
+	Decisions     *prometheus.CounterVec   // by allow and rule
+	Deliveries    *prometheus.CounterVec   // by outcome: delivered, retry, dead_lettered
+	AuditFailures prometheus.Counter
 }
 
 // NewMetrics registers the collectors.
@@ -40,9 +47,40 @@ func NewMetrics() *Metrics {
 			Name: "xborder_decisions_total", Help: "Policy decisions by outcome and rule.",
 		}, []string{"allow", "rule"}),
 	}
-	m.Registry.MustRegister(m.Requests, m.Latency, m.Decisions,
+	m.Deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "xborder_deliveries_total", Help: "Delivery attempts by outcome.",
+	}, []string{"outcome"})
+	m.AuditFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "xborder_audit_failures_total", Help: "Audit entries that could not be appended.",
+	})
+	m.Registry.MustRegister(m.Requests, m.Latency, m.Decisions, m.Deliveries, m.AuditFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// QueueDepths exports the queued deliveries per recipient, read at scrape time.
+func (m *Metrics) QueueDepths(depths func(ctx context.Context) (map[string]int, error)) {
+	m.Registry.MustRegister(&depthCollector{depths: depths, desc: prometheus.NewDesc(
+		"xborder_queue_depth", "Deliveries waiting per recipient.", []string{"recipient"}, nil)})
+}
+
+type depthCollector struct {
+	depths func(ctx context.Context) (map[string]int, error)
+	desc   *prometheus.Desc
+}
+
+func (d *depthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- d.desc }
+
+func (d *depthCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	m, err := d.depths(ctx)
+	if err != nil {
+		return
+	}
+	for r, n := range m {
+		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.GaugeValue, float64(n), r)
+	}
 }
 
 // Observe is gin middleware counting requests by route template and status.
@@ -70,9 +108,58 @@ func (m *Metrics) Decision(allow bool, rules []string) {
 
 // Ops returns the operator listener's handler: /healthz (the process runs),
 // /readyz (every check passes) and /metrics.
-func Ops(m *Metrics, checks map[string]Check, pprof bool) http.Handler {
+// DeadLetterAdmin lists and re-queues dead letters (operators only).
+type DeadLetterAdmin interface {
+	DeadLetters(ctx context.Context) ([]store.Delivery, error)
+	Requeue(ctx context.Context, recipient, deliveryID string, now time.Time) error
+}
+
+// OpsOptions configure the operator listener.
+type OpsOptions struct {
+	Metrics     *Metrics
+	Checks      map[string]Check
+	Pprof       bool
+	DeadLetters DeadLetterAdmin
+	Logger      *slog.Logger
+}
+
+// Ops returns the operator listener's handler: /healthz (the process runs),
+// /readyz (every check passes), /metrics, and the dead-letter queue
+// (GET /deadletters, POST /deadletters/{recipient}/{delivery_id}/requeue).
+func Ops(o OpsOptions) http.Handler {
+	m, checks, pprof := o.Metrics, o.Checks, o.Pprof
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
 	r := gin.New()
 	_ = r.SetTrustedProxies(nil)
+	if dl := o.DeadLetters; dl != nil {
+		r.GET("/deadletters", func(c *gin.Context) {
+			ds, err := dl.DeadLetters(c.Request.Context())
+			if err != nil {
+				writeProblem(c, o.Logger, problem(exchange.CodeUnavailable, "the store cannot be read now"), err)
+				return
+			}
+			out := make([]gin.H, 0, len(ds))
+			for _, d := range ds {
+				out = append(out, gin.H{"delivery_id": d.ID, "recipient": d.Recipient, "message_id": d.MessageID,
+					"message_from": d.MessageFrom, "attempts": d.Attempts, "dead_lettered_at": d.DeadLetteredAt})
+			}
+			c.JSON(http.StatusOK, gin.H{"dead_letters": out})
+		})
+		r.POST("/deadletters/:recipient/:id/requeue", func(c *gin.Context) {
+			err := dl.Requeue(c.Request.Context(), c.Param("recipient"), c.Param("id"), time.Now())
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				writeProblem(c, o.Logger, problem(exchange.CodeNotFound, "no such dead letter"), nil)
+			case err != nil:
+				writeProblem(c, o.Logger, problem(exchange.CodeUnavailable, "the store cannot be written now"), err)
+			default:
+				o.Logger.Info("dead letter requeued", "recipient", c.Param("recipient"), "delivery_id", c.Param("id"))
+				c.Status(http.StatusNoContent)
+			}
+		})
+	}
 	if pprof {
 		// Profiling, for operators on the (loopback) operator listener only.
 		r.Any("/debug/pprof/*name", gin.WrapF(func(w http.ResponseWriter, req *http.Request) {

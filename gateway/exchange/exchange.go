@@ -12,11 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/envelope"
 	"github.com/xborder/xborder/gateway/policy"
 	"github.com/xborder/xborder/gateway/store"
@@ -76,6 +78,14 @@ type Options struct {
 	Logger         *slog.Logger
 	// OnDecision, when set, is told of every decision (for metrics).
 	OnDecision func(allow bool, rules []string)
+	// Audit, when set, receives one entry per acceptance and denial.
+	Audit Auditor
+}
+
+// Auditor is the audit log as the exchange uses it.
+type Auditor interface {
+	Record(ctx context.Context, e audit.Entry) (audit.Entry, error)
+	SubjectHash(ref string) string
 }
 
 // Exchange runs the pipeline.
@@ -237,7 +247,7 @@ func (x *Exchange) Submit(ctx context.Context, identity string, body []byte) (*A
 		From: msg.From, ID: msg.ID, To: msg.To, Type: msg.Type, Purpose: msg.Purpose,
 		InReplyTo:           msg.InReplyTo,
 		RequestedAssertions: stringList(msg.Record, "requested_assertions"),
-		ConsentID:           stringField(msg.Consent, "id"),
+		ConsentID:           reliesOn(msg),
 		JWSSHA256:           op.JWSSHA256,
 		DecisionID:          decisionID,
 		PolicyVersion:       version,
@@ -254,31 +264,49 @@ func (x *Exchange) Submit(ctx context.Context, identity string, body []byte) (*A
 			// The denial stands whether or not it could be recorded.
 			x.o.Logger.Error("could not record a denial", "decision_id", decisionID, "error", err)
 		}
+		x.audit(ctx, audit.KindDenied, rec, msg, nil)
 		return nil, &Error{Code: CodePolicyDenied, Detail: "the policy refused this message",
 			DecisionID: decisionID, Reasons: dec.Reasons}
 	}
 
-	// Minimise, seal for the recipient, sign the receipt.
+	// Minimise, seal for each recipient, sign the receipt.
 	redacted := dec.Redact
 	if redacted == nil {
 		redacted = []string{}
 	}
-	deliveryID := uuid.NewString()
 	receivedAt := now.Format(time.RFC3339)
-	payload, err := json.Marshal(DeliveryPayload{
-		DeliveryID: deliveryID,
-		Message:    Redact(msg.Raw, redacted),
-		Provenance: Provenance{
-			SenderJWSSHA256: op.JWSSHA256, SenderKID: op.SenderKID, ReceivedAt: receivedAt,
-			DecisionID: decisionID, PolicyVersion: version, Redacted: redacted,
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("exchange: delivery payload: %w", err)
+	recipients := []*trust.Participant{recipient}
+	if msg.Type == envelope.TypeConsentWithdrawal {
+		// R16: the consent is withdrawn from now on, and every recipient of
+		// an earlier referral under it is told. Withdrawing first is safe:
+		// it is idempotent, and a retry after a crash here redoes the rest.
+		if recipients, err = x.withdraw(ctx, reg, msg, recipient, now); err != nil {
+			return nil, err
+		}
 	}
-	sealed, err := envelope.Seal(payload, x.o.SigningKey, envelope.TypDelivery, recipient.EncryptionKey)
-	if err != nil {
-		return nil, fmt.Errorf("exchange: seal delivery: %w", err)
+	minimised := Redact(msg.Raw, redacted)
+	deliveries := make([]store.Delivery, 0, len(recipients))
+	for _, r := range recipients {
+		deliveryID := uuid.NewString()
+		payload, err := json.Marshal(DeliveryPayload{
+			DeliveryID: deliveryID,
+			Message:    minimised,
+			Provenance: Provenance{
+				SenderJWSSHA256: op.JWSSHA256, SenderKID: op.SenderKID, ReceivedAt: receivedAt,
+				DecisionID: decisionID, PolicyVersion: version, Redacted: redacted,
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("exchange: delivery payload: %w", err)
+		}
+		sealed, err := envelope.Seal(payload, x.o.SigningKey, envelope.TypDelivery, r.EncryptionKey)
+		if err != nil {
+			return nil, fmt.Errorf("exchange: seal delivery: %w", err)
+		}
+		deliveries = append(deliveries, store.Delivery{
+			ID: deliveryID, Recipient: r.ID, MessageFrom: msg.From, MessageID: msg.ID,
+			Envelope: sealed, CreatedAt: now, VisibleAt: now,
+		})
 	}
 	bodySum := sha256.Sum256(body)
 	receiptJSON, err := json.Marshal(Receipt{
@@ -303,10 +331,7 @@ func (x *Exchange) Submit(ctx context.Context, identity string, body []byte) (*A
 	rec.Answer = answer
 
 	// Store durably, atomically with the replay reservation.
-	prev, err := x.o.Store.Accept(ctx, rec, []store.Delivery{{
-		ID: deliveryID, Recipient: msg.To, MessageFrom: msg.From, MessageID: msg.ID,
-		Envelope: sealed, CreatedAt: now, VisibleAt: now,
-	}})
+	prev, err := x.o.Store.Accept(ctx, rec, deliveries)
 	switch {
 	case errors.Is(err, store.ErrDuplicate):
 		// Lost a race with a concurrent copy: answer as a retry would be.
@@ -317,9 +342,83 @@ func (x *Exchange) Submit(ctx context.Context, identity string, body []byte) (*A
 	case err != nil:
 		return nil, unavailable(err)
 	}
+	x.audit(ctx, audit.KindAccepted, rec, msg, minimised)
+	if msg.Type == envelope.TypeConsentWithdrawal {
+		x.audit(ctx, audit.KindConsentWithdrawn, rec, msg, nil)
+	}
 	x.o.Logger.Info("message accepted", "message_id", msg.ID, "decision_id", decisionID,
 		"from", msg.From, "to", msg.To, "purpose", msg.Purpose, "type", msg.Type)
 	return &Answer{Status: 202, Body: answer}, nil
+}
+
+// audit appends the entry of a decision. The message is already stored (or
+// refused) by then; an audit failure is logged loudly and counted, and does
+// not undo it.
+func (x *Exchange) audit(ctx context.Context, kind string, rec *store.Message, msg *envelope.Message, delivered map[string]any) {
+	if x.o.Audit == nil {
+		return
+	}
+	e := audit.Entry{
+		Kind: kind, MessageID: rec.ID, DecisionID: rec.DecisionID, PolicyVersion: rec.PolicyVersion,
+		From: rec.From, To: rec.To, Purpose: rec.Purpose, Type: rec.Type,
+		Rules: rec.Rules, Redacted: rec.Redacted, PayloadSHA256: rec.JWSSHA256,
+		Categories: Categories(delivered),
+	}
+	if ref := stringField(msg.Subject, "ref"); ref != "" {
+		e.SubjectHash = x.o.Audit.SubjectHash(ref)
+	}
+	if _, err := x.o.Audit.Record(ctx, e); err != nil {
+		x.o.Logger.Error("audit append failed", "kind", kind, "message_id", rec.ID, "decision_id", rec.DecisionID, "error", err)
+	}
+}
+
+// Categories lists the field paths under subject and record of a delivered
+// message ("subject.names", "record.health"): what reached the recipient,
+// never the values.
+func Categories(msg map[string]any) []string {
+	var out []string
+	for _, section := range []string{"subject", "record"} {
+		m, _ := msg[section].(map[string]any)
+		for k := range m {
+			out = append(out, section+"."+k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// reliesOn is the consent a message relies on: a withdrawal names one but
+// does not rely on it.
+func reliesOn(msg *envelope.Message) string {
+	if msg.Type == envelope.TypeConsentWithdrawal {
+		return ""
+	}
+	return stringField(msg.Consent, "id")
+}
+
+// withdraw records a consent withdrawal and returns who must be told: the
+// addressed recipient and every participant that received a referral under
+// the consent, less the suspended (R14) and the unknown.
+func (x *Exchange) withdraw(ctx context.Context, reg *trust.Registry, msg *envelope.Message, to *trust.Participant, now time.Time) ([]*trust.Participant, error) {
+	id := stringField(msg.Consent, "id")
+	if err := x.o.Store.WithdrawConsent(ctx, msg.From, id, now); err != nil {
+		return nil, unavailable(err)
+	}
+	earlier, err := x.o.Store.ConsentRecipients(ctx, msg.From, id)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	out := []*trust.Participant{to}
+	for _, rid := range earlier {
+		if rid == to.ID {
+			continue
+		}
+		if p, ok := reg.Participant(rid); ok && !p.Suspended {
+			out = append(out, p)
+		}
+	}
+	x.o.Logger.Info("consent withdrawn", "message_id", msg.ID, "from", msg.From, "consent_id", id, "recipients_told", len(out))
+	return out, nil
 }
 
 // retryAnswer returns the original answer for an identical retry, a replay
@@ -346,6 +445,13 @@ func (x *Exchange) input(ctx context.Context, now time.Time, msg *envelope.Messa
 		Message:   msg.Raw,
 		Sender:    party(sender),
 		Recipient: party(recipient),
+	}
+	if id := stringField(msg.Consent, "id"); id != "" {
+		w, err := x.o.Store.ConsentWithdrawn(ctx, msg.From, id)
+		if err != nil {
+			return in, unavailable(err)
+		}
+		in.ConsentWithdrawn = w
 	}
 	if strings.HasSuffix(msg.Type, ".response") && msg.InReplyTo != "" {
 		// The request answered was sent by this response's recipient.

@@ -111,6 +111,9 @@ type Queue interface {
 	// Ack removes the delivery from the recipient's queue and marks its
 	// message delivered. ErrNotFound if the recipient has no such delivery.
 	Ack(ctx context.Context, recipient, deliveryID string, now time.Time) error
+	// Delivery returns a queued delivery of the recipient (leased or not)
+	// without changing it, or ErrNotFound.
+	Delivery(ctx context.Context, recipient, deliveryID string) (*Delivery, error)
 	// Depth is the number of deliveries waiting for the recipient (leased or
 	// not; dead letters are not counted).
 	Depth(ctx context.Context, recipient string) (int, error)

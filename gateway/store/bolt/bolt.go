@@ -607,6 +607,41 @@ func (s *Store) Ack(ctx context.Context, recipient, deliveryID string, now time.
 	return nil
 }
 
+// Delivery implements store.Queue.
+func (s *Store) Delivery(ctx context.Context, recipient, deliveryID string) (*store.Delivery, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, unavailable("delivery", err)
+	}
+	if validKeys(recipient, deliveryID) != nil {
+		return nil, store.ErrNotFound
+	}
+	var out *store.Delivery
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		q := tx.Bucket(bucketQueues).Bucket([]byte(recipient))
+		if q == nil {
+			return store.ErrNotFound
+		}
+		v := q.Bucket(bucketDeliveries).Get([]byte(deliveryID))
+		if v == nil {
+			return store.ErrNotFound
+		}
+		var r deliveryRecord
+		if err := r.unmarshal(v); err != nil {
+			return err
+		}
+		out = &store.Delivery{ID: deliveryID, Recipient: recipient, MessageFrom: r.messageFrom, MessageID: r.messageID,
+			Envelope: r.envelope, Attempts: int(r.attempts), CreatedAt: r.created, VisibleAt: r.visible}
+		return nil
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, store.ErrNotFound
+	case err != nil:
+		return nil, unavailable("delivery", err)
+	}
+	return out, nil
+}
+
 // Depth implements store.Queue.
 func (s *Store) Depth(ctx context.Context, recipient string) (int, error) {
 	if err := ctx.Err(); err != nil {

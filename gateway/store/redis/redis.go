@@ -379,6 +379,29 @@ func (s *Store) Ack(ctx context.Context, recipient, deliveryID string, now time.
 	return nil
 }
 
+// Delivery implements store.Queue.
+func (s *Store) Delivery(ctx context.Context, recipient, deliveryID string) (*store.Delivery, error) {
+	if validKeys(recipient, deliveryID) != nil {
+		return nil, store.ErrNotFound
+	}
+	f, err := s.c.HMGet(ctx, s.deliveryPrefix(recipient)+deliveryID, "env", "created", "from", "mid", "attempts").Result()
+	if err != nil {
+		return nil, unavailable("delivery", err)
+	}
+	env, ok := f[0].(string)
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	created, _ := f[1].(string)
+	from, _ := f[2].(string)
+	mid, _ := f[3].(string)
+	attempts, _ := f[4].(string)
+	ct, _ := time.Parse(time.RFC3339Nano, created)
+	n, _ := strconv.Atoi(attempts)
+	return &store.Delivery{ID: deliveryID, Recipient: recipient, MessageFrom: from, MessageID: mid,
+		Envelope: []byte(env), Attempts: n, CreatedAt: ct}, nil
+}
+
 // Depth implements store.Queue.
 func (s *Store) Depth(ctx context.Context, recipient string) (int, error) {
 	n, err := s.c.ZCard(ctx, s.queueKey(recipient)).Result()

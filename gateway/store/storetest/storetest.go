@@ -511,8 +511,18 @@ func testAck(t *testing.T, open Opener) {
 	accept(t, s, message("unhcr", "m2", "ke-dra", base), "d2")
 	lease(t, s, "ke-dra", 10, time.Minute, base)
 	ackAt := base.Add(5 * time.Second)
+	d, err := s.Delivery(ctx, "ke-dra", "d1")
+	if err != nil || d.ID != "d1" || d.MessageFrom != "unhcr" || d.MessageID != "m1" || d.Attempts != 1 || len(d.Envelope) == 0 {
+		t.Fatalf("Delivery before ack: %+v %v", d, err)
+	}
+	if _, err := s.Delivery(ctx, "ug-x", "d1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Delivery of another recipient: err = %v, want ErrNotFound", err)
+	}
 	if err := s.Ack(ctx, "ke-dra", "d1", ackAt); err != nil {
 		t.Fatalf("Ack: %v", err)
+	}
+	if _, err := s.Delivery(ctx, "ke-dra", "d1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Delivery after ack: err = %v, want ErrNotFound", err)
 	}
 	m := get(t, s, "unhcr", "m1")
 	if m.Status != store.StatusDelivered || !m.UpdatedAt.Equal(ackAt) || m.Attempts != 1 {
