@@ -234,7 +234,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 	handler, err := api.New(api.Options{
 		Exchange: g.Exchange, Registry: g.Registry, Inbox: box, Policy: g.Policy,
 		JWKS: func() []byte { return g.Keys.JWKS }, BodyLimit: cfg.BodyLimit,
-		Logger: log.With("component", "api"), Metrics: g.Metrics,
+		Logger: log.With("component", "api"), Metrics: g.Metrics, Subject: g.SubjectReport,
 		Limiter: limiter.Wait,
 	})
 	if err != nil {
@@ -366,6 +366,36 @@ func (g *Gateway) recordDelivery(ctx context.Context, d store.Delivery, kind str
 		g.Metrics.AuditFailures.Inc()
 		g.log.Error("audit append failed", "kind", kind, "delivery_id", d.ID, "error", err)
 	}
+}
+
+// SubjectReport answers "who received what about this person" from the
+// audit log: for one subject reference, each decision about it — recipient,
+// purpose, data categories delivered, time, decision — without any data.
+func (g *Gateway) SubjectReport(ctx context.Context, ref string) (any, error) {
+	h := g.Audit.SubjectHash(ref)
+	entries, err := audit.Subject(ctx, g.auditBackend, h)
+	if err != nil {
+		return nil, err
+	}
+	type item struct {
+		Time          time.Time `json:"time"`
+		Kind          string    `json:"kind"`
+		From          string    `json:"from"`
+		To            string    `json:"to"`
+		Purpose       string    `json:"purpose"`
+		Type          string    `json:"type"`
+		Categories    []string  `json:"categories"`
+		Redacted      []string  `json:"redacted"`
+		MessageID     string    `json:"message_id"`
+		DecisionID    string    `json:"decision_id"`
+		PolicyVersion string    `json:"policy_version"`
+	}
+	out := make([]item, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, item{e.Time, e.Kind, e.From, e.To, e.Purpose, e.Type, e.Categories, e.Redacted,
+			e.MessageID, e.DecisionID, e.PolicyVersion})
+	}
+	return map[string]any{"subject_hash": h, "entries": out}, nil
 }
 
 // purgeLoop deletes stored payloads whose retention period ended (R13).

@@ -41,6 +41,9 @@ type Options struct {
 	JWKS      func() []byte // the gateway's public keys, as served
 	BodyLimit int64
 	Logger    *slog.Logger
+	// Subject, when set, answers compliance officers' "who received what
+	// about this person" (GET /v1/audit/subject?ref=REF).
+	Subject func(ctx context.Context, ref string) (any, error)
 	// Metrics, when set, counts requests by route and status.
 	Metrics *Metrics
 	// Limiter, when set, is asked before a message is opened; it returns
@@ -86,6 +89,7 @@ func New(o Options) (http.Handler, error) {
 	v1.GET("/jwks", h.jwks)
 	v1.GET("/policy", h.compliance, h.policyStatus)
 	v1.POST("/policy/evaluate", h.compliance, h.policyEvaluate)
+	v1.GET("/audit/subject", h.compliance, h.subject)
 	return r, nil
 }
 
@@ -228,6 +232,24 @@ func (h *handlers) jwks(c *gin.Context) {
 
 func (h *handlers) policyStatus(c *gin.Context) {
 	c.JSON(http.StatusOK, h.o.Policy.Status())
+}
+
+// subject lists, for one subject reference, which participants received
+// which data categories, when, for which purpose, under which decision —
+// from the audit log, without the data.
+func (h *handlers) subject(c *gin.Context) {
+	ref := c.Query("ref")
+	if ref == "" || len(ref) > 200 || h.o.Subject == nil {
+		writeProblem(c, h.log, problem(CodeBadRequest, "ref is required"), nil)
+		return
+	}
+	out, err := h.o.Subject(c.Request.Context(), ref)
+	if err != nil {
+		renderError(c, h.log, &exchange.Error{Code: exchange.CodeUnavailable, Detail: "the audit log cannot be read now", Err: err})
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, out)
 }
 
 // policyEvaluate answers a decision for an input, sending nothing anywhere.

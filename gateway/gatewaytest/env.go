@@ -64,12 +64,20 @@ func RepoRoot() string {
 // Option changes the configuration before the gateway starts.
 type Option func(*config.Config)
 
-// Start makes a PKI and starts a gateway; it stops when the test ends.
+// Start makes a PKI for the demo federation and starts a gateway; it stops
+// when the test ends.
 func Start(t testing.TB, opts ...Option) *Env {
+	t.Helper()
+	return StartFederation(t, pki.DemoFederation(), opts...)
+}
+
+// StartFederation is Start with the given participants (for instance with
+// a push recipient).
+func StartFederation(t testing.TB, specs []pki.Spec, opts ...Option) *Env {
 	t.Helper()
 	dir := t.TempDir()
 	pkiDir := filepath.Join(dir, "pki")
-	if err := pki.Init(pki.Options{Dir: pkiDir, Participants: pki.DemoFederation()}); err != nil {
+	if err := pki.Init(pki.Options{Dir: pkiDir, Participants: specs}); err != nil {
 		t.Fatalf("pki: %v", err)
 	}
 	cfg := config.Default()
