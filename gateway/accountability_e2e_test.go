@@ -49,8 +49,13 @@ func TestAccountability(t *testing.T) {
 	var rep struct {
 		SubjectHash string `json:"subject_hash"`
 		Entries     []struct {
-			Kind, From, To, Purpose, MessageID, DecisionID string
-			Categories                                     []string
+			Kind       string   `json:"kind"`
+			From       string   `json:"from"`
+			To         string   `json:"to"`
+			Purpose    string   `json:"purpose"`
+			MessageID  string   `json:"message_id"`
+			DecisionID string   `json:"decision_id"`
+			Categories []string `json:"categories"`
 		} `json:"entries"`
 	}
 	if err := json.Unmarshal(r.Body, &rep); err != nil {
