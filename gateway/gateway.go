@@ -430,6 +430,13 @@ func (g *Gateway) Purge(ctx context.Context, now time.Time) ([]store.Purged, err
 	}
 	if len(purged) > 0 {
 		g.log.Info("retention purge", "messages", len(purged))
+		// Deleted pages still hold the old bytes until they are rewritten.
+		if c, ok := g.Store.(interface{ Compact(context.Context) error }); ok {
+			if cerr := c.Compact(ctx); cerr != nil {
+				g.log.Error("compaction after purge failed", "error", cerr)
+				err = errors.Join(err, cerr)
+			}
+		}
 	}
 	return purged, err
 }

@@ -36,6 +36,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -52,7 +53,30 @@ type Options struct {
 
 // Store is a store.Store on a bbolt file.
 type Store struct {
+	path string
+	opts Options
+	// mu guards db: every operation holds it shared; Compact holds it
+	// exclusively while it swaps the file.
+	mu sync.RWMutex
 	db *bbolt.DB
+}
+
+func (s *Store) update(fn func(*bbolt.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.db.Update(fn)
+}
+
+func (s *Store) view(fn func(*bbolt.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.db.View(fn)
+}
+
+func (s *Store) batch(fn func(*bbolt.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.db.Batch(fn)
 }
 
 var _ store.Store = (*Store)(nil)
@@ -83,6 +107,14 @@ func Open(path string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("bolt: open: %w: %w", store.ErrUnavailable, err)
 	}
+	db, err := openDB(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{path: path, opts: opts, db: db}, nil
+}
+
+func openDB(path string, opts Options) (*bbolt.DB, error) {
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.Timeout})
 	if err != nil {
 		return nil, fmt.Errorf("bolt: open: %w: %w", store.ErrUnavailable, err)
@@ -100,11 +132,68 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("bolt: open: %w: %w", store.ErrUnavailable, err)
 	}
-	return &Store{db: db}, nil
+	return db, nil
+}
+
+// Compact rewrites the database into a fresh file and replaces the old one,
+// so that pages freed by deletions (purged payloads among them) no longer
+// hold their old bytes anywhere in the file. Every other operation waits
+// while it runs. If the swap fails half-way the store fails closed
+// (ErrUnavailable) rather than serve from an unknown state.
+func (s *Store) Compact(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return unavailable("compact", err)
+	}
+	tmp := s.path + ".compact"
+	_ = os.Remove(tmp)
+	dst, err := bbolt.Open(tmp, 0o600, &bbolt.Options{Timeout: s.opts.Timeout})
+	if err != nil {
+		return unavailable("compact", err)
+	}
+	if err := bbolt.Compact(dst, s.db, 4<<20); err != nil {
+		dst.Close()
+		os.Remove(tmp)
+		return unavailable("compact", err)
+	}
+	if err := dst.Sync(); err != nil {
+		dst.Close()
+		os.Remove(tmp)
+		return unavailable("compact", err)
+	}
+	if err := dst.Close(); err != nil {
+		os.Remove(tmp)
+		return unavailable("compact", err)
+	}
+	if err := s.db.Close(); err != nil {
+		os.Remove(tmp)
+		return unavailable("compact", err)
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		// The old file is intact: reopen it (if that fails too, the closed
+		// handle stays and every call fails with ErrUnavailable).
+		if db, oerr := openDB(s.path, s.opts); oerr == nil {
+			s.db = db
+		}
+		return unavailable("compact", err)
+	}
+	if d, err := os.Open(filepath.Dir(s.path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	db, err := openDB(s.path, s.opts)
+	if err != nil {
+		return unavailable("compact", err)
+	}
+	s.db = db
+	return nil
 }
 
 // Close closes the file. Later calls fail with store.ErrUnavailable.
 func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("bolt: close: %w", err)
 	}
@@ -117,6 +206,8 @@ func (s *Store) Ping(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return unavailable("ping", err)
 	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	if s.db.IsReadOnly() {
 		return unavailable("ping", errors.New("read-only"))
 	}
@@ -197,7 +288,7 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 	key := pairKey(m.From, m.ID)
 
 	var existing *store.Message
-	err = s.db.Update(func(tx *bbolt.Tx) error {
+	err = s.update(func(tx *bbolt.Tx) error {
 		existing = nil
 		msgs := tx.Bucket(bucketMessages)
 		if v := msgs.Get(key); v != nil {
@@ -389,7 +480,7 @@ func (s *Store) RecordDenial(ctx context.Context, m *store.Message) error {
 		return fmt.Errorf("bolt: record denial: %w", err)
 	}
 	key := pairKey(m.From, m.ID)
-	err = s.db.Update(func(tx *bbolt.Tx) error {
+	err = s.update(func(tx *bbolt.Tx) error {
 		msgs := tx.Bucket(bucketMessages)
 		if v := msgs.Get(key); v != nil {
 			var old messageRecord
@@ -420,7 +511,7 @@ func (s *Store) Message(ctx context.Context, from, id string) (*store.Message, e
 		return nil, store.ErrNotFound
 	}
 	var m *store.Message
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		var err error
 		m, err = getMessage(tx, pairKey(from, id))
 		return err
@@ -443,7 +534,7 @@ func (s *Store) MessageTo(ctx context.Context, to, id string) (*store.Message, e
 		return nil, store.ErrNotFound
 	}
 	var m *store.Message
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		key := tx.Bucket(bucketRecipients).Get(pairKey(to, id))
 		if key == nil {
 			return nil
@@ -483,7 +574,7 @@ func (s *Store) Lease(ctx context.Context, recipient string, max int, visibility
 	}
 	until := now.Add(visibility)
 	var out []store.Delivery
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.update(func(tx *bbolt.Tx) error {
 		out = out[:0]
 		q := tx.Bucket(bucketQueues).Bucket([]byte(recipient))
 		if q == nil {
@@ -577,7 +668,7 @@ func (s *Store) Ack(ctx context.Context, recipient, deliveryID string, now time.
 	if validKeys(recipient, deliveryID) != nil {
 		return store.ErrNotFound
 	}
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.update(func(tx *bbolt.Tx) error {
 		// The record goes, envelope included: an acknowledged payload is
 		// not kept until its retention period ends.
 		r, ok, err := takeQueued(tx.Bucket(bucketQueues), recipient, []byte(deliveryID))
@@ -616,7 +707,7 @@ func (s *Store) Delivery(ctx context.Context, recipient, deliveryID string) (*st
 		return nil, store.ErrNotFound
 	}
 	var out *store.Delivery
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		q := tx.Bucket(bucketQueues).Bucket([]byte(recipient))
 		if q == nil {
 			return store.ErrNotFound
@@ -648,7 +739,7 @@ func (s *Store) Depth(ctx context.Context, recipient string) (int, error) {
 		return 0, unavailable("depth", err)
 	}
 	var n uint64
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		if q := tx.Bucket(bucketQueues).Bucket([]byte(recipient)); q != nil {
 			n = getUint64(q.Get(keyDepth))
 		}

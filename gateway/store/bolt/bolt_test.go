@@ -173,3 +173,51 @@ func BenchmarkStore(b *testing.B) {
 	defer s.Close()
 	storetest.Benchmark(b, s)
 }
+
+// After a purge and a compaction, the purged envelopes are nowhere in the
+// file, not even in freed pages; envelopes still kept are.
+func TestCompactLeavesNoPurgedBytes(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "x.db")
+	s, err := bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	accept := func(id string, days int, env []byte) {
+		m := &store.Message{From: "UN-UNICEF", ID: id, To: "KZ-MJ", Type: "t", Purpose: "p", Status: store.StatusAccepted,
+			JWSSHA256: "x", RetentionDays: days, CreatedAt: now, UpdatedAt: now, Expires: now.Add(time.Hour)}
+		if _, err := s.Accept(ctx, m, []store.Delivery{{ID: "d-" + id, Recipient: "KZ-MJ", MessageFrom: "UN-UNICEF", MessageID: id, Envelope: env, CreatedAt: now, VisibleAt: now}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	purgedNeedle := bytes.Repeat([]byte("PURGEDPAYLOAD-"), 300)
+	keptNeedle := bytes.Repeat([]byte("KEPTPAYLOAD-"), 300)
+	accept("m1", 90, purgedNeedle)
+	accept("m2", 400, keptNeedle)
+	if p, err := s.Purge(ctx, now.Add(91*24*time.Hour)); err != nil || len(p) != 1 {
+		t.Fatalf("purge: %v %v", p, err)
+	}
+	if err := s.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, purgedNeedle[:64]) {
+		t.Error("purged payload bytes remain in the file after compaction")
+	}
+	if !bytes.Contains(raw, keptNeedle[:64]) {
+		t.Error("the scan cannot see kept payloads: it proves nothing")
+	}
+	// The store works on after the swap.
+	if d, err := s.Delivery(ctx, "KZ-MJ", "d-m2"); err != nil || !bytes.Equal(d.Envelope, keptNeedle) {
+		t.Fatalf("after compaction: %v", err)
+	}
+	accept("m3", 90, []byte("after"))
+	if err := s.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -35,7 +35,7 @@ func (s *Store) ConsentRecipients(ctx context.Context, from, consentID string) (
 		return out, nil
 	}
 	prefix := append(pairKey(from, consentID), 0)
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketConsents).Cursor()
 		// Keys are sorted and distinct, and so are their suffixes.
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
@@ -58,7 +58,7 @@ func (s *Store) WithdrawConsent(ctx context.Context, from, consentID string, now
 	if err := validKeys(from, consentID); err != nil {
 		return fmt.Errorf("bolt: withdraw consent: %w", err)
 	}
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.update(func(tx *bbolt.Tx) error {
 		b, k := tx.Bucket(bucketWithdrawn), pairKey(from, consentID)
 		if b.Get(k) != nil {
 			return errRollback
@@ -80,7 +80,7 @@ func (s *Store) ConsentWithdrawn(ctx context.Context, from, consentID string) (b
 		return false, nil
 	}
 	var found bool
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		found = tx.Bucket(bucketWithdrawn).Get(pairKey(from, consentID)) != nil
 		return nil
 	})

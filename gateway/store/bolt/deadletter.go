@@ -19,7 +19,7 @@ func (s *Store) Release(ctx context.Context, recipient, deliveryID string, visib
 	if validKeys(recipient, deliveryID) != nil {
 		return store.ErrNotFound
 	}
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.update(func(tx *bbolt.Tx) error {
 		q := tx.Bucket(bucketQueues).Bucket([]byte(recipient))
 		if q == nil {
 			return store.ErrNotFound
@@ -62,7 +62,7 @@ func (s *Store) DeadLetter(ctx context.Context, recipient, deliveryID string, no
 	if validKeys(recipient, deliveryID) != nil {
 		return store.ErrNotFound
 	}
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.update(func(tx *bbolt.Tx) error {
 		r, ok, err := takeQueued(tx.Bucket(bucketQueues), recipient, []byte(deliveryID))
 		if err != nil {
 			return err
@@ -100,7 +100,7 @@ func (s *Store) DeadLetters(ctx context.Context) ([]store.Delivery, error) {
 		return nil, unavailable("dead letters", err)
 	}
 	var out []store.Delivery
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		out = out[:0]
 		dead := tx.Bucket(bucketDead)
 		return tx.Bucket(bucketDeadIndex).ForEach(func(_, dk []byte) error {
@@ -139,7 +139,7 @@ func (s *Store) Requeue(ctx context.Context, recipient, deliveryID string, now t
 	if validKeys(recipient, deliveryID) != nil {
 		return store.ErrNotFound
 	}
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.update(func(tx *bbolt.Tx) error {
 		dead := tx.Bucket(bucketDead)
 		dk := pairKey(recipient, deliveryID)
 		v := dead.Get(dk)
@@ -187,7 +187,7 @@ func (s *Store) Depths(ctx context.Context) (map[string]int, error) {
 		return nil, unavailable("depths", err)
 	}
 	out := map[string]int{}
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketQueues).ForEachBucket(func(name []byte) error {
 			q := tx.Bucket(bucketQueues).Bucket(name)
 			out[string(name)] = int(getUint64(q.Get(keyDepth)))

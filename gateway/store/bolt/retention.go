@@ -32,7 +32,7 @@ func (s *Store) Purge(ctx context.Context, now time.Time) ([]store.Purged, error
 			batch []store.Purged
 			more  bool
 		)
-		err := s.db.Update(func(tx *bbolt.Tx) error {
+		err := s.update(func(tx *bbolt.Tx) error {
 			batch, more = batch[:0], false
 			ret := tx.Bucket(bucketRetention)
 			var due [][]byte

@@ -386,3 +386,19 @@ func BenchmarkStore(b *testing.B) {
 	defer s.Close()
 	storetest.Benchmark(b, s)
 }
+
+func TestCompactRewritesAOF(t *testing.T) {
+	ctx := context.Background()
+	s, err := redis.Open(ctx, redistest.Start(t), redis.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A second request while the first may still run is not an error.
+	if err := s.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

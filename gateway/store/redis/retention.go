@@ -42,3 +42,15 @@ func (s *Store) Purge(ctx context.Context, now time.Time) ([]store.Purged, error
 		}
 	}
 }
+
+// Compact asks Redis to rewrite its append-only file, so that purged
+// payloads, deleted from memory at once, also leave the AOF (which
+// otherwise keeps every write that ever carried them). The rewrite runs in
+// the background; one already under way is enough.
+func (s *Store) Compact(ctx context.Context) error {
+	err := s.c.BgRewriteAOF(ctx).Err()
+	if err != nil && !strings.Contains(err.Error(), "in progress") && !strings.Contains(err.Error(), "scheduled") {
+		return unavailable("compact", err)
+	}
+	return nil
+}
