@@ -474,3 +474,36 @@ func TestLateRetryGetsOriginalAnswer(t *testing.T) {
 }
 
 func base64URL(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+
+// The operator listener's metrics count requests, decisions and queue depth.
+func TestMetrics(t *testing.T) {
+	env := gatewaytest.Start(t)
+	unicef := env.Client("UN-UNICEF")
+	if r, _ := unicef.Send(ctx, verificationRequest("UN-UNICEF", "KZ-MJ", gatewaytest.ChildSubject("A", "B"))); r.Status != http.StatusAccepted {
+		t.Fatalf("send: %d", r.Status)
+	}
+	bad := verificationRequest("UN-UNICEF", "KZ-MJ", gatewaytest.ChildSubject("A", "B"))
+	bad["purpose"] = "border-screening"
+	if r, _ := unicef.Send(ctx, bad); r.Status != http.StatusForbidden {
+		t.Fatalf("denial: %d", r.Status)
+	}
+	resp, err := http.Get(env.OpsURL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`xborder_requests_total{route="/v1/messages",status="202"} 1`,
+		`xborder_requests_total{route="/v1/messages",status="403"} 1`,
+		`xborder_decisions_total{allow="true"`,
+		`xborder_decisions_total{allow="false"`,
+		`xborder_queue_depth{recipient="KZ-MJ"} 1`,
+		`xborder_request_seconds_bucket{route="/v1/messages"`,
+		`process_resident_memory_bytes`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
