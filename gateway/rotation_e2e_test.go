@@ -166,3 +166,51 @@ func waitStatus(t *testing.T, try func() int, want int) {
 		time.Sleep(150 * time.Millisecond)
 	}
 }
+
+// Suspending a participant in the registry of a running gateway stops it
+// sending and receiving at once; its queued deliveries wait.
+func TestSuspension(t *testing.T) {
+	env := gatewaytest.Start(t, func(c *config.Config) { c.PolicyWatch = 100 * time.Millisecond })
+	unicef, mj := env.Client("UN-UNICEF"), env.Client("KZ-MJ")
+	if r, _ := unicef.Send(ctx, verificationRequest("UN-UNICEF", "KZ-MJ", gatewaytest.ChildSubject("A", "B"))); r.Status != http.StatusAccepted {
+		t.Fatalf("send: %d", r.Status)
+	}
+	if _, _, err := mj.GatewayKeys(ctx); err != nil {
+		t.Fatal(err)
+	}
+	probe := func() int { // a call that changes nothing
+		r, err := mj.Do(ctx, http.MethodGet, "/v1/jwks", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Status
+	}
+	regPath := filepath.Join(env.PKI, "registry.yaml")
+	orig, _ := os.ReadFile(regPath)
+	suspended := strings.Replace(string(orig), "  - id: KZ-MJ\n", "  - id: KZ-MJ\n    suspended: true\n", 1)
+	if suspended == string(orig) {
+		t.Fatal("registry layout changed: cannot suspend KZ-MJ")
+	}
+	if err := os.WriteFile(regPath, []byte(suspended), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, probe, http.StatusForbidden)
+	if r, _ := mj.Do(ctx, http.MethodGet, "/v1/inbox", "", nil); r.Status != http.StatusForbidden {
+		t.Errorf("a suspended participant's inbox was served: %d", r.Status)
+	}
+	r, _ := unicef.Send(ctx, verificationRequest("UN-UNICEF", "KZ-MJ", gatewaytest.ChildSubject("A", "B")))
+	if p := r.Problem(); r.Status != http.StatusForbidden || p.Code != "unknown_participant" {
+		t.Errorf("send to a suspended recipient: %d %s", r.Status, r.Body)
+	}
+	if r, err := mj.Send(ctx, verificationRequest("KZ-MJ", "UN-UNICEF", gatewaytest.ChildSubject("A", "B"))); err != nil || r.Status != http.StatusForbidden {
+		t.Errorf("a suspended sender was heard: %v %v", err, r)
+	}
+	// Lifted: the delivery that waited is there.
+	if err := os.WriteFile(regPath, orig, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, probe, http.StatusOK)
+	if ds, err := mj.Inbox(ctx, 10); err != nil || len(ds) != 1 {
+		t.Errorf("after the suspension: %v %d", err, len(ds))
+	}
+}

@@ -122,6 +122,12 @@ func (h *handlers) identify(c *gin.Context) {
 		writeProblem(c, h.log, problem(exchange.CodeUnknownParticipant, "the client certificate names no registered participant"), err)
 		return
 	}
+	// A suspended participant neither sends nor receives (R14): not even
+	// its inbox is served.
+	if p, ok := reg.Participant(id); !ok || p.Suspended {
+		writeProblem(c, h.log, problem(exchange.CodeUnknownParticipant, "this participant is suspended"), nil)
+		return
+	}
 	c.Set(identityKey, id)
 	c.Next()
 }
