@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/client"
 	"github.com/xborder/xborder/gateway/gatewaytest"
 )
@@ -317,6 +318,9 @@ func TestPKIInit(t *testing.T) {
 	var out bytes.Buffer
 	if code := run([]string{"pki", "init", "--dir", dir, "--participants", "UN-UNICEF,KZ-MJ"}, &out, &out); code != 0 {
 		t.Fatalf("exit %d: %s", code, out.String())
+	}
+	if _, err := audit.LoadKey(filepath.Join(dir, "gateway", "audit.key")); err != nil {
+		t.Errorf("audit key: %v", err)
 	}
 	for _, f := range []string{"ca.crt", "registry.yaml", "gateway/sign.jwk", "UN-UNICEF/tls.key", "KZ-MJ/enc.pub.jwk"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {

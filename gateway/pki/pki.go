@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -38,6 +39,7 @@ const (
 	GatewayDir   = "gateway"
 	TLSCert      = "tls.crt"
 	TLSKey       = "tls.key"
+	AuditKey     = "audit.key"
 	SignJWK      = "sign.jwk"
 	EncJWK       = "enc.jwk"
 	SignPubJWK   = "sign.pub.jwk"
@@ -259,6 +261,13 @@ func generate(specs []Spec, hosts []string, now time.Time) ([]file, error) {
 	}
 	add(path.Join(GatewayDir, TLSCert), gwCert, 0o644)
 	add(path.Join(GatewayDir, TLSKey), gwKey, 0o600)
+	// The audit log's subject-hash key, made here so that a gateway whose
+	// key folder is read-only (docker-compose) finds it.
+	auditKey := make([]byte, 32)
+	if _, err := rand.Read(auditKey); err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	add(path.Join(GatewayDir, AuditKey), []byte(hex.EncodeToString(auditKey)+"\n"), 0o600)
 	if _, _, err := jwks(GatewayDir); err != nil {
 		return nil, err
 	}

@@ -46,13 +46,14 @@ func initDir(t *testing.T, opts pki.Options) string {
 // expectedFiles lists what Init must write, with modes.
 func expectedFiles(ids ...string) map[string]fs.FileMode {
 	want := map[string]fs.FileMode{
-		".":               fs.ModeDir | 0o700,
-		"ca.crt":          0o644,
-		"ca.key":          0o600,
-		"registry.yaml":   0o644,
-		"gateway":         fs.ModeDir | 0o700,
-		"gateway/tls.crt": 0o644,
-		"gateway/tls.key": 0o600,
+		".":                 fs.ModeDir | 0o700,
+		"ca.crt":            0o644,
+		"ca.key":            0o600,
+		"registry.yaml":     0o644,
+		"gateway":           fs.ModeDir | 0o700,
+		"gateway/tls.crt":   0o644,
+		"gateway/tls.key":   0o600,
+		"gateway/audit.key": 0o600,
 	}
 	for _, id := range append([]string{"gateway"}, ids...) {
 		want[id] = fs.ModeDir | 0o700
