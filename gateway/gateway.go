@@ -102,7 +102,7 @@ func OpenStore(ctx context.Context, cfg config.Config) (store.Store, error) {
 	case "bolt":
 		return boltstore.Open(target, boltstore.Options{})
 	case "redis":
-		return redisstore.Open(ctx, target, redisstore.Options{})
+		return redisstore.Open(ctx, target, redisstore.Options{RequireDurable: cfg.RedisRequireDurable})
 	}
 	return nil, fmt.Errorf("gateway: unknown store %q", cfg.Store)
 }

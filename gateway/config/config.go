@@ -30,6 +30,11 @@ type Config struct {
 	Policies    string `yaml:"policies"`     // folder of Rego modules and data.json
 	Store       string `yaml:"store"`        // bolt:PATH or redis://host:port/db
 
+	// RedisRequireDurable refuses to start on a Redis that does not run
+	// with appendonly yes and appendfsync always (README: the durability a
+	// 202 relies on). Only for tests and throwaway setups: false.
+	RedisRequireDurable bool `yaml:"redis_require_durable"`
+
 	// BodyLimit is the largest request body accepted, in bytes.
 	BodyLimit int64 `yaml:"body_limit"`
 	// InboxVisibility is how long a fetched delivery stays hidden before it
@@ -79,26 +84,27 @@ type Config struct {
 // Default is the development setup of PROTOCOL §9.
 func Default() Config {
 	return Config{
-		Listen:             "127.0.0.1:8443",
-		OpsListen:          "127.0.0.1:9090",
-		Registry:           "certs/dev/registry.yaml",
-		GatewayKeys:        "certs/dev/gateway",
-		Policies:           "policies",
-		Store:              "bolt:data/xborder.db",
-		BodyLimit:          1 << 20,
-		InboxVisibility:    60 * time.Second,
-		ClockSkew:          300 * time.Second,
-		PolicyTimeout:      500 * time.Millisecond,
-		PolicyWatch:        2 * time.Second,
-		LogLevel:           "info",
-		RateWindow:         time.Minute,
-		AuditCheckpoint:    time.Minute,
-		PurgeEvery:         time.Hour,
-		DeliveryAttempts:   8,
-		DeliveryTimeout:    10 * time.Second,
-		DeliveryBackoff:    time.Second,
-		DeliveryMaxBackoff: 5 * time.Minute,
-		DevPKI:             "certs/dev",
+		Listen:              "127.0.0.1:8443",
+		OpsListen:           "127.0.0.1:9090",
+		Registry:            "certs/dev/registry.yaml",
+		GatewayKeys:         "certs/dev/gateway",
+		Policies:            "policies",
+		Store:               "bolt:data/xborder.db",
+		BodyLimit:           1 << 20,
+		RedisRequireDurable: true,
+		InboxVisibility:     60 * time.Second,
+		ClockSkew:           300 * time.Second,
+		PolicyTimeout:       500 * time.Millisecond,
+		PolicyWatch:         2 * time.Second,
+		LogLevel:            "info",
+		RateWindow:          time.Minute,
+		AuditCheckpoint:     time.Minute,
+		PurgeEvery:          time.Hour,
+		DeliveryAttempts:    8,
+		DeliveryTimeout:     10 * time.Second,
+		DeliveryBackoff:     time.Second,
+		DeliveryMaxBackoff:  5 * time.Minute,
+		DevPKI:              "certs/dev",
 	}
 }
 

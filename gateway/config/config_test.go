@@ -89,3 +89,13 @@ func TestInvalid(t *testing.T) {
 		})
 	}
 }
+
+func TestRedisDurabilityRequiredByDefault(t *testing.T) {
+	c, err := config.Load(write(t, "store: redis://127.0.0.1:6379/0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.RedisRequireDurable {
+		t.Error("a Redis without AOF always would be accepted by default")
+	}
+}

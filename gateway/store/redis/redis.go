@@ -75,6 +75,11 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if opts.Prefix == "" {
 		opts.Prefix = "xborder:"
 	}
+	if !strings.Contains(url, "max_retries=") {
+		// One retry, not go-redis's three with backoff: during an outage
+		// the gateway answers 503 at once and the sender retries.
+		o.MaxRetries = 1
+	}
 	s := &Store{c: goredis.NewClient(o), prefix: opts.Prefix}
 	if err := s.c.Ping(ctx).Err(); err != nil {
 		s.c.Close()
