@@ -12,8 +12,7 @@ import data.xborder_data as cfg
 
 # covering: the ids of the agreements that cover this exchange.
 covering contains a.id if {
-	some a in cfg.agreements
-	input.sender.id in a.parties
+	some a in _by_party[input.sender.id]
 	input.recipient.id in a.parties
 	lib.purpose in a.purposes
 	_in_force(a)
@@ -23,16 +22,34 @@ covered if count(covering) > 0
 
 _in_force(a) if {
 	not lib.is_withdrawal
-	_started(a)
-	lib.today_ordinal <= lib.ordinal(lib.day(a.valid_until))
+	a.from <= lib.today_ordinal
+	lib.today_ordinal <= a.until
 }
 
 _in_force(a) if {
 	lib.is_withdrawal
-	_started(a)
+	a.from <= lib.today_ordinal
 }
 
-_started(a) if lib.ordinal(lib.day(a.valid_from)) <= lib.today_ordinal
+# The agreements of each party, with their parties and purposes as sets and
+# their first and last days as ordinals ("from", "until"; absent when the
+# date is not a valid YYYY-MM-DD, so that the agreement covers nothing).
+# Reads data only: computed once per policy version (gateway/policy).
+_by_party := {party: [a | some a in _agreements; party in a.parties] |
+	some a0 in _agreements
+	some party in a0.parties
+}
+
+_agreements := [object.union(
+	{"id": a.id, "parties": {p | some p in a.parties}, "purposes": {p | some p in a.purposes}},
+	object.union(_ordinal("from", a.valid_from), _ordinal("until", a.valid_until)),
+) |
+	some a in cfg.agreements
+]
+
+_ordinal(key, date) := {key: lib.ordinal(d)} if {
+	d := lib.day(date)
+} else := {}
 
 deny contains r if {
 	not covered

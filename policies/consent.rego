@@ -43,6 +43,20 @@ deny contains _r9("consent.basis is neither consent nor best_interests_override"
 	not _is_override
 }
 
+# Each basis has its own checks, evaluated only for a referral that relies
+# on it.
+deny contains r if {
+	applies
+	_is_consent
+	some r in _consent_denials
+}
+
+deny contains r if {
+	applies
+	_is_override
+	some r in _override_denials
+}
+
 # --- scope: recipient, purpose, time --------------------------------------
 
 _names_recipient if input.recipient.id in _c.recipients
@@ -51,37 +65,19 @@ _names_purpose if lib.purpose in _c.purposes
 
 _unexpired if lib.ns(_c.expires_at) > lib.now_ns
 
-deny contains _r9("the consent does not name the recipient") if {
-	applies
-	_is_consent
-	not _names_recipient
-}
+_consent_denials contains _r9("the consent does not name the recipient") if not _names_recipient
 
-deny contains _r9("the consent does not name the purpose") if {
-	applies
-	_is_consent
-	not _names_purpose
-}
+_consent_denials contains _r9("the consent does not name the purpose") if not _names_purpose
 
-deny contains _r9("the consent is expired or has no valid consent.expires_at") if {
-	applies
-	_is_consent
-	not _unexpired
-}
+_consent_denials contains _r9("the consent is expired or has no valid consent.expires_at") if not _unexpired
 
-deny contains _r9("the consent's obtained_at is not a time before the decision") if {
-	applies
-	_is_consent
-	not _obtained_before
-}
+_consent_denials contains _r9("the consent's obtained_at is not a time before the decision") if not _obtained_before
 
 _obtained_before if lib.ns(_c.obtained_at) <= lib.now_ns
 
 # --- fit with the age bands (R5) --------------------------------------------
 
-deny contains r if {
-	applies
-	_is_consent
+_consent_denials contains r if {
 	not _fits
 	some r in [
 		{"rule": "R9", "message": "the consent does not fit the subject's age band"},
@@ -104,9 +100,7 @@ _band_message := {
 # The override stands in for consent, but scope fields it carries (recipients,
 # purposes, expires_at) still bind.
 
-deny contains _r9(sprintf("a best-interests override needs override.bia_ref and override.approved_by_role %s", [cfg.consent.override_approver_role])) if {
-	applies
-	_is_override
+_override_denials contains _r9(sprintf("a best-interests override needs override.bia_ref and override.approved_by_role %s", [cfg.consent.override_approver_role])) if {
 	not _override_approved
 }
 
@@ -116,29 +110,19 @@ _override_approved if {
 	_c.override.bia_ref != ""
 }
 
-deny contains _r9("a best-interests override applies only to a child") if {
-	applies
-	_is_override
-	not age.child
-}
+_override_denials contains _r9("a best-interests override applies only to a child") if not age.child
 
-deny contains _r9("the override's consent.recipients does not name the recipient") if {
-	applies
-	_is_override
+_override_denials contains _r9("the override's consent.recipients does not name the recipient") if {
 	_c.recipients
 	not _names_recipient
 }
 
-deny contains _r9("the override's consent.purposes does not name the purpose") if {
-	applies
-	_is_override
+_override_denials contains _r9("the override's consent.purposes does not name the purpose") if {
 	_c.purposes
 	not _names_purpose
 }
 
-deny contains _r9("the override is expired or its consent.expires_at is not a valid time") if {
-	applies
-	_is_override
+_override_denials contains _r9("the override is expired or its consent.expires_at is not a valid time") if {
 	_c.expires_at
 	not _unexpired
 }

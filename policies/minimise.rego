@@ -6,6 +6,12 @@
 # fields on the allow-list of the purpose and message type pass (data:
 # allow_lists); everything else, known or unknown, is removed. Each removed
 # path carries exactly one reason: the most specific rule that removes it.
+#
+# The work per message is set arithmetic on field names: the fields present,
+# minus those that pass, plus those a rule of its own may remove. Only the
+# fields that end up removed get a reason. The sets built from data alone
+# (_lists, _levels, _special, _top_level) do not depend on the message: the
+# gateway computes them once per policy version (gateway/policy).
 package xborder.minimise
 
 import data.xborder.age
@@ -16,53 +22,81 @@ import data.xborder_data as cfg
 
 # removals: path -> {"rule", "message"}.
 removals[path] := why if {
-	some section in ["subject", "record"]
-	is_object(lib.msg[section])
-	some field, _ in lib.msg[section]
+	some section in _sections
+	some field in _candidates[section]
 	path := concat(".", [section, field])
 	why := _why(section, field, path)
 }
 
 # A subject or record that is not an object is removed whole.
 removals[section] := {"rule": "R10", "message": sprintf("removed %s: it is not an object", [section])} if {
-	some section in ["subject", "record"]
-	_has(lib.msg, section)
-	not is_object(lib.msg[section])
+	some section in _sections
+	value := lib.msg[section]
+	not is_object(value)
 }
 
 # Unknown top-level fields (the gateway refuses them first: defence in depth).
 removals[key] := {"rule": "R10", "message": sprintf("removed %s: not a protocol field", [key])} if {
-	some key, _ in lib.msg
-	not key in cfg.top_level_fields
+	some key in (object.keys(lib.msg) - _top_level)
 }
 
-_has(obj, key) if _ = obj[key]
+_sections := ["subject", "record"]
 
+# The fields of each section that are present, and those of them that pass
+# the allow-list (and its conditions).
+_present := {"subject": object.keys(lib.subject), "record": object.keys(lib.record)}
+
+_kept[section] := (_present[section] & allow_list[section]) - _blocked(section) if some section in _sections
+
+# Removal candidates: every field that does not pass, and every field that a
+# rule of its own may remove even from the allow-list (L4 sections, the
+# subject's biometrics, answers to assertions).
+_candidates[section] := (_present[section] - _not_blocked_kept(section)) | (_present[section] & _special[section]) if {
+	some section in _sections
+}
+
+# (an absent allow-list keeps nothing)
+_not_blocked_kept(section) := s if {
+	s := _kept[section]
+} else := set()
+
+# The one reason of a removed path, from the most specific rule; undefined
+# when the field passes.
 _why(section, field, path) := {"rule": "R8", "message": sprintf("removed %s (L4): protection data is never sent for %s", [path, lib.purpose])} if {
-	path in cfg.levels.L4
+	field in _levels.L4[section]
 	lib.purpose in cfg.l4.never_purposes
 } else := {"rule": "R6", "message": sprintf("removed %s: a child's biometrics never reach a law-enforcement, border-management or prosecution recipient", [path])} if {
-	path == "subject.biometrics"
+	_is_biometrics(section, field)
 	children.biometrics_barred
 } else := {"rule": "R12", "message": sprintf("removed %s: biometrics only for identity-verification requests in 1:1 mode with a dpia_id", [path])} if {
-	path == "subject.biometrics"
+	_is_biometrics(section, field)
 	not _biometrics_ok
 } else := {"rule": "R10", "message": sprintf("removed %s (L4): L4 sections go only to %s recipients of %s", [path, concat(", ", cfg.l4.recipient_roles), concat(", ", cfg.l4.purposes)])} if {
-	path in cfg.levels.L4
+	field in _levels.L4[section]
 	not _l4_ok
 } else := {"rule": "R15", "message": sprintf("removed %s: it answers an assertion the request did not ask", [path])} if {
 	section == "record"
 	response.unasked(field)
 } else := {"rule": "R11", "message": sprintf("removed %s: a verification answer carries only assertions, never the registry record", [path])} if {
 	lib.type == "identity.verification.response"
-	not _listed(section, field, path)
-} else := {"rule": "R10", "message": sprintf("removed %s (%s): not on the allow-list of %s", [path, _level(path), _list_name])} if {
-	not _listed(section, field, path)
+	not _listed(section, field)
+} else := {"rule": "R10", "message": sprintf("removed %s (%s): not on the allow-list of %s", [path, _level(section, field), _list_name])} if {
+	not _listed(section, field)
 }
+
+_is_biometrics(section, field) if {
+	section == "subject"
+	field == "biometrics"
+}
+
+_listed(section, field) if field in _kept[section]
 
 # --- allow-lists ------------------------------------------------------------
 
-_entry := cfg.allow_lists[lib.purpose][lib.type]
+# The allow-list entry of the purpose and message type, as sets of field
+# names: {"subject", "record", "when", and "child" when the purpose narrows
+# its list for children}.
+_entry := _lists[lib.purpose][lib.type]
 
 # A purpose may narrow its allow-list for children (repatriation-logistics:
 # document fields only).
@@ -78,16 +112,14 @@ _list_name := sprintf("%s (%s, child)", [lib.purpose, lib.type]) if {
 	_entry
 } else := "any purpose for this message type"
 
-_listed(section, field, path) if {
+# _blocked(section): the listed fields present whose condition (data: when)
+# is not met.
+_blocked(section) := {field |
+	some field, cond in _entry.when[section]
+	field in _present[section]
 	field in allow_list[section]
-	_condition_met(path)
-}
-
-_condition_met(path) if not _entry.when[path]
-
-_condition_met(path) if {
-	cond := _entry.when[path]
-	object.get(lib.msg, split(cond.path, "."), null) in cond.in
+	cond
+	not object.get(lib.msg, split(cond.path, "."), null) in cond.in
 }
 
 # --- biometrics (R12) and L4 (R10) ---------------------------------------
@@ -110,13 +142,60 @@ _l4_ok if {
 
 # --- data category of a path, for the reason sentence ---------------------
 
-_level(path) := "L4" if {
-	path in cfg.levels.L4
+_level(section, field) := "L4" if {
+	field in _levels.L4[section]
 } else := "L3" if {
-	path in cfg.levels.L3
+	field in _levels.L3[section]
 } else := "L3: a child's core identity" if {
-	path in cfg.levels.L2
+	field in _levels.L2[section]
 	age.child_in_message
 } else := "L2" if {
-	path in cfg.levels.L2
+	field in _levels.L2[section]
 } else := "unlisted field"
+
+# --- views of the data (no input: computed once per policy version) -------
+
+# purpose -> message type -> the entry's field sets.
+_lists := {purpose: {type: _entry_sets(e) | some type, e in types; e} | some purpose, types in cfg.allow_lists}
+
+_entry_sets(e) := object.union(_section_sets(e), {"child": _section_sets(e.child), "when": _when(e)}) if {
+	e.child
+} else := object.union(_section_sets(e), {"when": _when(e)})
+
+_when(e) := _by_field(e.when) if {
+	e.when
+} else := {}
+
+_section_sets(e) := {section: {f | some f in e[section]} | some section in _sections}
+
+# _by_field(obj): {path: value} as {section: {field: value}}.
+_by_field(obj) := {section: {substring(path, count(section) + 1, -1): value |
+	some path, value in obj
+	is_string(path)
+	startswith(path, concat("", [section, "."]))
+} |
+	some section in _sections
+}
+
+# level -> section -> field names.
+_levels := {level: {section: {substring(path, count(section) + 1, -1) |
+	some path in paths
+	is_string(path)
+	startswith(path, concat("", [section, "."]))
+} |
+	some section in _sections
+} |
+	some level, paths in cfg.levels
+}
+
+# Fields a rule of its own may remove even when listed.
+_special := {
+	"subject": (_levels_or_none("L4", "subject") | {"biometrics"}),
+	"record": (_levels_or_none("L4", "record") | {f | some fields in cfg.verification.assertion_fields; some f in fields}),
+}
+
+_levels_or_none(level, section) := s if {
+	s := _levels[level][section]
+} else := set()
+
+_top_level := {key | some key in cfg.top_level_fields}

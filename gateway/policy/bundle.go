@@ -60,6 +60,8 @@ type Bundle struct {
 	sources map[string]string // .rego path -> source
 	data    map[string]any
 	query   rego.PreparedEvalQuery
+	seeds   *seeds               // the data-only rules, evaluated once (seed.go)
+	strings map[string]ast.Value // the strings of the data, shared by inputs (decide.go)
 	opts    Options
 }
 
@@ -118,6 +120,7 @@ func Compile(ctx context.Context, fsys fs.FS, opts Options) (*Bundle, error) {
 			}
 		}
 	}
+	b.strings = knownStrings(b.data)
 	if len(b.Modules) == 0 {
 		return nil, errors.New("policy: compile: no .rego files")
 	}
@@ -136,9 +139,10 @@ func Compile(ctx context.Context, fsys fs.FS, opts Options) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
+	store := b.store()
 	ropts := []func(*rego.Rego){
 		rego.Query(Entrypoint),
-		rego.Store(b.store()),
+		rego.Store(store),
 		rego.Capabilities(Capabilities()),
 		rego.StrictBuiltinErrors(true),
 		rego.SetRegoVersion(ast.RegoV1),
@@ -151,6 +155,19 @@ func Compile(ctx context.Context, fsys fs.FS, opts Options) (*Bundle, error) {
 		return nil, fmt.Errorf("policy: prepare: %w", err)
 	}
 	b.query = pq
+
+	// The rules that read data only are evaluated once, here (seed.go).
+	serving, err = b.parse(false)
+	if err != nil {
+		return nil, err
+	}
+	sc := ast.NewCompiler().WithCapabilities(Capabilities()).WithDefaultRegoVersion(ast.RegoV1)
+	if sc.Compile(serving); sc.Failed() {
+		return nil, fmt.Errorf("policy: compile: %w", sc.Errors)
+	}
+	if b.seeds, err = seed(ctx, sc, store, opts.Timeout); err != nil {
+		return nil, err
+	}
 	return b, nil
 }
 

@@ -21,7 +21,7 @@ func (b *Bundle) Decide(ctx context.Context, in Input) (Decision, error) {
 	if b == nil {
 		return Deny("no policy is loaded"), errors.New("policy: no bundle")
 	}
-	value, err := inputValue(in)
+	value, err := b.inputValue(in)
 	if err != nil {
 		return Deny("the decision input could not be read"), err
 	}
@@ -32,7 +32,11 @@ func (b *Bundle) Decide(ctx context.Context, in Input) (Decision, error) {
 		// never let a fast evaluation through.
 		return Deny("the policy evaluation was cancelled"), fmt.Errorf("policy: evaluate: %w", err)
 	}
-	rs, err := b.query.Eval(ctx, rego.EvalParsedInput(value))
+	opts := []rego.EvalOption{rego.EvalParsedInput(value)}
+	if b.seeds != nil {
+		opts = append(opts, rego.EvalVirtualCache(b.seeds.evalCache()))
+	}
+	rs, err := b.query.Eval(ctx, opts...)
 	if err != nil {
 		if ctx.Err() != nil {
 			return Deny("the policy evaluation timed out"), fmt.Errorf("policy: evaluate: %w", ctx.Err())
@@ -52,9 +56,12 @@ func (b *Bundle) Decide(ctx context.Context, in Input) (Decision, error) {
 	return d, nil
 }
 
-// inputValue converts the input to an AST value without a JSON round trip
-// of the registry facts; the message is already generic JSON.
-func inputValue(in Input) (ast.Value, error) {
+// inputValue converts the input to an AST value without a JSON round trip.
+// Strings the policy data knows (field names, purposes, roles, participant
+// ids, catalogue values) are shared from the bundle's table instead of
+// being allocated for every decision.
+func (b *Bundle) inputValue(in Input) (ast.Value, error) {
+	c := converter{strings: b.strings}
 	obj := map[string]any{
 		"now":               in.Now,
 		"message":           in.Message,
@@ -69,10 +76,10 @@ func inputValue(in Input) (ast.Value, error) {
 			"from":                 in.Request.From,
 			"to":                   in.Request.To,
 			"purpose":              in.Request.Purpose,
-			"requested_assertions": stringsAny(in.Request.RequestedAssertions),
+			"requested_assertions": in.Request.RequestedAssertions,
 		}
 	}
-	v, err := ast.InterfaceToValue(obj)
+	v, err := c.value(obj)
 	if err != nil {
 		return nil, fmt.Errorf("policy: input: %w", err)
 	}
@@ -83,7 +90,7 @@ func partyMap(p Party) map[string]any {
 	m := map[string]any{
 		"id":        p.ID,
 		"kind":      p.Kind,
-		"roles":     stringsAny(p.Roles),
+		"roles":     p.Roles,
 		"suspended": p.Suspended,
 	}
 	if p.Country != "" {
@@ -92,11 +99,91 @@ func partyMap(p Party) map[string]any {
 	return m
 }
 
-func stringsAny(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, s := range ss {
-		out[i] = s
+// converter turns generic JSON values into AST values, as
+// ast.InterfaceToValue does, sharing the known strings.
+type converter struct {
+	strings map[string]ast.Value // read-only
+}
+
+func (c converter) str(s string) ast.Value {
+	if v, ok := c.strings[s]; ok {
+		return v
 	}
+	return ast.String(s)
+}
+
+func (c converter) value(x any) (ast.Value, error) {
+	switch x := x.(type) {
+	case string:
+		return c.str(x), nil
+	case map[string]any:
+		terms := make([]ast.Term, 2*len(x))
+		pairs := make([][2]*ast.Term, 0, len(x))
+		i := 0
+		for k, v := range x {
+			val, err := c.value(v)
+			if err != nil {
+				return nil, err
+			}
+			terms[i].Value, terms[i+1].Value = c.str(k), val
+			pairs = append(pairs, [2]*ast.Term{&terms[i], &terms[i+1]})
+			i += 2
+		}
+		return ast.NewObject(pairs...), nil
+	case []any:
+		terms := make([]ast.Term, len(x))
+		ptrs := make([]*ast.Term, len(x))
+		for i, e := range x {
+			val, err := c.value(e)
+			if err != nil {
+				return nil, err
+			}
+			terms[i].Value = val
+			ptrs[i] = &terms[i]
+		}
+		return ast.NewArray(ptrs...), nil
+	case []string:
+		terms := make([]ast.Term, len(x))
+		ptrs := make([]*ast.Term, len(x))
+		for i, e := range x {
+			terms[i].Value = c.str(e)
+			ptrs[i] = &terms[i]
+		}
+		return ast.NewArray(ptrs...), nil
+	}
+	return ast.InterfaceToValue(x)
+}
+
+// knownStrings collects the keys and string values of the policy data and
+// the field names of the input, each as one shared AST value.
+func knownStrings(data any) map[string]ast.Value {
+	out := map[string]ast.Value{}
+	add := func(s string) {
+		if _, ok := out[s]; !ok {
+			out[s] = ast.String(s)
+		}
+	}
+	for _, s := range []string{"now", "message", "sender", "recipient", "request", "consent_withdrawn",
+		"id", "kind", "country", "roles", "suspended", "requested_assertions", "member-state", "un-entity"} {
+		add(s)
+	}
+	var walk func(any)
+	walk = func(x any) {
+		switch x := x.(type) {
+		case string:
+			add(x)
+		case map[string]any:
+			for k, v := range x {
+				add(k)
+				walk(v)
+			}
+		case []any:
+			for _, v := range x {
+				walk(v)
+			}
+		}
+	}
+	walk(data)
 	return out
 }
 
