@@ -238,7 +238,7 @@ func (x *Exchange) Submit(ctx context.Context, identity string, body []byte) (*A
 		x.o.Logger.Error("policy evaluation failed; denying", "error_id", errID, "decision_id", decisionID, "error", err)
 		dec = policy.Deny("the policy could not decide (error " + errID + ")")
 	}
-	x.logDecision(decisionID, version, in, dec)
+	x.logDecision(ctx, decisionID, version, in, dec)
 	if x.o.OnDecision != nil {
 		x.o.OnDecision(dec.Allow, dec.Rules())
 	}
@@ -483,19 +483,22 @@ func party(p *trust.Participant) policy.Party {
 // logDecision writes the decision record (one per decision, allow or deny):
 // identifiers, rule ids, redacted paths and the input with personal data
 // masked, so that a compliance officer can see why without seeing whom.
-func (x *Exchange) logDecision(id, version string, in policy.Input, d policy.Decision) {
+func (x *Exchange) logDecision(ctx context.Context, id, version string, in policy.Input, d policy.Decision) {
+	if !x.o.Logger.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
 	msg := in.Message
 	input := map[string]any{
 		"now": in.Now, "message": MaskMessage(msg), "sender": in.Sender, "recipient": in.Recipient,
 		"request": in.Request, "consent_withdrawn": in.ConsentWithdrawn,
 	}
-	x.o.Logger.Info("decision",
-		"decision_id", id, "policy_version", version,
-		"message_id", msg["id"], "from", msg["from"], "to", msg["to"],
-		"purpose", msg["purpose"], "type", msg["type"],
-		"allow", d.Allow, "rules", d.Rules(), "redacted", d.Redact,
-		"retention_days", d.Obligations.RetentionDays, "review", d.Obligations.Review,
-		"input", input)
+	x.o.Logger.LogAttrs(ctx, slog.LevelInfo, "decision",
+		slog.String("decision_id", id), slog.String("policy_version", version),
+		slog.Any("message_id", msg["id"]), slog.Any("from", msg["from"]), slog.Any("to", msg["to"]),
+		slog.Any("purpose", msg["purpose"]), slog.Any("type", msg["type"]),
+		slog.Bool("allow", d.Allow), slog.Any("rules", d.Rules()), slog.Any("redacted", d.Redact),
+		slog.Int("retention_days", d.Obligations.RetentionDays), slog.Bool("review", d.Obligations.Review),
+		slog.Any("input", input))
 }
 
 func stringField(m map[string]any, k string) string {
