@@ -24,6 +24,7 @@ import (
 // newBench is `xborder bench`: the load tool (gateway/bench).
 func newBench(stdout io.Writer) *cobra.Command {
 	var (
+		drain                                            bool
 		cfgPath, pkiDir, reportPath, store, opaBin, self string
 		rate, messages, conns, pid, decisions, rounds    int
 		flat                                             bool
@@ -59,7 +60,7 @@ same decision asked of ` + "`opa run --server`" + ` over HTTP (the sidecar patte
 			logf := func(format string, args ...any) {
 				fmt.Fprintf(cmd.ErrOrStderr(), "bench: "+format+"\n", args...)
 			}
-			o := bench.Options{Rate: rate, Duration: duration, Messages: messages, Conns: conns, PID: pid, Log: logf}
+			o := bench.Options{Rate: rate, Duration: duration, Messages: messages, Conns: conns, PID: pid, Log: logf, Drain: drain}
 			if cfgPath == "" {
 				if self == "" {
 					exe, err := os.Executable()
@@ -132,6 +133,7 @@ same decision asked of ` + "`opa run --server`" + ` over HTTP (the sidecar patte
 	f.DurationVar(&duration, "duration", 10*time.Second, "how long to send (at most 30m)")
 	f.IntVar(&messages, "messages", 0, "envelopes to pre-seal (default: enough for the rate and duration; 20000 with --max)")
 	f.IntVar(&conns, "conns", 0, "concurrent requests (default: 64 at a rate, 8 with --max)")
+	f.BoolVar(&drain, "drain", false, "recipients pull and acknowledge their inboxes during the run (steady state)")
 	f.StringVar(&reportPath, "report", "", "write the JSON report to this file")
 	f.StringVar(&store, "store", "", "store of the gateway bench starts (e.g. redis://127.0.0.1:6379/0; default: embedded)")
 	f.StringVar(&opaBin, "opa", "", "opa binary: also compare the embedded policy with `opa run --server` over HTTP")

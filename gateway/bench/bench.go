@@ -68,7 +68,27 @@ type Options struct {
 	Conns    int           // concurrent requests (0: 8 flat out, 64 at a rate)
 	Flows    []Flow        // nil: DemoFlows
 	FloorN   int           // messages for the floor (0: up to 2000)
-	Log      func(format string, args ...any)
+	// Drain makes the recipients pull and acknowledge their inboxes while
+	// the load runs, as they would in production (otherwise deliveries pile
+	// up in the store, and the mapped store file in the RSS).
+	Drain bool
+	Log   func(format string, args ...any)
+}
+
+// recipientsOf lists the recipients of the allowed flows.
+func recipientsOf(flows []Flow) []string {
+	if flows == nil {
+		flows = DemoFlows()
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, f := range flows {
+		if !f.Deny && !seen[f.To] {
+			seen[f.To] = true
+			out = append(out, f.To)
+		}
+	}
+	return out
 }
 
 // Report is what a run measured; the JSON keys are the issue's.
@@ -101,6 +121,12 @@ type Report struct {
 	StartRSS   float64 `json:"start_rss_mb"`
 	EndRSS     float64 `json:"end_rss_mb"`
 	RSSGrowth  float64 `json:"rss_growth_pct"` // last 10% of samples against the first 10%
+	// Anonymous RSS (heap and stacks, no file mappings): the gateway's own memory.
+	PeakAnonRSS   float64 `json:"peak_anon_rss_mb"`
+	StartAnonRSS  float64 `json:"start_anon_rss_mb"`
+	EndAnonRSS    float64 `json:"end_anon_rss_mb"`
+	AnonRSSGrowth float64 `json:"anon_rss_growth_pct"`
+	Drained       int     `json:"drained"` // deliveries pulled and acknowledged (with Drain)
 
 	Policy *PolicyReport `json:"policy,omitempty"`
 }
@@ -197,8 +223,43 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	results := make([]result, len(envs))
 	logf("sending for %s (%s, %d concurrent)...", o.Duration, rep.Mode, o.Conns)
 	start := time.Now()
+	var drained atomic.Int64
+	dctx, stopDrain := context.WithCancel(ctx)
+	var dwg sync.WaitGroup
+	if o.Drain {
+		for _, id := range recipientsOf(o.Flows) {
+			me, err := client.LoadIdentity(o.PKI, id)
+			if err != nil {
+				stopDrain()
+				return nil, err
+			}
+			rc := client.New(o.Base, me)
+			dwg.Add(1)
+			go func() {
+				defer dwg.Done()
+				for dctx.Err() == nil {
+					ds, err := rc.Inbox(dctx, 100)
+					if err != nil || len(ds) == 0 {
+						select {
+						case <-dctx.Done():
+						case <-time.After(50 * time.Millisecond):
+						}
+						continue
+					}
+					for _, d := range ds {
+						if rc.Ack(dctx, d.DeliveryID) == nil {
+							drained.Add(1)
+						}
+					}
+				}
+			}()
+		}
+	}
 	sent := drive(ctx, o, clients, envs, results, start)
 	elapsed := time.Since(start)
+	stopDrain()
+	dwg.Wait()
+	rep.Drained = int(drained.Load())
 
 	if o.PID > 0 {
 		cpu1, err := ProcCPU(o.PID)
@@ -206,8 +267,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 		rep.GatewayCPU = (cpu1 - cpu0).Seconds()
-		s := rss.stop()
+		s, a := rss.stop()
 		rep.PeakRSS, rep.StartRSS, rep.EndRSS, rep.RSSGrowth = s.peak, s.start, s.end, s.growth
+		rep.PeakAnonRSS, rep.StartAnonRSS, rep.EndAnonRSS, rep.AnonRSSGrowth = a.peak, a.start, a.end, a.growth
 	}
 
 	lats := make([]float64, 0, sent)
@@ -485,6 +547,10 @@ func (r *Report) Table(w io.Writer) {
 	fmt.Fprintf(tw, "crypto floor per accepted message\t%.0f µs\n", r.Floor)
 	fmt.Fprintf(tw, "floor ratio\t%.2f\n", r.FloorRatio)
 	fmt.Fprintf(tw, "gateway RSS peak / start / end\t%.1f / %.1f / %.1f MiB (growth %.1f %%)\n", r.PeakRSS, r.StartRSS, r.EndRSS, r.RSSGrowth)
+	fmt.Fprintf(tw, "  anonymous (heap, stacks)\t%.1f / %.1f / %.1f MiB (growth %.1f %%)\n", r.PeakAnonRSS, r.StartAnonRSS, r.EndAnonRSS, r.AnonRSSGrowth)
+	if r.Drained > 0 {
+		fmt.Fprintf(tw, "deliveries pulled and acked\t%d\n", r.Drained)
+	}
 	if p := r.Policy; p != nil {
 		fmt.Fprintf(tw, "policy: embedded CPU per decision\t%.0f µs (latency %.0f µs)\n", p.EmbeddedCPU, p.EmbeddedWallUS)
 		fmt.Fprintf(tw, "policy: OPA sidecar CPU per decision\t%.0f µs (OPA %.0f µs; latency %.0f µs)\n", p.SidecarCPU, p.SidecarOPACPU, p.SidecarWallUS)

@@ -43,8 +43,15 @@ func ProcCPU(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clockTicks, nil
 }
 
-// ProcRSS is a process's resident set size in MiB (VmRSS).
-func ProcRSS(pid int) (float64, error) {
+// ProcRSS is a process's resident set size in MiB (VmRSS): its own memory
+// and the pages of mapped files (the bbolt store) it touched.
+func ProcRSS(pid int) (float64, error) { return procStatusMiB(pid, "VmRSS:") }
+
+// ProcRSSAnon is the anonymous part of the resident set in MiB (RssAnon):
+// heap and stacks, without file mappings — the gateway's own memory.
+func ProcRSSAnon(pid int) (float64, error) { return procStatusMiB(pid, "RssAnon:") }
+
+func procStatusMiB(pid int, key string) (float64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, fmt.Errorf("bench: %w", err)
@@ -52,15 +59,15 @@ func ProcRSS(pid int) (float64, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), key); ok {
 			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
 			if err != nil {
-				return 0, fmt.Errorf("bench: VmRSS: %w", err)
+				return 0, fmt.Errorf("bench: %s %w", key, err)
 			}
 			return kb / 1024, nil
 		}
 	}
-	return 0, errors.New("bench: no VmRSS")
+	return 0, errors.New("bench: no " + key)
 }
 
 // selfCPU is this process's user+system CPU time.
@@ -77,6 +84,7 @@ type rssSampler struct {
 	done    chan struct{}
 	mu      sync.Mutex
 	samples []float64
+	anon    []float64
 }
 
 type rssSummary struct{ peak, start, end, growth float64 }
@@ -88,9 +96,12 @@ func sampleRSS(pid int, every time.Duration) *rssSampler {
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
-			if v, err := ProcRSS(pid); err == nil {
+			v, err := ProcRSS(pid)
+			a, aerr := ProcRSSAnon(pid)
+			if err == nil && aerr == nil {
 				s.mu.Lock()
 				s.samples = append(s.samples, v)
+				s.anon = append(s.anon, a)
 				s.mu.Unlock()
 			}
 			select {
@@ -105,17 +116,21 @@ func sampleRSS(pid int, every time.Duration) *rssSampler {
 
 // stop ends the sampling; growth compares the mean of the last tenth of the
 // samples with the mean of the first tenth.
-func (s *rssSampler) stop() rssSummary {
+func (s *rssSampler) stop() (total, anon rssSummary) {
 	close(s.stopc)
 	<-s.done
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return summarise(s.samples), summarise(s.anon)
+}
+
+func summarise(samples []float64) rssSummary {
 	var r rssSummary
-	n := len(s.samples)
+	n := len(samples)
 	if n == 0 {
 		return r
 	}
-	for _, v := range s.samples {
+	for _, v := range samples {
 		r.peak = max(r.peak, v)
 	}
 	k := max(n/10, 1)
@@ -126,7 +141,7 @@ func (s *rssSampler) stop() rssSummary {
 		}
 		return t / float64(len(xs))
 	}
-	r.start, r.end = mean(s.samples[:k]), mean(s.samples[n-k:])
+	r.start, r.end = mean(samples[:k]), mean(samples[n-k:])
 	if r.start > 0 {
 		r.growth = (r.end - r.start) * 100 / r.start
 	}
