@@ -8,6 +8,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
 // ErrUndefined is returned (wrapped) when the entrypoint yields no decision.
@@ -36,12 +37,13 @@ func (b *Bundle) Decide(ctx context.Context, in Input) (Decision, error) {
 	if b.seeds != nil {
 		opts = append(opts, rego.EvalVirtualCache(b.seeds.evalCache()))
 	}
-	rs, err := b.query.Eval(ctx, opts...)
+	var rs rego.ResultSet
+	evaluators().do(func() { rs, err = b.query.Eval(ctx, opts...) })
 	if err != nil {
 		if ctx.Err() != nil {
 			return Deny("the policy evaluation timed out"), fmt.Errorf("policy: evaluate: %w", ctx.Err())
 		}
-		return Deny("the policy evaluation failed"), fmt.Errorf("policy: evaluate: %w", err)
+		return Deny("the policy evaluation failed"), fmt.Errorf("policy: evaluate: %s", describe(err))
 	}
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
 		return Deny("the policy gave no decision"), ErrUndefined
@@ -263,4 +265,23 @@ func wholeNumber(v any) (int, error) {
 		return int(n), nil
 	}
 	return 0, errors.New("not a number")
+}
+
+// describe names an evaluation error by its OPA code and Rego location
+// only: a built-in's message may quote its operands, which come from the
+// message (a malformed birth date, say), and errors end up in logs.
+func describe(err error) string {
+	var te *topdown.Error
+	if errors.As(err, &te) {
+		loc := "unknown location"
+		if te.Location != nil {
+			loc = te.Location.String()
+		}
+		return te.Code + " at " + loc
+	}
+	var ae ast.Errors
+	if errors.As(err, &ae) && len(ae) > 0 && ae[0].Location != nil {
+		return ae[0].Code + " at " + ae[0].Location.String()
+	}
+	return "evaluation error"
 }
