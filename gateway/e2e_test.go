@@ -48,6 +48,7 @@ func TestVerificationRoundTrip(t *testing.T) {
 
 	subject := gatewaytest.ChildSubject("CANARYPRIMARY", "CANARYSECOND")
 	subject["biometrics"] = map[string]any{"modality": "face", "template_ref": "tpl-1", "mode": "1:1", "dpia_id": "DPIA-1"}
+	subject["canarykeyname"] = "a sender may use a person's name as a key"
 	req := verificationRequest("UN-UNICEF", "KZ-MJ", subject)
 	sealed, err := unicef.Seal(ctx, req)
 	if err != nil {
@@ -157,7 +158,7 @@ func TestVerificationRoundTrip(t *testing.T) {
 		t.Errorf("stray answer: %d %s", r3.Status, r3.Body)
 	}
 
-	assertNoCanary(t, env.Logs.String(), "CANARYPRIMARY", "CANARYSECOND", "CANARYADDRESS", subject["birth_date"].(string))
+	assertNoCanary(t, env.Logs.String(), "CANARYPRIMARY", "CANARYSECOND", "CANARYADDRESS", "canarykeyname", subject["birth_date"].(string))
 }
 
 func status(t *testing.T, c *client.Client, id string) exchange.StatusBody {

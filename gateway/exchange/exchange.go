@@ -361,8 +361,8 @@ func (x *Exchange) audit(ctx context.Context, kind string, rec *store.Message, m
 	e := audit.Entry{
 		Kind: kind, MessageID: rec.ID, DecisionID: rec.DecisionID, PolicyVersion: rec.PolicyVersion,
 		From: rec.From, To: rec.To, Purpose: rec.Purpose, Type: rec.Type,
-		Rules: rec.Rules, Redacted: rec.Redacted, PayloadSHA256: rec.JWSSHA256,
-		Categories: Categories(delivered),
+		Rules: rec.Rules, Redacted: LogPaths(rec.Redacted), PayloadSHA256: rec.JWSSHA256,
+		Categories: LogPaths(Categories(delivered)),
 	}
 	if ref := stringField(msg.Subject, "ref"); ref != "" {
 		e.SubjectHash = x.o.Audit.SubjectHash(ref)
@@ -496,7 +496,7 @@ func (x *Exchange) logDecision(ctx context.Context, id, version string, in polic
 		slog.String("decision_id", id), slog.String("policy_version", version),
 		slog.Any("message_id", msg["id"]), slog.Any("from", msg["from"]), slog.Any("to", msg["to"]),
 		slog.Any("purpose", msg["purpose"]), slog.Any("type", msg["type"]),
-		slog.Bool("allow", d.Allow), slog.Any("rules", d.Rules()), slog.Any("redacted", d.Redact),
+		slog.Bool("allow", d.Allow), slog.Any("rules", d.Rules()), slog.Any("redacted", LogPaths(d.Redact)),
 		slog.Int("retention_days", d.Obligations.RetentionDays), slog.Bool("review", d.Obligations.Review),
 		slog.Any("input", input))
 }

@@ -32,3 +32,17 @@ func TestMaskMessage(t *testing.T) {
 		t.Error("the input was modified")
 	}
 }
+
+func TestKeysOfTheSendersChoosingAreNotShown(t *testing.T) {
+	var m map[string]any
+	_ = json.Unmarshal([]byte(`{"id":"1","canarytop":"x","subject":{"ref":"S","canaryname":"x","names":{"primary":"P"}},"record":{"notes":"n","canarysection":{"a":1}}}`), &m)
+	out, _ := json.Marshal(exchange.MaskMessage(m))
+	if strings.Contains(string(out), "canary") {
+		t.Errorf("masked message shows a sender's key: %s", out)
+	}
+	paths := exchange.LogPaths([]string{"subject.canaryname", "record.canarysection.a", "subject.names", "canarytop", "record.gbv"})
+	got, _ := json.Marshal(paths)
+	if strings.Contains(string(got), "canary") || !strings.Contains(string(got), `"subject.names"`) || !strings.Contains(string(got), `"record.gbv"`) {
+		t.Errorf("log paths %s", got)
+	}
+}
