@@ -11,6 +11,7 @@ import data.xborder_data as cfg
 
 _t := cfg.thresholds
 
+# The ordinal of the latest day subject.birth_date can mean.
 birth := lib.latest(lib.subject.birth_date)
 
 _estimate := floor(lib.subject.age_estimate) if {
@@ -20,15 +21,15 @@ _estimate := floor(lib.subject.age_estimate) if {
 
 # years: the subject's age in whole years at the decision; undefined when
 # unknown.
-years := lib.years_between(birth, lib.today) if {
+years := lib.years_between(birth, lib.today_ordinal) if {
 	birth
 } else := _estimate
 
 known if years
 
-child if not known
-
 child if years < _t.adult
+
+child if not known
 
 known_child if years < _t.adult
 
@@ -49,11 +50,11 @@ child_in_message if {
 
 offence_date_present if lib.record.offence_date != null
 
-# The day of the conduct: the earliest day record.offence_date can mean
-# (the youngest the subject can have been), or today without one.
+# The day of the conduct (an ordinal): the earliest day record.offence_date
+# can mean (the youngest the subject can have been), or today without one.
 conduct_day := lib.earliest(lib.record.offence_date) if {
 	offence_date_present
-} else := lib.today if {
+} else := lib.today_ordinal if {
 	not offence_date_present
 }
 
@@ -66,9 +67,9 @@ offence_date_invalid if {
 # years elapsed since the conduct, rounded against the subject.
 conduct_years := lib.years_between(birth, conduct_day) if {
 	birth
-} else := _estimate - lib.years_between_ceil(conduct_day, lib.today) if {
+} else := _estimate - lib.years_between_ceil(conduct_day, lib.today_ordinal) if {
 	_estimate
-	lib.ordinal(conduct_day) <= lib.today_ordinal
+	conduct_day <= lib.today_ordinal
 } else := _estimate if {
 	_estimate
 }
@@ -78,15 +79,15 @@ conduct_known if conduct_years
 # --- R5 bands ------------------------------------------------------------
 
 # band: who may consent for the subject, by age (data thresholds).
-band := "unknown" if {
-	not known
-} else := "adult" if {
+band := "adult" if {
 	years >= _t.adult
 } else := "child-only" if {
 	years >= _t.child_only_from
 } else := "either" if {
 	years >= _t.representative_only_under
-} else := "representative-only"
+} else := "representative-only" if {
+	known
+} else := "unknown"
 
 # With an unknown age, a representative consents and the child assents.
 assent_required if not known
@@ -110,8 +111,11 @@ consent_fits(given_by, child_assent) if {
 	_assent_ok(given_by, child_assent)
 }
 
-_assent_ok(given_by, _) if given_by != "representative"
-
-_assent_ok("representative", _) if not assent_required
-
-_assent_ok("representative", "yes") if assent_required
+# A representative's consent needs the child's assent where it is required.
+_assent_ok(given_by, child_assent) if {
+	given_by != "representative"
+} else if {
+	child_assent == "yes"
+} else if {
+	not assent_required
+}

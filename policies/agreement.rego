@@ -20,13 +20,12 @@ covering contains a.id if {
 
 covered if count(covering) > 0
 
+# An agreement is in force from its first to its last day; for a withdrawal,
+# from its first day on.
 _in_force(a) if {
-	not lib.is_withdrawal
 	a.from <= lib.today_ordinal
 	lib.today_ordinal <= a.until
-}
-
-_in_force(a) if {
+} else if {
 	lib.is_withdrawal
 	a.from <= lib.today_ordinal
 }
@@ -47,7 +46,7 @@ _agreements := [object.union(
 	some a in cfg.agreements
 ]
 
-_ordinal(key, date) := {key: lib.ordinal(d)} if {
+_ordinal(key, date) := {key: d} if {
 	d := lib.day(date)
 } else := {}
 

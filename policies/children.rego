@@ -35,27 +35,28 @@ macr := n if {
 	n := _crc.by_country[input.sender.country]
 } else := _crc.default
 
-deny contains {"rule": "R7", "message": "record.offence_date is not a valid date: the age at the time of the conduct cannot be established"} if {
+deny contains r if {
 	_applies
+	some r in _r7_denials
+}
+
+_r7_denials contains {"rule": "R7", "message": "record.offence_date is not a valid date: the age at the time of the conduct cannot be established"} if {
 	age.offence_date_invalid
 }
 
-deny contains {"rule": "R7", "message": "the conduct took place under the minimum age of criminal responsibility of the sender's country"} if {
-	_applies
+_r7_denials contains {"rule": "R7", "message": "the conduct took place under the minimum age of criminal responsibility of the sender's country"} if {
 	age.conduct_years < macr
 }
 
 # CRC General Comment 24: without proof that the child was at or above the
 # minimum age, the child is not held criminally responsible.
-deny contains {"rule": "R7", "message": "the subject's age at the time of the conduct is unknown: it cannot be shown to be at or above the minimum age of criminal responsibility"} if {
-	_applies
+_r7_denials contains {"rule": "R7", "message": "the subject's age at the time of the conduct is unknown: it cannot be shown to be at or above the minimum age of criminal responsibility"} if {
 	not lib.is_response
 	not age.offence_date_invalid
 	not age.conduct_known
 }
 
-deny contains r if {
-	_applies
+_r7_denials contains r if {
 	_child_at_conduct
 	not cfg.prosecution.child_recipient_role in lib.recipient_roles
 	r := {"rule": "R7", "message": sprintf("prosecution evidence about a child may go only to a %s recipient", [cfg.prosecution.child_recipient_role])}

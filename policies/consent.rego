@@ -31,13 +31,29 @@ review if {
 
 _r9(msg) := {"rule": "R9", "message": msg}
 
-deny contains _r9(sprintf("a referral for %s needs a consent or a best-interests override", [lib.purpose])) if {
+deny contains r if {
 	applies
-	not _present
+	not _consent_in_order
+	some r in _r9_denials
 }
 
-deny contains _r9("consent.basis is neither consent nor best_interests_override") if {
-	applies
+# A consent that passes every check below has no R9 denial. The checks are
+# repeated here in one body, so that a referral in order costs one rule; only
+# a referral that fails one is explained check by check.
+_consent_in_order if {
+	c := lib.consent
+	c.basis == "consent"
+	input.recipient.id in c.recipients
+	lib.purpose in c.purposes
+	now := lib.now_ns
+	lib.ns(c.expires_at) > now
+	lib.ns(c.obtained_at) <= now
+	age.consent_fits(c.given_by, c.child_assent)
+}
+
+_r9_denials contains _r9(sprintf("a referral for %s needs a consent or a best-interests override", [lib.purpose])) if not _present
+
+_r9_denials contains _r9("consent.basis is neither consent nor best_interests_override") if {
 	_present
 	not _is_consent
 	not _is_override
@@ -45,14 +61,12 @@ deny contains _r9("consent.basis is neither consent nor best_interests_override"
 
 # Each basis has its own checks, evaluated only for a referral that relies
 # on it.
-deny contains r if {
-	applies
+_r9_denials contains r if {
 	_is_consent
 	some r in _consent_denials
 }
 
-deny contains r if {
-	applies
+_r9_denials contains r if {
 	_is_override
 	some r in _override_denials
 }

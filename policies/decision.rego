@@ -69,16 +69,16 @@ _no_rule_allows contains {"rule": "R1", "message": "no rule allows this message"
 	not allow
 }
 
-_changes contains {"rule": why.rule, "message": why.message} if {
-	some why in minimise.removals
-}
+# (each removal's reason is a {rule, message} object)
+_changes := {why | some why in minimise.removals}
 
-reasons := array.concat(_ordered(denials | _no_rule_allows), _ordered(_changes))
+# An allowed message has no denials.
+reasons := _ordered(_changes) if {
+	allow
+} else := array.concat(_ordered(denials | _no_rule_allows), _ordered(_changes))
 
 # Reasons ordered by rule number, then by sentence.
-_ordered(rs) := [x[2] | some x in sort({[_rule_number(r.rule), r.message, r] | some r in rs})]
-
-_rule_number(id) := to_number(trim_prefix(id, "R"))
+_ordered(rs) := [x[2] | some x in sort({[to_number(trim_prefix(r.rule, "R")), r.message, r] | some r in rs})]
 
 redact := sort(object.keys(minimise.removals))
 

@@ -10,7 +10,7 @@
 # The work per message is set arithmetic on field names: the fields present,
 # minus those that pass, plus those a rule of its own may remove. Only the
 # fields that end up removed get a reason. The sets built from data alone
-# (_lists, _levels, _special, _top_level) do not depend on the message: the
+# (_lists, _levels, _l4_fields, _top_level) do not depend on the message: the
 # gateway computes them once per policy version (gateway/policy).
 package xborder.minimise
 
@@ -22,8 +22,8 @@ import data.xborder_data as cfg
 
 # removals: path -> {"rule", "message"}.
 removals[path] := why if {
-	some section in _sections
-	some field in _candidates[section]
+	some section, fields in _removed
+	some field in fields
 	path := concat(".", [section, field])
 	why := _why(section, field, path)
 }
@@ -42,27 +42,26 @@ removals[key] := {"rule": "R10", "message": sprintf("removed %s: not a protocol 
 
 _sections := ["subject", "record"]
 
-# The fields of each section that are present, and those of them that pass
-# the allow-list (and its conditions).
+# The fields of each section that are present.
 _present := {"subject": object.keys(lib.subject), "record": object.keys(lib.record)}
 
-_kept[section] := (_present[section] & allow_list[section]) - _blocked(section) if some section in _sections
-
-# Removal candidates: every field that does not pass, and every field that a
-# rule of its own may remove even from the allow-list (L4 sections, the
-# subject's biometrics, answers to assertions).
-_candidates[section] := (_present[section] - _not_blocked_kept(section)) | (_present[section] & _special[section]) if {
+# The removed fields of each section: those not on the allow-list, those on
+# it whose condition is not met (_blocked), and those that a rule of its own
+# removes even from the allow-list (_barred).
+_removed := {section: fields |
 	some section in _sections
+	present := _present[section]
+	fields := ((present - _allowed[section]) | _blocked[section]) | (present & _barred[section])
 }
 
-# (an absent allow-list keeps nothing)
-_not_blocked_kept(section) := s if {
-	s := _kept[section]
-} else := set()
+# The one reason of a removed path, from the most specific rule.
+_why(section, field, path) := _why_barred(section, field, path) if {
+	field in _barred[section]
+} else := {"rule": "R11", "message": sprintf("removed %s: a verification answer carries only assertions, never the registry record", [path])} if {
+	lib.type == "identity.verification.response"
+} else := {"rule": "R10", "message": sprintf("removed %s (%s): not on the allow-list of %s", [path, _level(section, field), _list_name])}
 
-# The one reason of a removed path, from the most specific rule; undefined
-# when the field passes.
-_why(section, field, path) := {"rule": "R8", "message": sprintf("removed %s (L4): protection data is never sent for %s", [path, lib.purpose])} if {
+_why_barred(section, field, path) := {"rule": "R8", "message": sprintf("removed %s (L4): protection data is never sent for %s", [path, lib.purpose])} if {
 	field in _levels.L4[section]
 	lib.purpose in cfg.l4.never_purposes
 } else := {"rule": "R6", "message": sprintf("removed %s: a child's biometrics never reach a law-enforcement, border-management or prosecution recipient", [path])} if {
@@ -76,20 +75,13 @@ _why(section, field, path) := {"rule": "R8", "message": sprintf("removed %s (L4)
 	not _l4_ok
 } else := {"rule": "R15", "message": sprintf("removed %s: it answers an assertion the request did not ask", [path])} if {
 	section == "record"
-	response.unasked(field)
-} else := {"rule": "R11", "message": sprintf("removed %s: a verification answer carries only assertions, never the registry record", [path])} if {
-	lib.type == "identity.verification.response"
-	not _listed(section, field)
-} else := {"rule": "R10", "message": sprintf("removed %s (%s): not on the allow-list of %s", [path, _level(section, field), _list_name])} if {
-	not _listed(section, field)
+	field in response.unasked_fields
 }
 
 _is_biometrics(section, field) if {
-	section == "subject"
 	field == "biometrics"
+	section == "subject"
 }
-
-_listed(section, field) if field in _kept[section]
 
 # --- allow-lists ------------------------------------------------------------
 
@@ -101,28 +93,65 @@ _entry := _lists[lib.purpose][lib.type]
 # A purpose may narrow its allow-list for children (repatriation-logistics:
 # document fields only).
 allow_list := _entry.child if {
-	age.child_in_message
 	_entry.child
+	age.child_in_message
 } else := _entry
 
 _list_name := sprintf("%s (%s, child)", [lib.purpose, lib.type]) if {
-	age.child_in_message
 	_entry.child
+	age.child_in_message
 } else := sprintf("%s (%s)", [lib.purpose, lib.type]) if {
 	_entry
 } else := "any purpose for this message type"
 
-# _blocked(section): the listed fields present whose condition (data: when)
-# is not met.
-_blocked(section) := {field |
+# (an absent allow-list allows nothing)
+default _allowed := {"subject": set(), "record": set()}
+
+_allowed := allow_list
+
+# The listed fields present whose condition (data: when) is not met.
+_blocked := {section: {field |
 	some field, cond in _entry.when[section]
 	field in _present[section]
 	field in allow_list[section]
 	cond
 	not object.get(lib.msg, split(cond.path, "."), null) in cond.in
+} |
+	some section in _sections
 }
 
-# --- biometrics (R12) and L4 (R10) ---------------------------------------
+# --- what a rule of its own removes even from the allow-list ---------------
+
+# Per section: L4 sections (R8, R10), the subject's biometrics (R6, R12) and
+# the record fields that answer an assertion the request did not ask (R15).
+_barred := {
+	"subject": (_l4_barred.subject | _bio_barred),
+	"record": (_l4_barred.record | response.unasked_fields),
+}
+
+# L4 sections go only to the L4 purposes and recipient roles, and never for
+# some purposes.
+_l4_barred := {"subject": set(), "record": set()} if {
+	_l4_ok
+	not lib.purpose in cfg.l4.never_purposes
+} else := _l4_fields
+
+_l4_ok if {
+	lib.purpose in cfg.l4.purposes
+	some role in cfg.l4.recipient_roles
+	role in lib.recipient_roles
+}
+
+# A child's biometrics never reach some recipients; biometrics pass only
+# under the purposes, message types and mode of the data.
+_bio_barred := {"biometrics"} if {
+	"biometrics" in _present.subject
+	_bio_removed
+} else := set()
+
+_bio_removed if children.biometrics_barred
+
+_bio_removed if not _biometrics_ok
 
 _bio := lib.subject.biometrics
 
@@ -132,12 +161,6 @@ _biometrics_ok if {
 	_bio.mode == cfg.biometrics.mode
 	is_string(_bio.dpia_id)
 	_bio.dpia_id != ""
-}
-
-_l4_ok if {
-	lib.purpose in cfg.l4.purposes
-	some role in cfg.l4.recipient_roles
-	role in lib.recipient_roles
 }
 
 # --- data category of a path, for the reason sentence ---------------------
@@ -188,11 +211,8 @@ _levels := {level: {section: {substring(path, count(section) + 1, -1) |
 	some level, paths in cfg.levels
 }
 
-# Fields a rule of its own may remove even when listed.
-_special := {
-	"subject": (_levels_or_none("L4", "subject") | {"biometrics"}),
-	"record": (_levels_or_none("L4", "record") | {f | some fields in cfg.verification.assertion_fields; some f in fields}),
-}
+# The L4 fields of each section.
+_l4_fields := {section: _levels_or_none("L4", section) | some section in _sections}
 
 _levels_or_none(level, section) := s if {
 	s := _levels[level][section]

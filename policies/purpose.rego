@@ -33,28 +33,34 @@ recipient_ok if {
 }
 
 # permitted: the positive statement R1 requires before anything is allowed.
+# (type_allowed implies known)
 permitted if {
-	known
 	type_allowed
 	sender_ok
 	recipient_ok
 }
 
-deny contains {"rule": "R2", "message": "message.purpose is not in the purpose catalogue"} if not known
-
+# (a permitted message has no R2 denial)
 deny contains r if {
+	not permitted
+	some r in _denials
+}
+
+_denials contains {"rule": "R2", "message": "message.purpose is not in the purpose catalogue"} if not known
+
+_denials contains r if {
 	known
 	not type_allowed
 	r := {"rule": "R2", "message": sprintf("message.type is not allowed for %s", [lib.purpose])}
 }
 
-deny contains r if {
+_denials contains r if {
 	known
 	not sender_ok
 	r := {"rule": "R2", "message": sprintf("the sender holds no role that may send %s for %s", [_direction, lib.purpose])}
 }
 
-deny contains r if {
+_denials contains r if {
 	known
 	not recipient_ok
 	r := {"rule": "R2", "message": sprintf("the recipient holds no role that may receive %s for %s", [_direction, lib.purpose])}

@@ -13,24 +13,22 @@ _has_request if is_object(_req)
 
 _r15(msg) := {"rule": "R15", "message": msg}
 
-deny contains _r15("a response must name an accepted request by in_reply_to") if {
+# Each check applies to responses only.
+deny contains r if {
 	lib.is_response
-	not _has_request
+	some r in _r15_denials
 }
 
-deny contains _r15("in_reply_to does not name the accepted request") if {
-	lib.is_response
+_r15_denials contains _r15("a response must name an accepted request by in_reply_to") if not _has_request
+
+_r15_denials contains _r15("in_reply_to does not name the accepted request") if {
 	_has_request
 	lib.msg.in_reply_to != _req.id
 }
 
-deny contains _r15("in_reply_to is missing") if {
-	lib.is_response
-	not lib.msg.in_reply_to
-}
+_r15_denials contains _r15("in_reply_to is missing") if not lib.msg.in_reply_to
 
-deny contains _r15("a response goes back to the sender of the request") if {
-	lib.is_response
+_r15_denials contains _r15("a response goes back to the sender of the request") if {
 	_has_request
 	not _reversed
 }
@@ -40,14 +38,12 @@ _reversed if {
 	_req.to == input.sender.id
 }
 
-deny contains _r15("a response keeps the purpose of its request") if {
-	lib.is_response
+_r15_denials contains _r15("a response keeps the purpose of its request") if {
 	_has_request
 	_req.purpose != lib.purpose
 }
 
-deny contains _r15("the answered request is not of the type this response answers") if {
-	lib.is_response
+_r15_denials contains _r15("the answered request is not of the type this response answers") if {
 	_has_request
 	_req.type != cfg.responses[lib.type]
 }
@@ -56,18 +52,17 @@ deny contains _r15("the answered request is not of the type this response answer
 
 _verification if lib.type == "identity.verification.response"
 
-deny contains {"rule": "R11", "message": "record.outcome must be one of the verification outcomes"} if {
+deny contains r if {
 	_verification
-	not _outcome_valid
+	some r in _r11_denials
 }
+
+_r11_denials contains {"rule": "R11", "message": "record.outcome must be one of the verification outcomes"} if not _outcome_valid
 
 _outcome_valid if lib.record.outcome in cfg.verification.outcomes
 
 # No automated adverse decision: a human role decides and is named.
-deny contains {"rule": "R11", "message": "record.decided_by must name the human role that decided"} if {
-	_verification
-	not _decided_by_named
-}
+_r11_denials contains {"rule": "R11", "message": "record.decided_by must name the human role that decided"} if not _decided_by_named
 
 _decided_by_named if {
 	is_string(lib.record.decided_by)
@@ -91,8 +86,10 @@ answerable contains f if {
 }
 
 # unasked(field): record.<field> answers an assertion that was not asked.
-unasked(field) if {
-	_verification
-	field in _assertion_fields
-	not field in answerable
-}
+unasked(field) if field in unasked_fields
+
+# unasked_fields: the record fields that answer an assertion that was not
+# asked.
+default unasked_fields := set()
+
+unasked_fields := _assertion_fields - answerable if _verification

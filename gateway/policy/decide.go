@@ -37,7 +37,8 @@ func (b *Bundle) Decide(ctx context.Context, in Input) (Decision, error) {
 	if b.seeds != nil {
 		opts = append(opts, rego.EvalVirtualCache(b.seeds.evalCache()))
 	}
-	rs, err := b.query.Eval(ctx, opts...)
+	var rs rego.ResultSet
+	evaluators().do(func() { rs, err = b.query.Eval(ctx, opts...) })
 	if err != nil {
 		if ctx.Err() != nil {
 			return Deny("the policy evaluation timed out"), fmt.Errorf("policy: evaluate: %w", ctx.Err())

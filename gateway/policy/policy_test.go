@@ -485,3 +485,25 @@ func BenchmarkDecide(b *testing.B) {
 		}
 	}
 }
+
+// Each decision on a fresh goroutine, as each request arrives: the
+// evaluation stack is not grown again for every decision (evaluator.go).
+func BenchmarkDecideFreshGoroutine(b *testing.B) {
+	bundle := embedded(b)
+	in := s03(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	done := make(chan error)
+	for b.Loop() {
+		go func() {
+			d, err := bundle.Decide(ctx, in)
+			if err == nil && !d.Allow {
+				err = errors.New("denied")
+			}
+			done <- err
+		}()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+	}
+}
