@@ -62,11 +62,7 @@ func LoadKeys(dir string) (*Keys, error) {
 	// Earlier encryption keys still opened during a rotation overlap
 	// (enc.<kid>.jwk) and earlier signing keys whose public halves keep old
 	// receipts verifiable (sign.<kid>.pub.jwk): see pki.RotateGateway.
-	old, _ := filepath.Glob(filepath.Join(dir, "enc.*.jwk"))
-	for _, p := range old {
-		if filepath.Base(p) == "enc.pub.jwk" {
-			continue
-		}
+	for _, p := range retired(dir, "enc.*.jwk", "enc.pub.jwk") {
 		ok, err := envelope.LoadPrivateJWK(p)
 		if err != nil {
 			return nil, fmt.Errorf("gateway: keys: %w", err)
@@ -77,11 +73,7 @@ func LoadKeys(dir string) (*Keys, error) {
 	for _, e := range k.Encryption {
 		pubs = append(pubs, e.Public())
 	}
-	oldSign, _ := filepath.Glob(filepath.Join(dir, "sign.*.pub.jwk"))
-	for _, p := range oldSign {
-		if filepath.Base(p) == "sign.pub.jwk" {
-			continue
-		}
+	for _, p := range retired(dir, "sign.*.pub.jwk", "sign.pub.jwk") {
 		pk, err := envelope.LoadPublicJWK(p)
 		if err != nil {
 			return nil, fmt.Errorf("gateway: keys: %w", err)
@@ -93,6 +85,18 @@ func LoadKeys(dir string) (*Keys, error) {
 		return nil, fmt.Errorf("gateway: keys: %w", err)
 	}
 	return k, nil
+}
+
+// retired lists the files of dir matching pattern, but current.
+func retired(dir, pattern, current string) []string {
+	paths, _ := filepath.Glob(filepath.Join(dir, pattern))
+	out := paths[:0]
+	for _, p := range paths {
+		if filepath.Base(p) != current {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // OpenStore opens the store the configuration names.

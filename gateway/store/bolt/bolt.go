@@ -139,6 +139,18 @@ func openDB(path string, opts Options) (*bbolt.DB, error) {
 	return db, nil
 }
 
+// result maps a transaction's error for a call that may not find its
+// record: ErrNotFound as it is, anything else as ErrUnavailable.
+func result(op string, err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return store.ErrNotFound
+	case err != nil:
+		return unavailable(op, err)
+	}
+	return nil
+}
+
 // Compact rewrites the database into a fresh file and replaces the old one,
 // so that pages freed by deletions (purged payloads among them) no longer
 // hold their old bytes anywhere in the file. Every other operation waits
@@ -695,13 +707,7 @@ func (s *Store) Ack(ctx context.Context, recipient, deliveryID string, now time.
 			return true
 		})
 	})
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return store.ErrNotFound
-	case err != nil:
-		return unavailable("ack", err)
-	}
-	return nil
+	return result("ack", err)
 }
 
 // Delivery implements store.Queue.

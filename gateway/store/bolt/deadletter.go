@@ -43,13 +43,7 @@ func (s *Store) Release(ctx context.Context, recipient, deliveryID string, visib
 		}
 		return dlv.Put(id, r.marshal())
 	})
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return store.ErrNotFound
-	case err != nil:
-		return unavailable("release", err)
-	}
-	return nil
+	return result("release", err)
 }
 
 // DeadLetter implements store.Queue. The record moves to the dead bucket
@@ -85,13 +79,7 @@ func (s *Store) DeadLetter(ctx context.Context, recipient, deliveryID string, no
 			return true
 		})
 	})
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return store.ErrNotFound
-	case err != nil:
-		return unavailable("dead letter", err)
-	}
-	return nil
+	return result("dead letter", err)
 }
 
 // DeadLetters implements store.Queue.
@@ -171,13 +159,7 @@ func (s *Store) Requeue(ctx context.Context, recipient, deliveryID string, now t
 			return true
 		})
 	})
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return store.ErrNotFound
-	case err != nil:
-		return unavailable("requeue", err)
-	}
-	return nil
+	return result("requeue", err)
 }
 
 // Depths implements store.Queue: every recipient that ever had a queue,
