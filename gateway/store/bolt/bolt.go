@@ -139,6 +139,18 @@ func openDB(path string, opts Options) (*bbolt.DB, error) {
 	return db, nil
 }
 
+// check starts a call that looks a record up by keys: a done context is
+// ErrUnavailable, a key that cannot exist is ErrNotFound.
+func check(ctx context.Context, op string, keys ...string) error {
+	if err := ctx.Err(); err != nil {
+		return unavailable(op, err)
+	}
+	if validKeys(keys...) != nil {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
 // result maps a transaction's error for a call that may not find its
 // record: ErrNotFound as it is, anything else as ErrUnavailable.
 func result(op string, err error) error {
@@ -522,11 +534,8 @@ func (s *Store) RecordDenial(ctx context.Context, m *store.Message) error {
 
 // Message implements store.Messages.
 func (s *Store) Message(ctx context.Context, from, id string) (*store.Message, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, unavailable("message", err)
-	}
-	if validKeys(from, id) != nil {
-		return nil, store.ErrNotFound
+	if err := check(ctx, "message", from, id); err != nil {
+		return nil, err
 	}
 	var m *store.Message
 	err := s.view(func(tx *bbolt.Tx) error {
@@ -545,11 +554,8 @@ func (s *Store) Message(ctx context.Context, from, id string) (*store.Message, e
 
 // MessageTo implements store.Messages.
 func (s *Store) MessageTo(ctx context.Context, to, id string) (*store.Message, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, unavailable("message to", err)
-	}
-	if validKeys(to, id) != nil {
-		return nil, store.ErrNotFound
+	if err := check(ctx, "message to", to, id); err != nil {
+		return nil, err
 	}
 	var m *store.Message
 	err := s.view(func(tx *bbolt.Tx) error {
@@ -680,11 +686,8 @@ func countAttempt(msgs *bbolt.Bucket, key []byte, n int) error {
 
 // Ack implements store.Queue.
 func (s *Store) Ack(ctx context.Context, recipient, deliveryID string, now time.Time) error {
-	if err := ctx.Err(); err != nil {
-		return unavailable("ack", err)
-	}
-	if validKeys(recipient, deliveryID) != nil {
-		return store.ErrNotFound
+	if err := check(ctx, "ack", recipient, deliveryID); err != nil {
+		return err
 	}
 	err := s.update(func(tx *bbolt.Tx) error {
 		// The record goes, envelope included: an acknowledged payload is
@@ -712,11 +715,8 @@ func (s *Store) Ack(ctx context.Context, recipient, deliveryID string, now time.
 
 // Delivery implements store.Queue.
 func (s *Store) Delivery(ctx context.Context, recipient, deliveryID string) (*store.Delivery, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, unavailable("delivery", err)
-	}
-	if validKeys(recipient, deliveryID) != nil {
-		return nil, store.ErrNotFound
+	if err := check(ctx, "delivery", recipient, deliveryID); err != nil {
+		return nil, err
 	}
 	var out *store.Delivery
 	err := s.view(func(tx *bbolt.Tx) error {

@@ -13,11 +13,8 @@ import (
 
 // Release implements store.Queue.
 func (s *Store) Release(ctx context.Context, recipient, deliveryID string, visibleAt time.Time) error {
-	if err := ctx.Err(); err != nil {
-		return unavailable("release", err)
-	}
-	if validKeys(recipient, deliveryID) != nil {
-		return store.ErrNotFound
+	if err := check(ctx, "release", recipient, deliveryID); err != nil {
+		return err
 	}
 	err := s.update(func(tx *bbolt.Tx) error {
 		q := tx.Bucket(bucketQueues).Bucket([]byte(recipient))
@@ -50,11 +47,8 @@ func (s *Store) Release(ctx context.Context, recipient, deliveryID string, visib
 // unchanged except for its visible time, which becomes the time it was
 // dead-lettered.
 func (s *Store) DeadLetter(ctx context.Context, recipient, deliveryID string, now time.Time) error {
-	if err := ctx.Err(); err != nil {
-		return unavailable("dead letter", err)
-	}
-	if validKeys(recipient, deliveryID) != nil {
-		return store.ErrNotFound
+	if err := check(ctx, "dead letter", recipient, deliveryID); err != nil {
+		return err
 	}
 	err := s.update(func(tx *bbolt.Tx) error {
 		r, ok, err := takeQueued(tx.Bucket(bucketQueues), recipient, []byte(deliveryID))
@@ -121,11 +115,8 @@ func (s *Store) DeadLetters(ctx context.Context) ([]store.Delivery, error) {
 
 // Requeue implements store.Queue.
 func (s *Store) Requeue(ctx context.Context, recipient, deliveryID string, now time.Time) error {
-	if err := ctx.Err(); err != nil {
-		return unavailable("requeue", err)
-	}
-	if validKeys(recipient, deliveryID) != nil {
-		return store.ErrNotFound
+	if err := check(ctx, "requeue", recipient, deliveryID); err != nil {
+		return err
 	}
 	err := s.update(func(tx *bbolt.Tx) error {
 		dead := tx.Bucket(bucketDead)
