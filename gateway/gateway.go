@@ -381,25 +381,10 @@ func (g *Gateway) SubjectReport(ctx context.Context, ref string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	type item struct {
-		Time          time.Time `json:"time"`
-		Kind          string    `json:"kind"`
-		From          string    `json:"from"`
-		To            string    `json:"to"`
-		Purpose       string    `json:"purpose"`
-		Type          string    `json:"type"`
-		Categories    []string  `json:"categories"`
-		Redacted      []string  `json:"redacted"`
-		MessageID     string    `json:"message_id"`
-		DecisionID    string    `json:"decision_id"`
-		PolicyVersion string    `json:"policy_version"`
+	if entries == nil {
+		entries = []audit.Entry{}
 	}
-	out := make([]item, 0, len(entries))
-	for _, e := range entries {
-		out = append(out, item{e.Time, e.Kind, e.From, e.To, e.Purpose, e.Type, e.Categories, e.Redacted,
-			e.MessageID, e.DecisionID, e.PolicyVersion})
-	}
-	return map[string]any{"subject_hash": h, "entries": out}, nil
+	return map[string]any{"subject_hash": h, "entries": entries}, nil
 }
 
 // purgeLoop deletes stored payloads whose retention period ended (R13).
