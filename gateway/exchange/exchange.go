@@ -238,9 +238,10 @@ func (x *Exchange) Submit(ctx context.Context, identity string, body []byte) (*A
 		x.o.Logger.Error("policy evaluation failed; denying", "error_id", errID, "decision_id", decisionID, "error", err)
 		dec = policy.Deny("the policy could not decide (error " + errID + ")")
 	}
-	x.logDecision(ctx, decisionID, version, in, dec)
+	rules := dec.Rules()
+	x.logDecision(ctx, decisionID, version, in, dec, rules)
 	if x.o.OnDecision != nil {
-		x.o.OnDecision(dec.Allow, dec.Rules())
+		x.o.OnDecision(dec.Allow, rules)
 	}
 
 	rec := &store.Message{
@@ -251,7 +252,7 @@ func (x *Exchange) Submit(ctx context.Context, identity string, body []byte) (*A
 		JWSSHA256:           op.JWSSHA256,
 		DecisionID:          decisionID,
 		PolicyVersion:       version,
-		Rules:               dec.Rules(),
+		Rules:               rules,
 		Redacted:            dec.Redact,
 		RetentionDays:       dec.Obligations.RetentionDays,
 		Expires:             time.Unix(msg.EXP, 0).UTC(),
@@ -483,7 +484,7 @@ func party(p *trust.Participant) policy.Party {
 // logDecision writes the decision record (one per decision, allow or deny):
 // identifiers, rule ids, redacted paths and the input with personal data
 // masked, so that a compliance officer can see why without seeing whom.
-func (x *Exchange) logDecision(ctx context.Context, id, version string, in policy.Input, d policy.Decision) {
+func (x *Exchange) logDecision(ctx context.Context, id, version string, in policy.Input, d policy.Decision, rules []string) {
 	if !x.o.Logger.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
@@ -496,7 +497,7 @@ func (x *Exchange) logDecision(ctx context.Context, id, version string, in polic
 		slog.String("decision_id", id), slog.String("policy_version", version),
 		slog.Any("message_id", msg["id"]), slog.Any("from", msg["from"]), slog.Any("to", msg["to"]),
 		slog.Any("purpose", msg["purpose"]), slog.Any("type", msg["type"]),
-		slog.Bool("allow", d.Allow), slog.Any("rules", d.Rules()), slog.Any("redacted", LogPaths(d.Redact)),
+		slog.Bool("allow", d.Allow), slog.Any("rules", rules), slog.Any("redacted", LogPaths(d.Redact)),
 		slog.Int("retention_days", d.Obligations.RetentionDays), slog.Bool("review", d.Obligations.Review),
 		slog.Any("input", input))
 }
