@@ -1,12 +1,16 @@
 package gateway_test
 
 import (
+	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/xborder/xborder/gateway"
 	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/gatewaytest"
 )
@@ -134,4 +138,33 @@ func TestAccountability(t *testing.T) {
 	}
 	t.Logf("audit: %+v, kinds %v", sum, kinds)
 	assertNoCanary(t, env.Logs.String(), "CANARYACCT", "CANARYABILITY")
+}
+
+// The audit log now lives in the embedded store's file. A gateway that finds
+// the separate audit.db of an earlier version beside it refuses to start
+// rather than begin a second chain and leave the first unnoticed.
+func TestLegacyAuditFileRefused(t *testing.T) {
+	env := gatewaytest.Start(t)
+	env.Stop()
+	_, path := env.Config.StoreKind()
+	legacy := filepath.Join(filepath.Dir(path), "audit.db")
+	if err := os.WriteFile(legacy, []byte("old chain"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(context.Background(), env.Config, nil)
+	if err == nil {
+		g.Close()
+		t.Fatal("gateway started beside a legacy audit.db")
+	}
+	if !strings.Contains(err.Error(), legacy) {
+		t.Fatalf("error does not name the legacy file: %v", err)
+	}
+	if err := os.Remove(legacy); err != nil {
+		t.Fatal(err)
+	}
+	g, err = gateway.New(context.Background(), env.Config, nil)
+	if err != nil {
+		t.Fatalf("without the legacy file: %v", err)
+	}
+	g.Close()
 }

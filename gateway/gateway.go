@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	bbolt "go.etcd.io/bbolt"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -162,19 +163,35 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 	if g.Store, err = OpenStore(ctx, cfg); err != nil {
 		return nil, err
 	}
+	// g is nil by the time a failed New's deferred calls run.
+	st := g.Store
 	defer func() {
 		if err != nil {
-			g.Store.Close()
+			st.Close()
 		}
 	}()
 	g.Metrics = api.NewMetrics()
 	g.Metrics.QueueDepths(g.Store.Depths)
-	if g.auditBackend, err = audit.OpenBackend(ctx, cfg.Store, false); err != nil {
+	boltStore, onBolt := g.Store.(*boltstore.Store)
+	if onBolt {
+		// The audit log lives in the store's file: an acceptance and its
+		// entry are one transaction and one fsync (journal below).
+		legacy := audit.LegacyBoltPath(boltStore.Path())
+		if _, serr := os.Stat(legacy); serr == nil {
+			return nil, fmt.Errorf("gateway: %s is an audit log of an earlier version; the audit log is now kept in %s: "+
+				"verify and export it with that version, then move it out of this folder", legacy, boltStore.Path())
+		}
+		g.auditBackend, err = audit.NewBoltOn(boltStore, boltStore.Path())
+	} else {
+		g.auditBackend, err = audit.OpenBackend(ctx, cfg.Store, false)
+	}
+	if err != nil {
 		return nil, err
 	}
+	ab := g.auditBackend
 	defer func() {
 		if err != nil {
-			g.auditBackend.Close()
+			ab.Close()
 		}
 	}()
 	subjectKey, err := audit.LoadOrCreateKey(filepath.Join(cfg.GatewayKeys, "audit.key"))
@@ -201,6 +218,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 		Logger:     log.With("component", "exchange"),
 		OnDecision: g.Metrics.Decision,
 		Audit:      auditor{g.Audit, g.Metrics},
+		Journal:    journalFor(boltStore, g.Audit, g.Metrics),
 	})
 	if err != nil {
 		return nil, err
@@ -357,6 +375,53 @@ func (a auditor) Record(ctx context.Context, e audit.Entry) (audit.Entry, error)
 }
 
 func (a auditor) SubjectHash(ref string) string { return a.log.SubjectHash(ref) }
+
+// journal stores acceptances and denials on the embedded store with their
+// audit entries in the same transaction.
+type journal struct {
+	st  *boltstore.Store
+	log *audit.Log
+	m   *api.Metrics
+}
+
+// journalFor is the journal of a bolt store (nil otherwise: Store then
+// Audit, as on Redis, where the chain is linked by the gateway, not a script).
+func journalFor(st *boltstore.Store, log *audit.Log, m *api.Metrics) exchange.Journal {
+	if st == nil {
+		return nil
+	}
+	return journal{st: st, log: log, m: m}
+}
+
+// also appends e inside the caller's transaction; a refusal of e itself
+// is counted as an audit failure.
+func (j journal) also(e audit.Entry) (func(*bbolt.Tx) error, error) {
+	e = j.log.Prepare(e)
+	if err := audit.CheckAppend(j.log.Replica(), e); err != nil {
+		j.m.AuditFailures.Inc()
+		return nil, err
+	}
+	return func(tx *bbolt.Tx) error {
+		_, err := audit.AppendTx(tx, j.log.Replica(), e)
+		return err
+	}, nil
+}
+
+func (j journal) Accept(ctx context.Context, m *store.Message, ds []store.Delivery, e audit.Entry) (*store.Message, error) {
+	also, err := j.also(e)
+	if err != nil {
+		return nil, err
+	}
+	return j.st.AcceptTx(ctx, m, ds, also)
+}
+
+func (j journal) RecordDenial(ctx context.Context, m *store.Message, e audit.Entry) error {
+	also, err := j.also(e)
+	if err != nil {
+		return err
+	}
+	return j.st.RecordDenialTx(ctx, m, also)
+}
 
 // recordDelivery audits a delivery's end (delivered or dead-lettered).
 func (g *Gateway) recordDelivery(ctx context.Context, d store.Delivery, kind string) {

@@ -23,7 +23,9 @@ type BoltOptions struct {
 	ReadOnly bool
 }
 
-// Bolt is a Backend on its own bbolt file, separate from the message store.
+// Bolt is a Backend on a bbolt file: its own (OpenBolt) or the message
+// store's (NewBoltOn), where an acceptance and its audit entry are written in
+// one transaction (AppendTx) and so share one fsync.
 //
 // Layout: chains/<replica>/ with
 //
@@ -33,7 +35,30 @@ type BoltOptions struct {
 //
 // Appends go through db.Batch, so concurrent appends share one fsync.
 type Bolt struct {
-	db *bbolt.DB
+	db    BoltDB
+	path  string
+	close func() error
+}
+
+// BoltDB runs bbolt transactions: a *bbolt.DB, or a store that owns the
+// file and may swap it (store/bolt.Store).
+type BoltDB interface {
+	Update(func(*bbolt.Tx) error) error
+	View(func(*bbolt.Tx) error) error
+	Batch(func(*bbolt.Tx) error) error
+}
+
+// NewBoltOn keeps the audit log in a file someone else owns (the message
+// store's): path is that file's, for Path; Close leaves the file open.
+func NewBoltOn(db BoltDB, path string) (*Bolt, error) {
+	err := db.Update(func(tx *bbolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketChains)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit: bolt: %w", err)
+	}
+	return &Bolt{db: db, path: path, close: func() error { return nil }}, nil
 }
 
 var _ Backend = (*Bolt)(nil)
@@ -62,7 +87,8 @@ func OpenBolt(path string, o BoltOptions) (*Bolt, error) {
 			return nil, fmt.Errorf("audit: bolt: %w", err)
 		}
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: o.Timeout, ReadOnly: o.ReadOnly})
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: o.Timeout, ReadOnly: o.ReadOnly,
+		NoFreelistSync: true, FreelistType: bbolt.FreelistMapType})
 	if err == nil {
 		// Appends within 2 ms share one fsync (bbolt's default waits 10 ms,
 		// which a message's answer would wait for at low load).
@@ -84,15 +110,15 @@ func OpenBolt(path string, o BoltOptions) (*Bolt, error) {
 			return nil, fmt.Errorf("audit: bolt: %w", err)
 		}
 	}
-	return &Bolt{db: db}, nil
+	return &Bolt{db: db, path: path, close: db.Close}, nil
 }
 
 // Path is the file's path.
-func (b *Bolt) Path() string { return b.db.Path() }
+func (b *Bolt) Path() string { return b.path }
 
-// Close closes the file.
+// Close closes the file (not a file NewBoltOn was given).
 func (b *Bolt) Close() error {
-	if err := b.db.Close(); err != nil {
+	if err := b.close(); err != nil {
 		return fmt.Errorf("audit: bolt: close: %w", err)
 	}
 	return nil
@@ -135,49 +161,68 @@ func (b *Bolt) Append(ctx context.Context, replica string, e Entry) (Entry, erro
 	if err := ctx.Err(); err != nil {
 		return Entry{}, fmt.Errorf("audit: bolt: append: %w", err)
 	}
-	if err := checkReplica(replica); err != nil {
-		return Entry{}, err
-	}
-	e.Replica = replica
-	if err := e.check(); err != nil { // before the batch: a refusal would rerun the others
+	if err := CheckAppend(replica, e); err != nil { // before the batch: a refusal would rerun the others
 		return Entry{}, err
 	}
 	var stored Entry
 	// Batch may run the function again on its own: it depends only on tx.
-	err := b.db.Batch(func(tx *bbolt.Tx) error {
-		chain, err := tx.Bucket(bucketChains).CreateBucketIfNotExists([]byte(replica))
-		if err != nil {
-			return err
-		}
-		entries, err := chain.CreateBucketIfNotExists(bucketEntries)
-		if err != nil {
-			return err
-		}
-		// Keys only grow: fill pages instead of splitting them half-empty.
-		entries.FillPercent = 0.95
-		count, head := readHead(chain)
-		n := e
-		if err := n.Link(count, head); err != nil {
-			return err
-		}
-		v, err := json.Marshal(n)
-		if err != nil {
-			return err
-		}
-		if err := entries.Put(seqKey(n.Seq), v); err != nil {
-			return err
-		}
-		hv := append(seqKey(n.Seq), n.Hash...)
-		if err := chain.Put(keyHead, hv); err != nil {
-			return err
-		}
-		stored = n
-		return nil
+	err := b.db.Batch(func(tx *bbolt.Tx) (err error) {
+		stored, err = AppendTx(tx, replica, e)
+		return err
 	})
 	if err != nil {
 		return Entry{}, fmt.Errorf("audit: bolt: append: %w", err)
 	}
 	return stored, nil
+}
+
+// CheckAppend refuses what AppendTx would: a caller batching AppendTx with
+// other work checks first, so that a refusal does not roll the others back.
+func CheckAppend(replica string, e Entry) error {
+	if err := checkReplica(replica); err != nil {
+		return err
+	}
+	e.Replica = replica
+	return e.check()
+}
+
+// AppendTx links e to the replica's head and stores it inside tx, the
+// write transaction of a Bolt's file: committed with whatever else tx
+// writes, or not at all.
+func AppendTx(tx *bbolt.Tx, replica string, e Entry) (Entry, error) {
+	if err := checkReplica(replica); err != nil {
+		return Entry{}, err
+	}
+	e.Replica = replica
+	root := tx.Bucket(bucketChains)
+	if root == nil {
+		return Entry{}, errors.New("audit: bolt: no audit log in this file")
+	}
+	chain, err := root.CreateBucketIfNotExists([]byte(replica))
+	if err != nil {
+		return Entry{}, err
+	}
+	entries, err := chain.CreateBucketIfNotExists(bucketEntries)
+	if err != nil {
+		return Entry{}, err
+	}
+	// Keys only grow: fill pages instead of splitting them half-empty.
+	entries.FillPercent = 0.95
+	count, head := readHead(chain)
+	if err := e.Link(count, head); err != nil {
+		return Entry{}, err
+	}
+	v, err := json.Marshal(e)
+	if err != nil {
+		return Entry{}, err
+	}
+	if err := entries.Put(seqKey(e.Seq), v); err != nil {
+		return Entry{}, err
+	}
+	if err := chain.Put(keyHead, append(seqKey(e.Seq), e.Hash...)); err != nil {
+		return Entry{}, err
+	}
+	return e, nil
 }
 
 // Entries calls fn for the replica's entries from seq from on.

@@ -91,16 +91,22 @@ func SubjectHash(key []byte, ref string) string {
 // Record appends e to this replica's chain. Replica and Time are set here;
 // Categories and Redacted go through CleanPaths. It returns the stored entry.
 func (l *Log) Record(ctx context.Context, e Entry) (Entry, error) {
+	stored, err := l.b.Append(ctx, l.replica, l.Prepare(e))
+	if err != nil {
+		return Entry{}, err
+	}
+	return stored, nil
+}
+
+// Prepare is e as Record would append it, before it is linked: for a
+// caller that appends it in its own transaction (AppendTx with Replica()).
+func (l *Log) Prepare(e Entry) Entry {
 	e.Replica = l.replica
 	e.Time = l.now()
 	e.Seq, e.Prev, e.Hash = 0, "", ""
 	e.Categories = CleanPaths(e.Categories)
 	e.Redacted = CleanPaths(e.Redacted)
-	stored, err := l.b.Append(ctx, l.replica, e)
-	if err != nil {
-		return Entry{}, err
-	}
-	return stored, nil
+	return e
 }
 
 // Checkpoint signs the current head of this replica's chain and stores it.

@@ -80,6 +80,20 @@ type Options struct {
 	OnDecision func(allow bool, rules []string)
 	// Audit, when set, receives one entry per acceptance and denial.
 	Audit Auditor
+	// Journal, when set with Audit, stores acceptances and denials
+	// together with their audit entries, in one durable step, instead of
+	// Store then Audit.
+	Journal Journal
+}
+
+// Journal stores an acceptance or a denial and appends its audit entry
+// atomically (the embedded store keeps the audit log in its own file).
+// Accept is store.Store's Accept (ErrDuplicate included: then nothing is
+// written); RecordDenial appends the entry even when an earlier acceptance
+// of the same id keeps the denial itself from being recorded.
+type Journal interface {
+	Accept(ctx context.Context, m *store.Message, ds []store.Delivery, e audit.Entry) (*store.Message, error)
+	RecordDenial(ctx context.Context, m *store.Message, e audit.Entry) error
 }
 
 // Auditor is the audit log as the exchange uses it.
@@ -261,11 +275,18 @@ func (x *Exchange) Submit(ctx context.Context, identity string, body []byte) (*A
 	}
 	if !dec.Allow {
 		rec.Status = store.StatusDenied
-		if err := x.o.Store.RecordDenial(ctx, rec); err != nil {
-			// The denial stands whether or not it could be recorded.
-			x.o.Logger.Error("could not record a denial", "decision_id", decisionID, "error", err)
+		if x.journaled() {
+			if err := x.o.Journal.RecordDenial(ctx, rec, x.entry(audit.KindDenied, rec, msg, nil)); err != nil {
+				// The denial stands whether or not it could be recorded.
+				x.o.Logger.Error("could not record a denial or its audit entry", "decision_id", decisionID, "error", err)
+			}
+		} else {
+			if err := x.o.Store.RecordDenial(ctx, rec); err != nil {
+				// The denial stands whether or not it could be recorded.
+				x.o.Logger.Error("could not record a denial", "decision_id", decisionID, "error", err)
+			}
+			x.audit(ctx, audit.KindDenied, rec, msg, nil)
 		}
-		x.audit(ctx, audit.KindDenied, rec, msg, nil)
 		return nil, &Error{Code: CodePolicyDenied, Detail: "the policy refused this message",
 			DecisionID: decisionID, Reasons: dec.Reasons}
 	}
@@ -331,8 +352,14 @@ func (x *Exchange) Submit(ctx context.Context, identity string, body []byte) (*A
 	rec.Status = store.StatusAccepted
 	rec.Answer = answer
 
-	// Store durably, atomically with the replay reservation.
-	prev, err := x.o.Store.Accept(ctx, rec, deliveries)
+	// Store durably, atomically with the replay reservation (and, on a
+	// journal, with the audit entry).
+	var prev *store.Message
+	if x.journaled() {
+		prev, err = x.o.Journal.Accept(ctx, rec, deliveries, x.entry(audit.KindAccepted, rec, msg, minimised))
+	} else {
+		prev, err = x.o.Store.Accept(ctx, rec, deliveries)
+	}
 	switch {
 	case errors.Is(err, store.ErrDuplicate):
 		// Lost a race with a concurrent copy: answer as a retry would be.
@@ -343,7 +370,9 @@ func (x *Exchange) Submit(ctx context.Context, identity string, body []byte) (*A
 	case err != nil:
 		return nil, unavailable(err)
 	}
-	x.audit(ctx, audit.KindAccepted, rec, msg, minimised)
+	if !x.journaled() {
+		x.audit(ctx, audit.KindAccepted, rec, msg, minimised)
+	}
 	if msg.Type == envelope.TypeConsentWithdrawal {
 		x.audit(ctx, audit.KindConsentWithdrawn, rec, msg, nil)
 	}
@@ -359,6 +388,17 @@ func (x *Exchange) audit(ctx context.Context, kind string, rec *store.Message, m
 	if x.o.Audit == nil {
 		return
 	}
+	e := x.entry(kind, rec, msg, delivered)
+	if _, err := x.o.Audit.Record(ctx, e); err != nil {
+		x.o.Logger.Error("audit append failed", "kind", kind, "message_id", rec.ID, "decision_id", rec.DecisionID, "error", err)
+	}
+}
+
+func (x *Exchange) journaled() bool { return x.o.Journal != nil && x.o.Audit != nil }
+
+// entry is the audit entry of a decision: metadata, the subject reference
+// only as its keyed hash, and the categories delivered — never values.
+func (x *Exchange) entry(kind string, rec *store.Message, msg *envelope.Message, delivered map[string]any) audit.Entry {
 	e := audit.Entry{
 		Kind: kind, MessageID: rec.ID, DecisionID: rec.DecisionID, PolicyVersion: rec.PolicyVersion,
 		From: rec.From, To: rec.To, Purpose: rec.Purpose, Type: rec.Type,
@@ -368,9 +408,7 @@ func (x *Exchange) audit(ctx context.Context, kind string, rec *store.Message, m
 	if ref := stringField(msg.Subject, "ref"); ref != "" {
 		e.SubjectHash = x.o.Audit.SubjectHash(ref)
 	}
-	if _, err := x.o.Audit.Record(ctx, e); err != nil {
-		x.o.Logger.Error("audit append failed", "kind", kind, "message_id", rec.ID, "decision_id", rec.DecisionID, "error", err)
-	}
+	return e
 }
 
 // Categories lists the field paths under subject and record of a delivered

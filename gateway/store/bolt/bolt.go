@@ -81,6 +81,20 @@ func (s *Store) batch(fn func(*bbolt.Tx) error) error {
 
 var _ store.Store = (*Store)(nil)
 
+// Update, View and Batch run a transaction on the store's file for another
+// component that keeps its own buckets there (the audit log,
+// audit.NewBoltOn): they follow the file across Compact.
+func (s *Store) Update(fn func(*bbolt.Tx) error) error { return s.update(fn) }
+
+// View: see Update.
+func (s *Store) View(fn func(*bbolt.Tx) error) error { return s.view(fn) }
+
+// Batch: see Update.
+func (s *Store) Batch(fn func(*bbolt.Tx) error) error { return s.batch(fn) }
+
+// Path is the store's file.
+func (s *Store) Path() string { return s.path }
+
 var (
 	bucketMessages   = []byte("messages")
 	bucketRecipients = []byte("recipients")
@@ -115,7 +129,7 @@ func Open(path string, opts Options) (*Store, error) {
 }
 
 func openDB(path string, opts Options) (*bbolt.DB, error) {
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.Timeout})
+	db, err := bbolt.Open(path, 0o600, boltOptions(opts.Timeout))
 	if err != nil {
 		return nil, fmt.Errorf("bolt: open: %w: %w", store.ErrUnavailable, err)
 	}
@@ -266,6 +280,15 @@ var errRollback = errors.New("bolt: rollback")
 
 // Accept implements store.Messages.
 func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Delivery) (*store.Message, error) {
+	return s.AcceptTx(ctx, m, ds, nil)
+}
+
+// AcceptTx is Accept that also runs also, if not nil, in the acceptance's
+// transaction: what also writes (an audit entry, audit.AppendTx) is
+// committed with the acceptance or not at all, under one fsync. also is not
+// run for a duplicate; it may run more than once (batched transactions are
+// retried one by one after a failure) and must depend only on tx.
+func (s *Store) AcceptTx(ctx context.Context, m *store.Message, ds []store.Delivery, also func(*bbolt.Tx) error) (*store.Message, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, unavailable("accept", err)
 	}
@@ -355,6 +378,9 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 			if err := tx.Bucket(bucketRetention).Put(retentionKey(at, key), nil); err != nil {
 				return err
 			}
+		}
+		if also != nil {
+			return also(tx)
 		}
 		return nil
 	})
@@ -491,6 +517,13 @@ func (s *Store) index(tx *bbolt.Tx, to, id string, msgKey []byte, denial bool) e
 // RecordDenial implements store.Messages. It does nothing when (from, id) was
 // accepted before.
 func (s *Store) RecordDenial(ctx context.Context, m *store.Message) error {
+	return s.RecordDenialTx(ctx, m, nil)
+}
+
+// RecordDenialTx is RecordDenial that also runs also, if not nil, in its
+// transaction (see AcceptTx) — also when the denial itself is not recorded
+// because the id was accepted before.
+func (s *Store) RecordDenialTx(ctx context.Context, m *store.Message, also func(*bbolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return unavailable("record denial", err)
 	}
@@ -518,13 +551,22 @@ func (s *Store) RecordDenial(ctx context.Context, m *store.Message) error {
 				return fmt.Errorf("decode message: %w", err)
 			}
 			if old.Status != store.StatusDenied {
+				if also != nil {
+					return also(tx)
+				}
 				return errRollback
 			}
 		}
 		if err := msgs.Put(key, value); err != nil {
 			return err
 		}
-		return s.index(tx, m.To, m.ID, key, true)
+		if err := s.index(tx, m.To, m.ID, key, true); err != nil {
+			return err
+		}
+		if also != nil {
+			return also(tx)
+		}
+		return nil
 	})
 	if err != nil && !errors.Is(err, errRollback) {
 		return unavailable("record denial", err)
@@ -783,4 +825,11 @@ func validKeys(keys ...string) error {
 
 func unavailable(op string, err error) error {
 	return fmt.Errorf("bolt: %s: %w: %w", op, store.ErrUnavailable, err)
+}
+
+// boltOptions: the freelist is not written at each commit (rebuilt by a scan
+// when the file is opened instead, as etcd does) and kept as a map, whose
+// allocations do not slow down as the file grows.
+func boltOptions(timeout time.Duration) *bbolt.Options {
+	return &bbolt.Options{Timeout: timeout, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}
 }
