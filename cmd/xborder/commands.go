@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -94,6 +95,7 @@ func newServe(stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			tuneMemory()
 			return g.Serve(ctx)
 		},
 	}
@@ -460,4 +462,16 @@ func newPolicyTest(stdout io.Writer) *cobra.Command {
 type fsys struct {
 	fs   fs.FS
 	name string
+}
+
+// tuneMemory runs once the gateway is built. Its start-up (compiling the
+// policy, running its tests and scenarios) leaves garbage that is returned
+// to the system now rather than carried as the heap's baseline. Unless
+// GOGC is set, the collector runs at 200 % instead of 100 %: about 15 % less
+// CPU a message for a few MiB more heap (README "Performance").
+func tuneMemory() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(200)
+	}
+	debug.FreeOSMemory()
 }
