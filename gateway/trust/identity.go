@@ -51,35 +51,63 @@ func (r *Registry) Identify(state *tls.ConnectionState) (string, error) {
 	if leaf.IsCA {
 		return "", fmt.Errorf("%w: a CA certificate is not a client certificate", ErrUntrusted)
 	}
+	now := time.Now()
+	key := chainKey(state.PeerCertificates)
+	if id, ok := r.verified.get(key, now); ok {
+		return id, nil
+	}
+	id, window, err := r.identify(leaf, state.PeerCertificates[1:], now)
+	if err != nil {
+		return "", err
+	}
+	r.verified.put(key, id, window)
+	return id, nil
+}
+
+// identify is Identify without the cache; window is when the verified chain
+// stays valid.
+func (r *Registry) identify(leaf *x509.Certificate, intermediates []*x509.Certificate, now time.Time) (string, [2]time.Time, error) {
+	var window [2]time.Time
 	inter := x509.NewCertPool()
-	for _, c := range state.PeerCertificates[1:] {
+	for _, c := range intermediates {
 		inter.AddCert(c)
 	}
 	chains, err := leaf.Verify(x509.VerifyOptions{
 		Roots:         r.pool,
 		Intermediates: inter,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		CurrentTime:   time.Now(),
+		CurrentTime:   now,
 	})
 	if err != nil {
-		return "", fmt.Errorf("%w: %s", ErrUntrusted, verifyReason(err))
+		return "", window, fmt.Errorf("%w: %s", ErrUntrusted, verifyReason(err))
 	}
 
 	id, err := identity(leaf)
 	if err != nil {
-		return "", err
+		return "", window, err
 	}
 	p, ok := r.byID[id]
 	if !ok {
-		return "", fmt.Errorf("%w %s", ErrUnknownIdentity, id)
+		return "", window, fmt.Errorf("%w %s", ErrUnknownIdentity, id)
 	}
 	if p.TLSCert != nil && !bytes.Equal(p.TLSCert.Raw, leaf.Raw) {
-		return "", fmt.Errorf("%w: %s pins another certificate", ErrPinMismatch, id)
+		return "", window, fmt.Errorf("%w: %s pins another certificate", ErrPinMismatch, id)
 	}
 	if p.TLSCA != nil && !chainsThrough(chains, p.TLSCA) {
-		return "", fmt.Errorf("%w: %s pins another issuing CA", ErrPinMismatch, id)
+		return "", window, fmt.Errorf("%w: %s pins another issuing CA", ErrPinMismatch, id)
 	}
-	return id, nil
+	// The chain stays valid while every certificate of one verified chain
+	// is: the latest NotBefore to the earliest NotAfter.
+	window = [2]time.Time{chains[0][0].NotBefore, chains[0][0].NotAfter}
+	for _, c := range chains[0][1:] {
+		if c.NotBefore.After(window[0]) {
+			window[0] = c.NotBefore
+		}
+		if c.NotAfter.Before(window[1]) {
+			window[1] = c.NotAfter
+		}
+	}
+	return id, window, nil
 }
 
 // identity reads the participant id from a certificate's Subject CN and SAN

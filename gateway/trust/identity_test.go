@@ -87,23 +87,62 @@ func TestIdentify(t *testing.T) {
 			if state == nil && tc.peers != nil {
 				state = &tls.ConnectionState{PeerCertificates: tc.peers}
 			}
-			got, err := r.Identify(state)
-			if tc.wantErr != nil {
-				if !errors.Is(err, tc.wantErr) {
-					t.Fatalf("Identify = %q, %v; want error %v", got, err, tc.wantErr)
+			for round := range 2 { // the second from the cache of verified chains
+				got, err := r.Identify(state)
+				if tc.wantErr != nil {
+					if !errors.Is(err, tc.wantErr) {
+						t.Fatalf("Identify = %q, %v; want error %v", got, err, tc.wantErr)
+					}
+					if got != "" {
+						t.Errorf("Identify returned id %q with an error", got)
+					}
+					if strings.Contains(err.Error(), "Jane Doe") {
+						t.Errorf("error leaks certificate content: %v", err)
+					}
+					continue
 				}
-				if got != "" {
-					t.Errorf("Identify returned id %q with an error", got)
+				if err != nil || got != tc.want {
+					t.Fatalf("round %d: Identify = %q, %v; want %q", round, got, err, tc.want)
 				}
-				if strings.Contains(err.Error(), "Jane Doe") {
-					t.Errorf("error leaks certificate content: %v", err)
-				}
-				return
-			}
-			if err != nil || got != tc.want {
-				t.Fatalf("Identify = %q, %v; want %q", got, err, tc.want)
 			}
 		})
+	}
+}
+
+// A chain verified (and remembered) by one registry is judged afresh by the
+// next: pinning another certificate, or removing the participant, applies
+// to the very next request.
+func TestIdentifyAfterReload(t *testing.T) {
+	dir := newPKI(t, "KZ-MVD", "UN-UNICEF")
+	state := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{readCert(t, filepath.Join(dir, "KZ-MVD", pki.TLSCert))}}
+	h := trust.NewHolder(mustLoad(t, filepath.Join(dir, pki.RegistryFile)))
+	for range 3 {
+		if got, err := h.Identify(state); err != nil || got != "KZ-MVD" {
+			t.Fatalf("Identify = %q, %v", got, err)
+		}
+	}
+
+	f := readRegistryFile(t, filepath.Join(dir, pki.RegistryFile))
+	other, _ := loadCA(t, dir).leaf(t, leafOpts{cn: "KZ-MVD"})
+	writePEM(t, filepath.Join(dir, "other-mvd.crt"), other)
+	f.Participants[0].TLSCert = "other-mvd.crt" // KZ-MVD now pinned to another certificate
+	pinned := filepath.Join(dir, "pinned.yaml")
+	writeRegistryFile(t, pinned, f)
+	if err := h.Reload(pinned); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := h.Identify(state); !errors.Is(err, trust.ErrPinMismatch) {
+		t.Fatalf("after pinning another certificate: Identify = %q, %v; want ErrPinMismatch", got, err)
+	}
+
+	f.Participants = f.Participants[1:] // KZ-MVD removed
+	removed := filepath.Join(dir, "removed.yaml")
+	writeRegistryFile(t, removed, f)
+	if err := h.Reload(removed); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := h.Identify(state); !errors.Is(err, trust.ErrUnknownIdentity) {
+		t.Fatalf("after removal: Identify = %q, %v; want ErrUnknownIdentity", got, err)
 	}
 }
 

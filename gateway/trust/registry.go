@@ -108,6 +108,9 @@ type Registry struct {
 	byID    map[string]*Participant
 	sorted  []*Participant
 	byKID   map[string]keyEntry
+	// verified remembers client certificate chains this registry has
+	// verified (see Identify): a registry never changes once built.
+	verified verifiedCache
 }
 
 // New builds a registry from parsed trust anchors and participants, and
