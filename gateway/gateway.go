@@ -236,6 +236,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 	}
 	box := &inbox.Inbox{Queue: g.Store, Visibility: cfg.InboxVisibility,
 		OnAck: func(ctx context.Context, d store.Delivery) { g.recordDelivery(ctx, d, audit.KindDelivered) }}
+	if onBolt {
+		// The acknowledgement and its "delivered" entry in one transaction.
+		box.Queue, box.OnAck = ackJournal{Store: boltStore, log: g.Audit}, nil
+	}
 	g.Worker, err = delivery.New(delivery.Options{
 		Queue: g.Store, Registry: g.Registry, ClientCert: g.Keys.TLS,
 		MaxAttempts: cfg.DeliveryAttempts, AttemptTimeout: cfg.DeliveryTimeout,
@@ -425,16 +429,42 @@ func (j journal) RecordDenial(ctx context.Context, m *store.Message, e audit.Ent
 
 // recordDelivery audits a delivery's end (delivered or dead-lettered).
 func (g *Gateway) recordDelivery(ctx context.Context, d store.Delivery, kind string) {
+	m, err := g.Store.Message(ctx, d.MessageFrom, d.MessageID)
+	if err != nil {
+		m = nil
+	}
+	if _, err := g.Audit.Record(ctx, deliveryEntry(d, m, kind)); err != nil {
+		g.Metrics.AuditFailures.Inc()
+		g.log.Error("audit append failed", "kind", kind, "delivery_id", d.ID, "error", err)
+	}
+}
+
+// deliveryEntry is the audit entry of a delivery's end; m is its message,
+// if still known.
+func deliveryEntry(d store.Delivery, m *store.Message, kind string) audit.Entry {
 	e := audit.Entry{Kind: kind, MessageID: d.MessageID, From: d.MessageFrom, To: d.Recipient}
-	if m, err := g.Store.Message(ctx, d.MessageFrom, d.MessageID); err == nil {
+	if m != nil {
 		e.DecisionID, e.PolicyVersion, e.Purpose, e.Type = m.DecisionID, m.PolicyVersion, m.Purpose, m.Type
 	}
 	sum := sha256.Sum256(d.Envelope)
 	e.PayloadSHA256 = hex.EncodeToString(sum[:])
-	if _, err := g.Audit.Record(ctx, e); err != nil {
-		g.Metrics.AuditFailures.Inc()
-		g.log.Error("audit append failed", "kind", kind, "delivery_id", d.ID, "error", err)
-	}
+	return e
+}
+
+// ackJournal is the embedded store as the inbox's queue, whose Ack appends
+// the "delivered" entry in the acknowledgement's own transaction: a crash
+// cannot leave an acknowledged delivery without its entry, and a failed
+// append leaves the delivery in the inbox (the recipient acks again).
+type ackJournal struct {
+	*boltstore.Store
+	log *audit.Log
+}
+
+func (q ackJournal) Ack(ctx context.Context, recipient, deliveryID string, now time.Time) error {
+	return q.AckTx(ctx, recipient, deliveryID, now, func(tx *bbolt.Tx, d store.Delivery, m *store.Message) error {
+		_, err := audit.AppendTx(tx, q.log.Replica(), q.log.Prepare(deliveryEntry(d, m, audit.KindDelivered)))
+		return err
+	})
 }
 
 // SubjectReport answers "who received what about this person" from the

@@ -728,10 +728,19 @@ func countAttempt(msgs *bbolt.Bucket, key []byte, n int) error {
 
 // Ack implements store.Queue.
 func (s *Store) Ack(ctx context.Context, recipient, deliveryID string, now time.Time) error {
+	return s.AckTx(ctx, recipient, deliveryID, now, nil)
+}
+
+// AckTx is Ack that also runs also, if not nil, in the acknowledgement's
+// transaction with the delivery taken and its message as updated (nil if
+// its record is gone): for the delivery's audit entry (see AcceptTx). Acks
+// arriving together share one commit.
+func (s *Store) AckTx(ctx context.Context, recipient, deliveryID string, now time.Time,
+	also func(tx *bbolt.Tx, d store.Delivery, m *store.Message) error) error {
 	if err := check(ctx, "ack", recipient, deliveryID); err != nil {
 		return err
 	}
-	err := s.update(func(tx *bbolt.Tx) error {
+	err := s.batch(func(tx *bbolt.Tx) error {
 		// The record goes, envelope included: an acknowledged payload is
 		// not kept until its retention period ends.
 		r, ok, err := takeQueued(tx.Bucket(bucketQueues), recipient, []byte(deliveryID))
@@ -741,7 +750,8 @@ func (s *Store) Ack(ctx context.Context, recipient, deliveryID string, now time.
 		if !ok {
 			return store.ErrNotFound
 		}
-		return updateMessage(tx.Bucket(bucketMessages), pairKey(r.messageFrom, r.messageID), func(rec *messageRecord) bool {
+		var msg *store.Message
+		err = updateMessage(tx.Bucket(bucketMessages), pairKey(r.messageFrom, r.messageID), func(rec *messageRecord) bool {
 			if rec.Open > 0 {
 				rec.Open--
 			}
@@ -749,8 +759,15 @@ func (s *Store) Ack(ctx context.Context, recipient, deliveryID string, now time.
 				rec.Status = store.StatusDelivered
 				rec.UpdatedAt = now
 			}
+			m := rec.Message
+			msg = &m
 			return true
 		})
+		if err != nil || also == nil {
+			return err
+		}
+		return also(tx, store.Delivery{ID: deliveryID, Recipient: recipient, MessageFrom: r.messageFrom, MessageID: r.messageID,
+			Envelope: r.envelope, Attempts: int(r.attempts), CreatedAt: r.created, VisibleAt: r.visible}, msg)
 	})
 	return result("ack", err)
 }

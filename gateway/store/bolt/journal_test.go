@@ -14,9 +14,10 @@ import (
 	"github.com/xborder/xborder/gateway/store/bolt"
 )
 
-// The audit log kept in the store's file: an acceptance and its entry are
-// committed together or not at all, and survive a reopen and a compaction.
-func TestAcceptTxWithAuditEntry(t *testing.T) {
+// The audit log kept in the store's file: an acceptance, a denial or an
+// acknowledgement and its entry are committed together or not at all, and
+// survive a reopen and a compaction.
+func TestTransactionsWithAuditEntries(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "xborder.db")
 	s, err := bolt.Open(path, bolt.Options{})
@@ -112,6 +113,35 @@ func TestAcceptTxWithAuditEntry(t *testing.T) {
 		t.Fatalf("entries after the denial = %d, want 2", head())
 	}
 
+	// An acknowledgement whose entry fails stays undone; one whose entry
+	// is appended takes the delivery and records it, with its message.
+	err = s.AckTx(ctx, "ke-cr", "d-m1", now, func(*bbolt.Tx, store.Delivery, *store.Message) error { return boom })
+	if err == nil {
+		t.Fatal("AckTx whose also fails: no error")
+	}
+	if _, err := s.Delivery(ctx, "ke-cr", "d-m1"); err != nil {
+		t.Fatalf("delivery after a failed AckTx: %v", err)
+	}
+	var acked store.Delivery
+	var ackedMsg *store.Message
+	err = s.AckTx(ctx, "ke-cr", "d-m1", now, func(tx *bbolt.Tx, d store.Delivery, m *store.Message) error {
+		acked, ackedMsg = d, m
+		_, err := audit.AppendTx(tx, "r1", entry(audit.KindDelivered, "m1"))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acked.MessageID != "m1" || string(acked.Envelope) != "jwe" || ackedMsg == nil || ackedMsg.Status != store.StatusDelivered {
+		t.Fatalf("AckTx gave also %+v, %+v", acked, ackedMsg)
+	}
+	if _, err := s.Delivery(ctx, "ke-cr", "d-m1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("delivery after AckTx: %v, want ErrNotFound", err)
+	}
+	if head() != 3 {
+		t.Fatalf("entries after the ack = %d, want 3", head())
+	}
+
 	// Compaction swaps the file under the log; reopening keeps both.
 	if err := s.Compact(ctx); err != nil {
 		t.Fatal(err)
@@ -119,8 +149,8 @@ func TestAcceptTxWithAuditEntry(t *testing.T) {
 	if _, err := s.AcceptTx(ctx, msg("m3"), ds("m3"), appendEntry(entry(audit.KindAccepted, "m3"), &calls)); err != nil {
 		t.Fatal(err)
 	}
-	if head() != 3 {
-		t.Fatalf("entries after a compaction and an acceptance = %d, want 3", head())
+	if head() != 4 {
+		t.Fatalf("entries after a compaction and an acceptance = %d, want 4", head())
 	}
 	closed = true
 	if err := s.Close(); err != nil {
@@ -135,7 +165,7 @@ func TestAcceptTxWithAuditEntry(t *testing.T) {
 	if err := ro.Entries(ctx, "r1", 1, func(e audit.Entry) error { kinds = append(kinds, e.Kind+":"+e.MessageID); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"accepted:m1", "denied:m1", "accepted:m3"}
+	want := []string{"accepted:m1", "denied:m1", "delivered:m1", "accepted:m3"}
 	if len(kinds) != len(want) {
 		t.Fatalf("entries in the file = %v, want %v", kinds, want)
 	}
