@@ -126,6 +126,10 @@ type Report struct {
 	StartAnonRSS  float64 `json:"start_anon_rss_mb"`
 	EndAnonRSS    float64 `json:"end_anon_rss_mb"`
 	AnonRSSGrowth float64 `json:"anon_rss_growth_pct"`
+	// The same growths from the second tenth of the run on (the working
+	// set under load reached): what a leak would show.
+	SteadyRSSGrowth     float64 `json:"steady_rss_growth_pct"`
+	SteadyAnonRSSGrowth float64 `json:"steady_anon_rss_growth_pct"`
 	Drained       int     `json:"drained"` // deliveries pulled and acknowledged (with Drain)
 
 	Policy *PolicyReport `json:"policy,omitempty"`
@@ -270,6 +274,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		s, a := rss.stop()
 		rep.PeakRSS, rep.StartRSS, rep.EndRSS, rep.RSSGrowth = s.peak, s.start, s.end, s.growth
 		rep.PeakAnonRSS, rep.StartAnonRSS, rep.EndAnonRSS, rep.AnonRSSGrowth = a.peak, a.start, a.end, a.growth
+		rep.SteadyRSSGrowth, rep.SteadyAnonRSSGrowth = s.steady, a.steady
 	}
 
 	lats := make([]float64, 0, sent)
@@ -546,8 +551,8 @@ func (r *Report) Table(w io.Writer) {
 	fmt.Fprintf(tw, "gateway CPU per accepted message\t%.0f µs\n", r.GatewayCPUPerOK)
 	fmt.Fprintf(tw, "crypto floor per accepted message\t%.0f µs\n", r.Floor)
 	fmt.Fprintf(tw, "floor ratio\t%.2f\n", r.FloorRatio)
-	fmt.Fprintf(tw, "gateway RSS peak / start / end\t%.1f / %.1f / %.1f MiB (growth %.1f %%)\n", r.PeakRSS, r.StartRSS, r.EndRSS, r.RSSGrowth)
-	fmt.Fprintf(tw, "  anonymous (heap, stacks)\t%.1f / %.1f / %.1f MiB (growth %.1f %%)\n", r.PeakAnonRSS, r.StartAnonRSS, r.EndAnonRSS, r.AnonRSSGrowth)
+	fmt.Fprintf(tw, "gateway RSS peak / start / end\t%.1f / %.1f / %.1f MiB (growth %.1f %%; %.1f %% after the first tenth)\n", r.PeakRSS, r.StartRSS, r.EndRSS, r.RSSGrowth, r.SteadyRSSGrowth)
+	fmt.Fprintf(tw, "  anonymous (heap, stacks)\t%.1f / %.1f / %.1f MiB (growth %.1f %%; %.1f %% after the first tenth)\n", r.PeakAnonRSS, r.StartAnonRSS, r.EndAnonRSS, r.AnonRSSGrowth, r.SteadyAnonRSSGrowth)
 	if r.Drained > 0 {
 		fmt.Fprintf(tw, "deliveries pulled and acked\t%d\n", r.Drained)
 	}

@@ -87,7 +87,11 @@ type rssSampler struct {
 	anon    []float64
 }
 
-type rssSummary struct{ peak, start, end, growth float64 }
+// rssSummary: start is the mean of the first tenth of the samples, end of
+// the last tenth, growth end against start; steady is the growth of end
+// against the second tenth, once the gateway has reached its working set
+// under the load (connections, buffers, the collector's headroom).
+type rssSummary struct{ peak, start, end, growth, steady float64 }
 
 func sampleRSS(pid int, every time.Duration) *rssSampler {
 	s := &rssSampler{stopc: make(chan struct{}), done: make(chan struct{})}
@@ -144,6 +148,11 @@ func summarise(samples []float64) rssSummary {
 	r.start, r.end = mean(samples[:k]), mean(samples[n-k:])
 	if r.start > 0 {
 		r.growth = (r.end - r.start) * 100 / r.start
+	}
+	if n >= 3*k {
+		if second := mean(samples[k : 2*k]); second > 0 {
+			r.steady = (r.end - second) * 100 / second
+		}
 	}
 	return r
 }

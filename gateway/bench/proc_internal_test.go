@@ -1,0 +1,35 @@
+package bench
+
+import (
+	"math"
+	"testing"
+)
+
+func TestSummarise(t *testing.T) {
+	// 100 samples: a ramp from idle over the first tenth (10 → 19), then
+	// flat at 20, and 21 over the last tenth.
+	var s []float64
+	for i := range 10 {
+		s = append(s, float64(10+i))
+	}
+	for range 80 {
+		s = append(s, 20)
+	}
+	for range 10 {
+		s = append(s, 21)
+	}
+	r := summarise(s)
+	near := func(got, want float64) bool { return math.Abs(got-want) < 1e-9 }
+	if !near(r.peak, 21) || !near(r.start, 14.5) || !near(r.end, 21) {
+		t.Fatalf("peak/start/end = %v/%v/%v, want 21/14.5/21", r.peak, r.start, r.end)
+	}
+	if want := (21.0 - 14.5) * 100 / 14.5; !near(r.growth, want) {
+		t.Errorf("growth = %v, want %v", r.growth, want)
+	}
+	if !near(r.steady, 5) { // 20 → 21 after the first tenth
+		t.Errorf("steady = %v, want 5", r.steady)
+	}
+	if r := summarise([]float64{5, 6}); r.steady != 0 || r.end != 6 {
+		t.Errorf("two samples: %+v", r)
+	}
+}
