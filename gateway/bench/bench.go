@@ -130,7 +130,7 @@ type Report struct {
 	// set under load reached): what a leak would show.
 	SteadyRSSGrowth     float64 `json:"steady_rss_growth_pct"`
 	SteadyAnonRSSGrowth float64 `json:"steady_anon_rss_growth_pct"`
-	Drained       int     `json:"drained"` // deliveries pulled and acknowledged (with Drain)
+	Drained             int     `json:"drained"` // deliveries pulled and acknowledged (with Drain)
 
 	Policy *PolicyReport `json:"policy,omitempty"`
 }
