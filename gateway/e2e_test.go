@@ -508,3 +508,35 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// With one submission worked on at a time, concurrent senders wait their
+// turn: every message is accepted and delivered, none refused.
+func TestMaxInflightQueuesSubmissions(t *testing.T) {
+	env := gatewaytest.Start(t, func(c *config.Config) { c.MaxInflight = 1 })
+	unicef := env.Client("UN-UNICEF")
+	const n = 24
+	var wg sync.WaitGroup
+	statuses := make([]int, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := unicef.Send(ctx, verificationRequest("UN-UNICEF", "KZ-MJ", gatewaytest.ChildSubject("A", "B")))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			statuses[i] = r.Status
+		}()
+	}
+	wg.Wait()
+	for i, s := range statuses {
+		if s != http.StatusAccepted {
+			t.Fatalf("send %d: %d", i, s)
+		}
+	}
+	ds, err := env.Client("KZ-MJ").Inbox(ctx, 100)
+	if err != nil || len(ds) != n {
+		t.Fatalf("inbox: %d deliveries, %v; want %d", len(ds), err, n)
+	}
+}

@@ -261,7 +261,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 		Exchange: g.Exchange, Registry: g.Registry, Inbox: box, Policy: g.Policy,
 		JWKS: func() []byte { return g.Keys.JWKS }, BodyLimit: cfg.BodyLimit,
 		Logger: log.With("component", "api"), Metrics: g.Metrics, Subject: g.SubjectReport,
-		Limiter: limiter.Wait,
+		Limiter: limiter.Wait, MaxInflight: cfg.MaxInflight,
 	})
 	if err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -61,6 +62,10 @@ type Config struct {
 	RateWindow time.Duration  `yaml:"rate_window"`
 	RateLimits map[string]int `yaml:"rate_limits"`
 
+	// MaxInflight bounds the submissions worked on at once; the others wait
+	// in arrival order (0: no bound). Default: twice the processors.
+	MaxInflight int `yaml:"max_inflight"`
+
 	// Replica names this gateway process among several on one store; each
 	// replica keeps its own audit chain. Default: the host name.
 	Replica string `yaml:"replica"`
@@ -98,6 +103,7 @@ func Default() Config {
 		PolicyWatch:         2 * time.Second,
 		LogLevel:            "info",
 		RateWindow:          time.Minute,
+		MaxInflight:         2 * runtime.GOMAXPROCS(0),
 		AuditCheckpoint:     time.Minute,
 		PurgeEvery:          time.Hour,
 		DeliveryAttempts:    8,
@@ -248,6 +254,9 @@ func (c Config) Validate() error {
 	}
 	if c.PolicyWatch < 0 {
 		add("policy_watch: must not be negative")
+	}
+	if c.MaxInflight < 0 {
+		add("max_inflight: %d is negative (0: no bound)", c.MaxInflight)
 	}
 	if c.RateLimit < 0 || c.RateWindow < time.Second {
 		add("rate_limit must not be negative and rate_window at least 1s")

@@ -70,6 +70,7 @@ func TestInvalid(t *testing.T) {
 		{"unknown key", "lisen: 1.2.3.4:5\n", nil, []string{"lisen"}},
 		{"bad store", "store: postgres://x\n", nil, []string{"store"}},
 		{"several problems at once", "listen: nohostport\nbody_limit: 10\nlog_level: loud\n", nil, []string{"listen", "body_limit", "log_level"}},
+		{"negative max_inflight", "max_inflight: -1\n", nil, []string{"max_inflight"}},
 		{"bad env duration", "", map[string]string{"XBORDER_INBOX_VISIBILITY": "soon"}, []string{"XBORDER_INBOX_VISIBILITY"}},
 	}
 	for _, tc := range cases {
