@@ -509,8 +509,9 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-// With one submission worked on at a time, concurrent senders wait their
-// turn: every message is accepted and delivered, none refused.
+// With one submission opened, decided and sealed at a time, concurrent
+// senders wait their turn: every message is accepted and delivered, none
+// refused.
 func TestMaxInflightQueuesSubmissions(t *testing.T) {
 	env := gatewaytest.Start(t, func(c *config.Config) { c.MaxInflight = 1 })
 	unicef := env.Client("UN-UNICEF")

@@ -215,10 +215,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 		Profile: envelope.Profile{
 			AllowRSAOAEP256: cfg.AllowRSAOAEP256, AllowEdDSA: cfg.AllowEdDSA, ClockSkew: cfg.ClockSkew,
 		},
-		Logger:     log.With("component", "exchange"),
-		OnDecision: g.Metrics.Decision,
-		Audit:      auditor{g.Audit, g.Metrics},
-		Journal:    journalFor(boltStore, g.Audit, g.Metrics),
+		Logger:      log.With("component", "exchange"),
+		OnDecision:  g.Metrics.Decision,
+		Audit:       auditor{g.Audit, g.Metrics},
+		Journal:     journalFor(boltStore, g.Audit, g.Metrics),
+		MaxInflight: cfg.MaxInflight,
 	})
 	if err != nil {
 		return nil, err
@@ -261,7 +262,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 		Exchange: g.Exchange, Registry: g.Registry, Inbox: box, Policy: g.Policy,
 		JWKS: func() []byte { return g.Keys.JWKS }, BodyLimit: cfg.BodyLimit,
 		Logger: log.With("component", "api"), Metrics: g.Metrics, Subject: g.SubjectReport,
-		Limiter: limiter.Wait, MaxInflight: cfg.MaxInflight,
+		Limiter: limiter.Wait,
 	})
 	if err != nil {
 		return nil, err

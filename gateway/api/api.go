@@ -49,9 +49,6 @@ type Options struct {
 	// Limiter, when set, is asked before a message is opened; it returns
 	// how long the sender must wait when its quota is spent.
 	Limiter func(ctx context.Context, sender string) (time.Duration, error)
-	// MaxInflight bounds the submissions worked on at once (0: no bound);
-	// the others wait in arrival order.
-	MaxInflight int
 }
 
 func init() { gin.SetMode(gin.ReleaseMode) }
@@ -68,7 +65,7 @@ func New(o Options) (http.Handler, error) {
 	if o.BodyLimit <= 0 {
 		o.BodyLimit = 1 << 20
 	}
-	h := &handlers{o: o, log: o.Logger, admit: newAdmission(o.MaxInflight)}
+	h := &handlers{o: o, log: o.Logger}
 	r := gin.New()
 	if err := r.SetTrustedProxies(nil); err != nil {
 		return nil, err
@@ -97,9 +94,8 @@ func New(o Options) (http.Handler, error) {
 }
 
 type handlers struct {
-	o     Options
-	log   *slog.Logger
-	admit admission
+	o   Options
+	log *slog.Logger
 }
 
 func (h *handlers) recover(c *gin.Context) {
@@ -187,12 +183,7 @@ func (h *handlers) submit(c *gin.Context) {
 		writeProblem(c, h.log, problem(CodeBadRequest, "the body could not be read"), err)
 		return
 	}
-	if err := h.admit.enter(c.Request.Context()); err != nil {
-		renderError(c, h.log, &exchange.Error{Code: exchange.CodeUnavailable, Detail: "the request ended before its turn; nothing was accepted", Err: err})
-		return
-	}
 	ans, err := h.o.Exchange.Submit(c.Request.Context(), identity, body)
-	h.admit.leave()
 	if err != nil {
 		renderError(c, h.log, err)
 		return

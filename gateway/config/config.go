@@ -62,8 +62,9 @@ type Config struct {
 	RateWindow time.Duration  `yaml:"rate_window"`
 	RateLimits map[string]int `yaml:"rate_limits"`
 
-	// MaxInflight bounds the submissions worked on at once; the others wait
-	// in arrival order (0: no bound). Default: twice the processors.
+	// MaxInflight bounds the submissions doing their processor-bound work
+	// (open, decide, seal) at once; the others wait in arrival order (0: no
+	// bound). Default: twice the processors.
 	MaxInflight int `yaml:"max_inflight"`
 
 	// Replica names this gateway process among several on one store; each

@@ -80,6 +80,9 @@ type Options struct {
 	OnDecision func(allow bool, rules []string)
 	// Audit, when set, receives one entry per acceptance and denial.
 	Audit Auditor
+	// MaxInflight bounds the submissions doing their processor-bound work
+	// at once (0: no bound); the others wait in arrival order.
+	MaxInflight int
 	// Journal, when set with Audit, stores acceptances and denials
 	// together with their audit entries, in one durable step, instead of
 	// Store then Audit.
@@ -104,7 +107,8 @@ type Auditor interface {
 
 // Exchange runs the pipeline.
 type Exchange struct {
-	o Options
+	o     Options
+	admit admission
 }
 
 // New checks the options and returns the pipeline.
@@ -134,7 +138,7 @@ func New(o Options) (*Exchange, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Exchange{o: o}, nil
+	return &Exchange{o: o, admit: newAdmission(o.MaxInflight)}, nil
 }
 
 // Answer is what the sender gets back: 202 with a fresh answer, or 200 with
@@ -186,6 +190,17 @@ type Provenance struct {
 // Submit takes one request body from the participant authenticated as
 // identity by mTLS.
 func (x *Exchange) Submit(ctx context.Context, identity string, body []byte) (*Answer, error) {
+	if err := x.admit.enter(ctx); err != nil {
+		return nil, &Error{Code: CodeUnavailable, Detail: "the request ended before its turn; nothing was accepted", Err: err}
+	}
+	held := true
+	leave := func() { // before the durable write, or on the way out
+		if held {
+			held = false
+			x.admit.leave()
+		}
+	}
+	defer leave()
 	now := x.o.Clock().UTC()
 	reg := x.o.Registry.Load()
 	if reg == nil {
@@ -274,6 +289,7 @@ func (x *Exchange) Submit(ctx context.Context, identity string, body []byte) (*A
 		UpdatedAt:           now,
 	}
 	if !dec.Allow {
+		leave()
 		rec.Status = store.StatusDenied
 		if x.journaled() {
 			if err := x.o.Journal.RecordDenial(ctx, rec, x.entry(audit.KindDenied, rec, msg, nil)); err != nil {
@@ -354,6 +370,7 @@ func (x *Exchange) Submit(ctx context.Context, identity string, body []byte) (*A
 
 	// Store durably, atomically with the replay reservation (and, on a
 	// journal, with the audit entry).
+	leave()
 	var prev *store.Message
 	if x.journaled() {
 		prev, err = x.o.Journal.Accept(ctx, rec, deliveries, x.entry(audit.KindAccepted, rec, msg, minimised))
