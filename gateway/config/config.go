@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -64,7 +63,7 @@ type Config struct {
 
 	// MaxInflight bounds the submissions doing their processor-bound work
 	// (open, decide, seal) at once; the others wait in arrival order (0: no
-	// bound). Default: twice the processors.
+	// bound, the default).
 	MaxInflight int `yaml:"max_inflight"`
 
 	// Replica names this gateway process among several on one store; each
@@ -104,7 +103,6 @@ func Default() Config {
 		PolicyWatch:         2 * time.Second,
 		LogLevel:            "info",
 		RateWindow:          time.Minute,
-		MaxInflight:         2 * runtime.GOMAXPROCS(0),
 		AuditCheckpoint:     time.Minute,
 		PurgeEvery:          time.Hour,
 		DeliveryAttempts:    8,
