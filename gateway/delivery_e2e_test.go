@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/config"
 	"github.com/xborder/xborder/gateway/envelope"
 	"github.com/xborder/xborder/gateway/gatewaytest"
@@ -210,4 +211,29 @@ func TestPushDeliveryRetriesAndDeadLetters(t *testing.T) {
 		t.Errorf("push recipient's inbox: %v %d", err, len(ds))
 	}
 	assertNoCanary(t, env.Logs.String(), "CANARYADULT")
+
+	// Each end of a push is on the audit chain: m1 delivered; m2 dead-lettered,
+	// then delivered after the requeue.
+	env.Stop()
+	b, err := audit.OpenBackend(ctx, env.Config.Store, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ends := map[string][]string{}
+	replicas, _ := b.Replicas(ctx)
+	for _, rp := range replicas {
+		_ = b.Entries(ctx, rp, 0, func(e audit.Entry) error {
+			if e.Kind == audit.KindDelivered || e.Kind == audit.KindDeadLettered {
+				ends[e.MessageID] = append(ends[e.MessageID], e.Kind)
+			}
+			return nil
+		})
+	}
+	if got := ends[m1["id"].(string)]; len(got) != 1 || got[0] != "delivered" {
+		t.Errorf("audit of the first message's delivery: %v", got)
+	}
+	if got := ends[id2]; len(got) != 2 || got[0] != "dead_lettered" || got[1] != "delivered" {
+		t.Errorf("audit of the second message's delivery: %v", got)
+	}
 }

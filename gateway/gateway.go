@@ -241,7 +241,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 		// The acknowledgement and its "delivered" entry in one transaction.
 		box.Queue, box.OnAck = ackJournal{Store: boltStore, log: g.Audit}, nil
 	}
-	g.Worker, err = delivery.New(delivery.Options{
+	wo := delivery.Options{
 		Queue: g.Store, Registry: g.Registry, ClientCert: g.Keys.TLS,
 		MaxAttempts: cfg.DeliveryAttempts, AttemptTimeout: cfg.DeliveryTimeout,
 		Backoff: cfg.DeliveryBackoff, MaxBackoff: cfg.DeliveryMaxBackoff,
@@ -254,7 +254,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 			}
 			g.recordDelivery(ctx, d, kind)
 		},
-	})
+	}
+	if onBolt {
+		// A delivery's end and its entry in one transaction.
+		wo.Queue, wo.OnFinal = ackJournal{Store: boltStore, log: g.Audit}, nil
+	}
+	g.Worker, err = delivery.New(wo)
 	if err != nil {
 		return nil, err
 	}
@@ -452,20 +457,30 @@ func deliveryEntry(d store.Delivery, m *store.Message, kind string) audit.Entry 
 	return e
 }
 
-// ackJournal is the embedded store as the inbox's queue, whose Ack appends
-// the "delivered" entry in the acknowledgement's own transaction: a crash
-// cannot leave an acknowledged delivery without its entry, and a failed
-// append leaves the delivery in the inbox (the recipient acks again).
+// ackJournal is the embedded store as the inbox's and the delivery worker's
+// queue, whose Ack appends the "delivered" entry in the acknowledgement's own
+// transaction (DeadLetter likewise): a crash cannot leave a finished delivery
+// without its entry, and a failed append leaves the delivery queued (the
+// recipient acks again; the worker offers it again).
 type ackJournal struct {
 	*boltstore.Store
 	log *audit.Log
 }
 
 func (q ackJournal) Ack(ctx context.Context, recipient, deliveryID string, now time.Time) error {
-	return q.AckTx(ctx, recipient, deliveryID, now, func(tx *bbolt.Tx, d store.Delivery, m *store.Message) error {
-		_, err := audit.AppendTx(tx, q.log.Replica(), q.log.Prepare(deliveryEntry(d, m, audit.KindDelivered)))
+	return q.AckTx(ctx, recipient, deliveryID, now, q.entry(audit.KindDelivered))
+}
+
+// DeadLetter: the same for a delivery given up ("dead_lettered").
+func (q ackJournal) DeadLetter(ctx context.Context, recipient, deliveryID string, now time.Time) error {
+	return q.DeadLetterTx(ctx, recipient, deliveryID, now, q.entry(audit.KindDeadLettered))
+}
+
+func (q ackJournal) entry(kind string) func(*bbolt.Tx, store.Delivery, *store.Message) error {
+	return func(tx *bbolt.Tx, d store.Delivery, m *store.Message) error {
+		_, err := audit.AppendTx(tx, q.log.Replica(), q.log.Prepare(deliveryEntry(d, m, kind)))
 		return err
-	})
+	}
 }
 
 // SubjectReport answers "who received what about this person" from the

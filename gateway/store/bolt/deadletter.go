@@ -47,6 +47,13 @@ func (s *Store) Release(ctx context.Context, recipient, deliveryID string, visib
 // unchanged except for its visible time, which becomes the time it was
 // dead-lettered.
 func (s *Store) DeadLetter(ctx context.Context, recipient, deliveryID string, now time.Time) error {
+	return s.DeadLetterTx(ctx, recipient, deliveryID, now, nil)
+}
+
+// DeadLetterTx is DeadLetter that also runs also, if not nil, in its
+// transaction with the delivery and its message as updated (see AckTx).
+func (s *Store) DeadLetterTx(ctx context.Context, recipient, deliveryID string, now time.Time,
+	also func(tx *bbolt.Tx, d store.Delivery, m *store.Message) error) error {
 	if err := check(ctx, "dead letter", recipient, deliveryID); err != nil {
 		return err
 	}
@@ -66,12 +73,20 @@ func (s *Store) DeadLetter(ctx context.Context, recipient, deliveryID string, no
 		if err := tx.Bucket(bucketDeadIndex).Put(indexKey(r.visible, r.seq), dk); err != nil {
 			return err
 		}
-		return updateMessage(tx.Bucket(bucketMessages), pairKey(r.messageFrom, r.messageID), func(rec *messageRecord) bool {
+		var msg *store.Message
+		err = updateMessage(tx.Bucket(bucketMessages), pairKey(r.messageFrom, r.messageID), func(rec *messageRecord) bool {
 			rec.Dead++
 			rec.Status = store.StatusDeadLettered
 			rec.UpdatedAt = now
+			m := rec.Message
+			msg = &m
 			return true
 		})
+		if err != nil || also == nil {
+			return err
+		}
+		return also(tx, store.Delivery{ID: deliveryID, Recipient: recipient, MessageFrom: r.messageFrom, MessageID: r.messageID,
+			Envelope: r.envelope, Attempts: int(r.attempts), CreatedAt: r.created, VisibleAt: r.visible}, msg)
 	})
 	return result("dead letter", err)
 }

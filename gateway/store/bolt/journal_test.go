@@ -14,9 +14,9 @@ import (
 	"github.com/xborder/xborder/gateway/store/bolt"
 )
 
-// The audit log kept in the store's file: an acceptance, a denial or an
-// acknowledgement and its entry are committed together or not at all, and
-// survive a reopen and a compaction.
+// The audit log kept in the store's file: an acceptance, a denial, an
+// acknowledgement or a dead letter and its entry are committed together or
+// not at all, and survive a reopen and a compaction.
 func TestTransactionsWithAuditEntries(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "xborder.db")
@@ -142,6 +142,30 @@ func TestTransactionsWithAuditEntries(t *testing.T) {
 		t.Fatalf("entries after the ack = %d, want 3", head())
 	}
 
+	// Dead-lettering likewise: undone with a failing entry, done with one.
+	if _, err := s.AcceptTx(ctx, msg("m4"), ds("m4"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeadLetterTx(ctx, "ke-cr", "d-m4", now, func(*bbolt.Tx, store.Delivery, *store.Message) error { return boom }); err == nil {
+		t.Fatal("DeadLetterTx whose also fails: no error")
+	}
+	if dl, _ := s.DeadLetters(ctx); len(dl) != 0 {
+		t.Fatalf("dead letters after a failed DeadLetterTx: %d", len(dl))
+	}
+	err = s.DeadLetterTx(ctx, "ke-cr", "d-m4", now, func(tx *bbolt.Tx, d store.Delivery, m *store.Message) error {
+		if d.MessageID != "m4" || m == nil || m.Status != store.StatusDeadLettered {
+			return errors.New("wrong delivery or message given to also")
+		}
+		_, err := audit.AppendTx(tx, "r1", entry(audit.KindDeadLettered, "m4"))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dl, _ := s.DeadLetters(ctx); len(dl) != 1 || head() != 4 {
+		t.Fatalf("after DeadLetterTx: %d dead letters, %d entries; want 1 and 4", len(dl), head())
+	}
+
 	// Compaction swaps the file under the log; reopening keeps both.
 	if err := s.Compact(ctx); err != nil {
 		t.Fatal(err)
@@ -149,8 +173,8 @@ func TestTransactionsWithAuditEntries(t *testing.T) {
 	if _, err := s.AcceptTx(ctx, msg("m3"), ds("m3"), appendEntry(entry(audit.KindAccepted, "m3"), &calls)); err != nil {
 		t.Fatal(err)
 	}
-	if head() != 4 {
-		t.Fatalf("entries after a compaction and an acceptance = %d, want 4", head())
+	if head() != 5 {
+		t.Fatalf("entries after a compaction and an acceptance = %d, want 5", head())
 	}
 	closed = true
 	if err := s.Close(); err != nil {
@@ -165,7 +189,7 @@ func TestTransactionsWithAuditEntries(t *testing.T) {
 	if err := ro.Entries(ctx, "r1", 1, func(e audit.Entry) error { kinds = append(kinds, e.Kind+":"+e.MessageID); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"accepted:m1", "denied:m1", "delivered:m1", "accepted:m3"}
+	want := []string{"accepted:m1", "denied:m1", "delivered:m1", "dead_lettered:m4", "accepted:m3"}
 	if len(kinds) != len(want) {
 		t.Fatalf("entries in the file = %v, want %v", kinds, want)
 	}
