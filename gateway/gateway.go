@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	bbolt "go.etcd.io/bbolt"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -209,6 +208,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 	if err != nil {
 		return nil, err
 	}
+	var jr exchange.Journal // nil unless on bolt: not a nil *journal in an interface
+	journal := journalFor(boltStore, g.Audit, g.Metrics)
+	if journal != nil {
+		jr = journal
+	}
 	g.Exchange, err = exchange.New(exchange.Options{
 		Registry: g.Registry, Policy: g.Policy, Store: g.Store,
 		SigningKey: g.Keys.Signing, DecryptionKeys: g.Keys.Encryption,
@@ -218,7 +222,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 		Logger:      log.With("component", "exchange"),
 		OnDecision:  g.Metrics.Decision,
 		Audit:       auditor{g.Audit, g.Metrics},
-		Journal:     journalFor(boltStore, g.Audit, g.Metrics),
+		Journal:     jr,
 		MaxInflight: cfg.MaxInflight,
 	})
 	if err != nil {
@@ -237,9 +241,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 	}
 	box := &inbox.Inbox{Queue: g.Store, Visibility: cfg.InboxVisibility,
 		OnAck: func(ctx context.Context, d store.Delivery) { g.recordDelivery(ctx, d, audit.KindDelivered) }}
-	if onBolt {
+	if journal != nil {
 		// The acknowledgement and its "delivered" entry in one transaction.
-		box.Queue, box.OnAck = ackJournal{Store: boltStore, log: g.Audit}, nil
+		box.Queue, box.OnAck = journal.queue(), nil
 	}
 	wo := delivery.Options{
 		Queue: g.Store, Registry: g.Registry, ClientCert: g.Keys.TLS,
@@ -255,9 +259,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 			g.recordDelivery(ctx, d, kind)
 		},
 	}
-	if onBolt {
+	if journal != nil {
 		// A delivery's end and its entry in one transaction.
-		wo.Queue, wo.OnFinal = ackJournal{Store: boltStore, log: g.Audit}, nil
+		wo.Queue, wo.OnFinal = journal.queue(), nil
 	}
 	g.Worker, err = delivery.New(wo)
 	if err != nil {
@@ -386,53 +390,6 @@ func (a auditor) Record(ctx context.Context, e audit.Entry) (audit.Entry, error)
 
 func (a auditor) SubjectHash(ref string) string { return a.log.SubjectHash(ref) }
 
-// journal stores acceptances and denials on the embedded store with their
-// audit entries in the same transaction.
-type journal struct {
-	st  *boltstore.Store
-	log *audit.Log
-	m   *api.Metrics
-}
-
-// journalFor is the journal of a bolt store (nil otherwise: Store then
-// Audit, as on Redis, where the chain is linked by the gateway, not a script).
-func journalFor(st *boltstore.Store, log *audit.Log, m *api.Metrics) exchange.Journal {
-	if st == nil {
-		return nil
-	}
-	return journal{st: st, log: log, m: m}
-}
-
-// also appends e inside the caller's transaction; a refusal of e itself
-// is counted as an audit failure.
-func (j journal) also(e audit.Entry) (func(*bbolt.Tx) error, error) {
-	e = j.log.Prepare(e)
-	if err := audit.CheckAppend(j.log.Replica(), e); err != nil {
-		j.m.AuditFailures.Inc()
-		return nil, err
-	}
-	return func(tx *bbolt.Tx) error {
-		_, err := audit.AppendTx(tx, j.log.Replica(), e)
-		return err
-	}, nil
-}
-
-func (j journal) Accept(ctx context.Context, m *store.Message, ds []store.Delivery, e audit.Entry) (*store.Message, error) {
-	also, err := j.also(e)
-	if err != nil {
-		return nil, err
-	}
-	return j.st.AcceptTx(ctx, m, ds, also)
-}
-
-func (j journal) RecordDenial(ctx context.Context, m *store.Message, e audit.Entry) error {
-	also, err := j.also(e)
-	if err != nil {
-		return err
-	}
-	return j.st.RecordDenialTx(ctx, m, also)
-}
-
 // recordDelivery audits a delivery's end (delivered or dead-lettered).
 func (g *Gateway) recordDelivery(ctx context.Context, d store.Delivery, kind string) {
 	m, err := g.Store.Message(ctx, d.MessageFrom, d.MessageID)
@@ -455,32 +412,6 @@ func deliveryEntry(d store.Delivery, m *store.Message, kind string) audit.Entry 
 	sum := sha256.Sum256(d.Envelope)
 	e.PayloadSHA256 = hex.EncodeToString(sum[:])
 	return e
-}
-
-// ackJournal is the embedded store as the inbox's and the delivery worker's
-// queue, whose Ack appends the "delivered" entry in the acknowledgement's own
-// transaction (DeadLetter likewise): a crash cannot leave a finished delivery
-// without its entry, and a failed append leaves the delivery queued (the
-// recipient acks again; the worker offers it again).
-type ackJournal struct {
-	*boltstore.Store
-	log *audit.Log
-}
-
-func (q ackJournal) Ack(ctx context.Context, recipient, deliveryID string, now time.Time) error {
-	return q.AckTx(ctx, recipient, deliveryID, now, q.entry(audit.KindDelivered))
-}
-
-// DeadLetter: the same for a delivery given up ("dead_lettered").
-func (q ackJournal) DeadLetter(ctx context.Context, recipient, deliveryID string, now time.Time) error {
-	return q.DeadLetterTx(ctx, recipient, deliveryID, now, q.entry(audit.KindDeadLettered))
-}
-
-func (q ackJournal) entry(kind string) func(*bbolt.Tx, store.Delivery, *store.Message) error {
-	return func(tx *bbolt.Tx, d store.Delivery, m *store.Message) error {
-		_, err := audit.AppendTx(tx, q.log.Replica(), q.log.Prepare(deliveryEntry(d, m, kind)))
-		return err
-	}
 }
 
 // SubjectReport answers "who received what about this person" from the
