@@ -689,12 +689,7 @@ func (s *Store) Lease(ctx context.Context, recipient string, max int, visibility
 			if err := countAttempt(msgs, pairKey(r.messageFrom, r.messageID), int(r.attempts)); err != nil {
 				return err
 			}
-			out = append(out, store.Delivery{
-				ID: string(it.id), Recipient: recipient,
-				MessageFrom: r.messageFrom, MessageID: r.messageID,
-				Envelope: r.envelope, Attempts: int(r.attempts),
-				CreatedAt: r.created, VisibleAt: r.visible,
-			})
+			out = append(out, r.delivery(recipient, string(it.id)))
 		}
 		return nil
 	})
@@ -766,8 +761,7 @@ func (s *Store) AckTx(ctx context.Context, recipient, deliveryID string, now tim
 		if err != nil || also == nil {
 			return err
 		}
-		return also(tx, store.Delivery{ID: deliveryID, Recipient: recipient, MessageFrom: r.messageFrom, MessageID: r.messageID,
-			Envelope: r.envelope, Attempts: int(r.attempts), CreatedAt: r.created, VisibleAt: r.visible}, msg)
+		return also(tx, r.delivery(recipient, deliveryID), msg)
 	})
 	return result("ack", err)
 }
@@ -791,8 +785,8 @@ func (s *Store) Delivery(ctx context.Context, recipient, deliveryID string) (*st
 		if err := r.unmarshal(v); err != nil {
 			return err
 		}
-		out = &store.Delivery{ID: deliveryID, Recipient: recipient, MessageFrom: r.messageFrom, MessageID: r.messageID,
-			Envelope: r.envelope, Attempts: int(r.attempts), CreatedAt: r.created, VisibleAt: r.visible}
+		d := r.delivery(recipient, deliveryID)
+		out = &d
 		return nil
 	})
 	switch {

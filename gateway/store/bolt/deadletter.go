@@ -85,8 +85,7 @@ func (s *Store) DeadLetterTx(ctx context.Context, recipient, deliveryID string, 
 		if err != nil || also == nil {
 			return err
 		}
-		return also(tx, store.Delivery{ID: deliveryID, Recipient: recipient, MessageFrom: r.messageFrom, MessageID: r.messageID,
-			Envelope: r.envelope, Attempts: int(r.attempts), CreatedAt: r.created, VisibleAt: r.visible}, msg)
+		return also(tx, r.delivery(recipient, deliveryID), msg)
 	})
 	return result("dead letter", err)
 }

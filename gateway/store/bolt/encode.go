@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"time"
+
+	"github.com/xborder/xborder/gateway/store"
 )
 
 // A queued delivery is kept in a compact binary record rather than JSON: the
@@ -31,6 +33,12 @@ type deliveryRecord struct {
 	messageFrom string
 	messageID   string
 	envelope    []byte
+}
+
+// delivery is the record as the store's callers see it.
+func (r *deliveryRecord) delivery(recipient, id string) store.Delivery {
+	return store.Delivery{ID: id, Recipient: recipient, MessageFrom: r.messageFrom, MessageID: r.messageID,
+		Envelope: r.envelope, Attempts: int(r.attempts), CreatedAt: r.created, VisibleAt: r.visible}
 }
 
 const recordVersion = 1
