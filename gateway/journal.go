@@ -92,7 +92,7 @@ func (q journalQueue) DeadLetter(ctx context.Context, recipient, deliveryID stri
 
 // end appends the entry of a delivery's end, built from the delivery and
 // its message as the transaction sees them.
-func (q journalQueue) end(kind string) func(*bbolt.Tx, store.Delivery, *store.Message) error {
+func (q journalQueue) end(kind string) boltstore.DeliveryHook {
 	return func(tx *bbolt.Tx, d store.Delivery, m *store.Message) error {
 		_, err := audit.AppendTx(tx, q.j.log.Replica(), q.j.log.Prepare(deliveryEntry(d, m, kind)))
 		if err != nil {

@@ -343,17 +343,15 @@ func (s *Store) AcceptTx(ctx context.Context, m *store.Message, ds []store.Deliv
 	// function may run twice, so it starts from scratch each time.
 	err = s.batch(func(tx *bbolt.Tx) error {
 		existing = nil
-		msgs := tx.Bucket(bucketMessages)
-		if v := msgs.Get(key); v != nil {
-			var old messageRecord
-			if err := json.Unmarshal(v, &old); err != nil {
-				return fmt.Errorf("decode message: %w", err)
-			}
-			if old.Status != store.StatusDenied {
-				existing = &old.Message
-				return errRollback
-			}
+		old, err := getMessage(tx, key)
+		if err != nil {
+			return err
 		}
+		if old != nil && old.Status != store.StatusDenied {
+			existing = old
+			return errRollback
+		}
+		msgs := tx.Bucket(bucketMessages)
 		if err := msgs.Put(key, value); err != nil {
 			return err
 		}
@@ -544,20 +542,17 @@ func (s *Store) RecordDenialTx(ctx context.Context, m *store.Message, also func(
 	}
 	key := pairKey(m.From, m.ID)
 	err = s.batch(func(tx *bbolt.Tx) error {
-		msgs := tx.Bucket(bucketMessages)
-		if v := msgs.Get(key); v != nil {
-			var old messageRecord
-			if err := json.Unmarshal(v, &old); err != nil {
-				return fmt.Errorf("decode message: %w", err)
-			}
-			if old.Status != store.StatusDenied {
-				if also != nil {
-					return also(tx)
-				}
-				return errRollback
-			}
+		old, err := getMessage(tx, key)
+		if err != nil {
+			return err
 		}
-		if err := msgs.Put(key, value); err != nil {
+		if old != nil && old.Status != store.StatusDenied {
+			if also != nil {
+				return also(tx)
+			}
+			return errRollback
+		}
+		if err := tx.Bucket(bucketMessages).Put(key, value); err != nil {
 			return err
 		}
 		if err := s.index(tx, m.To, m.ID, key, true); err != nil {
@@ -726,27 +721,22 @@ func (s *Store) Ack(ctx context.Context, recipient, deliveryID string, now time.
 	return s.AckTx(ctx, recipient, deliveryID, now, nil)
 }
 
+// DeliveryHook runs inside the transaction that ends a delivery (AckTx,
+// DeadLetterTx) with the delivery taken and its message as updated (nil if
+// its record is gone): for the delivery's audit entry (see AcceptTx). It
+// may run more than once and must depend only on its arguments.
+type DeliveryHook func(tx *bbolt.Tx, d store.Delivery, m *store.Message) error
+
 // AckTx is Ack that also runs also, if not nil, in the acknowledgement's
-// transaction with the delivery taken and its message as updated (nil if
-// its record is gone): for the delivery's audit entry (see AcceptTx). Acks
-// arriving together share one commit.
-func (s *Store) AckTx(ctx context.Context, recipient, deliveryID string, now time.Time,
-	also func(tx *bbolt.Tx, d store.Delivery, m *store.Message) error) error {
+// transaction. Acks arriving together share one commit.
+func (s *Store) AckTx(ctx context.Context, recipient, deliveryID string, now time.Time, also DeliveryHook) error {
 	if err := check(ctx, "ack", recipient, deliveryID); err != nil {
 		return err
 	}
 	err := s.batch(func(tx *bbolt.Tx) error {
 		// The record goes, envelope included: an acknowledged payload is
 		// not kept until its retention period ends.
-		r, ok, err := takeQueued(tx.Bucket(bucketQueues), recipient, []byte(deliveryID))
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return store.ErrNotFound
-		}
-		var msg *store.Message
-		err = updateMessage(tx.Bucket(bucketMessages), pairKey(r.messageFrom, r.messageID), func(rec *messageRecord) bool {
+		return endQueued(tx, recipient, deliveryID, nil, func(rec *messageRecord) {
 			if rec.Open > 0 {
 				rec.Open--
 			}
@@ -754,16 +744,39 @@ func (s *Store) AckTx(ctx context.Context, recipient, deliveryID string, now tim
 				rec.Status = store.StatusDelivered
 				rec.UpdatedAt = now
 			}
-			m := rec.Message
-			msg = &m
-			return true
-		})
-		if err != nil || also == nil {
-			return err
-		}
-		return also(tx, r.delivery(recipient, deliveryID), msg)
+		}, also)
 	})
 	return result("ack", err)
+}
+
+// endQueued takes a delivery out of its recipient's queue (ErrNotFound if
+// it is not there), hands its record to keep (nil: it goes), applies update
+// to its message and runs also, if not nil, with both.
+func endQueued(tx *bbolt.Tx, recipient, deliveryID string, keep func(*deliveryRecord) error,
+	update func(*messageRecord), also DeliveryHook) error {
+	r, ok, err := takeQueued(tx.Bucket(bucketQueues), recipient, []byte(deliveryID))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return store.ErrNotFound
+	}
+	if keep != nil {
+		if err := keep(&r); err != nil {
+			return err
+		}
+	}
+	var msg *store.Message
+	err = updateMessage(tx.Bucket(bucketMessages), pairKey(r.messageFrom, r.messageID), func(rec *messageRecord) bool {
+		update(rec)
+		m := rec.Message
+		msg = &m
+		return true
+	})
+	if err != nil || also == nil {
+		return err
+	}
+	return also(tx, r.delivery(recipient, deliveryID), msg)
 }
 
 // Delivery implements store.Queue.

@@ -51,41 +51,24 @@ func (s *Store) DeadLetter(ctx context.Context, recipient, deliveryID string, no
 }
 
 // DeadLetterTx is DeadLetter that also runs also, if not nil, in its
-// transaction with the delivery and its message as updated (see AckTx).
-func (s *Store) DeadLetterTx(ctx context.Context, recipient, deliveryID string, now time.Time,
-	also func(tx *bbolt.Tx, d store.Delivery, m *store.Message) error) error {
+// transaction (see AckTx).
+func (s *Store) DeadLetterTx(ctx context.Context, recipient, deliveryID string, now time.Time, also DeliveryHook) error {
 	if err := check(ctx, "dead letter", recipient, deliveryID); err != nil {
 		return err
 	}
 	err := s.update(func(tx *bbolt.Tx) error {
-		r, ok, err := takeQueued(tx.Bucket(bucketQueues), recipient, []byte(deliveryID))
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return store.ErrNotFound
-		}
-		r.visible = now
-		dk := pairKey(recipient, deliveryID)
-		if err := tx.Bucket(bucketDead).Put(dk, r.marshal()); err != nil {
-			return err
-		}
-		if err := tx.Bucket(bucketDeadIndex).Put(indexKey(r.visible, r.seq), dk); err != nil {
-			return err
-		}
-		var msg *store.Message
-		err = updateMessage(tx.Bucket(bucketMessages), pairKey(r.messageFrom, r.messageID), func(rec *messageRecord) bool {
+		return endQueued(tx, recipient, deliveryID, func(r *deliveryRecord) error {
+			r.visible = now
+			dk := pairKey(recipient, deliveryID)
+			if err := tx.Bucket(bucketDead).Put(dk, r.marshal()); err != nil {
+				return err
+			}
+			return tx.Bucket(bucketDeadIndex).Put(indexKey(r.visible, r.seq), dk)
+		}, func(rec *messageRecord) {
 			rec.Dead++
 			rec.Status = store.StatusDeadLettered
 			rec.UpdatedAt = now
-			m := rec.Message
-			msg = &m
-			return true
-		})
-		if err != nil || also == nil {
-			return err
-		}
-		return also(tx, r.delivery(recipient, deliveryID), msg)
+		}, also)
 	})
 	return result("dead letter", err)
 }
