@@ -10,6 +10,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -31,7 +32,21 @@ var (
 	// ErrUnavailable wraps any failure of the backing store; callers answer
 	// 503 and accept nothing.
 	ErrUnavailable = errors.New("store: unavailable")
+	// ErrInvalidKey: an identifier that no record can have (empty, or
+	// with a NUL byte, which the stores use as a separator).
+	ErrInvalidKey = errors.New("store: empty identifier or identifier with NUL")
 )
+
+// ValidKeys returns ErrInvalidKey for the first identifier that cannot be a
+// store key.
+func ValidKeys(keys ...string) error {
+	for _, k := range keys {
+		if k == "" || strings.IndexByte(k, 0) >= 0 {
+			return ErrInvalidKey
+		}
+	}
+	return nil
+}
 
 // Message is the metadata of one message the gateway decided on.
 type Message struct {

@@ -35,7 +35,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -159,7 +158,7 @@ func check(ctx context.Context, op string, keys ...string) error {
 	if err := ctx.Err(); err != nil {
 		return unavailable(op, err)
 	}
-	if validKeys(keys...) != nil {
+	if store.ValidKeys(keys...) != nil {
 		return store.ErrNotFound
 	}
 	return nil
@@ -295,11 +294,11 @@ func (s *Store) AcceptTx(ctx context.Context, m *store.Message, ds []store.Deliv
 	if m == nil {
 		return nil, errors.New("bolt: accept: nil message")
 	}
-	if err := validKeys(m.From, m.ID, m.To); err != nil {
+	if err := store.ValidKeys(m.From, m.ID, m.To); err != nil {
 		return nil, fmt.Errorf("bolt: accept: %w", err)
 	}
-	if m.ConsentID != "" && validKeys(m.ConsentID) != nil {
-		return nil, fmt.Errorf("bolt: accept: consent: %w", errInvalidKey)
+	if m.ConsentID != "" && store.ValidKeys(m.ConsentID) != nil {
+		return nil, fmt.Errorf("bolt: accept: consent: %w", store.ErrInvalidKey)
 	}
 	rec := messageRecord{Message: *m, Open: len(ds)}
 	rec.Status = store.StatusAccepted
@@ -322,7 +321,7 @@ func (s *Store) AcceptTx(ctx context.Context, m *store.Message, ds []store.Deliv
 		if d.VisibleAt.IsZero() {
 			d.VisibleAt = d.CreatedAt
 		}
-		if err := validKeys(d.ID, d.Recipient); err != nil {
+		if err := store.ValidKeys(d.ID, d.Recipient); err != nil {
 			return nil, fmt.Errorf("bolt: accept: delivery: %w", err)
 		}
 		if seen[d.Recipient+"\x00"+d.ID] {
@@ -528,7 +527,7 @@ func (s *Store) RecordDenialTx(ctx context.Context, m *store.Message, also func(
 	if m == nil {
 		return errors.New("bolt: record denial: nil message")
 	}
-	if err := validKeys(m.From, m.ID, m.To); err != nil {
+	if err := store.ValidKeys(m.From, m.ID, m.To); err != nil {
 		return fmt.Errorf("bolt: record denial: %w", err)
 	}
 	rec := messageRecord{Message: *m}
@@ -630,7 +629,7 @@ func (s *Store) Lease(ctx context.Context, recipient string, max int, visibility
 	if err := ctx.Err(); err != nil {
 		return nil, unavailable("lease", err)
 	}
-	if max <= 0 || validKeys(recipient) != nil {
+	if max <= 0 || store.ValidKeys(recipient) != nil {
 		return nil, nil
 	}
 	until := now.Add(visibility)
@@ -834,17 +833,6 @@ func pairKey(a, b string) []byte {
 	k = append(k, a...)
 	k = append(k, 0)
 	return append(k, b...)
-}
-
-var errInvalidKey = errors.New("empty identifier or identifier with NUL")
-
-func validKeys(keys ...string) error {
-	for _, k := range keys {
-		if k == "" || strings.IndexByte(k, 0) >= 0 {
-			return errInvalidKey
-		}
-	}
-	return nil
 }
 
 func unavailable(op string, err error) error {

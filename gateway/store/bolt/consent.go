@@ -31,7 +31,7 @@ func (s *Store) ConsentRecipients(ctx context.Context, from, consentID string) (
 		return nil, unavailable("consent recipients", err)
 	}
 	out := []string{}
-	if validKeys(from, consentID) != nil {
+	if store.ValidKeys(from, consentID) != nil {
 		return out, nil
 	}
 	prefix := append(pairKey(from, consentID), 0)
@@ -55,7 +55,7 @@ func (s *Store) WithdrawConsent(ctx context.Context, from, consentID string, now
 	if err := ctx.Err(); err != nil {
 		return unavailable("withdraw consent", err)
 	}
-	if err := validKeys(from, consentID); err != nil {
+	if err := store.ValidKeys(from, consentID); err != nil {
 		return fmt.Errorf("bolt: withdraw consent: %w", err)
 	}
 	err := s.update(func(tx *bbolt.Tx) error {
@@ -76,7 +76,7 @@ func (s *Store) ConsentWithdrawn(ctx context.Context, from, consentID string) (b
 	if err := ctx.Err(); err != nil {
 		return false, unavailable("consent withdrawn", err)
 	}
-	if validKeys(from, consentID) != nil {
+	if store.ValidKeys(from, consentID) != nil {
 		return false, nil
 	}
 	var found bool

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/xborder/xborder/gateway/store"
 )
 
 // ConsentRecipients implements store.Consents.
 func (s *Store) ConsentRecipients(ctx context.Context, from, consentID string) ([]string, error) {
-	if validKeys(from, consentID) != nil {
+	if store.ValidKeys(from, consentID) != nil {
 		return []string{}, nil
 	}
 	out, err := s.c.SMembers(ctx, s.consentKey(from, consentID)).Result()
@@ -26,7 +28,7 @@ func (s *Store) ConsentRecipients(ctx context.Context, from, consentID string) (
 // WithdrawConsent implements store.Consents. The first withdrawal's time is
 // kept.
 func (s *Store) WithdrawConsent(ctx context.Context, from, consentID string, now time.Time) error {
-	if err := validKeys(from, consentID); err != nil {
+	if err := store.ValidKeys(from, consentID); err != nil {
 		return fmt.Errorf("redis: withdraw consent: %w", err)
 	}
 	if err := s.c.SetNX(ctx, s.withdrawnKey(from, consentID), formatTime(now), 0).Err(); err != nil {
@@ -37,7 +39,7 @@ func (s *Store) WithdrawConsent(ctx context.Context, from, consentID string, now
 
 // ConsentWithdrawn implements store.Consents.
 func (s *Store) ConsentWithdrawn(ctx context.Context, from, consentID string) (bool, error) {
-	if validKeys(from, consentID) != nil {
+	if store.ValidKeys(from, consentID) != nil {
 		return false, nil
 	}
 	n, err := s.c.Exists(ctx, s.withdrawnKey(from, consentID)).Result()

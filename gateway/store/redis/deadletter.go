@@ -12,7 +12,7 @@ import (
 
 // Release implements store.Queue.
 func (s *Store) Release(ctx context.Context, recipient, deliveryID string, visibleAt time.Time) error {
-	if validKeys(recipient, deliveryID) != nil {
+	if store.ValidKeys(recipient, deliveryID) != nil {
 		return store.ErrNotFound
 	}
 	n, err := releaseScript.Run(ctx, s.c, []string{s.queueKey(recipient)}, deliveryID, ceilMillis(visibleAt)).Int()
@@ -27,7 +27,7 @@ func (s *Store) Release(ctx context.Context, recipient, deliveryID string, visib
 
 // DeadLetter implements store.Queue.
 func (s *Store) DeadLetter(ctx context.Context, recipient, deliveryID string, now time.Time) error {
-	if validKeys(recipient, deliveryID) != nil {
+	if store.ValidKeys(recipient, deliveryID) != nil {
 		return store.ErrNotFound
 	}
 	keys := []string{s.queueKey(recipient), s.deliveryPrefix(recipient) + deliveryID, s.deadKey()}
@@ -74,7 +74,7 @@ func (s *Store) DeadLetters(ctx context.Context) ([]store.Delivery, error) {
 
 // Requeue implements store.Queue.
 func (s *Store) Requeue(ctx context.Context, recipient, deliveryID string, now time.Time) error {
-	if validKeys(recipient, deliveryID) != nil {
+	if store.ValidKeys(recipient, deliveryID) != nil {
 		return store.ErrNotFound
 	}
 	keys := []string{s.deadKey(), s.queueKey(recipient), s.deliveryPrefix(recipient) + deliveryID, s.queuesKey()}

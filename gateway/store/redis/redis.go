@@ -146,11 +146,11 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 	if m == nil {
 		return nil, errors.New("redis: accept: nil message")
 	}
-	if err := validKeys(m.From, m.ID, m.To); err != nil {
+	if err := store.ValidKeys(m.From, m.ID, m.To); err != nil {
 		return nil, fmt.Errorf("redis: accept: %w", err)
 	}
-	if m.ConsentID != "" && validKeys(m.ConsentID) != nil {
-		return nil, fmt.Errorf("redis: accept: consent: %w", errInvalidKey)
+	if m.ConsentID != "" && store.ValidKeys(m.ConsentID) != nil {
+		return nil, fmt.Errorf("redis: accept: consent: %w", store.ErrInvalidKey)
 	}
 	rec := *m
 	rec.Status = store.StatusAccepted
@@ -189,7 +189,7 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 		if d.VisibleAt.IsZero() {
 			d.VisibleAt = d.CreatedAt
 		}
-		if err := validKeys(d.ID, d.Recipient); err != nil {
+		if err := store.ValidKeys(d.ID, d.Recipient); err != nil {
 			return nil, fmt.Errorf("redis: accept: delivery: %w", err)
 		}
 		dk := s.deliveryPrefix(d.Recipient) + d.ID
@@ -231,7 +231,7 @@ func (s *Store) RecordDenial(ctx context.Context, m *store.Message) error {
 	if m == nil {
 		return errors.New("redis: record denial: nil message")
 	}
-	if err := validKeys(m.From, m.ID, m.To); err != nil {
+	if err := store.ValidKeys(m.From, m.ID, m.To); err != nil {
 		return fmt.Errorf("redis: record denial: %w", err)
 	}
 	rec := *m
@@ -252,7 +252,7 @@ func (s *Store) RecordDenial(ctx context.Context, m *store.Message) error {
 
 // Message implements store.Messages.
 func (s *Store) Message(ctx context.Context, from, id string) (*store.Message, error) {
-	if validKeys(from, id) != nil {
+	if store.ValidKeys(from, id) != nil {
 		return nil, store.ErrNotFound
 	}
 	fields, err := s.c.HMGet(ctx, s.messageKey(from, id), "rec", "status", "attempts", "updated", "purged").Result()
@@ -271,7 +271,7 @@ func (s *Store) Message(ctx context.Context, from, id string) (*store.Message, e
 
 // MessageTo implements store.Messages.
 func (s *Store) MessageTo(ctx context.Context, to, id string) (*store.Message, error) {
-	if validKeys(to, id) != nil {
+	if store.ValidKeys(to, id) != nil {
 		return nil, store.ErrNotFound
 	}
 	res, err := messageToScript.Run(ctx, s.c, []string{s.indexKey(to, id)}).Slice()
@@ -334,7 +334,7 @@ func decodeMessage(fields []any) (*store.Message, error) {
 
 // Lease implements store.Queue.
 func (s *Store) Lease(ctx context.Context, recipient string, max int, visibility time.Duration, now time.Time) ([]store.Delivery, error) {
-	if max <= 0 || validKeys(recipient) != nil {
+	if max <= 0 || store.ValidKeys(recipient) != nil {
 		return nil, nil
 	}
 	until := now.Add(visibility)
@@ -370,7 +370,7 @@ func (s *Store) Lease(ctx context.Context, recipient string, max int, visibility
 
 // Ack implements store.Queue.
 func (s *Store) Ack(ctx context.Context, recipient, deliveryID string, now time.Time) error {
-	if validKeys(recipient, deliveryID) != nil {
+	if store.ValidKeys(recipient, deliveryID) != nil {
 		return store.ErrNotFound
 	}
 	keys := []string{s.queueKey(recipient), s.deliveryPrefix(recipient) + deliveryID}
@@ -386,7 +386,7 @@ func (s *Store) Ack(ctx context.Context, recipient, deliveryID string, now time.
 
 // Delivery implements store.Queue.
 func (s *Store) Delivery(ctx context.Context, recipient, deliveryID string) (*store.Delivery, error) {
-	if validKeys(recipient, deliveryID) != nil {
+	if store.ValidKeys(recipient, deliveryID) != nil {
 		return nil, store.ErrNotFound
 	}
 	f, err := s.c.HMGet(ctx, s.deliveryPrefix(recipient)+deliveryID, "env", "created", "from", "mid", "attempts").Result()
@@ -434,17 +434,6 @@ func ceilMillis(t time.Time) int64 {
 		ms++
 	}
 	return ms
-}
-
-var errInvalidKey = errors.New("empty identifier or identifier with NUL")
-
-func validKeys(keys ...string) error {
-	for _, k := range keys {
-		if k == "" || strings.IndexByte(k, 0) >= 0 {
-			return errInvalidKey
-		}
-	}
-	return nil
 }
 
 func unavailable(op string, err error) error {
