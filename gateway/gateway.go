@@ -396,9 +396,28 @@ func (g *Gateway) recordDelivery(ctx context.Context, d store.Delivery, kind str
 	if err != nil {
 		m = nil
 	}
-	if _, err := g.Audit.Record(ctx, deliveryEntry(d, m, kind)); err != nil {
-		g.Metrics.AuditFailures.Inc()
-		g.log.Error("audit append failed", "kind", kind, "delivery_id", d.ID, "error", err)
+	g.record(ctx, deliveryEntry(d, m, kind), "delivery_id", d.ID)
+}
+
+// record appends e to the audit log. A failure is counted and logged (ids
+// only, with attrs) and does not undo what e records.
+func (g *Gateway) record(ctx context.Context, e audit.Entry, attrs ...any) {
+	if _, err := (auditor{g.Audit, g.Metrics}).Record(ctx, e); err != nil {
+		g.log.Error("audit append failed", append([]any{"kind", e.Kind, "message_id", e.MessageID, "error", err}, attrs...)...)
+	}
+}
+
+// onTick calls fn every d until ctx ends.
+func onTick(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
+		}
 	}
 }
 
@@ -431,18 +450,13 @@ func (g *Gateway) SubjectReport(ctx context.Context, ref string) (any, error) {
 
 // purgeLoop deletes stored payloads whose retention period ended (R13).
 func (g *Gateway) purgeLoop(ctx context.Context) {
-	t := time.NewTicker(g.cfg.PurgeEvery)
-	defer t.Stop()
-	for {
+	purge := func() {
 		if _, err := g.Purge(ctx, time.Now()); err != nil && ctx.Err() == nil {
 			g.log.Error("retention purge failed", "error", err)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
 	}
+	purge()
+	onTick(ctx, g.cfg.PurgeEvery, purge)
 }
 
 // Purge deletes the payloads of every message whose retention period has
@@ -454,10 +468,7 @@ func (g *Gateway) Purge(ctx context.Context, now time.Time) ([]store.Purged, err
 		if m, merr := g.Store.Message(ctx, p.From, p.ID); merr == nil {
 			e.To, e.DecisionID, e.PolicyVersion, e.Purpose, e.Type = m.To, m.DecisionID, m.PolicyVersion, m.Purpose, m.Type
 		}
-		if _, aerr := g.Audit.Record(ctx, e); aerr != nil {
-			g.Metrics.AuditFailures.Inc()
-			g.log.Error("audit append failed", "kind", audit.KindPurged, "message_id", p.ID, "error", aerr)
-		}
+		g.record(ctx, e)
 	}
 	if len(purged) > 0 {
 		g.log.Info("retention purge", "messages", len(purged))
@@ -476,14 +487,7 @@ func (g *Gateway) Purge(ctx context.Context, now time.Time) ([]store.Purged, err
 // or an edit is refused.
 func (g *Gateway) auditPolicyChanges(ctx context.Context) {
 	last := g.Policy.Status()
-	t := time.NewTicker(500 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	onTick(ctx, 500*time.Millisecond, func() {
 		st := g.Policy.Status()
 		var kind string
 		switch {
@@ -492,14 +496,11 @@ func (g *Gateway) auditPolicyChanges(ctx context.Context) {
 		case st.LastError != "" && !st.LastErrorAt.Equal(last.LastErrorAt):
 			kind = audit.KindPolicyRefused
 		default:
-			continue
+			return
 		}
 		last = st
-		if _, err := g.Audit.Record(ctx, audit.Entry{Kind: kind, PolicyVersion: st.Version}); err != nil {
-			g.Metrics.AuditFailures.Inc()
-			g.log.Error("audit append failed", "kind", kind, "error", err)
-		}
-	}
+		g.record(ctx, audit.Entry{Kind: kind, PolicyVersion: st.Version})
+	})
 }
 
 // watchRegistry reloads the trust registry when its file changes (a
@@ -507,25 +508,18 @@ func (g *Gateway) auditPolicyChanges(ctx context.Context) {
 // registry in force keeps serving.
 func (g *Gateway) watchRegistry(ctx context.Context, every time.Duration) {
 	last := fileDigest(g.cfg.Registry)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	onTick(ctx, every, func() {
 		d := fileDigest(g.cfg.Registry)
 		if d == last {
-			continue
+			return
 		}
 		last = d
 		if err := g.Registry.Reload(g.cfg.Registry); err != nil {
 			g.log.Error("registry change refused; the previous registry keeps serving", "error", err)
-			continue
+			return
 		}
 		g.log.Info("registry reloaded", "participants", len(g.Registry.Load().Participants()))
-	}
+	})
 }
 
 // fileDigest hashes a file and the files it names alongside it (keys and
