@@ -127,9 +127,6 @@ func newAuditVerify(stdout io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			if ctx == nil {
-				ctx = context.Background()
-			}
 			withConfig := cmd.Flags().Changed("config")
 			cfg, err := config.Load(cfgPath)
 			if err != nil && (withConfig || jwks == "") {
@@ -200,9 +197,6 @@ func newAuditExport(stdout io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			if ctx == nil {
-				ctx = context.Background()
-			}
 			cfg, err := config.Load(cfgPath)
 			if err != nil {
 				return err
@@ -247,9 +241,6 @@ func newAuditSubject(stdout io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			if ctx == nil {
-				ctx = context.Background()
-			}
 			cfg, err := config.Load(cfgPath)
 			if err != nil {
 				return err
