@@ -178,20 +178,12 @@ func (d *strictDecoder) object() (any, error) {
 			return nil, err
 		}
 		m[k] = v
-		d.skipSpace()
-		if d.pos >= len(d.data) {
-			return nil, errSyntax
+		done, err := d.next('}')
+		if err != nil {
+			return nil, err
 		}
-		switch d.data[d.pos] {
-		case ',':
-			d.pos++
-			d.skipSpace()
-		case '}':
-			d.pos++
-			d.depth--
+		if done {
 			return m, nil
-		default:
-			return nil, errSyntax
 		}
 	}
 }
@@ -214,22 +206,34 @@ func (d *strictDecoder) array() (any, error) {
 			return nil, err
 		}
 		a = append(a, v)
-		d.skipSpace()
-		if d.pos >= len(d.data) {
-			return nil, errSyntax
+		done, err := d.next(']')
+		if err != nil {
+			return nil, err
 		}
-		switch d.data[d.pos] {
-		case ',':
-			d.pos++
-			d.skipSpace()
-		case ']':
-			d.pos++
-			d.depth--
+		if done {
 			return a, nil
-		default:
-			return nil, errSyntax
 		}
 	}
+}
+
+// next reads what follows a member or an element: ',' (more follow) or
+// the closing byte (done).
+func (d *strictDecoder) next(closing byte) (done bool, err error) {
+	d.skipSpace()
+	if d.pos >= len(d.data) {
+		return false, errSyntax
+	}
+	switch d.data[d.pos] {
+	case ',':
+		d.pos++
+		d.skipSpace()
+		return false, nil
+	case closing:
+		d.pos++
+		d.depth--
+		return true, nil
+	}
+	return false, errSyntax
 }
 
 // str decodes a string starting at the opening quote.
