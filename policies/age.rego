@@ -19,6 +19,31 @@ _estimate := floor(lib.subject.age_estimate) if {
 	lib.subject.age_estimate >= 0
 }
 
+# --- R4: dates are dates -----------------------------------------------------
+
+# A birth_date that is not a real date in one of the three forms of DOMAIN
+# §4, or an age_estimate that is not a non-negative number, is bad input:
+# the message is denied (R1), never read as an unknown age.
+deny contains {"rule": "R1", "message": "subject.birth_date is not a real date of the form YYYY-MM-DD, YYYY-MM or YYYY"} if {
+	_has(lib.subject, "birth_date")
+	not birth
+}
+
+deny contains {"rule": "R1", "message": "subject.age_estimate is not a non-negative number of years"} if {
+	_has(lib.subject, "age_estimate")
+	not _estimate_valid
+}
+
+_has(obj, key) if {
+	some k, _ in obj
+	k == key
+}
+
+_estimate_valid if {
+	is_number(lib.subject.age_estimate)
+	lib.subject.age_estimate >= 0
+}
+
 # years: the subject's age in whole years at the decision; undefined when
 # unknown.
 years := lib.years_between(birth, lib.today_ordinal) if {

@@ -113,3 +113,43 @@ test_conduct_years_by_estimate if {
 	# 6 years and 5 months ago: 20 - 7 = 13, rounded against the subject
 	age.conduct_years == 13 with input as est
 }
+
+# R4 (revision 2): a birth date that is no date, or an estimate that is no
+# non-negative number, is bad input and denied (R1), never read as unknown.
+date_cases := [
+	{"note": "full date", "subject": {"birth_date": "2010-02-03"}, "deny": false},
+	{"note": "year and month", "subject": {"birth_date": "2010-02"}, "deny": false},
+	{"note": "year", "subject": {"birth_date": "2010"}, "deny": false},
+	{"note": "no date and no estimate", "subject": {}, "deny": false},
+	{"note": "estimate 0", "subject": {"age_estimate": 0}, "deny": false},
+	{"note": "fractional estimate", "subject": {"age_estimate": 7.5}, "deny": false},
+	{"note": "29 February of a leap year", "subject": {"birth_date": "2012-02-29"}, "deny": false},
+	{"note": "unknown", "subject": {"birth_date": "unknown"}, "deny": true},
+	{"note": "month 13", "subject": {"birth_date": "2010-13-01"}, "deny": true},
+	{"note": "30 February", "subject": {"birth_date": "2010-02-30"}, "deny": true},
+	{"note": "29 February of a common year", "subject": {"birth_date": "2011-02-29"}, "deny": true},
+	{"note": "unpadded", "subject": {"birth_date": "2010-2-3"}, "deny": true},
+	{"note": "datetime", "subject": {"birth_date": "2010-02-03T00:00:00Z"}, "deny": true},
+	{"note": "empty", "subject": {"birth_date": ""}, "deny": true},
+	{"note": "leading space", "subject": {"birth_date": " 2010"}, "deny": true},
+	{"note": "a number", "subject": {"birth_date": 2010}, "deny": true},
+	{"note": "null", "subject": {"birth_date": null}, "deny": true},
+	{"note": "an object", "subject": {"birth_date": {"y": 2010}}, "deny": true},
+	{"note": "invalid date with a valid estimate", "subject": {"birth_date": "2008-02-30", "age_estimate": 30}, "deny": true},
+	{"note": "negative estimate", "subject": {"age_estimate": -3}, "deny": true},
+	{"note": "estimate as a string", "subject": {"age_estimate": "30"}, "deny": true},
+	{"note": "estimate null", "subject": {"age_estimate": null}, "deny": true},
+]
+
+test_dates_are_dates[tc.note] if {
+	some tc in date_cases
+	denied := {r.rule | some r in age.deny} with input as fx.referral_aged(tc.subject)
+	tc.deny == ("R1" in denied)
+}
+
+test_bad_date_reason_names_the_field_not_the_value if {
+	rs := age.deny with input as fx.referral_aged({"birth_date": "ABENOVA"})
+	some r in rs
+	contains(r.message, "subject.birth_date")
+	not contains(r.message, "ABENOVA")
+}

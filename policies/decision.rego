@@ -10,6 +10,7 @@
 #     ref: https://github.com/xborder/xborder/blob/main/DOMAIN.md
 package xborder
 
+import data.xborder.age
 import data.xborder.agreement
 import data.xborder.children
 import data.xborder.consent
@@ -52,7 +53,7 @@ _input_denials contains {"rule": "R1", "message": "input.message is not an objec
 	not is_object(input.message)
 }
 
-denials := (((((_input_denials | parties.deny) | purpose.deny) | agreement.deny) | children.deny) | consent.deny) | response.deny
+denials := ((((((_input_denials | parties.deny) | purpose.deny) | agreement.deny) | age.deny) | children.deny) | consent.deny) | response.deny
 
 # Only a message that the purpose catalogue and an agreement positively
 # permit, and that no rule denies, is allowed.

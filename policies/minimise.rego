@@ -4,8 +4,14 @@
 #
 # Top-level protocol fields always pass. Inside subject and record only the
 # fields on the allow-list of the purpose and message type pass (data:
-# allow_lists); everything else, known or unknown, is removed. Each removed
-# path carries exactly one reason: the most specific rule that removes it.
+# allow_lists); everything else, known or unknown, is removed. consent passes
+# with its DOMAIN §5 members only (data: members.consent, or the allow-list
+# entry's own consent list); inside a structured field that passes (names,
+# documents, override, ...) only the members DOMAIN §4-§5 define pass (data:
+# members). Each removed path carries exactly one reason: the most specific
+# rule that removes it. A reason names a field by its path only when the
+# path is one the data knows; a name of the sender's choosing is "an
+# unlisted field" (PROTOCOL §3.2).
 #
 # The work per message is set arithmetic on field names: the fields present,
 # minus those that pass, plus those a rule of its own may remove. Only the
@@ -25,22 +31,38 @@ removals[path] := why if {
 	some section, fields in _removed
 	some field in fields
 	path := concat(".", [section, field])
-	why := _why(section, field, path)
+	why := _why(section, field, _shown(section, field, path))
 }
 
-# A subject or record that is not an object is removed whole.
+# A subject, record or consent that is not an object is removed whole.
 removals[section] := {"rule": "R10", "message": sprintf("removed %s: it is not an object", [section])} if {
-	some section in _sections
+	some section in _all_sections
 	value := lib.msg[section]
 	not is_object(value)
 }
 
 # Unknown top-level fields (the gateway refuses them first: defence in depth).
-removals[key] := {"rule": "R10", "message": sprintf("removed %s: not a protocol field", [key])} if {
+removals[key] := {"rule": "R10", "message": "removed an unlisted top-level field: not a protocol field"} if {
 	some key in (object.keys(lib.msg) - _top_level)
 }
 
+# The members of consent outside DOMAIN §5 (or outside the allow-list
+# entry's own consent list, e.g. a withdrawal carries consent.id only), and
+# the members of a structured field that passes outside those DOMAIN §4-§5
+# define for it (in every element of an array of objects).
+removals[path] := {"rule": "R10", "message": sprintf("removed %s: %s carries only the members DOMAIN §4-§5 define for it", [shown, parent])} if {
+	some parent, allowed in _member_lists
+	parts := split(parent, ".")
+	_passes(parts)
+	some key in _member_names(object.get(lib.msg, parts, null))
+	not key in allowed
+	path := concat(".", [parent, key])
+	shown := _shown_member(parent, key, path)
+}
+
 _sections := ["subject", "record"]
+
+_all_sections := ["subject", "record", "consent"]
 
 # The fields of each section that are present.
 _present := {"subject": object.keys(lib.subject), "record": object.keys(lib.record)}
@@ -163,6 +185,47 @@ _biometrics_ok if {
 	_bio.dpia_id != ""
 }
 
+# --- nested members (DOMAIN §4 structured fields, §5 consent) -------------
+
+# parent path -> the member names it may carry: data members, with the
+# allow-list entry's own consent list in place of members.consent when it
+# has one.
+_member_lists := object.union(_members, {"consent": _entry.consent}) if {
+	_entry.consent
+} else := _members
+
+# _passes(parts): the field at parts reaches the recipient as far as its own
+# name goes: consent (a protocol field), a field of subject or record that
+# is not removed, or a member of consent that is not removed.
+_passes(["consent"]) if is_object(lib.consent)
+
+_passes([section, field]) if {
+	section in _sections
+	field in _present[section]
+	not field in _removed[section]
+}
+
+_passes(["consent", member]) if {
+	member in object.keys(lib.consent)
+	member in _member_lists.consent
+}
+
+# The member names of an object, or of every object in an array.
+_member_names(v) := object.keys(v) if is_object(v)
+
+_member_names(v) := {k | some e in v; is_object(e); some k, _ in e} if is_array(v)
+
+# _shown(section, field, path): the path when the data knows the field,
+# else the words the reason uses instead.
+_shown(section, field, path) := path if {
+	field in _known[section]
+} else := sprintf("an unlisted field of %s", [section])
+
+_shown_member(parent, key, path) := path if {
+	some known in _member_lists_all[parent]
+	key == known
+} else := sprintf("an unlisted member of %s", [parent])
+
 # --- data category of a path, for the reason sentence ---------------------
 
 _level(section, field) := "L4" if {
@@ -189,7 +252,7 @@ _when(e) := _by_field(e.when) if {
 	e.when
 } else := {}
 
-_section_sets(e) := {section: {f | some f in e[section]} | some section in _sections}
+_section_sets(e) := {section: {f | some f in e[section]} | some section in _all_sections; e[section]}
 
 # _by_field(obj): {path: value} as {section: {field: value}}.
 _by_field(obj) := {section: {substring(path, count(section) + 1, -1): value |
@@ -219,3 +282,25 @@ _levels_or_none(level, section) := s if {
 } else := set()
 
 _top_level := {key | some key in cfg.top_level_fields}
+
+# parent path -> set of member names (data members).
+_members := {parent: {m | some m in names} | some parent, names in cfg.members}
+
+# Every member name the data knows for a parent (for reason sentences).
+_member_lists_all := _members
+
+# section -> every field name the data knows in it: the allow-lists and the
+# levels (a field the data names may be named in a reason).
+_known := {section: (_listed(section) | _leveled(section)) | some section in _sections}
+
+_listed(section) := {f |
+	some types in cfg.allow_lists
+	some e in types
+	some list in [e, object.get(e, "child", {})]
+	some f in object.get(list, section, [])
+}
+
+_leveled(section) := {f |
+	some level in _levels
+	some f in object.get(level, section, set())
+}

@@ -44,6 +44,26 @@ type Drop struct {
 
 var _ adapters.Adapter = (*Drop)(nil)
 
+// CheckDir reports whether dir can name a drop: not empty, absolute, and
+// not an existing file. The trust registry checks every file delivery with
+// it when it loads (after resolving a relative dir against the registry's
+// folder), so that a bad dir is refused there, not at the first delivery;
+// New checks that it can write there.
+func CheckDir(dir string) error {
+	switch {
+	case strings.TrimSpace(dir) == "":
+		return errors.New("file: dir is required")
+	case strings.IndexByte(dir, 0) >= 0:
+		return errors.New("file: dir holds a NUL byte")
+	case !filepath.IsAbs(dir):
+		return errors.New("file: dir must be absolute")
+	}
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return fmt.Errorf("file: dir %s is not a directory", dir)
+	}
+	return nil
+}
+
 // New returns a drop into dir, creating it with mode 0700 if it does not
 // exist. dir is made absolute and its symbolic links resolved once, here.
 // New checks that a file can be created in dir.

@@ -93,11 +93,9 @@ var (
 // checked on every connection.
 func New(opts Options) (*Push, error) {
 	var errs []error
-	u, err := checkURL(opts.URL)
+	u, err := checkTarget(opts.URL, opts.AllowPrivate)
 	if err != nil {
 		errs = append(errs, err)
-	} else if a, err := netip.ParseAddr(u.Hostname()); err == nil && !allowed(a, opts.AllowPrivate) {
-		errs = append(errs, fmt.Errorf("%w: %s", ErrForbiddenAddress, a))
 	}
 	if len(opts.ClientCert.Certificate) == 0 || opts.ClientCert.PrivateKey == nil {
 		errs = append(errs, errors.New("https: a client certificate and its key are required"))
@@ -159,6 +157,25 @@ func New(opts Options) (*Push, error) {
 			},
 		},
 	}, nil
+}
+
+// CheckTarget reports whether New would accept the url with allowPrivate:
+// the trust registry checks every https delivery with it when it loads, so
+// that a bad target is refused there, not at the first delivery.
+func CheckTarget(rawURL string, allowPrivate bool) error {
+	_, err := checkTarget(rawURL, allowPrivate)
+	return err
+}
+
+func checkTarget(raw string, allowPrivate bool) (*url.URL, error) {
+	u, err := checkURL(raw)
+	if err != nil {
+		return nil, err
+	}
+	if a, err := netip.ParseAddr(u.Hostname()); err == nil && !allowed(a, allowPrivate) {
+		return nil, fmt.Errorf("%w: %s", ErrForbiddenAddress, a)
+	}
+	return u, nil
 }
 
 func checkURL(raw string) (*url.URL, error) {

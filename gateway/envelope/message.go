@@ -3,6 +3,7 @@ package envelope
 import (
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -17,8 +18,10 @@ type Message struct {
 	Purpose    string
 	LegalBasis string
 	InReplyTo  string // lower-case UUID, "" when absent
-	IAT        int64
-	EXP        int64
+	// IAT and EXP are NumericDates (RFC 7519 §2: seconds since the epoch,
+	// possibly fractional), compared as numbers.
+	IAT float64
+	EXP float64
 	// Subject, Record and Consent are nil when absent. They are the same maps
 	// as in Raw, unknown members included: a redaction of one shows in both.
 	Subject map[string]any
@@ -27,6 +30,12 @@ type Message struct {
 	// Raw is the whole message as decoded (numbers as json.Number), for the
 	// policy input and redaction.
 	Raw map[string]any
+}
+
+// LogValue makes logging a message anywhere safe (STYLE 16): its ids only,
+// never its content (policy.Masker gives a masked view of the content).
+func (m *Message) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("id", m.ID), slog.String("from", m.From), slog.String("to", m.To))
 }
 
 // Top-level fields; anything else is refused.
@@ -60,8 +69,14 @@ func ParseMessage(payload []byte, now time.Time, p Profile) (*Message, error) {
 	if !ok {
 		return nil, newError(CodeMalformedEnvelope, "json", errors.New("envelope: message is not a JSON object"))
 	}
-	if f := unknownField(raw); f != "" {
-		return nil, invalid(f)
+	if unknownField(raw) {
+		// The name is the sender's choice: it is never echoed (PROTOCOL §3.2).
+		return nil, invalid(DetailUnlistedField)
+	}
+	for _, section := range [...]string{"subject", "record", "consent"} {
+		if !validNames(raw[section], 1) {
+			return nil, invalid(section + ": " + DetailMemberName)
+		}
 	}
 	m := &Message{Raw: raw}
 
@@ -74,7 +89,7 @@ func ParseMessage(payload []byte, now time.Time, p Profile) (*Message, error) {
 	if m.From, ok = raw["from"].(string); !ok || !IsParticipantID(m.From) {
 		return nil, invalid("from")
 	}
-	if m.To, ok = raw["to"].(string); !ok || !IsParticipantID(m.To) {
+	if m.To, ok = raw["to"].(string); !ok || !IsParticipantID(m.To) || m.To == m.From {
 		return nil, invalid("to")
 	}
 	if m.Purpose, ok = raw["purpose"].(string); !ok || !isPurpose(m.Purpose) {
@@ -89,7 +104,7 @@ func ParseMessage(payload []byte, now time.Time, p Profile) (*Message, error) {
 	if m.EXP, ok = numericDate(raw, "exp"); !ok {
 		return nil, invalid("exp")
 	}
-	if m.EXP <= m.IAT || m.EXP-m.IAT > int64(p.maxLifetime()/time.Second) {
+	if m.EXP <= m.IAT || m.EXP-m.IAT > p.maxLifetime().Seconds() {
 		return nil, invalid("exp")
 	}
 	if _, present := raw["in_reply_to"]; present {
@@ -134,8 +149,8 @@ func ParseMessage(payload []byte, now time.Time, p Profile) (*Message, error) {
 // too long ago or past its exp is "expired"; one from the future is
 // "not_yet_valid".
 func (m *Message) CheckTime(now time.Time, p Profile) error {
-	t := now.Unix()
-	skew := int64(p.clockSkew() / time.Second)
+	t := seconds(now)
+	skew := p.clockSkew().Seconds()
 	if m.IAT > t+skew {
 		return invalid(DetailNotYetValid)
 	}
@@ -145,15 +160,62 @@ func (m *Message) CheckTime(now time.Time, p Profile) error {
 	return nil
 }
 
-// unknownField returns the smallest top-level field name outside §2, or "".
-func unknownField(raw map[string]any) string {
-	first := ""
+// unknownField reports whether raw has a top-level member outside §2.
+func unknownField(raw map[string]any) bool {
 	for k := range raw {
-		if _, ok := messageFields[k]; !ok && (first == "" || k < first) {
-			first = k
+		if _, ok := messageFields[k]; !ok {
+			return true
 		}
 	}
-	return first
+	return false
+}
+
+// Details of invalid_message that name no field of the sender's choosing.
+const (
+	// DetailUnlistedField: a top-level member outside PROTOCOL §2.
+	DetailUnlistedField = "an unlisted field"
+	// DetailMemberName: a member name outside MemberNamePattern.
+	DetailMemberName = "a member name outside " + MemberNamePattern
+)
+
+// MemberNamePattern is what every member name inside subject, record and
+// consent matches, at any depth (PROTOCOL §2): a dot would make a field
+// path ambiguous, and anything else could pose as another name.
+const MemberNamePattern = "^[A-Za-z0-9_-]{1,64}$"
+
+// ValidMemberName reports whether s matches MemberNamePattern.
+func ValidMemberName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validNames reports whether every member name in v, at any depth (objects
+// inside arrays included), is a ValidMemberName. depth guards the walk;
+// DecodeStrict has bounded the nesting already.
+func validNames(v any, depth int) bool {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, c := range t {
+			if !ValidMemberName(k) || !validNames(c, depth+1) {
+				return false
+			}
+		}
+	case []any:
+		for _, c := range t {
+			if !validNames(c, depth+1) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // uuidField reads an RFC 9562 UUID in its 36-character text form (hex digits
@@ -241,20 +303,31 @@ func isPurpose(s string) bool {
 	return true
 }
 
-// numericDate reads a non-negative integer NumericDate: a JSON number with
-// no fraction and no exponent.
-func numericDate(raw map[string]any, k string) (int64, bool) {
+// numericDate reads a NumericDate (RFC 7519 §2): a non-negative JSON
+// number of seconds, which may have a fraction or an exponent, below the
+// year 10000.
+func numericDate(raw map[string]any, k string) (float64, bool) {
 	n, ok := raw[k].(json.Number)
 	if !ok {
 		return 0, false
 	}
-	s := string(n)
-	if s == "" || s[0] == '-' || strings.ContainsAny(s, ".eE") {
-		return 0, false
-	}
-	v, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
+	v, err := strconv.ParseFloat(string(n), 64)
+	if err != nil || v < 0 || v >= maxNumericDate || v != v {
 		return 0, false
 	}
 	return v, true
+}
+
+// maxNumericDate is 10000-01-01T00:00:00Z.
+const maxNumericDate = 253402300800
+
+// seconds is t as a NumericDate.
+func seconds(t time.Time) float64 {
+	return float64(t.Unix()) + float64(t.Nanosecond())/1e9
+}
+
+// ExpiresAt is the message's exp as a time (sub-second part kept).
+func (m *Message) ExpiresAt() time.Time {
+	s := int64(m.EXP)
+	return time.Unix(s, int64((m.EXP-float64(s))*1e9)).UTC()
 }

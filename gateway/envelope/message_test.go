@@ -2,6 +2,7 @@ package envelope_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -34,8 +35,8 @@ func TestParseMessage(t *testing.T) {
 		detail  string // "" = valid
 	}{
 		{"valid", envelope.Profile{}, func(map[string]any) {}, ""},
-		{"unknown top-level field", envelope.Profile{}, set("birth_date", "2018-04-12"), "birth_date"},
-		{"unknown fields reported in order", envelope.Profile{}, set("zz", 1, "aa", 2), "aa"},
+		{"unknown top-level field", envelope.Profile{}, set("birth_date", "2018-04-12"), "an unlisted field"},
+		{"unknown top-level fields never named", envelope.Profile{}, set("zz", 1, "aa", 2), "an unlisted field"},
 		{"unknown fields inside subject, record, consent kept", envelope.Profile{},
 			set("subject", map[string]any{"ref": "S-1", "new": true}, "record", map[string]any{"new": 1}, "consent", map[string]any{"new": "x"}), ""},
 
@@ -85,14 +86,19 @@ func TestParseMessage(t *testing.T) {
 
 		{"iat missing", envelope.Profile{}, del("iat"), "iat"},
 		{"iat string", envelope.Profile{}, set("iat", "1795348790"), "iat"},
-		{"iat fraction", envelope.Profile{}, set("iat", json.Number("1795348790.5")), "iat"},
-		{"iat zero fraction", envelope.Profile{}, set("iat", json.Number("1795348790.0")), "iat"},
-		{"iat exponent", envelope.Profile{}, set("iat", json.Number("1.79534879e9")), "iat"},
+		{"iat fraction (RFC 7519 NumericDate)", envelope.Profile{}, set("iat", json.Number(fmt.Sprint(t0-10)+".5")), ""},
+		{"iat zero fraction", envelope.Profile{}, set("iat", json.Number(fmt.Sprint(t0-10)+".0")), ""},
+		{"iat exponent", envelope.Profile{}, set("iat", json.Number(fmt.Sprintf("%de0", t0-10))), ""},
+		{"iat fraction at now+300.5", envelope.Profile{}, set("iat", json.Number(fmt.Sprint(t0+300)+".5"), "exp", t0+600), "not_yet_valid"},
+		{"iat fraction at now-300.5", envelope.Profile{}, set("iat", json.Number(fmt.Sprint(t0-301)+".5"), "exp", t0+100), "expired"},
+		{"iat infinity by exponent", envelope.Profile{}, set("iat", json.Number("1e999")), "iat"},
 		{"iat negative", envelope.Profile{}, set("iat", -1), "iat"},
 		{"iat overflows int64", envelope.Profile{}, set("iat", json.Number("99999999999999999999")), "iat"},
 		{"exp missing", envelope.Profile{}, del("exp"), "exp"},
 		{"exp null", envelope.Profile{}, set("exp", nil), "exp"},
-		{"exp fraction", envelope.Profile{}, set("exp", json.Number("1795349090.25")), "exp"},
+		{"exp fraction", envelope.Profile{}, set("exp", json.Number(fmt.Sprint(t0+100)+".25")), ""},
+		{"exp fraction just past now", envelope.Profile{}, set("iat", t0-100, "exp", json.Number(fmt.Sprint(t0)+".0")), "expired"},
+		{"exp fraction beyond lifetime", envelope.Profile{}, set("iat", t0-10, "exp", json.Number(fmt.Sprint(t0-10+3600)+".001")), "exp"},
 
 		{"exp equal to iat", envelope.Profile{}, window(t0, t0), "exp"},
 		{"exp before iat", envelope.Profile{}, window(t0, t0-1), "exp"},
@@ -134,6 +140,23 @@ func TestParseMessage(t *testing.T) {
 		}, ""},
 		{"consent.withdrawal with subject lacking ref", envelope.Profile{},
 			set("type", "consent.withdrawal", "subject", map[string]any{}), "subject.ref"},
+
+		{"to equals from", envelope.Profile{}, func(m map[string]any) { m["to"] = m["from"] }, "to"},
+
+		// PROTOCOL §2: member names inside subject, record and consent.
+		{"dotted name in record", envelope.Profile{}, set("record", map[string]any{"psychosocial.assessment": "x"}), "record: " + envelope.DetailMemberName},
+		{"dotted name deep in subject", envelope.Profile{}, set("subject", map[string]any{"ref": "S-1", "biometrics": map[string]any{"template.ref": "x"}}), "subject: " + envelope.DetailMemberName},
+		{"dotted name in an array element", envelope.Profile{}, set("subject", map[string]any{"ref": "S-1", "documents": []any{map[string]any{"a": []any{map[string]any{"b.c": 1}}}}}), "subject: " + envelope.DetailMemberName},
+		{"dotted name in consent", envelope.Profile{}, set("consent", map[string]any{"id": "C-1", "override.reason": "x"}), "consent: " + envelope.DetailMemberName},
+		{"space in a name", envelope.Profile{}, set("record", map[string]any{"notes ": "x"}), "record: " + envelope.DetailMemberName},
+		{"empty name", envelope.Profile{}, set("record", map[string]any{"": "x"}), "record: " + envelope.DetailMemberName},
+		{"65-byte name", envelope.Profile{}, set("record", map[string]any{strings.Repeat("a", 65): "x"}), "record: " + envelope.DetailMemberName},
+		{"64-byte name", envelope.Profile{}, set("record", map[string]any{strings.Repeat("a", 64): "x"}), ""},
+		{"lookalike (Cyrillic a) name", envelope.Profile{}, set("record", map[string]any{"psychosoci\u0430l": "x"}), "record: " + envelope.DetailMemberName},
+		{"NUL in a name", envelope.Profile{}, set("consent", map[string]any{"id\u0000": "x"}), "consent: " + envelope.DetailMemberName},
+		{"zero-width in a name", envelope.Profile{}, set("subject", map[string]any{"ref": "S-1", "na\u200bmes": "x"}), "subject: " + envelope.DetailMemberName},
+		{"dash, underscore, digits, capitals", envelope.Profile{}, set("record", map[string]any{"Needs_2-b": "x"}), ""},
+		{"dots in values are fine", envelope.Profile{}, set("record", map[string]any{"notes": "a.b.c"}), ""},
 
 		{"record absent", envelope.Profile{}, del("record"), ""},
 		{"record not an object", envelope.Profile{}, set("record", []any{}), "record"},

@@ -254,6 +254,43 @@ func TestOpenErrors(t *testing.T) {
 			return wrap(t, f, rawJWS(t, f, h))
 		}, envelope.CodeUnsupportedAlgorithm, "b64"},
 
+		// PROTOCOL §3.2: the compact form is strict, so that one signed
+		// message has exactly one byte form (a re-sent copy is a retry).
+		{"jwe with CRLF after it", envelope.Profile{}, func(t *testing.T) []byte {
+			return append(sealMsg(t, f, mustJSON(t, message())), '\r', '\n')
+		}, envelope.CodeMalformedEnvelope, "base64"},
+		{"jwe with LF inside the ciphertext", envelope.Profile{}, func(t *testing.T) []byte {
+			s := string(sealMsg(t, f, mustJSON(t, message())))
+			p := strings.Split(s, ".")
+			p[3] = p[3][:10] + "\n" + p[3][10:]
+			return []byte(strings.Join(p, "."))
+		}, envelope.CodeMalformedEnvelope, "base64"},
+		{"jwe with a space before it", envelope.Profile{}, func(t *testing.T) []byte {
+			return append([]byte(" "), sealMsg(t, f, mustJSON(t, message()))...)
+		}, envelope.CodeMalformedEnvelope, "base64"},
+		{"jwe tag with non-zero unused bits", envelope.Profile{}, func(t *testing.T) []byte {
+			s := string(sealMsg(t, f, mustJSON(t, message())))
+			p := strings.Split(s, ".")
+			p[4] = nonCanonical(t, p[4])
+			return []byte(strings.Join(p, "."))
+		}, envelope.CodeMalformedEnvelope, "base64"},
+		{"jws with CRLF inside the payload", envelope.Profile{}, func(t *testing.T) []byte {
+			p := strings.Split(validJWS(t), ".")
+			p[1] = p[1][:8] + "\r\n" + p[1][8:]
+			return wrap(t, f, strings.Join(p, "."))
+		}, envelope.CodeMalformedEnvelope, "base64"},
+		{"jws with LF after it", envelope.Profile{}, func(t *testing.T) []byte {
+			return wrap(t, f, validJWS(t)+"\n")
+		}, envelope.CodeMalformedEnvelope, "base64"},
+		{"jws signature with non-zero unused bits", envelope.Profile{}, func(t *testing.T) []byte {
+			p := strings.Split(validJWS(t), ".")
+			p[2] = nonCanonical(t, p[2])
+			return wrap(t, f, strings.Join(p, "."))
+		}, envelope.CodeMalformedEnvelope, "base64"},
+		{"jws with padding", envelope.Profile{}, func(t *testing.T) []byte {
+			return wrap(t, f, validJWS(t)+"==")
+		}, envelope.CodeMalformedEnvelope, "base64"},
+
 		// decryption_failed
 		{"jwe kid missing", envelope.Profile{}, func(t *testing.T) []byte {
 			return []byte(encryptRaw(t, []byte(validJWS(t)), jose.ECDH_ES_A256KW, jose.A256GCM, f.gwEnc.Public(), "", ctyOpt()))
@@ -345,7 +382,7 @@ func TestOpenErrors(t *testing.T) {
 			m := message()
 			m["name"] = "x"
 			return sealMsg(t, f, mustJSON(t, m))
-		}, envelope.CodeInvalidMessage, "name"},
+		}, envelope.CodeInvalidMessage, "an unlisted field"},
 		{"message expired", envelope.Profile{}, func(t *testing.T) []byte {
 			m := message()
 			m["iat"], m["exp"] = now.Unix()-100, now.Unix()
@@ -454,7 +491,7 @@ func TestOpenRoundTrip(t *testing.T) {
 			msg := got.Message
 			if msg.ID != msgID || msg.Type != "referral.response" || msg.From != sender || msg.To != receiver ||
 				msg.Purpose != "identity-verification" || msg.LegalBasis != "agreement on file" ||
-				msg.InReplyTo != reqID || msg.IAT != now.Unix()-10 || msg.EXP != now.Unix()+290 {
+				msg.InReplyTo != reqID || msg.IAT != float64(now.Unix()-10) || msg.EXP != float64(now.Unix()+290) {
 				t.Errorf("message fields: %+v", msg)
 			}
 			if msg.Subject["ref"] != "S-0001" || msg.Subject["sex"] != "F" {
@@ -605,4 +642,22 @@ func TestVerifyNeedsTyp(t *testing.T) {
 	if _, _, err := envelope.Verify([]byte(jws), "", anyKey, envelope.Profile{}); envelope.CodeOf(err) != envelope.CodeUnsupportedAlgorithm {
 		t.Fatalf("a JWS without typ verified against an empty typ: %v", err)
 	}
+}
+
+// nonCanonical returns seg with the unused low bits of its last character
+// set: Go's lenient decoder reads the same bytes, a strict one refuses it.
+func nonCanonical(t *testing.T, seg string) string {
+	t.Helper()
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	var unused int
+	switch len(seg) % 4 {
+	case 2:
+		unused = 4
+	case 3:
+		unused = 2
+	default:
+		t.Skipf("segment of length %d has no unused bits", len(seg))
+	}
+	v := strings.IndexByte(alphabet, seg[len(seg)-1])
+	return seg[:len(seg)-1] + string(alphabet[v|1<<unused-1])
 }

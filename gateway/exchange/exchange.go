@@ -267,6 +267,18 @@ func (x *Exchange) Submit(ctx context.Context, identity string, body []byte) (*A
 		x.o.Logger.Error("policy evaluation failed; denying", "error_id", errID, "decision_id", decisionID, "error", err)
 		dec = policy.Deny("the policy could not decide (error " + errID + ")")
 	}
+	// Minimise now, and check the copy before anything is sealed: what
+	// fails the check is denied (R1), never delivered.
+	var minimised map[string]any
+	if dec.Allow {
+		minimised = Redact(msg.Raw, dec.Redact)
+		if cerr := CheckDelivered(msg.Raw, minimised, dec.Redact); cerr != nil {
+			errID := uuid.NewString()
+			x.o.Logger.Error("the minimised copy failed its check; denying", "error_id", errID, "decision_id", decisionID, "error", cerr)
+			dec = policy.Deny("the gateway could not verify what the recipient would receive (error " + errID + ")")
+			minimised = nil
+		}
+	}
 	rules := dec.Rules()
 	x.logDecision(ctx, decisionID, version, in, dec, rules)
 	if x.o.OnDecision != nil {
@@ -284,7 +296,7 @@ func (x *Exchange) Submit(ctx context.Context, identity string, body []byte) (*A
 		Rules:               rules,
 		Redacted:            dec.Redact,
 		RetentionDays:       dec.Obligations.RetentionDays,
-		Expires:             time.Unix(msg.EXP, 0).UTC(),
+		Expires:             msg.ExpiresAt(),
 		CreatedAt:           now,
 		UpdatedAt:           now,
 	}
@@ -322,7 +334,6 @@ func (x *Exchange) Submit(ctx context.Context, identity string, body []byte) (*A
 			return nil, err
 		}
 	}
-	minimised := Redact(msg.Raw, redacted)
 	deliveries := make([]store.Delivery, 0, len(recipients))
 	for _, r := range recipients {
 		deliveryID := uuid.NewString()
@@ -418,9 +429,10 @@ func (x *Exchange) journaled() bool { return x.o.Journal != nil && x.o.Audit != 
 func (x *Exchange) entry(kind string, rec *store.Message, msg *envelope.Message, delivered map[string]any) audit.Entry {
 	e := audit.Entry{
 		Kind: kind, MessageID: rec.ID, DecisionID: rec.DecisionID, PolicyVersion: rec.PolicyVersion,
-		From: rec.From, To: rec.To, Purpose: rec.Purpose, Type: rec.Type,
-		Rules: rec.Rules, Redacted: LogPaths(rec.Redacted), PayloadSHA256: rec.JWSSHA256,
-		Categories: LogPaths(Categories(delivered)),
+		From: rec.From, To: rec.To,
+		Purpose: policy.Enum(rec.Purpose, policy.KnownPurpose), Type: policy.Enum(rec.Type, policy.KnownType),
+		Rules: rec.Rules, Redacted: policy.LogPaths(rec.Redacted), PayloadSHA256: rec.JWSSHA256,
+		Categories: policy.LogPaths(Categories(delivered)),
 	}
 	if ref := stringField(msg.Subject, "ref"); ref != "" {
 		e.SubjectHash = x.o.Audit.SubjectHash(ref)
@@ -490,7 +502,13 @@ func retryAnswer(prev *store.Message, jwsSum string) (*Answer, error) {
 	return nil, &Error{Code: CodeReplay, Detail: "this message id was accepted before with a different signed message"}
 }
 
+// unavailable maps a store failure: an identifier no record can have (the
+// store refuses it for its content) is the sender's invalid_message, never
+// 503 (PROTOCOL §3.2: 503 only when the store cannot write).
 func unavailable(err error) error {
+	if errors.Is(err, store.ErrInvalidKey) {
+		return &Error{Code: string(envelope.CodeInvalidMessage), Detail: "an identifier the gateway cannot keep (consent.id)", Err: err}
+	}
 	return &Error{Code: CodeUnavailable, Detail: "the gateway cannot store messages now; nothing was accepted", Err: err}
 }
 
@@ -538,23 +556,43 @@ func party(p *trust.Participant) policy.Party {
 
 // logDecision writes the decision record (one per decision, allow or deny):
 // identifiers, rule ids, redacted paths and the input with personal data
-// masked, so that a compliance officer can see why without seeing whom.
+// masked (policy.Masker: closed vocabularies and protocol facts only,
+// references as keyed hashes), so that a compliance officer can see why
+// without seeing whom.
 func (x *Exchange) logDecision(ctx context.Context, id, version string, in policy.Input, d policy.Decision, rules []string) {
 	if !x.o.Logger.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
-	msg := in.Message
+	mk := x.masker()
+	msg := mk.Message(in.Message)
 	input := map[string]any{
-		"now": in.Now, "message": MaskMessage(msg), "sender": in.Sender, "recipient": in.Recipient,
+		"now": in.Now, "message": msg, "sender": in.Sender, "recipient": in.Recipient,
 		"request": in.Request, "consent_withdrawn": in.ConsentWithdrawn,
 	}
 	x.o.Logger.LogAttrs(ctx, slog.LevelInfo, "decision",
 		slog.String("decision_id", id), slog.String("policy_version", version),
 		slog.Any("message_id", msg["id"]), slog.Any("from", msg["from"]), slog.Any("to", msg["to"]),
 		slog.Any("purpose", msg["purpose"]), slog.Any("type", msg["type"]),
-		slog.Bool("allow", d.Allow), slog.Any("rules", rules), slog.Any("redacted", LogPaths(d.Redact)),
+		slog.Bool("allow", d.Allow), slog.Any("rules", rules), slog.Any("redacted", policy.LogPaths(d.Redact)),
 		slog.Int("retention_days", d.Obligations.RetentionDays), slog.Bool("review", d.Obligations.Review),
 		slog.Any("input", input))
+}
+
+// masker masks messages for the decision log: references as the audit
+// log's keyed hashes, participants shown when registered.
+func (x *Exchange) masker() policy.Masker {
+	mk := policy.Masker{Participant: func(id string) bool {
+		reg := x.o.Registry.Load()
+		if reg == nil {
+			return false
+		}
+		_, ok := reg.Participant(id)
+		return ok
+	}}
+	if x.o.Audit != nil {
+		mk.Hash = x.o.Audit.SubjectHash
+	}
+	return mk
 }
 
 func stringField(m map[string]any, k string) string {

@@ -165,7 +165,7 @@ func Compile(ctx context.Context, fsys fs.FS, opts Options) (*Bundle, error) {
 	if sc.Compile(serving); sc.Failed() {
 		return nil, fmt.Errorf("policy: compile: %w", sc.Errors)
 	}
-	if b.seeds, err = seed(ctx, sc, store, opts.Timeout); err != nil {
+	if b.seeds, err = seed(ctx, sc, store, testTimeout); err != nil {
 		return nil, err
 	}
 	return b, nil

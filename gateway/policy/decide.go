@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -22,11 +23,21 @@ func (b *Bundle) Decide(ctx context.Context, in Input) (Decision, error) {
 	if b == nil {
 		return Deny("no policy is loaded"), errors.New("policy: no bundle")
 	}
+	return b.decide(ctx, in, b.opts.Timeout)
+}
+
+// decide is Decide under the given deadline: the serving one for traffic, a
+// generous one for a bundle's own scenarios, whose verdict must not depend
+// on how loaded the machine is.
+func (b *Bundle) decide(ctx context.Context, in Input, timeout time.Duration) (Decision, error) {
+	if b == nil {
+		return Deny("no policy is loaded"), errors.New("policy: no bundle")
+	}
 	value, err := b.inputValue(in)
 	if err != nil {
 		return Deny("the decision input could not be read"), err
 	}
-	ctx, cancel := context.WithTimeout(ctx, b.opts.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := ctx.Err(); err != nil {
 		// OPA notices a cancellation asynchronously; a done context must

@@ -146,7 +146,7 @@ func RunScenarios(ctx context.Context, b *Bundle, fsys fs.FS, dir string) ([]Sce
 			continue
 		}
 		res.Name = s.Name
-		d, err := b.Decide(ctx, s.Input)
+		d, err := b.decide(ctx, s.Input, testTimeout)
 		res.Decision = d
 		if err != nil {
 			res.Err = err.Error()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/tester"
@@ -39,6 +40,9 @@ func (r TestReport) Err() error {
 		r.RegoFailed, r.ScenariosFailed, strings.Join(f, "; "), more)
 }
 
+// testTimeout bounds one Rego test.
+const testTimeout = 2 * time.Minute
+
 // Test runs the bundle's Rego tests in-process (opa/v1/tester, with the same
 // restricted capabilities and strict built-in errors) and every scenario in
 // scenarios/ of the bundle's file system. The error is for a test run that
@@ -56,6 +60,10 @@ func (b *Bundle) Test(ctx context.Context) (TestReport, error) {
 		SetModules(modules).
 		RaiseBuiltinErrors(true).
 		CapturePrintOutput(false).
+		// A test is not a decision: its result must not depend on how
+		// loaded the machine is (OPA's default is 5 s a test). ctx still
+		// bounds the whole run.
+		SetTimeout(testTimeout).
 		SetParallel(2)
 	ch, err := runner.RunTests(ctx, nil)
 	if err != nil {

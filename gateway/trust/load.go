@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 
@@ -74,7 +73,11 @@ func Load(path string) (*Registry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return FromFile(f, filepath.Dir(path))
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("trust: %w", err)
+	}
+	return FromFile(f, dir)
 }
 
 // FromFile builds a registry from a decoded file, resolving relative paths
@@ -241,21 +244,4 @@ func canEncrypt(k *envelope.PublicKey) bool {
 		return true
 	}
 	return false
-}
-
-func checkHTTPSURL(raw string) error {
-	if raw == "" {
-		return errors.New("the https adapter needs a url")
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return errors.New("url does not parse")
-	}
-	if u.Scheme != "https" || u.Host == "" {
-		return errors.New("url must be an absolute https:// url")
-	}
-	if u.User != nil {
-		return errors.New("url must not carry credentials")
-	}
-	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/xborder/xborder/adapters/file"
+	"github.com/xborder/xborder/adapters/https"
 	"regexp"
 	"slices"
 	"sort"
@@ -305,15 +307,18 @@ func validateDelivery(at string, d Delivery) []error {
 			fail("the inbox adapter takes neither url nor dir")
 		}
 	case AdapterHTTPS:
-		if err := checkHTTPSURL(d.URL); err != nil {
+		// The adapter's own check, so that the registry refuses what the
+		// first delivery would (a private address without allow_private,
+		// a fragment, credentials).
+		if err := https.CheckTarget(d.URL, d.AllowPrivate); err != nil {
 			fail("%v", err)
 		}
 		if d.Dir != "" {
 			fail("the https adapter takes no dir")
 		}
 	case AdapterFile:
-		if strings.TrimSpace(d.Dir) == "" {
-			fail("the file adapter needs a dir")
+		if err := file.CheckDir(d.Dir); err != nil {
+			fail("%v", err)
 		}
 		if d.URL != "" {
 			fail("the file adapter takes no url")

@@ -179,12 +179,26 @@ func TestLoadValidation(t *testing.T) {
 		{name: "missing adapter", mutate: mvd(func(p *trust.FileParticipant) { p.Delivery.Adapter = "" }),
 			want: "delivery: adapter is missing"},
 		{name: "https without url", mutate: mvd(func(p *trust.FileParticipant) { p.Delivery.Adapter = "https" }),
-			want: "the https adapter needs a url"},
+			want: "https: url is required"},
 		{name: "https with http url", mutate: mvd(func(p *trust.FileParticipant) {
 			p.Delivery = trust.Delivery{Adapter: "https", URL: "http://kz.example/xborder"}
 		}), want: "url must be an absolute https:// url"},
 		{name: "file without dir", mutate: mvd(func(p *trust.FileParticipant) { p.Delivery.Adapter = "file" }),
-			want: "the file adapter needs a dir"},
+			want: "file: dir is required"},
+		// What the adapters would refuse at the first delivery is refused
+		// at load (the adapters' own checks).
+		{name: "https to a private address", mutate: mvd(func(p *trust.FileParticipant) {
+			p.Delivery = trust.Delivery{Adapter: "https", URL: "https://10.1.2.3/xborder"}
+		}), want: "address not allowed"},
+		{name: "https to loopback", mutate: mvd(func(p *trust.FileParticipant) {
+			p.Delivery = trust.Delivery{Adapter: "https", URL: "https://127.0.0.1:9443/"}
+		}), want: "address not allowed"},
+		{name: "https with a fragment", mutate: mvd(func(p *trust.FileParticipant) {
+			p.Delivery = trust.Delivery{Adapter: "https", URL: "https://kz.example/x#frag"}
+		}), want: "fragment"},
+		{name: "file dir that is a file", mutate: mvd(func(p *trust.FileParticipant) {
+			p.Delivery = trust.Delivery{Adapter: "file", Dir: "registry.yaml"}
+		}), want: "is not a directory"},
 		{name: "inbox with url", mutate: mvd(func(p *trust.FileParticipant) {
 			p.Delivery.URL = "https://kz.example/"
 		}), want: "the inbox adapter takes neither url nor dir"},
