@@ -63,14 +63,16 @@ type Generator struct {
 	nowStr  string
 	nowUnix int64
 
-	allTypes  []string
-	pairs     map[string][]rolePair // "purpose/type" → role pairs
-	bands     []band
-	goodBands []int
-	badBands  []int
-	purposes  []string // catalogue purposes, for consents naming another one
-	consentP  []string // purposes that need a consent (R9)
-	buf       []byte
+	allTypes   []string
+	pairs      map[string][]rolePair // "purpose/type" → role pairs
+	bands      []band
+	goodBands  []int
+	badBands   []int
+	sections   [][2]string // L3 and L4 field paths, split
+	recordSecs []string    // the record's L3 and L4 sections
+	purposes   []string    // catalogue purposes, for consents naming another one
+	consentP   []string    // purposes that need a consent (R9)
+	buf        []byte
 }
 
 // unknownPurposes are purposes outside any catalogue (R2).
@@ -129,6 +131,14 @@ func New(seed int64, spec *Spec, parties []policy.Party, opts Options) *Generato
 				}
 			}
 			g.pairs[p.Name+"/"+t] = rps
+		}
+	}
+	for _, path := range spec.Sections() {
+		if sec, field, ok := cut(path); ok {
+			g.sections = append(g.sections, [2]string{sec, field})
+			if sec == "record" {
+				g.recordSecs = append(g.recordSecs, field)
+			}
 		}
 	}
 	g.buildBands()
@@ -190,9 +200,11 @@ func (g *Generator) Next() Case {
 		Adversarial: b.adv,
 		Tags:        b.tags,
 	}
-	for _, sec := range []string{"subject", "record", "consent"} {
-		if invalidNames(b.msg[sec]) {
-			c.Invalid = true
+	if b.adv { // a realistic case uses only the names of DOMAIN.md
+		for _, sec := range []string{"subject", "record", "consent"} {
+			if invalidNames(b.msg[sec]) {
+				c.Invalid = true
+			}
 		}
 	}
 	if c.Invalid {
@@ -383,15 +395,16 @@ func (b *builder) allow() AllowList {
 }
 
 func (b *builder) tagSections() {
-	for _, path := range b.g.spec.Sections() {
-		sec, field, ok := cut(path)
-		if !ok {
-			continue
+	for _, sf := range b.g.sections {
+		var m map[string]any
+		switch sf[0] {
+		case "subject":
+			m = b.subject
+		case "record":
+			m = b.record
 		}
-		if m, ok := b.msg[sec].(map[string]any); ok {
-			if _, ok := m[field]; ok {
-				b.tags.Sections = append(b.tags.Sections, path)
-			}
+		if _, ok := m[sf[1]]; ok {
+			b.tags.Sections = append(b.tags.Sections, sf[0]+"."+sf[1])
 		}
 	}
 }

@@ -301,17 +301,7 @@ func (b *builder) verificationAnswer() {
 }
 
 // recordSections lists the record's L3 and L4 sections (DOMAIN.md §3).
-func (b *builder) recordSections() []string {
-	var out []string
-	for _, l := range []string{"L3", "L4"} {
-		for _, p := range b.g.spec.Levels[l] {
-			if sec, f, ok := cut(p); ok && sec == "record" {
-				out = append(out, f)
-			}
-		}
-	}
-	return out
-}
+func (b *builder) recordSections() []string { return b.g.recordSecs }
 
 // section writes the free content of a record section.
 func section(g *Generator, name string) map[string]any {

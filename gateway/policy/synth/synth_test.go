@@ -263,6 +263,63 @@ func TestCoverage(t *testing.T) {
 	}
 }
 
+// members collects the paths of object members, array indices left out.
+func members(v any, prefix string, into map[string]bool) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			p := prefix + "." + k
+			into[p] = true
+			members(e, p, into)
+		}
+	case []any:
+		for _, e := range x {
+			members(e, prefix, into)
+		}
+	}
+}
+
+// TestEveryListedField: every field of every allow-list, every member of
+// the structured fields of DOMAIN.md §4 and of consent (§5) is sent.
+func TestEveryListedField(t *testing.T) {
+	t.Parallel()
+	spec := loadSpec(t)
+	g := synth.New(2026, spec, nil, synth.Options{Mix: synth.Mix{Realistic: 1}})
+	seen := map[string]bool{}
+	for range 5000 {
+		c := g.Next()
+		for _, sec := range []string{"subject", "record", "consent"} {
+			members(c.Input.Message[sec], sec, seen)
+		}
+	}
+	want := []string{
+		"subject.names.primary", "subject.names.secondary", "subject.names.original_script",
+		"subject.place_of_birth.country", "subject.place_of_birth.locality",
+		"subject.documents.code", "subject.documents.issuing_state", "subject.documents.number", "subject.documents.expiry",
+		"subject.relationships.relation", "subject.relationships.ref", "subject.location.country", "subject.location.facility_type",
+		"subject.biometrics.modality", "subject.biometrics.template_ref", "subject.biometrics.mode", "subject.biometrics.dpia_id",
+		"consent.id", "consent.basis", "consent.given_by", "consent.representative_relation", "consent.child_assent",
+		"consent.recipients", "consent.purposes", "consent.obtained_at", "consent.expires_at",
+		"consent.override.approved_by_role", "consent.override.reason", "consent.override.bia_ref",
+		"record.offence_date",
+	}
+	for _, byType := range spec.AllowLists {
+		for _, a := range byType {
+			for _, f := range a.Subject {
+				want = append(want, "subject."+f)
+			}
+			for _, f := range a.Record {
+				want = append(want, "record."+f)
+			}
+		}
+	}
+	for _, w := range want {
+		if !seen[w] {
+			t.Errorf("no realistic case sends %s", w)
+		}
+	}
+}
+
 func TestAdversarialNames(t *testing.T) {
 	g := synth.New(5, loadSpec(t), nil, synth.Options{Mix: synth.Mix{Adversarial: 1}})
 	dotted := false
