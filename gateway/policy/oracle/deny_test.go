@@ -122,6 +122,8 @@ func TestMustDeny(t *testing.T) {
 		{"R9 recipients as a string", referral, set("UN-UNICEF", "consent", "recipients"), "R9"},
 		{"R9 consent not naming the purpose", referral, set([]any{"family-tracing"}, "consent", "purposes"), "R9"},
 		{"R9 unknown basis", referral, set("implied", "consent", "basis"), "R9"},
+		{"R9 no basis: read as a consent, assent still needed", referral, both(unset("consent", "basis"), consent("representative", "no")), "R9"},
+		{"R5 an adult consents for themself", referral, both(set("1990-01-01", "subject", "birth_date"), consent("subject", "n/a")), ""},
 		{"R5 age 8: representative without assent", referral, consent("representative", "no"), "R9"},
 		{"R5 age 8: the child alone", referral, consent("subject", "n/a"), "R9"},
 		{"R5 age 5: representative, no assent needed", referral, both(set("2021-01-01", "subject", "birth_date"), consent("representative", "n/a")), ""},
@@ -226,6 +228,9 @@ func TestStrictChecksCanBeRelaxed(t *testing.T) {
 		{oracle.StrictAdultConsent, referral, func(t *testing.T, in *policy.Input) {
 			put(in.Message, "1990-01-01", "subject", "birth_date")
 		}},
+		{oracle.StrictConsentBasis, referral, func(t *testing.T, in *policy.Input) {
+			drop(in.Message, "consent", "basis")
+		}},
 		{oracle.StrictConsentExpiry, referral, func(t *testing.T, in *policy.Input) {
 			drop(in.Message, "consent", "expires_at")
 		}},
@@ -260,7 +265,7 @@ func TestStrictChecksCanBeRelaxed(t *testing.T) {
 			}
 		})
 	}
-	if got := len(oracle.StrictChecks()); got != 13 {
+	if got := len(oracle.StrictChecks()); got != 14 {
 		t.Errorf("%d strict checks listed", got)
 	}
 }

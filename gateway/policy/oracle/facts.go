@@ -209,12 +209,32 @@ func sameValue(a, b any) bool {
 	case nil:
 		return b == nil
 	}
+	// A side decoded without UseNumber is a float64: compare as float64.
+	if fa, ok := a.(float64); ok {
+		fb, ok := asFloat(b)
+		return ok && fa == fb
+	}
+	if fb, ok := b.(float64); ok {
+		fa, ok := asFloat(a)
+		return ok && fa == fb
+	}
 	if x, ok := number(a); ok {
 		if y, ok := number(b); ok {
 			return x.Cmp(y) == 0
 		}
 	}
 	return false
+}
+
+func asFloat(v any) (float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return x, true
+	case json.Number:
+		f, err := x.Float64()
+		return f, err == nil
+	}
+	return 0, false
 }
 
 // listHas says whether v is a JSON array holding the string s.

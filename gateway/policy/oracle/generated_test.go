@@ -151,6 +151,18 @@ func TestReferenceDeliveriesPass(t *testing.T) {
 		}
 		allowed++
 		d, red := o.Minimise(c.Input)
+		if i%2 == 0 {
+			// A harness may decode the delivery without UseNumber: numbers
+			// are float64 then, and still the same values.
+			raw, err := json.Marshal(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d = nil
+			if err := json.Unmarshal(raw, &d); err != nil {
+				t.Fatal(err)
+			}
+		}
 		if vs := o.Check(c.Input, true, d, red); len(vs) > 0 {
 			t.Fatalf("case %d (%s): the reference delivery judged wrong:%s", i, c.Label, show(vs))
 		}

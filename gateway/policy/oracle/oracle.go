@@ -59,8 +59,11 @@ const (
 	// birth_date decides the age (R4 read word for word).
 	StrictEstimateBesideDate = "estimate-beside-date"
 	// StrictAdultConsent asks an adult's own consent (given_by subject): R5
-	// says "15 and over the child consents".
+	// says "15 and over the child consents", and speaks of children only.
 	StrictAdultConsent = "adult-consent"
+	// StrictConsentBasis asks a consent for its basis (DOMAIN.md §5: consent
+	// or best_interests_override); without one it is read as a consent.
+	StrictConsentBasis = "consent-basis"
 	// StrictConsentExpiry asks a consent for an expires_at: without one it
 	// cannot be shown unexpired (R9).
 	StrictConsentExpiry = "consent-expiry"
@@ -89,7 +92,7 @@ const (
 // StrictChecks lists every strict check.
 func StrictChecks() []string {
 	return []string{StrictResponseAge, StrictUnknownAgeProsecution, StrictChildAtConduct, StrictOffenceDate,
-		StrictEstimateBesideDate, StrictAdultConsent, StrictConsentExpiry, StrictOverrideScope,
+		StrictEstimateBesideDate, StrictAdultConsent, StrictConsentBasis, StrictConsentExpiry, StrictOverrideScope,
 		StrictWithdrawalConsent, StrictShape, StrictInReplyTo, StrictParties, StrictWithdrawalAgreement}
 }
 
@@ -370,6 +373,10 @@ func (o *Oracle) consentProblems(in policy.Input, f *facts) []Violation {
 		return out
 	}
 	basis, _ := c["basis"].(string)
+	if _, ok := c["basis"]; !ok {
+		add(StrictConsentBasis, "the consent names no basis")
+		basis = "consent" // read as a consent, the rest still applies
+	}
 	switch basis {
 	case "consent":
 		out = append(out, o.consentScope(in, f, "")...)
@@ -439,6 +446,13 @@ func (o *Oracle) fitsAge(f *facts) []Violation {
 	t := o.r.thresholds
 	given, _ := f.consent["given_by"].(string)
 	assent, _ := f.consent["child_assent"].(string)
+	adult := f.ageKnown && !f.badBirth && !f.badEstimate && f.age >= float64(t.adult)
+	if adult {
+		if given != "subject" {
+			add(StrictAdultConsent, "an adult consents for themself")
+		}
+		return out
+	}
 	if given != "subject" && given != "representative" {
 		add("", "given_by is neither subject nor representative")
 		return out
@@ -455,11 +469,7 @@ func (o *Oracle) fitsAge(f *facts) []Violation {
 	case years < t.representativeOnlyUnder && given != "representative":
 		add("", "under 13 a representative consents")
 	case years >= t.childOnlyFrom && given != "subject":
-		strict := ""
-		if years >= t.adult {
-			strict = StrictAdultConsent
-		}
-		add(strict, "from 15 the subject consents")
+		add("", "from 15 the subject consents")
 	case given == "representative" && assentAge && assent != "yes":
 		add("", "from 6 to 14 a representative's consent needs the child's assent")
 	}
