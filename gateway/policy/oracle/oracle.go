@@ -1,10 +1,3 @@
-// Package oracle judges what the gateway did with a message: whether it
-// had to deny it, and whether what the recipient read holds only what the
-// rules let through, unchanged, with every removal listed. It is written
-// from DOMAIN.md §3–§8 and PROTOCOL.md §2 and §5.1, and reads the rules'
-// data (policies/data.json) for allow-lists, levels, purposes, agreements
-// and thresholds; it never reads the Rego nor the gateway's redactor, so
-// that it is an independent judge of both.
 package oracle
 
 import (
