@@ -146,6 +146,7 @@ func TestMustDeny(t *testing.T) {
 		{"R9 override approved by social services", referral, both(set("best_interests_override", "consent", "basis"),
 			set(map[string]any{"approved_by_role": "social-services", "bia_ref": "BIA-1"}, "consent", "override")), "R9"},
 
+		{"R1 no decision time", referral, func(t *testing.T, in *policy.Input) { in.Now = "1 June 2026" }, "R1"},
 		{"R14 suspended sender", referral, func(t *testing.T, in *policy.Input) { in.Sender.Suspended = true }, "R14"},
 		{"R14 suspended recipient", referral, func(t *testing.T, in *policy.Input) { in.Recipient.Suspended = true }, "R14"},
 		{"R16 withdrawn consent", referral, func(t *testing.T, in *policy.Input) { in.ConsentWithdrawn = true }, "R16"},

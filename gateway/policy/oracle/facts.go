@@ -15,6 +15,7 @@ import (
 // facts are what the rules need to know of one input, read once.
 type facts struct {
 	now        time.Time
+	hasNow     bool
 	today      time.Time // the UTC date of now
 	day        string    // today as YYYY-MM-DD
 	purpose    string
@@ -40,7 +41,7 @@ type facts struct {
 func (o *Oracle) facts(in policy.Input) *facts {
 	f := &facts{}
 	if t, err := time.Parse(time.RFC3339, in.Now); err == nil {
-		f.now = t
+		f.now, f.hasNow = t, true
 	}
 	u := f.now.UTC()
 	f.today = time.Date(u.Year(), u.Month(), u.Day(), 0, 0, 0, 0, time.UTC)

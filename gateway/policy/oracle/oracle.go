@@ -178,6 +178,9 @@ func (o *Oracle) mustDeny(in policy.Input, f *facts) []Violation {
 		out = append(out, Violation{Rule: rule, Why: why, Strict: strict})
 	}
 	msg := in.Message
+	if !f.hasNow {
+		add("R1", "", "the input has no RFC 3339 decision time: no rule can be applied")
+	}
 
 	// PROTOCOL.md §2: refused as invalid_message before the policy runs.
 	if bad := InvalidNames(msg); len(bad) > 0 {
