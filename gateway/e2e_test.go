@@ -17,7 +17,7 @@ import (
 	"github.com/xborder/xborder/gateway/client"
 	"github.com/xborder/xborder/gateway/config"
 	"github.com/xborder/xborder/gateway/envelope"
-	"github.com/xborder/xborder/gateway/exchange"
+	"github.com/xborder/xborder/gateway/wire"
 	"github.com/xborder/xborder/gateway/gatewaytest"
 )
 
@@ -30,9 +30,9 @@ func verificationRequest(from, to string, subject map[string]any) map[string]any
 	})
 }
 
-func decodeAnswer(t *testing.T, b []byte) exchange.AnswerBody {
+func decodeAnswer(t *testing.T, b []byte) wire.AnswerBody {
 	t.Helper()
-	var a exchange.AnswerBody
+	var a wire.AnswerBody
 	if err := json.Unmarshal(b, &a); err != nil {
 		t.Fatalf("answer %s: %v", b, err)
 	}
@@ -161,13 +161,13 @@ func TestVerificationRoundTrip(t *testing.T) {
 	assertNoCanary(t, env.Logs.String(), "CANARYPRIMARY", "CANARYSECOND", "CANARYADDRESS", "canarykeyname", subject["birth_date"].(string))
 }
 
-func status(t *testing.T, c *client.Client, id string) exchange.StatusBody {
+func status(t *testing.T, c *client.Client, id string) wire.StatusBody {
 	t.Helper()
 	r, err := c.Do(ctx, http.MethodGet, "/v1/messages/"+id, "", nil)
 	if err != nil || r.Status != http.StatusOK {
 		t.Fatalf("status of %s: %v %d %s", id, err, r.Status, r.Body)
 	}
-	var st exchange.StatusBody
+	var st wire.StatusBody
 	if err := json.Unmarshal(r.Body, &st); err != nil {
 		t.Fatal(err)
 	}

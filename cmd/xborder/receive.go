@@ -22,7 +22,7 @@ import (
 	"github.com/xborder/xborder/adapters/file"
 	"github.com/xborder/xborder/gateway/client"
 	"github.com/xborder/xborder/gateway/envelope"
-	"github.com/xborder/xborder/gateway/exchange"
+	"github.com/xborder/xborder/gateway/wire"
 	"github.com/xborder/xborder/gateway/pki"
 )
 
@@ -146,7 +146,7 @@ func (h *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "signature invalid", http.StatusBadRequest)
 		return
 	}
-	var d exchange.DeliveryPayload
+	var d wire.DeliveryPayload
 	if err := json.Unmarshal(payload, &d); err != nil || d.DeliveryID != r.Header.Get("Idempotency-Key") {
 		http.Error(w, "delivery_id and Idempotency-Key differ", http.StatusBadRequest)
 		return

@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/xborder/xborder/gateway/envelope"
-	"github.com/xborder/xborder/gateway/exchange"
+	"github.com/xborder/xborder/gateway/wire"
 )
 
 // Identity is a participant's private material.
@@ -203,7 +203,7 @@ func (c *Client) keyFunc(ctx context.Context) (envelope.KeyFunc, error) {
 }
 
 // VerifyReceipt checks a receipt against the gateway's signing keys.
-func (c *Client) VerifyReceipt(ctx context.Context, receipt string) (*exchange.Receipt, error) {
+func (c *Client) VerifyReceipt(ctx context.Context, receipt string) (*wire.Receipt, error) {
 	kf, err := c.keyFunc(ctx)
 	if err != nil {
 		return nil, err
@@ -212,7 +212,7 @@ func (c *Client) VerifyReceipt(ctx context.Context, receipt string) (*exchange.R
 	if err != nil {
 		return nil, fmt.Errorf("client: receipt: %w", err)
 	}
-	var r exchange.Receipt
+	var r wire.Receipt
 	if err := json.Unmarshal(payload, &r); err != nil {
 		return nil, fmt.Errorf("client: receipt: %w", err)
 	}
@@ -223,7 +223,7 @@ func (c *Client) VerifyReceipt(ctx context.Context, receipt string) (*exchange.R
 type Delivery struct {
 	DeliveryID string                   `json:"delivery_id"`
 	MessageID  string                   `json:"message_id"`
-	Payload    exchange.DeliveryPayload `json:"payload"`
+	Payload    wire.DeliveryPayload `json:"payload"`
 }
 
 // Inbox fetches up to max deliveries, and decrypts and verifies each.
@@ -261,7 +261,7 @@ func (c *Client) Inbox(ctx context.Context, max int) ([]Delivery, error) {
 
 // OpenDelivery decrypts a delivery envelope with this participant's key and
 // verifies the gateway's signature.
-func (c *Client) OpenDelivery(ctx context.Context, jwe []byte) (*exchange.DeliveryPayload, error) {
+func (c *Client) OpenDelivery(ctx context.Context, jwe []byte) (*wire.DeliveryPayload, error) {
 	jws, err := envelope.Decrypt(jwe, []*envelope.PrivateKey{c.Me.Enc}, envelope.Profile{})
 	if err != nil {
 		return nil, err
@@ -274,7 +274,7 @@ func (c *Client) OpenDelivery(ctx context.Context, jwe []byte) (*exchange.Delive
 	if err != nil {
 		return nil, err
 	}
-	var p exchange.DeliveryPayload
+	var p wire.DeliveryPayload
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.UseNumber()
 	if err := dec.Decode(&p); err != nil {

@@ -1,22 +1,16 @@
-// Package exchange is the gateway's pipeline: open → identify → replay →
-// decide → redact → seal → store durably → answer. Nothing reaches a
-// recipient's queue before the policy allowed it, and nothing is answered
-// 202 before it is stored.
+// Package exchange is the gateway's pipeline. A submission walks one road
+// of named stations (Submit lists them): open → identify → replay → check
+// the time → prepare the decision input → decide → minimise → (deny) →
+// address → seal → sign → commit. Nothing reaches a recipient's queue before the
+// policy allowed it and the minimised copy passed its own check, and
+// nothing is answered 202 before it is stored with its audit entry.
 package exchange
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
-	"sort"
-	"strings"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/envelope"
@@ -24,35 +18,6 @@ import (
 	"github.com/xborder/xborder/gateway/store"
 	"github.com/xborder/xborder/gateway/trust"
 )
-
-// Stable error codes the exchange adds to the envelope's (PROTOCOL §3.2).
-const (
-	CodeIdentityMismatch   = "identity_mismatch"
-	CodeUnknownParticipant = "unknown_participant"
-	CodeReplay             = "replay"
-	CodePolicyDenied       = "policy_denied"
-	CodeUnavailable        = "unavailable"
-	CodeNotFound           = "not_found"
-	CodeForbidden          = "forbidden"
-)
-
-// Error is a refusal with a stable code and a detail safe to show the caller.
-type Error struct {
-	Code       string
-	Detail     string
-	DecisionID string
-	Reasons    []policy.Reason
-	Err        error // internal cause, logged with the error id, never shown
-}
-
-func (e *Error) Error() string {
-	if e.Err != nil {
-		return "exchange: " + e.Code + ": " + e.Err.Error()
-	}
-	return "exchange: " + e.Code
-}
-
-func (e *Error) Unwrap() error { return e.Err }
 
 // Registry is where participants and their keys come from; a *trust.Holder
 // satisfies it, so a reloaded registry takes effect on the next message.
@@ -66,11 +31,38 @@ type Policy interface {
 	Current() *policy.Bundle
 }
 
+// Store is the part of the gateway's state the exchange uses (a
+// store.Store satisfies it).
+type Store interface {
+	// Accept and RecordDenial: see store.Messages.
+	Accept(ctx context.Context, m *store.Message, ds []store.Delivery) (*store.Message, error)
+	RecordDenial(ctx context.Context, m *store.Message) error
+	Message(ctx context.Context, from, id string) (*store.Message, error)
+	MessageTo(ctx context.Context, to, id string) (*store.Message, error)
+	store.Consents
+}
+
+// Auditor is the audit log as the exchange uses it.
+type Auditor interface {
+	Record(ctx context.Context, e audit.Entry) (audit.Entry, error)
+	SubjectHash(ref string) string
+}
+
+// Journal stores an acceptance or a denial and appends its audit entry
+// atomically (the embedded store keeps the audit log in its own file).
+// Accept is store.Store's Accept (ErrDuplicate included: then nothing is
+// written); RecordDenial appends the entry even when an earlier acceptance
+// of the same id keeps the denial itself from being recorded.
+type Journal interface {
+	Accept(ctx context.Context, m *store.Message, ds []store.Delivery, e audit.Entry) (*store.Message, error)
+	RecordDenial(ctx context.Context, m *store.Message, e audit.Entry) error
+}
+
 // Options are the exchange's dependencies.
 type Options struct {
 	Registry       Registry
 	Policy         Policy
-	Store          store.Store
+	Store          Store
 	SigningKey     *envelope.PrivateKey   // the gateway's current signing key
 	DecryptionKeys []*envelope.PrivateKey // the gateway's encryption keys (several during a rotation)
 	Profile        envelope.Profile
@@ -87,22 +79,6 @@ type Options struct {
 	// together with their audit entries, in one durable step, instead of
 	// Store then Audit.
 	Journal Journal
-}
-
-// Journal stores an acceptance or a denial and appends its audit entry
-// atomically (the embedded store keeps the audit log in its own file).
-// Accept is store.Store's Accept (ErrDuplicate included: then nothing is
-// written); RecordDenial appends the entry even when an earlier acceptance
-// of the same id keeps the denial itself from being recorded.
-type Journal interface {
-	Accept(ctx context.Context, m *store.Message, ds []store.Delivery, e audit.Entry) (*store.Message, error)
-	RecordDenial(ctx context.Context, m *store.Message, e audit.Entry) error
-}
-
-// Auditor is the audit log as the exchange uses it.
-type Auditor interface {
-	Record(ctx context.Context, e audit.Entry) (audit.Entry, error)
-	SubjectHash(ref string) string
 }
 
 // Exchange runs the pipeline.
@@ -148,465 +124,54 @@ type Answer struct {
 	Body   []byte
 }
 
-// AnswerBody is the JSON of PROTOCOL §3.1.
-type AnswerBody struct {
-	ID            string   `json:"id"`
-	Status        string   `json:"status"`
-	DecisionID    string   `json:"decision_id"`
-	PolicyVersion string   `json:"policy_version"`
-	Redacted      []string `json:"redacted"`
-	Receipt       string   `json:"receipt"`
-}
-
-// Receipt is the payload the gateway signs for the sender (PROTOCOL §3.1).
-type Receipt struct {
-	ID             string `json:"id"`
-	From           string `json:"from"`
-	To             string `json:"to"`
-	EnvelopeSHA256 string `json:"envelope_sha256"`
-	AcceptedAt     string `json:"accepted_at"`
-	DecisionID     string `json:"decision_id"`
-	PolicyVersion  string `json:"policy_version"`
-}
-
-// DeliveryPayload is what the gateway signs for the recipient (PROTOCOL §4).
-type DeliveryPayload struct {
-	DeliveryID string         `json:"delivery_id"`
-	Message    map[string]any `json:"message"`
-	Provenance Provenance     `json:"provenance"`
-}
-
-// Provenance tells the recipient where the message came from and what the
-// gateway did to it.
-type Provenance struct {
-	SenderJWSSHA256 string   `json:"sender_jws_sha256"`
-	SenderKID       string   `json:"sender_kid"`
-	ReceivedAt      string   `json:"received_at"`
-	DecisionID      string   `json:"decision_id"`
-	PolicyVersion   string   `json:"policy_version"`
-	Redacted        []string `json:"redacted"`
-}
-
 // Submit takes one request body from the participant authenticated as
-// identity by mTLS.
+// identity by mTLS, and walks it down the road.
 func (x *Exchange) Submit(ctx context.Context, identity string, body []byte) (*Answer, error) {
+	s, err := x.begin(ctx, identity, body)
+	if err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	return s.walk(ctx,
+		x.open,      // decrypt, verify, parse strictly (envelope)
+		x.identify,  // from is registered, signed it and holds the TLS identity; to is registered
+		x.replay,    // an identical retry gets its original answer
+		x.checkTime, // iat and exp (after replay: a late retry still gets its answer)
+		x.prepare,   // the decision input: registry facts, consent withdrawn, the request answered
+		x.decide,    // the policy (an error, a timeout, no decision: a denial, R1)
+		x.minimise,  // remove what the policy removed; check the copy (a copy that fails: a denial, R1)
+		x.deny,      // a denial is committed with its audit entry and refused
+		x.address,   // who receives it (a consent withdrawal reaches every earlier recipient)
+		x.seal,      // one delivery per recipient, signed and encrypted to its key
+		x.sign,      // the receipt and the answer
+		x.commit,    // durable, with the audit entry; 202
+	)
+}
+
+// station is one step of the road. It returns an answer to end the walk
+// early with (a retry's 200), an error to refuse with, or neither to go on.
+type station func(context.Context, *submission) (*Answer, error)
+
+// walk runs the stations in order until one answers or refuses.
+func (s *submission) walk(ctx context.Context, stations ...station) (*Answer, error) {
+	for _, st := range stations {
+		if ans, err := st(ctx, s); ans != nil || err != nil {
+			return ans, err
+		}
+	}
+	return nil, errors.New("exchange: the road ended without an answer")
+}
+
+// begin waits for a place among the submissions being worked on and fixes
+// the submission's clock and registry.
+func (x *Exchange) begin(ctx context.Context, identity string, body []byte) (*submission, error) {
 	if err := x.admit.enter(ctx); err != nil {
 		return nil, &Error{Code: CodeUnavailable, Detail: "the request ended before its turn; nothing was accepted", Err: err}
 	}
-	held := true
-	leave := func() { // before the durable write, or on the way out
-		if held {
-			held = false
-			x.admit.leave()
-		}
-	}
-	defer leave()
-	now := x.o.Clock().UTC()
-	reg := x.o.Registry.Load()
-	if reg == nil {
+	s := &submission{identity: identity, body: body, now: x.o.Clock().UTC(), reg: x.o.Registry.Load(), admit: x.admit, held: true}
+	if s.reg == nil {
+		s.leave()
 		return nil, &Error{Code: CodeUnavailable, Detail: "trust registry not loaded"}
 	}
-	profile := x.o.Profile
-	profile.DeferTimeCheck = true // checked below, after the replay lookup
-	opener := envelope.Opener{Profile: profile, DecryptionKeys: x.o.DecryptionKeys, Keys: reg}
-	op, err := opener.Open(body, now)
-	if err != nil {
-		return nil, err
-	}
-	msg := op.Message
-
-	// Identify: from is registered, signed it and holds the TLS identity.
-	sender, ok := reg.Participant(msg.From)
-	if !ok {
-		return nil, &Error{Code: CodeUnknownParticipant, Detail: "sender is not in the registry"}
-	}
-	if op.Signer != msg.From || identity != msg.From {
-		return nil, &Error{Code: CodeIdentityMismatch, Detail: "from, the signing key's owner and the TLS identity differ"}
-	}
-	if sender.Suspended {
-		return nil, &Error{Code: CodeUnknownParticipant, Detail: "sender is suspended"}
-	}
-	recipient, ok := reg.Participant(msg.To)
-	if !ok {
-		return nil, &Error{Code: CodeUnknownParticipant, Detail: "recipient is not in the registry"}
-	}
-	if recipient.Suspended {
-		return nil, &Error{Code: CodeUnknownParticipant, Detail: "recipient is suspended"}
-	}
-
-	// Replay: a byte-identical retry gets the original answer.
-	if prev, err := x.o.Store.Message(ctx, msg.From, msg.ID); err == nil {
-		if ans, err := retryAnswer(prev, op.JWSSHA256); ans != nil || err != nil {
-			return ans, err
-		}
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return nil, unavailable(err)
-	}
-	if err := msg.CheckTime(now, x.o.Profile); err != nil {
-		return nil, err
-	}
-
-	// Decide.
-	in, err := x.input(ctx, now, msg, sender, recipient)
-	if err != nil {
-		return nil, err
-	}
-	bundle := x.o.Policy.Current()
-	decisionID := uuid.NewString()
-	var dec policy.Decision
-	version := ""
-	if bundle == nil {
-		dec = policy.Deny("no policy is loaded")
-		err = errors.New("no policy bundle")
-	} else {
-		version = bundle.Version
-		dec, err = bundle.Decide(ctx, in)
-	}
-	if err != nil {
-		errID := uuid.NewString()
-		x.o.Logger.Error("policy evaluation failed; denying", "error_id", errID, "decision_id", decisionID, "error", err)
-		dec = policy.Deny("the policy could not decide (error " + errID + ")")
-	}
-	// Minimise now, and check the copy before anything is sealed: what
-	// fails the check is denied (R1), never delivered.
-	var minimised map[string]any
-	if dec.Allow {
-		minimised = Redact(msg.Raw, dec.Redact)
-		if cerr := CheckDelivered(msg.Raw, minimised, dec.Redact); cerr != nil {
-			errID := uuid.NewString()
-			x.o.Logger.Error("the minimised copy failed its check; denying", "error_id", errID, "decision_id", decisionID, "error", cerr)
-			dec = policy.Deny("the gateway could not verify what the recipient would receive (error " + errID + ")")
-			minimised = nil
-		}
-	}
-	rules := dec.Rules()
-	x.logDecision(ctx, decisionID, version, in, dec, rules)
-	if x.o.OnDecision != nil {
-		x.o.OnDecision(dec.Allow, rules)
-	}
-
-	rec := &store.Message{
-		From: msg.From, ID: msg.ID, To: msg.To, Type: msg.Type, Purpose: msg.Purpose,
-		InReplyTo:           msg.InReplyTo,
-		RequestedAssertions: stringList(msg.Record, "requested_assertions"),
-		ConsentID:           reliesOn(msg),
-		JWSSHA256:           op.JWSSHA256,
-		DecisionID:          decisionID,
-		PolicyVersion:       version,
-		Rules:               rules,
-		Redacted:            dec.Redact,
-		RetentionDays:       dec.Obligations.RetentionDays,
-		Expires:             msg.ExpiresAt(),
-		CreatedAt:           now,
-		UpdatedAt:           now,
-	}
-	if !dec.Allow {
-		leave()
-		rec.Status = store.StatusDenied
-		if x.journaled() {
-			if err := x.o.Journal.RecordDenial(ctx, rec, x.entry(audit.KindDenied, rec, msg, nil)); err != nil {
-				// The denial stands whether or not it could be recorded.
-				x.o.Logger.Error("could not record a denial or its audit entry", "decision_id", decisionID, "error", err)
-			}
-		} else {
-			if err := x.o.Store.RecordDenial(ctx, rec); err != nil {
-				// The denial stands whether or not it could be recorded.
-				x.o.Logger.Error("could not record a denial", "decision_id", decisionID, "error", err)
-			}
-			x.audit(ctx, audit.KindDenied, rec, msg, nil)
-		}
-		return nil, &Error{Code: CodePolicyDenied, Detail: "the policy refused this message",
-			DecisionID: decisionID, Reasons: dec.Reasons}
-	}
-
-	// Minimise, seal for each recipient, sign the receipt.
-	redacted := dec.Redact
-	if redacted == nil {
-		redacted = []string{}
-	}
-	receivedAt := now.Format(time.RFC3339)
-	recipients := []*trust.Participant{recipient}
-	if msg.Type == envelope.TypeConsentWithdrawal {
-		// R16: the consent is withdrawn from now on, and every recipient of
-		// an earlier referral under it is told. Withdrawing first is safe:
-		// it is idempotent, and a retry after a crash here redoes the rest.
-		if recipients, err = x.withdraw(ctx, reg, msg, recipient, now); err != nil {
-			return nil, err
-		}
-	}
-	deliveries := make([]store.Delivery, 0, len(recipients))
-	for _, r := range recipients {
-		deliveryID := uuid.NewString()
-		payload, err := json.Marshal(DeliveryPayload{
-			DeliveryID: deliveryID,
-			Message:    minimised,
-			Provenance: Provenance{
-				SenderJWSSHA256: op.JWSSHA256, SenderKID: op.SenderKID, ReceivedAt: receivedAt,
-				DecisionID: decisionID, PolicyVersion: version, Redacted: redacted,
-			},
-		})
-		if err != nil {
-			return nil, fmt.Errorf("exchange: delivery payload: %w", err)
-		}
-		sealed, err := envelope.Seal(payload, x.o.SigningKey, envelope.TypDelivery, r.EncryptionKey)
-		if err != nil {
-			return nil, fmt.Errorf("exchange: seal delivery: %w", err)
-		}
-		deliveries = append(deliveries, store.Delivery{
-			ID: deliveryID, Recipient: r.ID, MessageFrom: msg.From, MessageID: msg.ID,
-			Envelope: sealed, CreatedAt: now, VisibleAt: now,
-		})
-	}
-	bodySum := sha256.Sum256(body)
-	receiptJSON, err := json.Marshal(Receipt{
-		ID: msg.ID, From: msg.From, To: msg.To, EnvelopeSHA256: hex.EncodeToString(bodySum[:]),
-		AcceptedAt: receivedAt, DecisionID: decisionID, PolicyVersion: version,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("exchange: receipt: %w", err)
-	}
-	receipt, err := envelope.Sign(receiptJSON, x.o.SigningKey, envelope.TypReceipt)
-	if err != nil {
-		return nil, fmt.Errorf("exchange: sign receipt: %w", err)
-	}
-	answer, err := json.Marshal(AnswerBody{
-		ID: msg.ID, Status: store.StatusAccepted, DecisionID: decisionID,
-		PolicyVersion: version, Redacted: redacted, Receipt: string(receipt),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("exchange: answer: %w", err)
-	}
-	rec.Status = store.StatusAccepted
-	rec.Answer = answer
-
-	// Store durably, atomically with the replay reservation (and, on a
-	// journal, with the audit entry).
-	leave()
-	var prev *store.Message
-	if x.journaled() {
-		prev, err = x.o.Journal.Accept(ctx, rec, deliveries, x.entry(audit.KindAccepted, rec, msg, minimised))
-	} else {
-		prev, err = x.o.Store.Accept(ctx, rec, deliveries)
-	}
-	switch {
-	case errors.Is(err, store.ErrDuplicate):
-		// Lost a race with a concurrent copy: answer as a retry would be.
-		if ans, rerr := retryAnswer(prev, op.JWSSHA256); ans != nil || rerr != nil {
-			return ans, rerr
-		}
-		return nil, &Error{Code: CodeReplay, Detail: "this message id was accepted before"}
-	case err != nil:
-		return nil, unavailable(err)
-	}
-	if !x.journaled() {
-		x.audit(ctx, audit.KindAccepted, rec, msg, minimised)
-	}
-	if msg.Type == envelope.TypeConsentWithdrawal {
-		x.audit(ctx, audit.KindConsentWithdrawn, rec, msg, nil)
-	}
-	x.o.Logger.Info("message accepted", "message_id", msg.ID, "decision_id", decisionID,
-		"from", msg.From, "to", msg.To, "purpose", msg.Purpose, "type", msg.Type)
-	return &Answer{Status: 202, Body: answer}, nil
-}
-
-// audit appends the entry of a decision. The message is already stored (or
-// refused) by then; an audit failure is logged loudly and counted, and does
-// not undo it.
-func (x *Exchange) audit(ctx context.Context, kind string, rec *store.Message, msg *envelope.Message, delivered map[string]any) {
-	if x.o.Audit == nil {
-		return
-	}
-	e := x.entry(kind, rec, msg, delivered)
-	if _, err := x.o.Audit.Record(ctx, e); err != nil {
-		x.o.Logger.Error("audit append failed", "kind", kind, "message_id", rec.ID, "decision_id", rec.DecisionID, "error", err)
-	}
-}
-
-func (x *Exchange) journaled() bool { return x.o.Journal != nil && x.o.Audit != nil }
-
-// entry is the audit entry of a decision: metadata, the subject reference
-// only as its keyed hash, and the categories delivered — never values.
-func (x *Exchange) entry(kind string, rec *store.Message, msg *envelope.Message, delivered map[string]any) audit.Entry {
-	e := audit.Entry{
-		Kind: kind, MessageID: rec.ID, DecisionID: rec.DecisionID, PolicyVersion: rec.PolicyVersion,
-		From: rec.From, To: rec.To,
-		Purpose: policy.Enum(rec.Purpose, policy.KnownPurpose), Type: policy.Enum(rec.Type, policy.KnownType),
-		Rules: rec.Rules, Redacted: policy.LogPaths(rec.Redacted), PayloadSHA256: rec.JWSSHA256,
-		Categories: policy.LogPaths(Categories(delivered)),
-	}
-	if ref := stringField(msg.Subject, "ref"); ref != "" {
-		e.SubjectHash = x.o.Audit.SubjectHash(ref)
-	}
-	return e
-}
-
-// Categories lists the field paths under subject and record of a delivered
-// message ("subject.names", "record.health"): what reached the recipient,
-// never the values.
-func Categories(msg map[string]any) []string {
-	var out []string
-	for _, section := range []string{"subject", "record"} {
-		m, _ := msg[section].(map[string]any)
-		for k := range m {
-			out = append(out, section+"."+k)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-// reliesOn is the consent a message relies on: a withdrawal names one but
-// does not rely on it.
-func reliesOn(msg *envelope.Message) string {
-	if msg.Type == envelope.TypeConsentWithdrawal {
-		return ""
-	}
-	return stringField(msg.Consent, "id")
-}
-
-// withdraw records a consent withdrawal and returns who must be told: the
-// addressed recipient and every participant that received a referral under
-// the consent, less the suspended (R14) and the unknown.
-func (x *Exchange) withdraw(ctx context.Context, reg *trust.Registry, msg *envelope.Message, to *trust.Participant, now time.Time) ([]*trust.Participant, error) {
-	id := stringField(msg.Consent, "id")
-	if err := x.o.Store.WithdrawConsent(ctx, msg.From, id, now); err != nil {
-		return nil, unavailable(err)
-	}
-	earlier, err := x.o.Store.ConsentRecipients(ctx, msg.From, id)
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	out := []*trust.Participant{to}
-	for _, rid := range earlier {
-		if rid == to.ID {
-			continue
-		}
-		if p, ok := reg.Participant(rid); ok && !p.Suspended {
-			out = append(out, p)
-		}
-	}
-	x.o.Logger.Info("consent withdrawn", "message_id", msg.ID, "from", msg.From, "consent_id", id, "recipients_told", len(out))
-	return out, nil
-}
-
-// retryAnswer returns the original answer for an identical retry, a replay
-// error for a different message under the same id, and nothing when the
-// earlier record was a denial (which does not reserve the id).
-func retryAnswer(prev *store.Message, jwsSum string) (*Answer, error) {
-	if prev == nil || prev.Status == store.StatusDenied {
-		return nil, nil
-	}
-	if prev.JWSSHA256 == jwsSum && len(prev.Answer) > 0 {
-		return &Answer{Status: 200, Body: prev.Answer}, nil
-	}
-	return nil, &Error{Code: CodeReplay, Detail: "this message id was accepted before with a different signed message"}
-}
-
-// unavailable maps a store failure: an identifier no record can have (the
-// store refuses it for its content) is the sender's invalid_message, never
-// 503 (PROTOCOL §3.2: 503 only when the store cannot write).
-func unavailable(err error) error {
-	if errors.Is(err, store.ErrInvalidKey) {
-		return &Error{Code: string(envelope.CodeInvalidMessage), Detail: "an identifier the gateway cannot keep (consent.id)", Err: err}
-	}
-	return &Error{Code: CodeUnavailable, Detail: "the gateway cannot store messages now; nothing was accepted", Err: err}
-}
-
-// input builds the DOMAIN §7 decision input.
-func (x *Exchange) input(ctx context.Context, now time.Time, msg *envelope.Message, sender, recipient *trust.Participant) (policy.Input, error) {
-	in := policy.Input{
-		Now:       now.Format(time.RFC3339),
-		Message:   msg.Raw,
-		Sender:    party(sender),
-		Recipient: party(recipient),
-	}
-	if id := stringField(msg.Consent, "id"); id != "" {
-		w, err := x.o.Store.ConsentWithdrawn(ctx, msg.From, id)
-		if err != nil {
-			return in, unavailable(err)
-		}
-		in.ConsentWithdrawn = w
-	}
-	if strings.HasSuffix(msg.Type, ".response") && msg.InReplyTo != "" {
-		// The request answered was sent by this response's recipient.
-		req, err := x.o.Store.Message(ctx, msg.To, msg.InReplyTo)
-		switch {
-		case err == nil:
-			if req.To == msg.From && req.Status != store.StatusDenied {
-				in.Request = &policy.Request{
-					ID: req.ID, Type: req.Type, From: req.From, To: req.To,
-					Purpose: req.Purpose, RequestedAssertions: req.RequestedAssertions,
-				}
-			}
-		case errors.Is(err, store.ErrNotFound):
-		default:
-			return in, unavailable(err)
-		}
-	}
-	return in, nil
-}
-
-func party(p *trust.Participant) policy.Party {
-	roles := p.Roles
-	if roles == nil {
-		roles = []string{}
-	}
-	return policy.Party{ID: p.ID, Kind: p.Kind, Country: p.Country, Roles: roles, Suspended: p.Suspended}
-}
-
-// logDecision writes the decision record (one per decision, allow or deny):
-// identifiers, rule ids, redacted paths and the input with personal data
-// masked (policy.Masker: closed vocabularies and protocol facts only,
-// references as keyed hashes), so that a compliance officer can see why
-// without seeing whom.
-func (x *Exchange) logDecision(ctx context.Context, id, version string, in policy.Input, d policy.Decision, rules []string) {
-	if !x.o.Logger.Enabled(ctx, slog.LevelInfo) {
-		return
-	}
-	mk := x.masker()
-	msg := mk.Message(in.Message)
-	input := map[string]any{
-		"now": in.Now, "message": msg, "sender": in.Sender, "recipient": in.Recipient,
-		"request": in.Request, "consent_withdrawn": in.ConsentWithdrawn,
-	}
-	x.o.Logger.LogAttrs(ctx, slog.LevelInfo, "decision",
-		slog.String("decision_id", id), slog.String("policy_version", version),
-		slog.Any("message_id", msg["id"]), slog.Any("from", msg["from"]), slog.Any("to", msg["to"]),
-		slog.Any("purpose", msg["purpose"]), slog.Any("type", msg["type"]),
-		slog.Bool("allow", d.Allow), slog.Any("rules", rules), slog.Any("redacted", policy.LogPaths(d.Redact)),
-		slog.Int("retention_days", d.Obligations.RetentionDays), slog.Bool("review", d.Obligations.Review),
-		slog.Any("input", input))
-}
-
-// masker masks messages for the decision log: references as the audit
-// log's keyed hashes, participants shown when registered.
-func (x *Exchange) masker() policy.Masker {
-	mk := policy.Masker{Participant: func(id string) bool {
-		reg := x.o.Registry.Load()
-		if reg == nil {
-			return false
-		}
-		_, ok := reg.Participant(id)
-		return ok
-	}}
-	if x.o.Audit != nil {
-		mk.Hash = x.o.Audit.SubjectHash
-	}
-	return mk
-}
-
-func stringField(m map[string]any, k string) string {
-	s, _ := m[k].(string)
-	return s
-}
-
-func stringList(m map[string]any, k string) []string {
-	l, _ := m[k].([]any)
-	var out []string
-	for _, v := range l {
-		if s, ok := v.(string); ok {
-			out = append(out, s)
-		}
-	}
-	return out
+	return s, nil
 }

@@ -6,19 +6,12 @@ import (
 	"time"
 
 	"github.com/xborder/xborder/gateway/store"
+	"github.com/xborder/xborder/gateway/wire"
 )
-
-// StatusBody is the answer of GET /v1/messages/{id} (PROTOCOL §5).
-type StatusBody struct {
-	ID        string `json:"id"`
-	Status    string `json:"status"`
-	Attempts  int    `json:"attempts"`
-	UpdatedAt string `json:"updated_at"`
-}
 
 // Status tells the sender or the recipient of message id where it stands.
 // Anyone else, and the recipient of a denied message, learns nothing.
-func (x *Exchange) Status(ctx context.Context, identity, id string) (*StatusBody, error) {
+func (x *Exchange) Status(ctx context.Context, identity, id string) (*wire.StatusBody, error) {
 	m, err := x.o.Store.Message(ctx, identity, id)
 	if errors.Is(err, store.ErrNotFound) {
 		m, err = x.o.Store.MessageTo(ctx, identity, id)
@@ -32,6 +25,6 @@ func (x *Exchange) Status(ctx context.Context, identity, id string) (*StatusBody
 	case err != nil:
 		return nil, unavailable(err)
 	}
-	return &StatusBody{ID: m.ID, Status: m.Status, Attempts: m.Attempts,
+	return &wire.StatusBody{ID: m.ID, Status: m.Status, Attempts: m.Attempts,
 		UpdatedAt: m.UpdatedAt.UTC().Format(time.RFC3339)}, nil
 }

@@ -30,6 +30,14 @@ const DefaultTimeout = 200 * time.Millisecond
 // a/b is mounted at data.a.b, as OPA's loader does.
 const DataFile = "data.json"
 
+// seedTimeout bounds the evaluation of one data-only rule at compile: a
+// decision's deadline, but never less than a second, so that a loaded
+// machine does not leave to every decision what one evaluation at compile
+// would have done.
+func seedTimeout(decision time.Duration) time.Duration {
+	return max(decision, time.Second)
+}
+
 // Options configure compilation and evaluation.
 type Options struct {
 	Timeout time.Duration // per decision; DefaultTimeout when zero
@@ -165,7 +173,7 @@ func Compile(ctx context.Context, fsys fs.FS, opts Options) (*Bundle, error) {
 	if sc.Compile(serving); sc.Failed() {
 		return nil, fmt.Errorf("policy: compile: %w", sc.Errors)
 	}
-	if b.seeds, err = seed(ctx, sc, store, testTimeout); err != nil {
+	if b.seeds, err = seed(ctx, sc, store, seedTimeout(opts.Timeout)); err != nil {
 		return nil, err
 	}
 	return b, nil

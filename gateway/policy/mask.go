@@ -41,16 +41,16 @@ var (
 		"child-justice", "social-services", "child-protection", "health", "humanitarian",
 		"human-rights-monitoring", "compliance")
 	vocab = map[string]map[string]bool{
-		"subject.birth_date_basis":         set("document", "declared", "assessed", "unknown"),
-		"record.service_type":              set("mhpss", "health", "education", "legal_aid", "alternative_care", "tracing", "livelihood", "prosecution", "monitoring", "travel"),
-		"record.requested_assertions":      set("identity_match", "nationality_confirmed", "document_valid"),
-		"record.outcome":                   set("match", "no_match", "inconclusive", "refused"),
-		"record.status":                    set("accepted", "rejected", "done"),
-		"record.fields_confirmed":          fieldNames["subject"],
-		"consent.basis":                    set("consent", "best_interests_override"),
-		"consent.given_by":                 set("subject", "representative"),
-		"consent.child_assent":             set("yes", "no", "n/a"),
-		"consent.purposes":                 vocabPurposes,
+		"subject.birth_date_basis":          set("document", "declared", "assessed", "unknown"),
+		"record.service_type":               set("mhpss", "health", "education", "legal_aid", "alternative_care", "tracing", "livelihood", "prosecution", "monitoring", "travel"),
+		"record.requested_assertions":       set("identity_match", "nationality_confirmed", "document_valid"),
+		"record.outcome":                    set("match", "no_match", "inconclusive", "refused"),
+		"record.status":                     set("accepted", "rejected", "done"),
+		"record.fields_confirmed":           fieldNames["subject"],
+		"consent.basis":                     set("consent", "best_interests_override"),
+		"consent.given_by":                  set("subject", "representative"),
+		"consent.child_assent":              set("yes", "no", "n/a"),
+		"consent.purposes":                  vocabPurposes,
 		"consent.override.approved_by_role": vocabRoles,
 	}
 	booleans   = set("record.nationality_confirmed", "record.document_valid")
