@@ -17,8 +17,8 @@ import (
 	"github.com/xborder/xborder/gateway/client"
 	"github.com/xborder/xborder/gateway/config"
 	"github.com/xborder/xborder/gateway/envelope"
-	"github.com/xborder/xborder/gateway/wire"
 	"github.com/xborder/xborder/gateway/gatewaytest"
+	"github.com/xborder/xborder/gateway/wire"
 )
 
 var ctx = context.Background()

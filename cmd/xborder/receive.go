@@ -22,8 +22,8 @@ import (
 	"github.com/xborder/xborder/adapters/file"
 	"github.com/xborder/xborder/gateway/client"
 	"github.com/xborder/xborder/gateway/envelope"
-	"github.com/xborder/xborder/gateway/wire"
 	"github.com/xborder/xborder/gateway/pki"
+	"github.com/xborder/xborder/gateway/wire"
 )
 
 // newReceive is a push-mode recipient (PROTOCOL §4 https): it serves an

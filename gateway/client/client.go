@@ -221,8 +221,8 @@ func (c *Client) VerifyReceipt(ctx context.Context, receipt string) (*wire.Recei
 
 // Delivery is an opened, verified delivery.
 type Delivery struct {
-	DeliveryID string                   `json:"delivery_id"`
-	MessageID  string                   `json:"message_id"`
+	DeliveryID string               `json:"delivery_id"`
+	MessageID  string               `json:"message_id"`
 	Payload    wire.DeliveryPayload `json:"payload"`
 }
 
