@@ -155,7 +155,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 	if g.Keys, err = LoadKeys(cfg.GatewayKeys); err != nil {
 		return nil, err
 	}
-	g.Policy, err = policy.NewEngine(ctx, os.DirFS(cfg.Policies), policy.Options{Timeout: cfg.PolicyTimeout, Logger: log.With("component", "policy")})
+	g.Policy, err = policy.NewEngine(ctx, os.DirFS(cfg.Policies), policy.Options{Timeout: cfg.PolicyTimeout, Logger: log.With("component", "policy"),
+		Verdicts: policy.Verdicts{Dir: cfg.VerdictDir()}})
 	if err != nil {
 		return nil, err
 	}

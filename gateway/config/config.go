@@ -47,6 +47,12 @@ type Config struct {
 	// PolicyWatch is how often the policies folder is checked for changes
 	// (0 disables watching).
 	PolicyWatch time.Duration `yaml:"policy_watch"`
+	// PolicyVerdicts is the folder where the policy versions that passed
+	// their Rego tests and scenarios under this program are remembered, so
+	// that a restart does not run them again ("off": always run them).
+	// Default: policy-verdicts beside the bolt store file, or beside the
+	// config file on Redis.
+	PolicyVerdicts string `yaml:"policy_verdicts"`
 	// AllowRSAOAEP256 and AllowEdDSA enable the optional algorithms of §3.
 	AllowRSAOAEP256 bool `yaml:"allow_rsa_oaep_256"`
 	AllowEdDSA      bool `yaml:"allow_eddsa"`
@@ -201,9 +207,30 @@ func (c *Config) resolve(base string) {
 	c.GatewayKeys = abs(c.GatewayKeys)
 	c.Policies = abs(c.Policies)
 	c.DevPKI = abs(c.DevPKI)
+	if c.PolicyVerdicts == "" {
+		if kind, _ := c.StoreKind(); kind != "bolt" {
+			c.PolicyVerdicts = abs("policy-verdicts")
+		}
+	} else if c.PolicyVerdicts != "off" {
+		c.PolicyVerdicts = abs(c.PolicyVerdicts)
+	}
 	if p, ok := strings.CutPrefix(c.Store, "bolt:"); ok {
 		c.Store = "bolt:" + abs(p)
 	}
+}
+
+// VerdictDir is the folder of remembered policy verdicts, "" for none.
+func (c Config) VerdictDir() string {
+	switch c.PolicyVerdicts {
+	case "off":
+		return ""
+	case "":
+		if kind, path := c.StoreKind(); kind == "bolt" {
+			return filepath.Join(filepath.Dir(path), "policy-verdicts")
+		}
+		return "policy-verdicts"
+	}
+	return c.PolicyVerdicts
 }
 
 // StoreKind returns "bolt" or "redis" and the path or URL.

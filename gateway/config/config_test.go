@@ -100,3 +100,18 @@ func TestRedisDurabilityRequiredByDefault(t *testing.T) {
 		t.Error("a Redis without AOF always would be accepted by default")
 	}
 }
+
+func TestVerdictDir(t *testing.T) {
+	c := config.Default()
+	if got := c.VerdictDir(); got != filepath.Join("data", "policy-verdicts") {
+		t.Errorf("beside the bolt store: %q", got)
+	}
+	c.PolicyVerdicts = "off"
+	if got := c.VerdictDir(); got != "" {
+		t.Errorf("off: %q", got)
+	}
+	c.PolicyVerdicts = "/var/lib/x/verdicts"
+	if got := c.VerdictDir(); got != "/var/lib/x/verdicts" {
+		t.Errorf("configured: %q", got)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -61,6 +62,26 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
+var sharedVerdicts struct {
+	once sync.Once
+	dir  string
+}
+
+// verdicts is one folder of remembered policy verdicts for every gateway
+// this test process starts: the repository's policy is tested by the first
+// one (and by gateway/policy's own tests), not again by each.
+func verdicts() string {
+	sharedVerdicts.once.Do(func() {
+		dir, err := os.MkdirTemp("", "xborder-test-verdicts-")
+		if err != nil {
+			sharedVerdicts.dir = "off"
+			return
+		}
+		sharedVerdicts.dir = dir
+	})
+	return sharedVerdicts.dir
+}
+
 // Option changes the configuration before the gateway starts.
 type Option func(*config.Config)
 
@@ -88,6 +109,7 @@ func StartFederation(t testing.TB, specs []pki.Spec, opts ...Option) *Env {
 	cfg.Policies = filepath.Join(RepoRoot(), "policies")
 	cfg.Store = "bolt:" + filepath.Join(dir, "data", "xborder.db")
 	cfg.PolicyWatch = 0
+	cfg.PolicyVerdicts = verdicts()
 	cfg.DevPKI = ""
 	cfg.LogLevel = "debug"
 	for _, o := range opts {

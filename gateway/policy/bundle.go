@@ -42,6 +42,9 @@ func seedTimeout(decision time.Duration) time.Duration {
 type Options struct {
 	Timeout time.Duration // per decision; DefaultTimeout when zero
 	Logger  *slog.Logger  // slog.Default() when nil
+	// Verdicts remembers the versions that passed their tests under this
+	// program (Engine only; none when its Dir is empty).
+	Verdicts Verdicts
 }
 
 func (o Options) withDefaults() Options {

@@ -57,12 +57,19 @@ func (e *Engine) build(ctx context.Context, fsys fs.FS) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
+	if e.opts.Verdicts.passed(b.Version) {
+		e.log.Info("policy version passed its tests and scenarios before, under this program; not run again", "version", b.Version)
+		return b, nil
+	}
 	rep, err := b.Test(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if err := rep.Err(); err != nil {
 		return nil, err
+	}
+	if err := e.opts.Verdicts.remember(b.Version, rep); err != nil {
+		e.log.Warn("could not remember the policy's verdict; the next start tests it again", "error", err)
 	}
 	return b, nil
 }
