@@ -16,7 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/xborder/xborder/gateway/bench"
+	"github.com/xborder/xborder/cmd/xborder/internal/bench"
 	"github.com/xborder/xborder/gateway/config"
 	"github.com/xborder/xborder/policies"
 )
@@ -75,6 +75,7 @@ same decision asked of ` + "`opa run --server`" + ` over HTTP (the sidecar patte
 				}
 				defer gw.stop()
 				o.Base, o.PKI, o.GatewayKeys, o.PID = gw.base, gw.pki, gw.keys, gw.cmd.Process.Pid
+				o.Policies = policies.FS() // what startGateway serves
 			} else {
 				cfg, err := config.Load(cfgPath)
 				if err != nil {
@@ -88,6 +89,7 @@ same decision asked of ` + "`opa run --server`" + ` over HTTP (the sidecar patte
 					return fmt.Errorf("bench: loads go to the loopback only, not %s", cfg.Listen)
 				}
 				o.Base, o.GatewayKeys = "https://"+cfg.Listen, cfg.GatewayKeys
+				o.Policies = os.DirFS(cfg.Policies)
 				o.PKI = pkiDir
 				if o.PKI == "" {
 					o.PKI = cfg.DevPKI

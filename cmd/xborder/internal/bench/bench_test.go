@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xborder/xborder/gateway/bench"
+	"github.com/xborder/xborder/cmd/xborder/internal/bench"
 	"github.com/xborder/xborder/gateway/config"
 	"github.com/xborder/xborder/gateway/gatewaytest"
 )

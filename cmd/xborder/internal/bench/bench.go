@@ -9,14 +9,17 @@ package bench
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -26,6 +29,8 @@ import (
 
 	"github.com/xborder/xborder/gateway/client"
 	"github.com/xborder/xborder/gateway/envelope"
+	"github.com/xborder/xborder/gateway/policy"
+	"github.com/xborder/xborder/gateway/trust"
 )
 
 // Flow is one kind of demo exchange in the mix.
@@ -68,6 +73,9 @@ type Options struct {
 	Conns    int           // concurrent requests (0: 8 flat out, 64 at a rate)
 	Flows    []Flow        // nil: DemoFlows
 	FloorN   int           // messages for the floor (0: up to 2000)
+	// Policies is the policy the gateway serves, for the decision floor
+	// (nil: no decision floor is measured).
+	Policies fs.FS
 	// Drain makes the recipients pull and acknowledge their inboxes while
 	// the load runs, as they would in production (otherwise deliveries pile
 	// up in the store, and the mapped store file in the RSS).
@@ -117,10 +125,17 @@ type Report struct {
 	// accepted one, per accepted message, in this process.
 	Floor      float64 `json:"crypto_floor_us_per_msg"`
 	FloorRatio float64 `json:"floor_ratio"`
-	PeakRSS    float64 `json:"peak_rss_mb"`
-	StartRSS   float64 `json:"start_rss_mb"`
-	EndRSS     float64 `json:"end_rss_mb"`
-	RSSGrowth  float64 `json:"rss_growth_pct"` // last 10% of samples against the first 10%
+	// DecisionFloor: the embedded policy engine deciding every sent
+	// message, in this process, quiet, per accepted message. WorkFloor =
+	// Floor + DecisionFloor is what the gateway cannot avoid;
+	// WorkFloorRatio = GatewayCPUPerOK / WorkFloor.
+	DecisionFloor  float64 `json:"decision_floor_us_per_msg"`
+	WorkFloor      float64 `json:"work_floor_us_per_msg"`
+	WorkFloorRatio float64 `json:"work_floor_ratio"`
+	PeakRSS        float64 `json:"peak_rss_mb"`
+	StartRSS       float64 `json:"start_rss_mb"`
+	EndRSS         float64 `json:"end_rss_mb"`
+	RSSGrowth      float64 `json:"rss_growth_pct"` // last 10% of samples against the first 10%
 	// Anonymous RSS (heap and stacks, no file mappings): the gateway's own memory.
 	PeakAnonRSS   float64 `json:"peak_anon_rss_mb"`
 	StartAnonRSS  float64 `json:"start_anon_rss_mb"`
@@ -322,6 +337,16 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep.Floor = floor
 	if floor > 0 && rep.GatewayCPUPerOK > 0 {
 		rep.FloorRatio = rep.GatewayCPUPerOK / floor
+	}
+	if o.Policies != nil {
+		logf("measuring the decision floor...")
+		if rep.DecisionFloor, err = measureDecisionFloor(ctx, o, envs[:sent], results[:sent]); err != nil {
+			return nil, err
+		}
+		rep.WorkFloor = rep.Floor + rep.DecisionFloor
+		if rep.WorkFloor > 0 && rep.GatewayCPUPerOK > 0 {
+			rep.WorkFloorRatio = rep.GatewayCPUPerOK / rep.WorkFloor
+		}
 	}
 	return rep, nil
 }
@@ -531,6 +556,84 @@ func measureFloor(o Options, envs []sealed, results []result) (float64, error) {
 	return float64(used.Microseconds()) / float64(accepted), nil
 }
 
+// measureDecisionFloor measures, in this process and on one goroutine, the
+// embedded policy engine deciding each sent message (allowed and denied
+// alike: the gateway decides every message), with the registry facts of
+// its parties. It returns microseconds of this process's CPU (GC included)
+// per accepted message, after a warm-up.
+func measureDecisionFloor(ctx context.Context, o Options, envs []sealed, results []result) (float64, error) {
+	fail := func(err error) (float64, error) { return 0, fmt.Errorf("bench: decision floor: %w", err) }
+	bundle, err := policy.Compile(ctx, o.Policies, policy.Options{Timeout: time.Minute})
+	if err != nil {
+		return fail(err)
+	}
+	reg, err := trust.Load(filepath.Join(o.PKI, "registry.yaml"))
+	if err != nil {
+		return fail(err)
+	}
+	gwEnc, err := envelope.LoadPrivateJWK(filepath.Join(o.GatewayKeys, "enc.jwk"))
+	if err != nil {
+		return fail(err)
+	}
+	n := o.FloorN
+	if n <= 0 {
+		n = 2000
+	}
+	n = min(n, len(envs))
+	// The inputs are made first (opening is the crypto floor's part).
+	inputs := make([]policy.Input, 0, n)
+	accepted := 0
+	for i := range n {
+		jws, err := envelope.Decrypt(envs[i].body, []*envelope.PrivateKey{gwEnc}, envelope.Profile{})
+		if err != nil {
+			return fail(err)
+		}
+		parts := strings.Split(string(jws), ".")
+		payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+		if err != nil {
+			return fail(err)
+		}
+		msg, err := envelope.ParseMessage(payload, time.Now(), envelope.Profile{DeferTimeCheck: true})
+		if err != nil {
+			return fail(err)
+		}
+		from, ok1 := reg.Participant(msg.From)
+		to, ok2 := reg.Participant(msg.To)
+		if !ok1 || !ok2 {
+			return fail(fmt.Errorf("%s or %s is not registered", msg.From, msg.To))
+		}
+		inputs = append(inputs, policy.Input{Now: time.Now().UTC().Format(time.RFC3339), Message: msg.Raw,
+			Sender: partyOf(from), Recipient: partyOf(to)})
+		if results[i].code == "" {
+			accepted++
+		}
+	}
+	if accepted == 0 {
+		return 0, nil
+	}
+	for i := range min(50, len(inputs)) { // warm-up
+		if _, err := bundle.Decide(ctx, inputs[i]); err != nil {
+			return fail(err)
+		}
+	}
+	runtime.GC()
+	c0 := selfCPU()
+	for _, in := range inputs {
+		if _, err := bundle.Decide(ctx, in); err != nil {
+			return fail(err)
+		}
+	}
+	return float64((selfCPU() - c0).Microseconds()) / float64(accepted), nil
+}
+
+func partyOf(p *trust.Participant) policy.Party {
+	roles := p.Roles
+	if roles == nil {
+		roles = []string{}
+	}
+	return policy.Party{ID: p.ID, Kind: p.Kind, Country: p.Country, Roles: roles, Suspended: p.Suspended}
+}
+
 // Table prints the report for a reader.
 func (r *Report) Table(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -551,6 +654,11 @@ func (r *Report) Table(w io.Writer) {
 	fmt.Fprintf(tw, "gateway CPU per accepted message\t%.0f µs\n", r.GatewayCPUPerOK)
 	fmt.Fprintf(tw, "crypto floor per accepted message\t%.0f µs\n", r.Floor)
 	fmt.Fprintf(tw, "floor ratio\t%.2f\n", r.FloorRatio)
+	if r.WorkFloor > 0 {
+		fmt.Fprintf(tw, "decision floor per accepted message\t%.0f µs\n", r.DecisionFloor)
+		fmt.Fprintf(tw, "work floor (crypto + decision)\t%.0f µs\n", r.WorkFloor)
+		fmt.Fprintf(tw, "work floor ratio\t%.2f\n", r.WorkFloorRatio)
+	}
 	fmt.Fprintf(tw, "gateway RSS peak / start / end\t%.1f / %.1f / %.1f MiB (growth %.1f %%; %.1f %% after the first tenth)\n", r.PeakRSS, r.StartRSS, r.EndRSS, r.RSSGrowth, r.SteadyRSSGrowth)
 	fmt.Fprintf(tw, "  anonymous (heap, stacks)\t%.1f / %.1f / %.1f MiB (growth %.1f %%; %.1f %% after the first tenth)\n", r.PeakAnonRSS, r.StartAnonRSS, r.EndAnonRSS, r.AnonRSSGrowth, r.SteadyAnonRSSGrowth)
 	if r.Drained > 0 {
