@@ -22,6 +22,7 @@ import (
 	"github.com/xborder/xborder/gateway/policy"
 	"github.com/xborder/xborder/gateway/store"
 	"github.com/xborder/xborder/gateway/trust"
+	"github.com/xborder/xborder/gateway/wire"
 )
 
 const identityKey = "xborder.identity"
@@ -32,9 +33,15 @@ type PolicyAdmin interface {
 	Status() policy.Status
 }
 
+// Submitter is the exchange as the API uses it (an *exchange.Exchange).
+type Submitter interface {
+	Submit(ctx context.Context, identity string, body []byte) (*exchange.Answer, error)
+	Status(ctx context.Context, identity, id string) (*wire.StatusBody, error)
+}
+
 // Options are the API's dependencies.
 type Options struct {
-	Exchange  *exchange.Exchange
+	Exchange  Submitter
 	Registry  exchange.Registry
 	Inbox     *inbox.Inbox
 	Policy    PolicyAdmin

@@ -23,47 +23,30 @@ const (
 	CodeInternal             = "internal"
 )
 
-// statusOf is the one table from stable code to HTTP status (PROTOCOL §3.2).
-var statusOf = map[string]int{
-	string(envelope.CodeMalformedEnvelope):    http.StatusBadRequest,
-	string(envelope.CodeUnsupportedAlgorithm): http.StatusBadRequest,
-	string(envelope.CodeDecryptionFailed):     http.StatusBadRequest,
-	string(envelope.CodeSignatureInvalid):     http.StatusUnauthorized,
-	string(envelope.CodeInvalidMessage):       http.StatusUnprocessableEntity,
-	exchange.CodeIdentityMismatch:             http.StatusForbidden,
-	exchange.CodeUnknownParticipant:           http.StatusForbidden,
-	exchange.CodeReplay:                       http.StatusConflict,
-	exchange.CodePolicyDenied:                 http.StatusForbidden,
-	exchange.CodeUnavailable:                  http.StatusServiceUnavailable,
-	exchange.CodeNotFound:                     http.StatusNotFound,
-	exchange.CodeForbidden:                    http.StatusForbidden,
-	CodePayloadTooLarge:                       http.StatusRequestEntityTooLarge,
-	CodeUnsupportedMediaType:                  http.StatusUnsupportedMediaType,
-	CodeRateLimited:                           http.StatusTooManyRequests,
-	CodeBadRequest:                            http.StatusBadRequest,
-	CodeMethodNotAllowed:                      http.StatusMethodNotAllowed,
-	CodeInternal:                              http.StatusInternalServerError,
-}
-
-var titles = map[string]string{
-	string(envelope.CodeMalformedEnvelope):    "Malformed envelope",
-	string(envelope.CodeUnsupportedAlgorithm): "Unsupported algorithm or header",
-	string(envelope.CodeDecryptionFailed):     "Decryption failed",
-	string(envelope.CodeSignatureInvalid):     "Signature invalid",
-	string(envelope.CodeInvalidMessage):       "Invalid message",
-	exchange.CodeIdentityMismatch:             "Identity mismatch",
-	exchange.CodeUnknownParticipant:           "Unknown participant",
-	exchange.CodeReplay:                       "Replay",
-	exchange.CodePolicyDenied:                 "Denied by policy",
-	exchange.CodeUnavailable:                  "Unavailable",
-	exchange.CodeNotFound:                     "Not found",
-	exchange.CodeForbidden:                    "Forbidden",
-	CodePayloadTooLarge:                       "Payload too large",
-	CodeUnsupportedMediaType:                  "Unsupported media type",
-	CodeRateLimited:                           "Rate limited",
-	CodeBadRequest:                            "Bad request",
-	CodeMethodNotAllowed:                      "Method not allowed",
-	CodeInternal:                              "Internal error",
+// codes is the one table from stable code to HTTP status and title
+// (PROTOCOL §3.2).
+var codes = map[string]struct {
+	status int
+	title  string
+}{
+	string(envelope.CodeMalformedEnvelope):    {http.StatusBadRequest, "Malformed envelope"},
+	string(envelope.CodeUnsupportedAlgorithm): {http.StatusBadRequest, "Unsupported algorithm or header"},
+	string(envelope.CodeDecryptionFailed):     {http.StatusBadRequest, "Decryption failed"},
+	string(envelope.CodeSignatureInvalid):     {http.StatusUnauthorized, "Signature invalid"},
+	string(envelope.CodeInvalidMessage):       {http.StatusUnprocessableEntity, "Invalid message"},
+	exchange.CodeIdentityMismatch:             {http.StatusForbidden, "Identity mismatch"},
+	exchange.CodeUnknownParticipant:           {http.StatusForbidden, "Unknown participant"},
+	exchange.CodeReplay:                       {http.StatusConflict, "Replay"},
+	exchange.CodePolicyDenied:                 {http.StatusForbidden, "Denied by policy"},
+	exchange.CodeUnavailable:                  {http.StatusServiceUnavailable, "Unavailable"},
+	exchange.CodeNotFound:                     {http.StatusNotFound, "Not found"},
+	exchange.CodeForbidden:                    {http.StatusForbidden, "Forbidden"},
+	CodePayloadTooLarge:                       {http.StatusRequestEntityTooLarge, "Payload too large"},
+	CodeUnsupportedMediaType:                  {http.StatusUnsupportedMediaType, "Unsupported media type"},
+	CodeRateLimited:                           {http.StatusTooManyRequests, "Rate limited"},
+	CodeBadRequest:                            {http.StatusBadRequest, "Bad request"},
+	CodeMethodNotAllowed:                      {http.StatusMethodNotAllowed, "Method not allowed"},
+	CodeInternal:                              {http.StatusInternalServerError, "Internal error"},
 }
 
 // Problem is an RFC 9457 problem document with the gateway's stable code.
@@ -96,11 +79,10 @@ func problemOf(err error) (Problem, error) {
 		p.Code, p.Detail = CodeInternal, "the gateway failed to handle this request"
 		cause = err
 	}
-	p.Status = statusOf[p.Code]
-	if p.Status == 0 {
-		p.Status = http.StatusInternalServerError
+	if _, known := codes[p.Code]; !known {
+		p.Code, p.Detail = CodeInternal, "the gateway failed to handle this request"
 	}
-	p.Title = titles[p.Code]
+	p.Status, p.Title = codes[p.Code].status, codes[p.Code].title
 	p.Type = "urn:xborder:problem:" + p.Code
 	return p, cause
 }
@@ -115,7 +97,7 @@ func renderError(c *gin.Context, log *slog.Logger, err error) {
 func writeProblem(c *gin.Context, log *slog.Logger, p Problem, cause error) {
 	p.ErrorID = uuid.NewString()
 	if p.Title == "" {
-		p.Title = titles[p.Code]
+		p.Title = codes[p.Code].title
 	}
 	if p.Type == "" {
 		p.Type = "urn:xborder:problem:" + p.Code
@@ -139,5 +121,5 @@ func writeProblem(c *gin.Context, log *slog.Logger, p Problem, cause error) {
 }
 
 func problem(code, detail string) Problem {
-	return Problem{Code: code, Detail: detail, Status: statusOf[code]}
+	return Problem{Code: code, Detail: detail, Status: codes[code].status}
 }
