@@ -21,7 +21,7 @@ type Engine struct {
 	log     *slog.Logger
 	current atomic.Pointer[Bundle]
 
-	reload    sync.Mutex // one reload at a time
+	reload      sync.Mutex // one reload at a time
 	mu          sync.Mutex // guards lastErr, lastErrAt, lastRefused, onChange
 	lastErr     string
 	lastErrAt   time.Time

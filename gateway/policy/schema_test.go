@@ -3,6 +3,7 @@ package policy_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -87,5 +88,24 @@ func TestOnChange(t *testing.T) {
 	}
 	if c := calls[1]; c.old != v0 || c.new != e.Current().Version || c.err != nil {
 		t.Errorf("acceptance: %+v", c)
+	}
+}
+
+func TestRuleMapCoversEveryRule(t *testing.T) {
+	refs, err := embedded(t).RuleMap()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, r := range refs {
+		if r.Module == "" || len(r.Entries) == 0 {
+			t.Errorf("incomplete %+v", r)
+		}
+		seen[r.Rule] = true
+	}
+	for i := 1; i <= 16; i++ {
+		if id := "R" + strconv.Itoa(i); !seen[id] {
+			t.Errorf("%s is in no module's # METADATA custom.rules", id)
+		}
 	}
 }
