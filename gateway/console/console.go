@@ -25,6 +25,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -196,6 +197,12 @@ func (c *Console) Handler() http.Handler {
 		}
 		if r.URL.Path == Prefix+"csp-report" && r.Method == http.MethodGet {
 			c.cspCount(w, r)
+			return
+		}
+		// The stylesheet and the icon are the same for everyone (the 403
+		// page uses them too); they carry no data.
+		if strings.HasPrefix(r.URL.Path, Prefix+"static/") && r.Method == http.MethodGet {
+			c.static.ServeHTTP(w, r)
 			return
 		}
 		id, ok := c.officer(r)
