@@ -11,6 +11,7 @@ package impact
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -307,8 +308,8 @@ func Compare(ctx context.Context, live, candidate *policy.Bundle, src Source, n 
 	for range workers {
 		wg.Go(func() {
 			for j := range jobs {
-				b, berr := live.Decide(ctx, j.c.Input)
-				a, aerr := candidate.Decide(ctx, j.c.Input)
+				b, berr := decide(ctx, live, j.c.Input)
+				a, aerr := decide(ctx, candidate, j.c.Input)
 				t.Add(fmt.Sprintf("#%d", j.i+1), j.c.Label, j.c.Input, OutcomeOf(b, berr), OutcomeOf(a, aerr), time.Time{})
 			}
 		})
@@ -366,8 +367,8 @@ func CompareScenarios(ctx context.Context, live, candidate *policy.Bundle) (Repo
 		if err != nil {
 			continue // the candidate's own test report shows it
 		}
-		bd, berr := live.Decide(ctx, s.Input)
-		ad, aerr := candidate.Decide(ctx, s.Input)
+		bd, berr := decide(ctx, live, s.Input)
+		ad, aerr := decide(ctx, candidate, s.Input)
 		before, after := OutcomeOf(bd, berr), OutcomeOf(ad, aerr)
 		changed := t.Add(k, s.Name, s.Input, before, after, time.Time{})
 		out = append(out, ScenarioResult{File: k, Name: s.Name, Before: before, After: after, Changed: changed,
@@ -380,4 +381,19 @@ func CompareScenarios(ctx context.Context, live, candidate *policy.Bundle) (Repo
 type fsName struct {
 	b    *policy.Bundle
 	name string
+}
+
+// decide tries an evaluation up to three times: a comparison runs beside
+// the live traffic, and an evaluation that ran out of its time on a busy
+// machine says nothing about the policy. Other errors are final.
+func decide(ctx context.Context, b *policy.Bundle, in policy.Input) (policy.Decision, error) {
+	var d policy.Decision
+	var err error
+	for range 3 {
+		d, err = b.Decide(ctx, in)
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return d, err
+		}
+	}
+	return d, err
 }

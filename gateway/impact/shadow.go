@@ -100,7 +100,7 @@ func (s *Shadow) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case j := <-s.queue:
-			d, err := s.cand.Decide(context.WithoutCancel(ctx), j.in)
+			d, err := decide(context.WithoutCancel(ctx), s.cand, j.in)
 			s.tally.Add(j.id, "", j.in, OutcomeOf(j.live, nil), OutcomeOf(d, err), j.at)
 		}
 	}
