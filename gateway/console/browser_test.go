@@ -349,4 +349,3 @@ func cspReports(t *testing.T, env *gatewaytest.Env) int {
 	}
 	return n
 }
-
