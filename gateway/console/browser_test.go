@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,6 +28,8 @@ type browserResult struct {
 	Total24            string   `json:"total24"`
 	Overflow320        int      `json:"overflow320"`
 	Rules              []string `json:"rules"`
+	History            []string `json:"history"`
+	Refused            string   `json:"refused"`
 	TryDecision        string   `json:"tryDecision"`
 	TryRemoved         []string `json:"tryRemoved"`
 	SubjectRows        int      `json:"subjectRows"`
@@ -129,11 +132,21 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}
 
-	// The candidate: data.json with the age of majority at 21.
+	// A refused edit of policies/: a data.json the schema refuses. The
+	// overview, the history, the audit log and the metrics must say so.
 	data, err := os.ReadFile(filepath.Join(gatewaytest.RepoRoot(), "policies", "data.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	broken, err := impact.Candidate(live.FS(), bytes.Replace(data, []byte(`"adult": 18`), []byte(`"adult": "18"`), 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Gateway.Policy.Reload(ctx, broken); err == nil {
+		t.Fatal("a data.json with a string age was accepted")
+	}
+
+	// The candidate: data.json with the age of majority at 21.
 	candidate := filepath.Join(t.TempDir(), "data.json")
 	if err := os.WriteFile(candidate, bytes.Replace(data, []byte(`"adult": 18`), []byte(`"adult": 21`), 1), 0o644); err != nil {
 		t.Fatal(err)
@@ -181,6 +194,13 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	if want := "Last 24 hours: " + strconv.Itoa(decisions) + " decisions (0 allowed, 3 trimmed, 2 denied)"; one.Total24 != want {
 		t.Errorf("overview: %q, want %q", one.Total24, want)
+	}
+	if !strings.Contains(one.Refused, "xborder_data.thresholds.adult") {
+		t.Errorf("overview does not show the refused version: %q", one.Refused)
+	}
+	if len(one.History) == 0 || !strings.Contains(one.History[0], "refused") || !strings.Contains(one.History[0], "xborder_data.thresholds.adult") ||
+		!strings.Contains(one.History[0], "audit log") {
+		t.Errorf("rules history: %q", one.History)
 	}
 	if one.Overflow320 > 320 {
 		t.Errorf("at 320 px the page is %d px wide", one.Overflow320)
@@ -281,6 +301,17 @@ func TestConsoleInBrowser(t *testing.T) {
 	if r, _ := env.Client("KZ-MFA").Do(ctx, http.MethodGet, "/v1/policy/shadow", "", nil); r == nil || r.Status != 403 {
 		t.Errorf("GET /v1/policy/shadow as KZ-MFA: %v", r)
 	}
+	// The metrics: each decision counted once, the refused reload, the
+	// version in force.
+	metrics := scrape(t, env.OpsURL()+"/metrics")
+	if got := metricSum(metrics, "xborder_decisions_total{"); got != decisions {
+		t.Errorf("xborder_decisions_total sums to %d, %d decisions were made", got, decisions)
+	}
+	for _, want := range []string{`xborder_policy_reloads_total{result="refused"} 1`, `xborder_policy_info{version="` + live.Version + `"} 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 	// No CSP violation was reported to the gateway either.
 	if n := cspReports(t, env); n != 0 {
 		t.Errorf("%d CSP violation reports", n)
@@ -348,4 +379,32 @@ func cspReports(t *testing.T, env *gatewaytest.Env) int {
 		t.Fatalf("csp-report: %s", r.Body)
 	}
 	return n
+}
+
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// metricSum adds the values of the series whose line starts with prefix.
+func metricSum(metrics, prefix string) int {
+	sum := 0
+	for _, line := range strings.Split(metrics, "\n") {
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		f := strings.Fields(line)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		sum += int(v)
+	}
+	return sum
 }

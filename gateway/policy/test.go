@@ -5,10 +5,15 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/tester"
 )
+
+// RegoTestTimeout bounds one Rego test case (OPA's default is 5 s, which
+// the heaviest table tests exceeded on a loaded 2-core machine).
+const RegoTestTimeout = time.Minute
 
 // TestReport is the outcome of a bundle's Rego tests and scenarios.
 type TestReport struct {
@@ -56,7 +61,10 @@ func (b *Bundle) Test(ctx context.Context) (TestReport, error) {
 		SetModules(modules).
 		RaiseBuiltinErrors(true).
 		CapturePrintOutput(false).
-		SetParallel(2)
+		SetParallel(2).
+		// A Rego test that runs out of time on a busy machine says nothing
+		// about the policy, and would keep a gateway from starting.
+		SetTimeout(RegoTestTimeout)
 	ch, err := runner.RunTests(ctx, nil)
 	if err != nil {
 		return rep, fmt.Errorf("policy: tests: %w", err)

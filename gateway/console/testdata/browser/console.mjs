@@ -70,6 +70,7 @@ try {
     await page.keyboard.press('Tab');
     out.firstFocus = await page.evaluate(() => document.activeElement?.textContent?.trim());
     out.total24 = await text(page, '.window h3');
+    out.refused = await page.locator('#refused').count() ? await text(page, '#refused') : '';
     await shot(page, '01-overview');
     await page.setViewportSize({ width: 320, height: 800 });
     out.overflow320 = await page.evaluate(() => document.documentElement.scrollWidth);
@@ -79,6 +80,7 @@ try {
     // Rules, and one module's source.
     await page.goto(`${cfg.base}/console/rules`);
     out.rules = await page.locator('#rule-map tbody th').allInnerTexts();
+    out.history = await page.locator('#history-table tbody tr').allInnerTexts();
     await shot(page, '02-rules');
     await page.locator('#rule-map a').first().click();
     await page.waitForSelector('pre.source');
