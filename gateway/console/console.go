@@ -83,6 +83,10 @@ type Options struct {
 	// Variants is how many generated inputs an impact run decides by
 	// default (10,000 when zero).
 	Variants int
+	// Inputs makes the generator of an impact run (impact.NewGenerator
+	// when nil). gateway/policy/synth's adversarial generator plugs in
+	// here, through impact.SourceFunc.
+	Inputs func(seed int64, live *policy.Bundle, parties []policy.Party, now time.Time) (impact.Source, error)
 	Logger   *slog.Logger
 	Now      func() time.Time
 }
@@ -118,6 +122,11 @@ func New(o Options) (*Console, error) {
 	}
 	if o.Variants <= 0 {
 		o.Variants = 10000
+	}
+	if o.Inputs == nil {
+		o.Inputs = func(seed int64, live *policy.Bundle, parties []policy.Party, now time.Time) (impact.Source, error) {
+			return impact.NewGenerator(seed, live, parties, now)
+		}
 	}
 	if o.Certificates == nil {
 		o.Certificates = NewCertificates()

@@ -144,7 +144,7 @@ func (c *Console) runJob(j *job, live *policy.Bundle, fsys fs.FS) {
 		j.ScenRep, j.Scenarios, j.Stage = srep, scen, "comparing on "+itoa(j.Variants)+" generated inputs"
 	})
 	reg := c.o.Registry.Load()
-	gen, err := impact.NewGenerator(j.Seed, live, impact.Parties(reg.Participants()), c.o.Now())
+	gen, err := c.o.Inputs(j.Seed, live, impact.Parties(reg.Participants()), c.o.Now())
 	if err != nil {
 		c.setStage(j, func() { j.Err = err.Error() })
 		return
