@@ -23,6 +23,7 @@ import (
 	"github.com/xborder/xborder/gateway/api"
 	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/config"
+	"github.com/xborder/xborder/gateway/console"
 	"github.com/xborder/xborder/gateway/delivery"
 	"github.com/xborder/xborder/gateway/envelope"
 	"github.com/xborder/xborder/gateway/exchange"
@@ -123,9 +124,12 @@ type Gateway struct {
 	Metrics  *api.Metrics
 	Audit    *audit.Log
 	Worker   *delivery.Worker
+	Console  *console.Console
 
-	auditBackend audit.Backend
-	bg           sync.WaitGroup // background jobs, waited for before the stores close
+	auditBackend   audit.Backend
+	consoleHistory *console.History
+	certificates   *console.Certificates
+	bg             sync.WaitGroup // background jobs, waited for before the stores close
 
 	api, ops     *http.Server
 	apiLn, opsLn net.Listener
@@ -209,6 +213,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 	if err != nil {
 		return nil, err
 	}
+	if err = g.buildConsole(); err != nil {
+		return nil, err
+	}
 	var jr exchange.Journal // nil unless on bolt: not a nil *journal in an interface
 	journal := journalFor(boltStore, g.Audit, g.Metrics)
 	if journal != nil {
@@ -222,6 +229,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 		},
 		Logger:      log.With("component", "exchange"),
 		OnDecision:  g.Metrics.Decision,
+		Shadow:      g.Console.Observe,
 		Audit:       auditor{g.Audit, g.Metrics},
 		Journal:     jr,
 		MaxInflight: cfg.MaxInflight,
@@ -272,14 +280,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 		Exchange: g.Exchange, Registry: g.Registry, Inbox: box, Policy: g.Policy,
 		JWKS: func() []byte { return g.Keys.JWKS }, BodyLimit: cfg.BodyLimit,
 		Logger: log.With("component", "api"), Metrics: g.Metrics, Subject: g.SubjectReport,
-		Limiter: limiter.Wait,
+		Limiter: limiter.Wait, ShadowReport: g.shadowReport,
 	})
 	if err != nil {
 		return nil, err
 	}
 	serverCert := g.Keys.TLS
 	g.api = &http.Server{
-		Handler: handler,
+		Handler: g.withConsole(handler),
 		// The registry in force decides whom to trust, handshake by handshake.
 		TLSConfig:         g.Registry.TLSConfig(serverCert),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -349,7 +357,6 @@ func (g *Gateway) Serve(ctx context.Context) error {
 	g.background(wctx, func(ctx context.Context) { g.Worker.Run(ctx) })
 	g.background(wctx, func(ctx context.Context) { g.Audit.Run(ctx, g.cfg.AuditCheckpoint) })
 	g.background(wctx, g.purgeLoop)
-	g.background(wctx, g.auditPolicyChanges)
 	errc := make(chan error, 2)
 	go func() { errc <- g.api.Serve(tls.NewListener(g.apiLn, g.api.TLSConfig)) }()
 	go func() { errc <- g.ops.Serve(g.opsLn) }()
@@ -482,26 +489,6 @@ func (g *Gateway) Purge(ctx context.Context, now time.Time) ([]store.Purged, err
 		}
 	}
 	return purged, err
-}
-
-// auditPolicyChanges appends an entry whenever the policy in force changes
-// or an edit is refused.
-func (g *Gateway) auditPolicyChanges(ctx context.Context) {
-	last := g.Policy.Status()
-	onTick(ctx, 500*time.Millisecond, func() {
-		st := g.Policy.Status()
-		var kind string
-		switch {
-		case st.Version != last.Version:
-			kind = audit.KindPolicyChanged
-		case st.LastError != "" && !st.LastErrorAt.Equal(last.LastErrorAt):
-			kind = audit.KindPolicyRefused
-		default:
-			return
-		}
-		last = st
-		g.record(ctx, audit.Entry{Kind: kind, PolicyVersion: st.Version})
-	})
 }
 
 // watchRegistry reloads the trust registry when its file changes (a

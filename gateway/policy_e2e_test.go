@@ -65,7 +65,7 @@ func TestComplianceAPI(t *testing.T) {
 	if !strings.HasPrefix(st.Version, "sha256:") || len(st.Modules) == 0 {
 		t.Errorf("policy status %+v", st)
 	}
-	scenario, err := os.ReadFile(filepath.Join(gatewaytest.RepoRoot(), "policies", "scenarios", "s02.json"))
+	scenario, err := os.ReadFile(filepath.Join(gatewaytest.RepoRoot(), "policies", "scenarios", "s02", "s02.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

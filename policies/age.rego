@@ -4,6 +4,12 @@
 # decision by subject.birth_date (a partial date counts at its latest possible
 # day), by subject.age_estimate when no valid date is known, and also when
 # neither is known. Thresholds come from data.xborder_data.thresholds.
+# METADATA
+# title: R4 presumption of minority, R5 age bands
+# custom:
+#   rules:
+#     R4: [child, known_child, years]
+#     R5: [band, assent_required]
 package xborder.age
 
 import data.xborder.lib

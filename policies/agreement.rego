@@ -5,6 +5,11 @@
 # A consent.withdrawal only protects the subject, and the recipients of
 # earlier referrals must be told even after the agreement has ended (R16):
 # for it, an agreement that has started is enough.
+# METADATA
+# title: R3 active data-sharing agreement
+# custom:
+#   rules:
+#     R3: [deny]
 package xborder.agreement
 
 import data.xborder.lib

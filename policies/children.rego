@@ -1,4 +1,10 @@
 # R6 no screening of children and R7 minimum age of criminal responsibility.
+# METADATA
+# title: R6 no screening of children, R7 minimum age of criminal responsibility
+# custom:
+#   rules:
+#     R6: [deny]
+#     R7: [deny]
 package xborder.children
 
 import data.xborder.age

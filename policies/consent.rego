@@ -1,4 +1,11 @@
 # R5 child age bands, R9 referral consent and R16 withdrawn consent.
+# METADATA
+# title: R5/R9 referral consent and best-interests override, R16 withdrawn consent
+# custom:
+#   rules:
+#     R5: [deny]
+#     R9: [deny, review]
+#     R16: [deny]
 package xborder.consent
 
 import data.xborder.age

@@ -8,6 +8,10 @@
 # related_resources:
 #   - description: DOMAIN.md, the policy specification
 #     ref: https://github.com/xborder/xborder/blob/main/DOMAIN.md
+# custom:
+#   rules:
+#     R1: [allow, denials]
+#     R13: [retention_days]
 package xborder
 
 import data.xborder.age

@@ -18,6 +18,16 @@
 # fields that end up removed get a reason. The sets built from data alone
 # (_lists, _levels, _l4_fields, _top_level) do not depend on the message: the
 # gateway computes them once per policy version (gateway/policy).
+# METADATA
+# title: R10 minimisation, and the removals of R6, R8, R11, R12, R15
+# custom:
+#   rules:
+#     R6: [removals]
+#     R8: [removals]
+#     R10: [removals]
+#     R11: [removals]
+#     R12: [removals]
+#     R15: [removals]
 package xborder.minimise
 
 import data.xborder.age

@@ -1,5 +1,11 @@
 # R14 suspended parties, and the message's own addressing against the
 # registry facts the gateway supplies.
+# METADATA
+# title: R14 suspended parties; R1 addressing against the registry facts
+# custom:
+#   rules:
+#     R1: [deny]
+#     R14: [deny]
 package xborder.parties
 
 import data.xborder.lib

@@ -1,6 +1,11 @@
 # R2 purpose: the purpose is in the catalogue, the message type is allowed
 # for it, the sender holds a sender role and the recipient a recipient role.
 # For a response the role columns are read in reverse.
+# METADATA
+# title: R2 purpose catalogue, message types and roles
+# custom:
+#   rules:
+#     R2: [deny]
 package xborder.purpose
 
 import data.xborder.lib

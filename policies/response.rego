@@ -2,6 +2,12 @@
 #
 # The gateway looks up the accepted request named by in_reply_to and passes
 # its metadata as input.request (null or absent when there is none).
+# METADATA
+# title: R11 verification answers are assertions, R15 answers bind to requests
+# custom:
+#   rules:
+#     R11: [deny]
+#     R15: [deny]
 package xborder.response
 
 import data.xborder.lib

@@ -65,7 +65,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	pkiCmd.AddCommand(newPKIInit(stdout), newPKIRotate(stdout), newPKIRetire(stdout))
 
 	policyCmd := &cobra.Command{Use: "policy", Short: "Evaluate and test the policy offline"}
-	policyCmd.AddCommand(newPolicyEval(stdout), newPolicyTest(stdout))
+	policyCmd.AddCommand(newPolicyEval(stdout), newPolicyTest(stdout), newPolicyImpact(stdout))
 
 	root.AddCommand(newServe(stderr), pkiCmd, newSend(stdout), newInbox(stdout), policyCmd, newReceive(stdout), newAudit(stdout), newBench(stdout), newDeadLetters(stdout))
 	return root
@@ -369,11 +369,25 @@ func newInbox(stdout io.Writer) *cobra.Command {
 	return c
 }
 
-func policyFS(dir string) fsys {
-	if dir == "" {
-		return fsys{policies.FS(), "embedded default policies"}
+// policyFS is --policies DIR, else ./policies when it exists (the copy a
+// compliance officer edits), else the copy embedded in this binary. Which
+// one is said on stderr.
+func policyFS(cmd *cobra.Command, dir string) fsys {
+	src := fsys{os.DirFS(dir), dir}
+	switch {
+	case dir != "":
+	case isDir(policies.DirName):
+		src = fsys{os.DirFS(policies.DirName), "./" + policies.DirName}
+	default:
+		src = fsys{policies.FS(), "the copy embedded in this binary (no ./" + policies.DirName + " here)"}
 	}
-	return fsys{os.DirFS(dir), dir}
+	fmt.Fprintf(cmd.ErrOrStderr(), "policies: %s\n", src.name)
+	return src
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
 }
 
 func newPolicyEval(stdout io.Writer) *cobra.Command {
@@ -387,18 +401,13 @@ func newPolicyEval(stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var in policy.Input
 			// A scenario file ({"input": …, "expect": …}) is accepted as well.
-			var scenario struct {
-				Input *policy.Input `json:"input"`
+			in, err := policy.ParseInput(raw)
+			if err != nil {
+				return fmt.Errorf("%s: not a decision input (DOMAIN.md §7) or a scenario file", input)
 			}
-			if err := json.Unmarshal(raw, &scenario); err == nil && scenario.Input != nil && scenario.Input.Message != nil {
-				in = *scenario.Input
-			} else if err := json.Unmarshal(raw, &in); err != nil || in.Message == nil {
-				return fmt.Errorf("%s: not a decision input (DOMAIN.md §7)", input)
-			}
-			src := policyFS(dir)
-			b, err := policy.Compile(cmd.Context(), src.fs, policy.Options{})
+			src := policyFS(cmd, dir)
+			b, err := policy.Compile(cmd.Context(), src.fs, policy.Options{Timeout: offlineTimeout})
 			if err != nil {
 				return err
 			}
@@ -412,7 +421,7 @@ func newPolicyEval(stdout io.Writer) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&input, "input", "", "decision input JSON (or a scenario file)")
-	c.Flags().StringVar(&dir, "policies", "", "policies folder (default: the embedded defaults)")
+	c.Flags().StringVar(&dir, "policies", "", "policies folder (default: ./policies if it exists, else the copy embedded in the binary)")
 	_ = c.MarkFlagRequired("input")
 	return c
 }
@@ -424,8 +433,8 @@ func newPolicyTest(stdout io.Writer) *cobra.Command {
 		Short: "Run the Rego tests and the scenarios",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			src := policyFS(dir)
-			b, err := policy.Compile(cmd.Context(), src.fs, policy.Options{})
+			src := policyFS(cmd, dir)
+			b, err := policy.Compile(cmd.Context(), src.fs, policy.Options{Timeout: offlineTimeout})
 			if err != nil {
 				return err
 			}
@@ -455,7 +464,7 @@ func newPolicyTest(stdout io.Writer) *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&dir, "policies", "", "policies folder (default: the embedded defaults)")
+	c.Flags().StringVar(&dir, "policies", "", "policies folder (default: ./policies if it exists, else the copy embedded in the binary)")
 	return c
 }
 

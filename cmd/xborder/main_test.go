@@ -287,10 +287,11 @@ func TestPolicyCommands(t *testing.T) {
 	if code := run([]string{"policy", "test"}, &out, &out); code != 0 {
 		t.Fatalf("policy test exit %d:\n%s", code, out.String())
 	}
-	scenario := filepath.Join(gatewaytest.RepoRoot(), "policies", "scenarios", "s02.json")
+	scenario := filepath.Join(gatewaytest.RepoRoot(), "policies", "scenarios", "s02", "s02.json")
 	out.Reset()
-	if code := run([]string{"policy", "eval", "--input", scenario}, &out, &out); code != 0 {
-		t.Fatalf("policy eval exit %d:\n%s", code, out.String())
+	var errb bytes.Buffer
+	if code := run([]string{"policy", "eval", "--input", scenario}, &out, &errb); code != 0 {
+		t.Fatalf("policy eval exit %d:\n%s%s", code, out.String(), errb.String())
 	}
 	var got struct {
 		Decision struct {

@@ -54,7 +54,7 @@ func writeRedisConfig(t *testing.T, dir, pkiDir, redisURL, extra string) string 
 	return path
 }
 
-// adultReferral is policies/scenarios/s18.json (KZ-MTSZN refers an adult
+// adultReferral is policies/scenarios/s18/s18.json (KZ-MTSZN refers an adult
 // who consented for herself to UN-IOM for rehabilitation) with a fresh id,
 // iat/exp around now and consent dates around now.
 func adultReferral(consentID string) map[string]any {

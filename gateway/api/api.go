@@ -5,7 +5,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -56,6 +55,10 @@ type Options struct {
 	// Limiter, when set, is asked before a message is opened; it returns
 	// how long the sender must wait when its quota is spent.
 	Limiter func(ctx context.Context, sender string) (time.Duration, error)
+	// ShadowReport, when set, answers compliance officers' GET
+	// /v1/policy/shadow: the report of the candidate running in shadow
+	// (false when none was started).
+	ShadowReport func(ctx context.Context) (any, bool)
 }
 
 func init() { gin.SetMode(gin.ReleaseMode) }
@@ -96,6 +99,7 @@ func New(o Options) (http.Handler, error) {
 	v1.GET("/jwks", h.jwks)
 	v1.GET("/policy", h.compliance, h.policyStatus)
 	v1.POST("/policy/evaluate", h.compliance, h.policyEvaluate)
+	v1.GET("/policy/shadow", h.compliance, h.policyShadow)
 	v1.GET("/audit/subject", h.compliance, h.subject)
 	return r, nil
 }
@@ -272,15 +276,14 @@ func (h *handlers) policyEvaluate(c *gin.Context) {
 		writeProblem(c, h.log, problem(CodePayloadTooLarge, "the body exceeds the limit"), nil)
 		return
 	}
-	v, err := envelope.DecodeStrict(body, 32)
-	if err != nil {
+	if _, err := envelope.DecodeStrict(body, 32); err != nil {
 		writeProblem(c, h.log, problem(CodeBadRequest, "the body is not a JSON decision input"), nil)
 		return
 	}
-	raw, _ := json.Marshal(v)
-	var in policy.Input
-	if err := json.Unmarshal(raw, &in); err != nil || in.Message == nil {
-		writeProblem(c, h.log, problem(CodeBadRequest, "the body is not a decision input (DOMAIN.md §7)"), nil)
+	// A bare input or a scenario file, as `xborder policy eval` takes.
+	in, err := policy.ParseInput(body)
+	if err != nil {
+		writeProblem(c, h.log, problem(CodeBadRequest, "the body is not a decision input (DOMAIN.md §7) or a scenario file"), nil)
 		return
 	}
 	b := h.o.Policy.Current()
@@ -293,4 +296,19 @@ func (h *handlers) policyEvaluate(c *gin.Context) {
 		h.log.Warn("policy evaluation failed on a compliance request", "error", err)
 	}
 	c.JSON(http.StatusOK, gin.H{"decision": dec, "policy_version": b.Version})
+}
+
+// policyShadow is the report of the candidate running in shadow.
+func (h *handlers) policyShadow(c *gin.Context) {
+	if h.o.ShadowReport == nil {
+		writeProblem(c, h.log, problem(exchange.CodeNotFound, "no shadow run on this gateway"), nil)
+		return
+	}
+	rep, ok := h.o.ShadowReport(c.Request.Context())
+	if !ok {
+		writeProblem(c, h.log, problem(exchange.CodeNotFound, "no shadow run was started (see the console's impact page)"), nil)
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, rep)
 }

@@ -27,9 +27,12 @@ type Metrics struct {
 	Registry      *prometheus.Registry
 	Requests      *prometheus.CounterVec   // by route and status
 	Latency       *prometheus.HistogramVec // by route
-	Decisions     *prometheus.CounterVec   // by allow and rule
+	Decisions     *prometheus.CounterVec   // by allow: each decision once
+	DecisionRules *prometheus.CounterVec   // by allow and rule: a decision once per rule it names
 	Deliveries    *prometheus.CounterVec   // by outcome: delivered, retry, dead_lettered
 	AuditFailures prometheus.Counter
+	PolicyVersion *prometheus.GaugeVec   // xborder_policy_info{version}: 1 for the version in force
+	PolicyReloads *prometheus.CounterVec // by result: accepted, refused
 }
 
 // NewMetrics registers the collectors.
@@ -44,16 +47,20 @@ func NewMetrics() *Metrics {
 			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"route"}),
 		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "xborder_decisions_total", Help: "Policy decisions by outcome and rule.",
+			Name: "xborder_decisions_total", Help: "Policy decisions by outcome, each decision counted once.",
+		}, []string{"allow"}),
+		DecisionRules: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xborder_decision_rules_total", Help: "Rules named by policy decisions, by outcome and rule (a decision counts once for each rule it names).",
 		}, []string{"allow", "rule"}),
 	}
+	m.registerPolicy()
 	m.Deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "xborder_deliveries_total", Help: "Delivery attempts by outcome.",
 	}, []string{"outcome"})
 	m.AuditFailures = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "xborder_audit_failures_total", Help: "Audit entries that could not be appended.",
 	})
-	m.Registry.MustRegister(m.Requests, m.Latency, m.Decisions, m.Deliveries, m.AuditFailures,
+	m.Registry.MustRegister(m.Requests, m.Latency, m.Decisions, m.DecisionRules, m.Deliveries, m.AuditFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -95,14 +102,12 @@ func (m *Metrics) Observe(c *gin.Context) {
 	m.Latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
 }
 
-// Decision counts one decision.
+// Decision counts one decision once, and each rule it names.
 func (m *Metrics) Decision(allow bool, rules []string) {
 	a := strconv.FormatBool(allow)
-	if len(rules) == 0 {
-		m.Decisions.WithLabelValues(a, "").Inc()
-	}
+	m.Decisions.WithLabelValues(a).Inc()
 	for _, r := range rules {
-		m.Decisions.WithLabelValues(a, r).Inc()
+		m.DecisionRules.WithLabelValues(a, r).Inc()
 	}
 }
 

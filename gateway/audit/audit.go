@@ -75,10 +75,16 @@ type Entry struct {
 	PayloadSHA256 string `json:"payload_sha256,omitempty"`
 	// SubjectHash is Log.SubjectHash(subject.ref), "" when none.
 	SubjectHash string `json:"subject_hash,omitempty"`
+	// Detail says why a policy version was refused (compiler or test
+	// messages: file, rule and field names, never message content).
+	Detail string `json:"detail,omitempty"`
 
 	Prev string `json:"prev,omitempty"`
 	Hash string `json:"hash,omitempty"`
 }
+
+// MaxDetail bounds Entry.Detail.
+const MaxDetail = 2000
 
 // Checkpoint is a signed statement of a chain's length and head.
 type Checkpoint struct {
@@ -165,6 +171,9 @@ func (e *Entry) check() error {
 	}
 	if e.Time.IsZero() {
 		return errors.New("audit: entry: no time")
+	}
+	if len(e.Detail) > MaxDetail {
+		return fmt.Errorf("audit: entry: detail longer than %d bytes", MaxDetail)
 	}
 	if e.SubjectHash != "" && !isHex64(e.SubjectHash) {
 		return errors.New("audit: entry: subject_hash is not a keyed hash")

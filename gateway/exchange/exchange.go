@@ -70,6 +70,11 @@ type Options struct {
 	Logger         *slog.Logger
 	// OnDecision, when set, is told of every decision (for metrics).
 	OnDecision func(allow bool, rules []string)
+	// Shadow, when set, is given every decision the policy made, after it
+	// was made, with its input and the policy version, on the request's
+	// goroutine: it must return at once (hand the work to a bounded queue)
+	// and must not modify in. The live decision alone acts.
+	Shadow func(ctx context.Context, decisionID string, in policy.Input, live policy.Decision, version string)
 	// Audit, when set, receives one entry per acceptance and denial.
 	Audit Auditor
 	// MaxInflight bounds the submissions doing their processor-bound work

@@ -173,6 +173,10 @@ func (x *Exchange) decide(ctx context.Context, s *submission) (*Answer, error) {
 		errID := uuid.NewString()
 		x.o.Logger.Error("policy evaluation failed; denying", "error_id", errID, "decision_id", s.decisionID, "error", err)
 		s.decision = policy.Deny("the policy could not decide (error " + errID + ")")
+		return nil, nil
+	}
+	if x.o.Shadow != nil {
+		x.o.Shadow(ctx, s.decisionID, s.input, s.decision, s.version)
 	}
 	return nil, nil
 }

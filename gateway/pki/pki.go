@@ -312,6 +312,11 @@ func generate(specs []Spec, hosts []string, now time.Time) ([]file, error) {
 		}
 		add(path.Join(s.ID, TLSCert), crt, 0o644)
 		add(path.Join(s.ID, TLSKey), key, 0o600)
+		bundle, err := p12(crt, key, caCert)
+		if err != nil {
+			return nil, err
+		}
+		add(path.Join(s.ID, TLSP12), bundle, 0o600)
 		sign, enc, err := jwks(s.ID)
 		if err != nil {
 			return nil, err

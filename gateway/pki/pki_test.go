@@ -63,6 +63,9 @@ func expectedFiles(ids ...string) map[string]fs.FileMode {
 		want[id+"/enc.pub.jwk"] = 0o644
 		want[id+"/tls.crt"] = 0o644
 		want[id+"/tls.key"] = 0o600
+		if id != "gateway" {
+			want[id+"/tls.p12"] = 0o600
+		}
 	}
 	return want
 }

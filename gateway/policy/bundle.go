@@ -135,6 +135,9 @@ func Compile(ctx context.Context, fsys fs.FS, opts Options) (*Bundle, error) {
 	if len(b.Modules) == 0 {
 		return nil, errors.New("policy: compile: no .rego files")
 	}
+	if err := ValidateData(ctx, b.data); err != nil {
+		return nil, err
+	}
 
 	// Everything, tests included, must compile under the capabilities.
 	all, err := b.parse(true)

@@ -21,10 +21,12 @@ type Engine struct {
 	log     *slog.Logger
 	current atomic.Pointer[Bundle]
 
-	reload    sync.Mutex // one reload at a time
-	mu        sync.Mutex // guards lastErr, lastErrAt
-	lastErr   string
-	lastErrAt time.Time
+	reload      sync.Mutex // one reload at a time
+	mu          sync.Mutex // guards lastErr, lastErrAt, lastRefused, onChange
+	lastErr     string
+	lastErrAt   time.Time
+	lastRefused string
+	onChange    []ChangeFunc
 }
 
 // Status describes the bundle in service and the last refused reload.
@@ -34,6 +36,8 @@ type Status struct {
 	LoadedAt    time.Time `json:"loaded_at"`
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// LastRefusedVersion is the digest of the files last refused.
+	LastRefusedVersion string `json:"last_refused_version,omitempty"`
 }
 
 // NewEngine compiles and tests the policies of fsys and refuses to start
@@ -90,17 +94,21 @@ func (e *Engine) Reload(ctx context.Context, fsys fs.FS) error {
 	defer e.reload.Unlock()
 	b, err := e.build(ctx, fsys)
 	if err != nil {
+		refused := &RefusedError{Err: err, At: time.Now().UTC()}
+		refused.Version, _ = Digest(fsys)
 		e.mu.Lock()
-		e.lastErr, e.lastErrAt = err.Error(), time.Now().UTC()
+		e.lastErr, e.lastErrAt, e.lastRefused = err.Error(), refused.At, refused.Version
 		e.mu.Unlock()
-		e.log.Warn("policy reload refused", "version", e.Current().Version, "error", err)
-		return err
+		e.log.Warn("policy reload refused", "version", e.Current().Version, "refused", refused.Version, "error", err)
+		e.changed(e.Current(), nil, refused)
+		return refused
 	}
 	old := e.current.Swap(b)
 	e.mu.Lock()
 	e.lastErr, e.lastErrAt = "", time.Time{}
 	e.mu.Unlock()
 	e.log.Info("policy reloaded", "version", b.Version, "previous", old.Version, "modules", len(b.Modules))
+	e.changed(old, b, nil)
 	return nil
 }
 
@@ -116,6 +124,8 @@ func (e *Engine) Status() Status {
 		LoadedAt:    b.LoadedAt,
 		LastError:   e.lastErr,
 		LastErrorAt: e.lastErrAt,
+
+		LastRefusedVersion: e.lastRefused,
 	}
 }
 

@@ -170,7 +170,7 @@ func TestBundleTestReportsFailures(t *testing.T) {
 	files := policyFiles(t)
 	files["extra_test.rego"] = &fstest.MapFile{Data: []byte("package xborder.extra_test\n\ntest_fails if false\n")}
 	// A scenario whose expectation the policy does not meet.
-	files["scenarios/zz-wrong.json"] = &fstest.MapFile{Data: mustRead(t, "scenarios/s02.json", `"allow": false`, `"allow": true`)}
+	files["scenarios/zz-wrong/zz-wrong.json"] = &fstest.MapFile{Data: mustRead(t, "scenarios/s02/s02.json", `"allow": false`, `"allow": true`)}
 	b, err := policy.Compile(context.Background(), files, policy.Options{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -251,7 +251,7 @@ func TestCompileErrors(t *testing.T) {
 // s03 is the reference input of the tests below and of the benchmark.
 func s03(t testing.TB) policy.Input {
 	t.Helper()
-	s, err := policy.LoadScenario(policies.FS(), "scenarios/s03.json")
+	s, err := policy.LoadScenario(policies.FS(), "scenarios/s03/s03.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +346,7 @@ func TestVersion(t *testing.T) {
 	changed := policyFiles(t)
 	changed["data.json"] = &fstest.MapFile{Data: mustRead(t, "data.json", `"border-screening": 30`, `"border-screening": 31`)}
 	scenarioOnly := policyFiles(t)
-	scenarioOnly["scenarios/s01.json"] = &fstest.MapFile{Data: []byte(`{}`)}
+	scenarioOnly["scenarios/s01/s01.json"] = &fstest.MapFile{Data: []byte(`{}`)}
 	renamed := policyFiles(t)
 	renamed["zz.rego"], renamed["age.rego"] = renamed["age.rego"], nil
 	delete(renamed, "age.rego")

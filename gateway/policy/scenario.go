@@ -109,24 +109,58 @@ func (e Expectation) Check(d Decision) []string {
 	return problems
 }
 
-// ScenarioFiles lists the *.json files of dir in fsys, sorted; a missing
-// directory has none.
+// ScenarioFiles lists the *.json files under dir in fsys, sorted; a
+// missing directory has none. Each scenario sits in a folder of its own
+// (scenarios/s01/s01.json): OPA's loader mounts every JSON file of a folder
+// at that folder's path under data, so two scenarios in one folder would
+// be merged into one document and conflict for `opa test policies/`
+// (CheckScenarioLayout). Files directly in dir are still read.
 func ScenarioFiles(fsys fs.FS, dir string) ([]string, error) {
-	entries, err := fs.ReadDir(fsys, dir)
-	if errors.Is(err, fs.ErrNotExist) {
+	if _, err := fs.Stat(fsys, dir); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
+	var names []string
+	err := fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && p != dir && strings.HasPrefix(d.Name(), ".") {
+			return fs.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(d.Name(), ".json") {
+			names = append(names, p)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("policy: scenarios: %w", err)
 	}
-	var names []string
-	for _, e := range entries {
-		if !e.IsDir() && strings.HasSuffix(e.Name(), ".json") {
-			names = append(names, path.Join(dir, e.Name()))
-		}
-	}
 	sort.Strings(names)
 	return names, nil
+}
+
+// CheckScenarioLayout reports the scenario files that OPA's loader would
+// load as conflicting data: more than one JSON file in one folder (or a
+// file directly in dir). Each scenario belongs in a folder of its own,
+// named as the file: scenarios/x01-name/x01-name.json.
+func CheckScenarioLayout(fsys fs.FS, dir string) error {
+	names, err := ScenarioFiles(fsys, dir)
+	if err != nil {
+		return err
+	}
+	var problems []string
+	for _, n := range names {
+		_, file := path.Split(n)
+		want := path.Join(dir, strings.TrimSuffix(file, ".json"), file)
+		if n != want {
+			problems = append(problems, fmt.Sprintf("%s should be %s", n, want))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("policy: scenarios: one scenario per folder, named as its file, or OPA loads them as conflicting data: %s",
+			strings.Join(problems, "; "))
+	}
+	return nil
 }
 
 // RunScenarios decides every scenario of dir in fsys with b. A scenario that
