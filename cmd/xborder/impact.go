@@ -44,7 +44,7 @@ func newPolicyImpact(stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			gen, err := impact.NewGenerator(seed, live, impact.DemoParties(), time.Now())
+			gen, err := impact.Synth(seed, live, impact.DemoParties(), time.Now())
 			if err != nil {
 				return err
 			}

@@ -228,7 +228,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			wantScen++
 		}
 	}
-	gen, err := impact.NewGenerator(seed, live, impact.Parties(env.Gateway.Registry.Load().Participants()), time.Now())
+	gen, err := impact.Synth(seed, live, impact.Parties(env.Gateway.Registry.Load().Participants()), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,9 +83,8 @@ type Options struct {
 	// Variants is how many generated inputs an impact run decides by
 	// default (10,000 when zero).
 	Variants int
-	// Inputs makes the generator of an impact run (impact.NewGenerator
-	// when nil). gateway/policy/synth's adversarial generator plugs in
-	// here, through impact.SourceFunc.
+	// Inputs makes the generator of an impact run (impact.Synth, the
+	// adversarial generator of gateway/policy/synth, when nil).
 	Inputs func(seed int64, live *policy.Bundle, parties []policy.Party, now time.Time) (impact.Source, error)
 	Logger   *slog.Logger
 	Now      func() time.Time
@@ -125,7 +124,7 @@ func New(o Options) (*Console, error) {
 	}
 	if o.Inputs == nil {
 		o.Inputs = func(seed int64, live *policy.Bundle, parties []policy.Party, now time.Time) (impact.Source, error) {
-			return impact.NewGenerator(seed, live, parties, now)
+			return impact.Synth(seed, live, parties, now)
 		}
 	}
 	if o.Certificates == nil {

@@ -57,7 +57,7 @@ var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 
 func TestSameCandidateChangesNothing(t *testing.T) {
 	b := mustLive(t)
-	g, err := impact.NewGenerator(1, b, impact.DemoParties(), now)
+	g, err := impact.Synth(1, b, impact.DemoParties(), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,13 +81,13 @@ func TestSameCandidateChangesNothing(t *testing.T) {
 func TestAdult21(t *testing.T) {
 	const n = 3000
 	b, cand := mustLive(t), adult21(t)
-	g, _ := impact.NewGenerator(7, b, impact.DemoParties(), now)
+	g, _ := impact.Synth(7, b, impact.DemoParties(), now)
 	r, err := impact.Compare(context.Background(), b, cand, g, n, n)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The same inputs again, to count independently.
-	again, _ := impact.NewGenerator(7, b, impact.DemoParties(), now)
+	again, _ := impact.Synth(7, b, impact.DemoParties(), now)
 	cases := make([]impact.Case, n)
 	expected := 0
 	for i := range cases {
@@ -126,25 +126,6 @@ func TestAdult21(t *testing.T) {
 		r.Inputs, r.Changed, r.AllowedToDenied, r.DeniedToAllowed, got)
 }
 
-func TestGeneratorCovers(t *testing.T) {
-	b := mustLive(t)
-	g, _ := impact.NewGenerator(3, b, impact.DemoParties(), now)
-	purposes, pairs, ages, consents := map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
-	for range 10000 {
-		c := g.Next()
-		purposes[c.Input.Message["purpose"].(string)] = true
-		pairs[c.Input.Sender.ID+">"+c.Input.Recipient.ID] = true
-		age, ok := impact.AgeOf(c.Input)
-		ages[strconv.FormatBool(ok)+strconv.Itoa(age)] = true
-		if _, after, found := strings.Cut(c.Label, "consent "); found {
-			consents[strings.SplitN(after, ";", 2)[0]] = true
-		}
-	}
-	if len(purposes) != 7 || len(pairs) != 14*13 || len(consents) != 11 || len(ages) < 20 {
-		t.Errorf("purposes %d, pairs %d, consents %d, ages %d", len(purposes), len(pairs), len(consents), len(ages))
-	}
-}
-
 func TestShadow(t *testing.T) {
 	b, cand := mustLive(t), adult21(t)
 	s, err := impact.StartShadow(context.Background(), cand, b.Version, impact.ShadowOptions{For: time.Minute, Queue: 4})
@@ -152,7 +133,7 @@ func TestShadow(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Stop()
-	g, _ := impact.NewGenerator(9, b, impact.DemoParties(), now)
+	g, _ := impact.Synth(9, b, impact.DemoParties(), now)
 	for i := range 200 {
 		c := g.Next()
 		d, err := b.Decide(context.Background(), c.Input)
