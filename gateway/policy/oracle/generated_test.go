@@ -29,7 +29,7 @@ func generator(t testing.TB, seed int64) *synth.Generator {
 func TestDomainScenarios(t *testing.T) {
 	t.Parallel()
 	o := newOracle(t)
-	files, err := filepath.Glob(filepath.Join("..", "..", "..", "policies", "scenarios", "s[0-9][0-9].json"))
+	files, err := filepath.Glob(filepath.Join("..", "..", "..", "policies", "scenarios", "s[0-9][0-9]", "s[0-9][0-9].json"))
 	if err != nil || len(files) != 18 {
 		t.Fatalf("%d scenarios of DOMAIN.md §9 (%v)", len(files), err)
 	}
