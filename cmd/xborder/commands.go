@@ -398,7 +398,7 @@ func newPolicyEval(stdout io.Writer) *cobra.Command {
 				return fmt.Errorf("%s: not a decision input (DOMAIN.md §7)", input)
 			}
 			src := policyFS(dir)
-			b, err := policy.Compile(cmd.Context(), src.fs, policy.Options{})
+			b, err := policy.Compile(cmd.Context(), src.fs, policy.Options{Timeout: offlinePolicyTimeout})
 			if err != nil {
 				return err
 			}
@@ -425,7 +425,7 @@ func newPolicyTest(stdout io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			src := policyFS(dir)
-			b, err := policy.Compile(cmd.Context(), src.fs, policy.Options{})
+			b, err := policy.Compile(cmd.Context(), src.fs, policy.Options{Timeout: offlinePolicyTimeout})
 			if err != nil {
 				return err
 			}
@@ -458,6 +458,11 @@ func newPolicyTest(stdout io.Writer) *cobra.Command {
 	c.Flags().StringVar(&dir, "policies", "", "policies folder (default: the embedded defaults)")
 	return c
 }
+
+// offlinePolicyTimeout bounds one decision of `policy eval` and `policy
+// test`. They serve nobody, so a busy machine must not turn a slow decision
+// into a failure; the gateway's own deadline is policy_timeout.
+const offlinePolicyTimeout = 30 * time.Second
 
 type fsys struct {
 	fs   fs.FS

@@ -56,7 +56,10 @@ func serveProcess(t *testing.T, dir string, env []string, args ...string) *exec.
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
+	// A generous decision deadline (gatewaytest.TestPolicyTimeout), unless
+	// the test sets one: start-up runs every scenario under it.
+	cmd.Env = append(os.Environ(), "XBORDER_POLICY_TIMEOUT="+gatewaytest.TestPolicyTimeout.String())
+	cmd.Env = append(cmd.Env, env...)
 	logf, err := os.OpenFile(filepath.Join(dir, "gateway.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,9 @@ import (
 	"github.com/xborder/xborder/gateway/pki"
 )
 
+// TestPolicyTimeout bounds one policy decision in test gateways.
+const TestPolicyTimeout = 30 * time.Second
+
 // Env is a running gateway and the material to talk to it.
 type Env struct {
 	T       testing.TB
@@ -88,6 +91,10 @@ func StartFederation(t testing.TB, specs []pki.Spec, opts ...Option) *Env {
 	cfg.Policies = filepath.Join(RepoRoot(), "policies")
 	cfg.Store = "bolt:" + filepath.Join(dir, "data", "xborder.db")
 	cfg.PolicyWatch = 0
+	// A generous deadline per decision: the production default is short on
+	// purpose, and a loaded test machine must not turn a slow decision into
+	// a denial (tests of the deadline itself set their own).
+	cfg.PolicyTimeout = TestPolicyTimeout
 	cfg.DevPKI = ""
 	cfg.LogLevel = "debug"
 	for _, o := range opts {
