@@ -155,7 +155,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 	if g.Keys, err = LoadKeys(cfg.GatewayKeys); err != nil {
 		return nil, err
 	}
-	g.Policy, err = policy.NewEngine(ctx, os.DirFS(cfg.Policies), policy.Options{Timeout: cfg.PolicyTimeout, Logger: log.With("component", "policy")})
+	// The engine adds component=policy to its logger itself (one key per line).
+	g.Policy, err = policy.NewEngine(ctx, os.DirFS(cfg.Policies), policy.Options{Timeout: cfg.PolicyTimeout, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +205,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 		}
 	}
 	g.Audit, err = audit.New(g.auditBackend, audit.Options{Replica: replica, Signer: g.Keys.Signing,
-		SubjectKey: subjectKey, Logger: log.With("component", "audit")})
+		SubjectKey: subjectKey, Logger: log}) // audit.New adds component=audit itself
 	if err != nil {
 		return nil, err
 	}

@@ -185,6 +185,19 @@ func TestReadmeWalkthrough(t *testing.T) {
 	if !strings.Contains(refusal, `"policy_denied"`) || !strings.Contains(refusal, `"R6"`) {
 		t.Errorf("refusal printed:\n%s", refusal)
 	}
+
+	// Every line the real binary logged in this run is one JSON object
+	// with no key twice (strict JSON consumers drop such lines).
+	logs, err := os.ReadFile(filepath.Join(dir, "gateway.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gatewaytest.CheckLogLines(logs); err != nil {
+		t.Error(err)
+	}
+	if !bytes.Contains(logs, []byte(`"decision"`)) {
+		t.Errorf("the run logged no decision record:\n%s", logs)
+	}
 }
 
 func runScript(t *testing.T, dir string, env []string, script string, wantExit int) string {

@@ -138,6 +138,11 @@ func (e *Env) Stop() {
 		e.T.Errorf("gateway did not stop")
 	}
 	e.cancel = nil
+	// Every line the gateway logged is one JSON object without a repeated
+	// key: strict JSON consumers drop a line with a duplicate key.
+	if err := CheckLogLines([]byte(e.Logs.String())); err != nil {
+		e.T.Errorf("gateway log: %v", err)
+	}
 }
 
 // URL is the exchange API's base URL.
