@@ -23,37 +23,69 @@ import (
 type Check func(ctx context.Context) error
 
 // Metrics are the gateway's Prometheus collectors, on their own registry.
+// Names and labels follow the Prometheus conventions (base units, _total
+// counters, HTTP status as "code"); the names of the previous release are
+// kept one more release as deprecated aliases (README "Operations").
 type Metrics struct {
 	Registry      *prometheus.Registry
-	Requests      *prometheus.CounterVec   // by route and status
-	Latency       *prometheus.HistogramVec // by route
+	Requests      *prometheus.CounterVec   // xborder_http_requests_total by route, method and code
+	Latency       *prometheus.HistogramVec // xborder_http_request_duration_seconds by route, method and code
 	Decisions     *prometheus.CounterVec   // by allow and rule
 	Deliveries    *prometheus.CounterVec   // by outcome: delivered, retry, dead_lettered
 	AuditFailures prometheus.Counter
+
+	// Deprecated aliases, to be removed in the next release.
+	oldRequests *prometheus.CounterVec   // xborder_requests_total by route and status
+	oldLatency  *prometheus.HistogramVec // xborder_request_seconds by route
 }
+
+// DeliveryOutcomes are the values of xborder_deliveries_total's outcome
+// label; each series exists from the start, at zero.
+var DeliveryOutcomes = []string{"delivered", "retry", "dead_lettered"}
+
+var latencyBuckets = []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5}
 
 // NewMetrics registers the collectors.
 func NewMetrics() *Metrics {
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "xborder_requests_total", Help: "Exchange API requests by route and HTTP status.",
-		}, []string{"route", "status"}),
+			Name: "xborder_http_requests_total", Help: "Exchange API requests by route, method and HTTP status code.",
+		}, []string{"route", "method", "code"}),
 		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "xborder_request_seconds", Help: "Exchange API latency by route.",
-			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5},
-		}, []string{"route"}),
+			Name: "xborder_http_request_duration_seconds", Help: "Exchange API request duration by route, method and HTTP status code.",
+			Buckets: latencyBuckets,
+		}, []string{"route", "method", "code"}),
 		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "xborder_decisions_total", Help: "Policy decisions by outcome and rule.",
 		}, []string{"allow", "rule"}),
+		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xborder_deliveries_total", Help: "Push delivery attempts by outcome.",
+		}, []string{"outcome"}),
+		AuditFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "xborder_audit_failures_total", Help: "Audit entries that could not be appended.",
+		}),
+		oldRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xborder_requests_total", Help: "Deprecated, removed in the next release: use xborder_http_requests_total (label code).",
+		}, []string{"route", "status"}),
+		oldLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "xborder_request_seconds", Help: "Deprecated, removed in the next release: use xborder_http_request_duration_seconds.",
+			Buckets: latencyBuckets,
+		}, []string{"route"}),
 	}
-	m.Deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "xborder_deliveries_total", Help: "Delivery attempts by outcome.",
-	}, []string{"outcome"})
-	m.AuditFailures = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "xborder_audit_failures_total", Help: "Audit entries that could not be appended.",
-	})
+	// Known label values start at zero, so that rate() and alerts see the
+	// series before the first event.
+	for _, o := range DeliveryOutcomes {
+		m.Deliveries.WithLabelValues(o)
+	}
+	m.Decisions.WithLabelValues("true", "")
+	b := ReadBuild()
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "xborder_build_info", Help: "Always 1; the labels describe the running binary.",
+	}, []string{"version", "revision", "goversion"})
+	buildInfo.WithLabelValues(b.Version, b.Revision, b.GoVersion).Set(1)
 	m.Registry.MustRegister(m.Requests, m.Latency, m.Decisions, m.Deliveries, m.AuditFailures,
+		m.oldRequests, m.oldLatency, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -91,8 +123,11 @@ func (m *Metrics) Observe(c *gin.Context) {
 	if route == "" {
 		route = "unmatched"
 	}
-	m.Requests.WithLabelValues(route, strconv.Itoa(c.Writer.Status())).Inc()
-	m.Latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	code, took := strconv.Itoa(c.Writer.Status()), time.Since(start).Seconds()
+	m.Requests.WithLabelValues(route, c.Request.Method, code).Inc()
+	m.Latency.WithLabelValues(route, c.Request.Method, code).Observe(took)
+	m.oldRequests.WithLabelValues(route, code).Inc()
+	m.oldLatency.WithLabelValues(route).Observe(took)
 }
 
 // Decision counts one decision.
