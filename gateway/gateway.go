@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -26,7 +27,6 @@ import (
 	"github.com/xborder/xborder/gateway/delivery"
 	"github.com/xborder/xborder/gateway/envelope"
 	"github.com/xborder/xborder/gateway/exchange"
-	"github.com/xborder/xborder/gateway/pki"
 	"github.com/xborder/xborder/gateway/policy"
 	"github.com/xborder/xborder/gateway/ratelimit"
 	"github.com/xborder/xborder/gateway/store"
@@ -141,10 +141,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 	if log == nil {
 		log = slog.Default()
 	}
-	if cfg.DevPKI != "" {
-		if err := pki.Ensure(cfg.DevPKI); err != nil {
-			return nil, err
-		}
+	if err := devSetup(cfg, log); err != nil {
+		return nil, err
+	}
+	token, err := opsToken(cfg, log)
+	if err != nil {
+		return nil, err
 	}
 	g = &Gateway{cfg: cfg, log: log}
 	reg, err := trust.Load(cfg.Registry)
@@ -160,8 +162,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 	if err != nil {
 		return nil, err
 	}
+	created := newStoreFile(cfg)
 	if g.Store, err = OpenStore(ctx, cfg); err != nil {
 		return nil, err
+	}
+	if created != "" {
+		log.Info("store file created", "path", created)
 	}
 	// g is nil by the time a failed New's deferred calls run.
 	st := g.Store
@@ -291,6 +297,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 	}
 	g.ops = &http.Server{
 		Handler: api.Ops(api.OpsOptions{Metrics: g.Metrics, Pprof: cfg.Pprof, DeadLetters: g.Store,
+			Token: token, Subject: g.SubjectReport,
+			AuditExport: func(ctx context.Context, w io.Writer) error {
+				return audit.Export(ctx, g.auditBackend, w, g.Keys.Signing)
+			},
 			Logger: log.With("component", "ops"), Checks: map[string]api.Check{
 				"store":  g.Store.Ping,
 				"policy": func(context.Context) error { return nilIf(g.Policy.Current() != nil, "no policy loaded") },

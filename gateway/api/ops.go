@@ -156,11 +156,18 @@ type OpsOptions struct {
 	Pprof       bool
 	DeadLetters DeadLetterAdmin
 	Logger      *slog.Logger
+	// Token is the operator's bearer token; without one, every endpoint
+	// but /healthz, /readyz and /metrics is refused (opsauth.go).
+	Token       []byte
+	AuditExport AuditExporter
+	Subject     SubjectReporter
 }
 
 // Ops returns the operator listener's handler: /healthz (the process runs),
-// /readyz (every check passes), /metrics, and the dead-letter queue
-// (GET /deadletters, POST /deadletters/{recipient}/{delivery_id}/requeue).
+// /readyz (every check passes) and /metrics for loopback and private
+// networks; with the operator token, the dead-letter queue (GET
+// /deadletters, POST /deadletters/{recipient}/{delivery_id}/requeue), the
+// audit log (GET /audit/export, POST /audit/subject) and pprof.
 func Ops(o OpsOptions) http.Handler {
 	m, checks, pprof := o.Metrics, o.Checks, o.Pprof
 	if o.Logger == nil {
@@ -168,8 +175,12 @@ func Ops(o OpsOptions) http.Handler {
 	}
 	r := gin.New()
 	_ = r.SetTrustedProxies(nil)
+	refuse := func(c *gin.Context, p Problem) { writeProblem(c, o.Logger, p, nil) }
+	open := r.Group("/", privateOnly(refuse))
+	admin := r.Group("/", opsAuth(o.Token, refuse))
+	auditRoutes(admin, o)
 	if dl := o.DeadLetters; dl != nil {
-		r.GET("/deadletters", func(c *gin.Context) {
+		admin.GET("/deadletters", func(c *gin.Context) {
 			ds, err := dl.DeadLetters(c.Request.Context())
 			if err != nil {
 				writeProblem(c, o.Logger, problem(exchange.CodeUnavailable, "the store cannot be read now"), err)
@@ -182,7 +193,7 @@ func Ops(o OpsOptions) http.Handler {
 			}
 			c.JSON(http.StatusOK, gin.H{"dead_letters": out})
 		})
-		r.POST("/deadletters/:recipient/:id/requeue", func(c *gin.Context) {
+		admin.POST("/deadletters/:recipient/:id/requeue", func(c *gin.Context) {
 			err := dl.Requeue(c.Request.Context(), c.Param("recipient"), c.Param("id"), time.Now())
 			switch {
 			case errors.Is(err, store.ErrNotFound):
@@ -190,14 +201,14 @@ func Ops(o OpsOptions) http.Handler {
 			case err != nil:
 				writeProblem(c, o.Logger, problem(exchange.CodeUnavailable, "the store cannot be written now"), err)
 			default:
-				o.Logger.Info("dead letter requeued", "recipient", c.Param("recipient"), "delivery_id", c.Param("id"))
+				o.Logger.Info("dead letter requeued", "recipient", c.Param("recipient"), "delivery_id", c.Param("id"), "remote", c.ClientIP())
 				c.Status(http.StatusNoContent)
 			}
 		})
 	}
 	if pprof {
 		// Profiling, for operators on the (loopback) operator listener only.
-		r.Any("/debug/pprof/*name", gin.WrapF(func(w http.ResponseWriter, req *http.Request) {
+		admin.Any("/debug/pprof/*name", gin.WrapF(func(w http.ResponseWriter, req *http.Request) {
 			switch req.URL.Path {
 			case "/debug/pprof/profile":
 				httppprof.Profile(w, req)
@@ -208,8 +219,8 @@ func Ops(o OpsOptions) http.Handler {
 			}
 		}))
 	}
-	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
-	r.GET("/readyz", func(c *gin.Context) {
+	open.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	open.GET("/readyz", func(c *gin.Context) {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
 		defer cancel()
 		out := gin.H{}
@@ -229,7 +240,7 @@ func Ops(o OpsOptions) http.Handler {
 		c.JSON(status, gin.H{"ready": ready, "checks": out})
 	})
 	if m != nil {
-		r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})))
+		open.GET("/metrics", gin.WrapH(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})))
 	}
 	return r
 }

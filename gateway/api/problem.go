@@ -21,6 +21,12 @@ const (
 	CodeBadRequest           = "bad_request"
 	CodeMethodNotAllowed     = "method_not_allowed"
 	CodeInternal             = "internal"
+
+	// The operator listener's (opsauth.go).
+	CodeOpsTokenMissing       = "ops_token_missing"
+	CodeOpsTokenInvalid       = "ops_token_invalid"
+	CodeOpsTokenNotConfigured = "ops_token_not_configured"
+	CodeOpsNetworkRefused     = "ops_network_refused"
 )
 
 // statusOf is the one table from stable code to HTTP status (PROTOCOL §3.2).
@@ -43,6 +49,10 @@ var statusOf = map[string]int{
 	CodeBadRequest:                            http.StatusBadRequest,
 	CodeMethodNotAllowed:                      http.StatusMethodNotAllowed,
 	CodeInternal:                              http.StatusInternalServerError,
+	CodeOpsTokenMissing:                       http.StatusUnauthorized,
+	CodeOpsTokenInvalid:                       http.StatusUnauthorized,
+	CodeOpsTokenNotConfigured:                 http.StatusForbidden,
+	CodeOpsNetworkRefused:                     http.StatusForbidden,
 }
 
 var titles = map[string]string{
@@ -64,6 +74,10 @@ var titles = map[string]string{
 	CodeBadRequest:                            "Bad request",
 	CodeMethodNotAllowed:                      "Method not allowed",
 	CodeInternal:                              "Internal error",
+	CodeOpsTokenMissing:                       "Operator token required",
+	CodeOpsTokenInvalid:                       "Operator token invalid",
+	CodeOpsTokenNotConfigured:                 "No operator token configured",
+	CodeOpsNetworkRefused:                     "Not from a loopback or private network",
 }
 
 // Problem is an RFC 9457 problem document with the gateway's stable code.

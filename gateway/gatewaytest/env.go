@@ -6,7 +6,9 @@ package gatewaytest
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -96,6 +98,7 @@ func StartFederation(t testing.TB, specs []pki.Spec, opts ...Option) *Env {
 	// a denial (tests of the deadline itself set their own).
 	cfg.PolicyTimeout = TestPolicyTimeout
 	cfg.DevPKI = ""
+	cfg.OpsTokenFile = filepath.Join(pkiDir, pki.OpsTokenFile)
 	cfg.LogLevel = "debug"
 	for _, o := range opts {
 		o(&cfg)
@@ -150,6 +153,27 @@ func (e *Env) URL() string { return "https://" + e.Gateway.Addr() }
 
 // OpsURL is the operator listener's base URL.
 func (e *Env) OpsURL() string { return "http://" + e.Gateway.OpsAddr() }
+
+// OpsToken is the operator token of the gateway's ops_token_file.
+func (e *Env) OpsToken() string {
+	e.T.Helper()
+	tok, err := pki.ReadOpsToken(e.Config.OpsTokenFile)
+	if err != nil {
+		e.T.Fatalf("ops token: %v", err)
+	}
+	return string(tok)
+}
+
+// Ops calls the operator listener with the operator token.
+func (e *Env) Ops(method, path string, body io.Reader) (*http.Response, error) {
+	e.T.Helper()
+	req, err := http.NewRequest(method, e.OpsURL()+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+e.OpsToken())
+	return http.DefaultClient.Do(req)
+}
 
 // Client is a client acting as participant id (cached).
 func (e *Env) Client(id string) *client.Client {
