@@ -366,20 +366,3 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
-func TestDeadLettersCommand(t *testing.T) {
-	env := gatewaytest.Start(t)
-	var out bytes.Buffer
-	if code := run([]string{"deadletters", "--ops", env.OpsURL()}, &out, &out); code != 0 {
-		t.Fatalf("exit %d: %s", code, out.String())
-	}
-	if !strings.Contains(out.String(), `"dead_letters": []`) {
-		t.Errorf("listing: %s", out.String())
-	}
-	out.Reset()
-	if code := run([]string{"deadletters", "--ops", env.OpsURL(), "--requeue", "UN-IOM/3f1c2a90-0000-4000-8000-000000000001"}, &out, &out); code != 1 {
-		t.Errorf("requeue of an unknown dead letter: exit %d: %s", code, out.String())
-	}
-	if code := run([]string{"deadletters", "--ops", env.OpsURL(), "--requeue", "nonsense"}, &out, &out); code == 0 {
-		t.Error("a malformed --requeue was accepted")
-	}
-}

@@ -149,6 +149,17 @@ type DeadLetterAdmin interface {
 	Requeue(ctx context.Context, recipient, deliveryID string, now time.Time) error
 }
 
+// DeadLetterList is the listing of GET /deadletters (and of `xborder
+// deadletters` reading the store itself): ids and counts, no content.
+func DeadLetterList(ds []store.Delivery) map[string]any {
+	out := make([]map[string]any, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, map[string]any{"delivery_id": d.ID, "recipient": d.Recipient, "message_id": d.MessageID,
+			"message_from": d.MessageFrom, "attempts": d.Attempts, "dead_lettered_at": d.DeadLetteredAt})
+	}
+	return map[string]any{"dead_letters": out}
+}
+
 // OpsOptions configure the operator listener.
 type OpsOptions struct {
 	Metrics     *Metrics
@@ -186,12 +197,7 @@ func Ops(o OpsOptions) http.Handler {
 				writeProblem(c, o.Logger, problem(exchange.CodeUnavailable, "the store cannot be read now"), err)
 				return
 			}
-			out := make([]gin.H, 0, len(ds))
-			for _, d := range ds {
-				out = append(out, gin.H{"delivery_id": d.ID, "recipient": d.Recipient, "message_id": d.MessageID,
-					"message_from": d.MessageFrom, "attempts": d.Attempts, "dead_lettered_at": d.DeadLetteredAt})
-			}
-			c.JSON(http.StatusOK, gin.H{"dead_letters": out})
+			c.JSON(http.StatusOK, DeadLetterList(ds))
 		})
 		admin.POST("/deadletters/:recipient/:id/requeue", func(c *gin.Context) {
 			err := dl.Requeue(c.Request.Context(), c.Param("recipient"), c.Param("id"), time.Now())

@@ -71,5 +71,10 @@ func ReadOpsToken(path string) ([]byte, error) {
 		return nil, fmt.Errorf("operator token: %s holds %d characters, at least %d are needed (make one: openssl rand -hex 32 > %s; chmod 600 %s)",
 			path, len(tok), MinOpsToken, path, path)
 	}
+	for _, r := range tok {
+		if r < 0x21 || r > 0x7e {
+			return nil, fmt.Errorf("operator token: %s is not one line of printable ASCII (make one: openssl rand -hex 32 > %s; chmod 600 %s)", path, path, path)
+		}
+	}
 	return []byte(tok), nil
 }

@@ -34,4 +34,9 @@ func TestOpsToken(t *testing.T) {
 	if _, err := pki.ReadOpsToken(short); err == nil || !strings.Contains(err.Error(), "openssl rand -hex 32") {
 		t.Errorf("a short token: %v", err)
 	}
+	twoLines := filepath.Join(t.TempDir(), "json")
+	os.WriteFile(twoLines, []byte("{\n  \"kty\": \"EC\", \"crv\": \"P-256\", \"x\": \"abc\"\n}\n"), 0o600)
+	if _, err := pki.ReadOpsToken(twoLines); err == nil || !strings.Contains(err.Error(), "printable ASCII") {
+		t.Errorf("a JSON file as a token: %v", err)
+	}
 }
