@@ -365,4 +365,3 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 }
-
