@@ -27,12 +27,13 @@ func devSetup(cfg config.Config, log *slog.Logger) error {
 	}
 	if missing {
 		abs, _ := filepath.Abs(cfg.DevPKI)
-		log.Info("development PKI made (CA key, gateway and participant keys, registry); development only",
-			"dir", abs, "registry", cfg.Registry, "gateway_keys", cfg.GatewayKeys)
+		log.Info("development PKI made (CA key, gateway and participant keys, registry, operator token); development only",
+			"dir", abs, "registry", cfg.Registry, "gateway_keys", cfg.GatewayKeys, "ops_token", filepath.Join(abs, pki.OpsTokenFile))
 	}
 	if cfg.OpsTokenFile == "" {
 		return nil
 	}
+	// A PKI made by an earlier version has no token yet.
 	made, err := pki.EnsureOpsToken(cfg.OpsTokenFile)
 	if err != nil {
 		return err

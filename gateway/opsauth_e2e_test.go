@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/xborder/xborder/gateway/config"
 	"github.com/xborder/xborder/gateway/envelope"
 	"github.com/xborder/xborder/gateway/gatewaytest"
+	"github.com/xborder/xborder/gateway/pki"
 )
 
 // opsCall calls the operator listener with an Authorization header (none
@@ -113,5 +116,38 @@ func TestOperatorListenerWithoutToken(t *testing.T) {
 	}
 	if !strings.Contains(env.Logs.String(), "no ops_token_file") {
 		t.Error("the missing token is not logged at start")
+	}
+}
+
+// The development setup makes an operator token beside a PKI made by an
+// earlier version (which had none), and says so.
+func TestDevelopmentSetupMakesTheOperatorToken(t *testing.T) {
+	dir := t.TempDir()
+	pkiDir := filepath.Join(dir, "pki")
+	if err := pki.Init(pki.Options{Dir: pkiDir}); err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(pkiDir, pki.OpsTokenFile)
+	if err := os.Remove(tokenFile); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Listen, cfg.OpsListen = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DevPKI, cfg.OpsTokenFile = pkiDir, tokenFile
+	cfg.Registry, cfg.GatewayKeys = filepath.Join(pkiDir, "registry.yaml"), filepath.Join(pkiDir, "gateway")
+	cfg.Policies = filepath.Join(gatewaytest.RepoRoot(), "policies")
+	cfg.Store = "bolt:" + filepath.Join(dir, "data", "xborder.db")
+	cfg.PolicyWatch, cfg.PolicyTimeout = 0, gatewaytest.TestPolicyTimeout
+	env := gatewaytest.StartWith(t, pkiDir, cfg)
+	st, err := os.Stat(tokenFile)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("token: %v %v", st, err)
+	}
+	logs := env.Logs.String()
+	if !strings.Contains(logs, "operator token made") || !strings.Contains(logs, "store file created") || strings.Contains(logs, "development PKI made") {
+		t.Errorf("first start of this store on an earlier PKI:\n%s", logs)
+	}
+	if status, body, _ := opsCall(t, env, "GET", "/deadletters", "Bearer "+env.OpsToken(), ""); status != 200 {
+		t.Errorf("dead letters with the new token: %d %s", status, body)
 	}
 }

@@ -146,6 +146,13 @@ func TestReadmeWalkthrough(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "certs", "dev", "registry.yaml")); err != nil {
 		t.Fatalf("serve did not make the development PKI: %v", err)
 	}
+	// The first start says what it made.
+	first, _ := os.ReadFile(filepath.Join(dir, "gateway.log"))
+	for _, want := range []string{"development PKI made", "ops.token", "store file created"} {
+		if !bytes.Contains(first, []byte(want)) {
+			t.Errorf("the first start did not log %q:\n%s", want, first)
+		}
+	}
 
 	script := shellBlock(t, string(readme), "## Walkthrough", 0)
 	var lines []string

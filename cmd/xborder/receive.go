@@ -87,6 +87,7 @@ func newReceive(stdout io.Writer) *cobra.Command {
 	c.Flags().StringVar(&listen, "listen", "127.0.0.1:8444", "address to serve on")
 	c.Flags().StringVar(&out, "out", "received", "folder for the verified envelopes")
 	_ = c.MarkFlagRequired("as")
+	_ = c.RegisterFlagCompletionFunc("as", completeParticipants)
 	return c
 }
 
