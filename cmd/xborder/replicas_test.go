@@ -95,16 +95,20 @@ func (p *pushLog) scan(r *bufio.Scanner) {
 	for r.Scan() {
 		var d struct {
 			DeliveryID string         `json:"delivery_id"`
+			MessageID  string         `json:"message_id"`
+			Digest     string         `json:"envelope_sha256"`
 			Message    map[string]any `json:"message"`
 			Provenance map[string]any `json:"provenance"`
 		}
 		p.mu.Lock()
-		if err := json.Unmarshal(r.Bytes(), &d); err != nil || d.DeliveryID == "" || d.Provenance == nil {
+		// Ids and digests only: a line with the message's content is bad.
+		if err := json.Unmarshal(r.Bytes(), &d); err != nil || d.DeliveryID == "" || d.MessageID == "" ||
+			len(d.Digest) != 64 || d.Provenance == nil || d.Message != nil || strings.Contains(r.Text(), "CANARY") {
 			p.bad = append(p.bad, r.Text())
 			p.mu.Unlock()
 			continue
 		}
-		id, _ := d.Message["id"].(string)
+		id := d.MessageID
 		if p.byMsg[id] == nil {
 			p.byMsg[id] = map[string]int{}
 		}
