@@ -372,3 +372,40 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+// .ci/run installs every Debian package the README names for the tests and
+// runs exactly the README's test command.
+func TestCIRunMatchesReadme(t *testing.T) {
+	root := gatewaytest.RepoRoot()
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci, err := os.ReadFile(filepath.Join(root, ".ci", "run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testCmd := strings.TrimSpace(shellBlock(t, string(readme), "## Two commands", 1))
+	if testCmd != "go test ./..." {
+		t.Fatalf("README's test command is %q", testCmd)
+	}
+	var ran bool
+	for _, l := range strings.Split(string(ci), "\n") {
+		if strings.TrimSpace(l) == testCmd {
+			ran = true
+		}
+	}
+	if !ran {
+		t.Errorf(".ci/run does not run %q", testCmd)
+	}
+	i := strings.Index(string(readme), "On Debian: `apt-get install -y ")
+	if i < 0 {
+		t.Fatal("README names no Debian packages")
+	}
+	line := string(readme)[i+len("On Debian: `apt-get install -y "):]
+	for _, pkg := range strings.Fields(line[:strings.Index(line, "`")]) {
+		if !strings.Contains(string(ci), "need_apt+=("+pkg+")") {
+			t.Errorf(".ci/run does not install %s", pkg)
+		}
+	}
+}
