@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -63,6 +64,28 @@ func nodeClient(t *testing.T) string {
 	return filepath.Join(dir, "client.mjs")
 }
 
+// nodeFlags: jose 6 uses the global WebCrypto, which Node 18 (Debian
+// bookworm's nodejs) exposes only behind a flag; from Node 19 on it is
+// there (and the flag is accepted and ignored).
+func nodeFlags(t *testing.T) []string {
+	t.Helper()
+	out, err := exec.Command("node", "--version").Output()
+	if err != nil {
+		t.Fatalf("node --version: %v", err)
+	}
+	var major int
+	if _, err := fmt.Sscanf(strings.TrimSpace(string(out)), "v%d.", &major); err != nil {
+		t.Fatalf("node --version: %q", out)
+	}
+	if major < 18 {
+		t.Fatalf("node %s is too old for jose 6 (18 or later)", strings.TrimSpace(string(out)))
+	}
+	if major < 19 {
+		return []string{"--experimental-global-webcrypto"}
+	}
+	return nil
+}
+
 // untarPackage extracts an npm tarball (files under package/) into dir.
 func untarPackage(tgz []byte, dir string) error {
 	zr, err := gzip.NewReader(bytes.NewReader(tgz))
@@ -100,7 +123,7 @@ func runNode(t *testing.T, script string, args ...string) map[string]any {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", append([]string{script}, args...)...)
+	cmd := exec.CommandContext(ctx, "node", append(append(nodeFlags(t), script), args...)...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
