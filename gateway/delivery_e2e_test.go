@@ -177,7 +177,7 @@ func TestPushDeliveryRetriesAndDeadLetters(t *testing.T) {
 	}
 
 	// 3. The operator sees it and re-queues it; the recipient is back.
-	resp, err := http.Get(env.OpsURL() + "/deadletters")
+	resp, err := env.Ops(http.MethodGet, "/deadletters", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,12 +195,16 @@ func TestPushDeliveryRetriesAndDeadLetters(t *testing.T) {
 	}
 	rcpt.failing.Store(false)
 	dl := list.DeadLetters[0]
-	resp, err = http.Post(env.OpsURL()+"/deadletters/"+dl.Recipient+"/"+dl.DeliveryID+"/requeue", "", nil)
+	requeue := "/deadletters/" + dl.Recipient + "/" + dl.DeliveryID + "/requeue"
+	if resp, _ := http.Post(env.OpsURL()+requeue, "", nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("requeue without the operator token: %d", resp.StatusCode)
+	}
+	resp, err = env.Ops(http.MethodPost, requeue, nil)
 	if err != nil || resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("requeue: %v %v", err, resp)
 	}
 	resp.Body.Close()
-	if resp, _ := http.Post(env.OpsURL()+"/deadletters/"+dl.Recipient+"/"+dl.DeliveryID+"/requeue", "", nil); resp.StatusCode != http.StatusNotFound {
+	if resp, _ := env.Ops(http.MethodPost, requeue, nil); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("second requeue: %d", resp.StatusCode)
 	}
 	waitFor("delivery after requeue", func() bool { return delivered(id2) })

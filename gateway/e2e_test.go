@@ -476,7 +476,8 @@ func TestLateRetryGetsOriginalAnswer(t *testing.T) {
 
 func base64URL(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
 
-// The operator listener's metrics count requests, decisions and queue depth.
+// The operator listener's metrics count requests, decisions and queue
+// depth, by Prometheus naming conventions, with the build described.
 func TestMetrics(t *testing.T) {
 	env := gatewaytest.Start(t)
 	unicef := env.Client("UN-UNICEF")
@@ -495,6 +496,16 @@ func TestMetrics(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{
+		`xborder_http_requests_total{code="202",method="POST",route="/v1/messages"} 1`,
+		`xborder_http_requests_total{code="403",method="POST",route="/v1/messages"} 1`,
+		`xborder_http_request_duration_seconds_bucket{code="202",method="POST",route="/v1/messages"`,
+		`xborder_build_info{goversion="go`,
+		// Known outcomes exist from the start, at zero.
+		`xborder_deliveries_total{outcome="delivered"} 0`,
+		`xborder_deliveries_total{outcome="retry"} 0`,
+		`xborder_deliveries_total{outcome="dead_lettered"} 0`,
+		`xborder_audit_failures_total 0`,
+		// The previous release's names, deprecated aliases for one release.
 		`xborder_requests_total{route="/v1/messages",status="202"} 1`,
 		`xborder_requests_total{route="/v1/messages",status="403"} 1`,
 		`xborder_decisions_total{allow="true"`,

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -27,7 +28,6 @@ import (
 	"github.com/xborder/xborder/gateway/delivery"
 	"github.com/xborder/xborder/gateway/envelope"
 	"github.com/xborder/xborder/gateway/exchange"
-	"github.com/xborder/xborder/gateway/pki"
 	"github.com/xborder/xborder/gateway/policy"
 	"github.com/xborder/xborder/gateway/ratelimit"
 	"github.com/xborder/xborder/gateway/store"
@@ -145,10 +145,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 	if log == nil {
 		log = slog.Default()
 	}
-	if cfg.DevPKI != "" {
-		if err := pki.Ensure(cfg.DevPKI); err != nil {
-			return nil, err
-		}
+	if err := devSetup(cfg, log); err != nil {
+		return nil, err
+	}
+	token, err := opsToken(cfg, log)
+	if err != nil {
+		return nil, err
 	}
 	g = &Gateway{cfg: cfg, log: log}
 	reg, err := trust.Load(cfg.Registry)
@@ -159,13 +161,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 	if g.Keys, err = LoadKeys(cfg.GatewayKeys); err != nil {
 		return nil, err
 	}
-	g.Policy, err = policy.NewEngine(ctx, os.DirFS(cfg.Policies), policy.Options{Timeout: cfg.PolicyTimeout, Logger: log.With("component", "policy"),
+	// The engine adds component=policy to its logger itself (one key per line).
+	g.Policy, err = policy.NewEngine(ctx, os.DirFS(cfg.Policies), policy.Options{Timeout: cfg.PolicyTimeout, Logger: log,
 		Verdicts: policy.Verdicts{Dir: cfg.VerdictDir()}})
 	if err != nil {
 		return nil, err
 	}
+	created := newStoreFile(cfg)
 	if g.Store, err = OpenStore(ctx, cfg); err != nil {
 		return nil, err
+	}
+	if created != "" {
+		log.Info("store file created", "path", created)
 	}
 	// g is nil by the time a failed New's deferred calls run.
 	st := g.Store
@@ -209,7 +216,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 		}
 	}
 	g.Audit, err = audit.New(g.auditBackend, audit.Options{Replica: replica, Signer: g.Keys.Signing,
-		SubjectKey: subjectKey, Logger: log.With("component", "audit")})
+		SubjectKey: subjectKey, Logger: log}) // audit.New adds component=audit itself
 	if err != nil {
 		return nil, err
 	}
@@ -299,6 +306,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 	}
 	g.ops = &http.Server{
 		Handler: api.Ops(api.OpsOptions{Metrics: g.Metrics, Pprof: cfg.Pprof, DeadLetters: g.Store,
+			Token: token, Subject: g.SubjectReport,
+			AuditExport: func(ctx context.Context, w io.Writer) error {
+				return audit.Export(ctx, g.auditBackend, w, g.Keys.Signing)
+			},
 			Logger: log.With("component", "ops"), Checks: map[string]api.Check{
 				"store":  g.Store.Ping,
 				"policy": func(context.Context) error { return nilIf(g.Policy.Current() != nil, "no policy loaded") },

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,10 +24,12 @@ import (
 	"github.com/xborder/xborder/gateway/envelope"
 )
 
-// newAudit is `xborder audit verify|export|subject`.
-func newAudit(stdout io.Writer) *cobra.Command {
+// newAudit is `xborder audit verify|export|subject`. Each works through a
+// running gateway's operator listener, or on the store when no gateway
+// answers (opsclient.go), and says on stderr which.
+func newAudit(stdout, stderr io.Writer) *cobra.Command {
 	c := &cobra.Command{Use: "audit", Short: "Verify, export and query the audit log"}
-	c.AddCommand(newAuditVerify(stdout), newAuditExport(stdout), newAuditSubject(stdout))
+	c.AddCommand(newAuditVerify(stdout, stderr), newAuditExport(stdout, stderr), newAuditSubject(stdout, stderr))
 	return c
 }
 
@@ -92,11 +95,41 @@ func jwksKeys(ctx context.Context, src, as, pkiDir string) (envelope.KeyFunc, er
 		}
 		data = b
 	}
-	keys, err := envelope.ParseJWKS(data)
+	keys, err := parseVerifyKeys(data)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("audit: --jwks %s: %w", src, err)
 	}
 	return audit.KeyFunc(keys...), nil
+}
+
+// parseVerifyKeys reads a JWK set ({"keys": [...]}) or one JWK (such as
+// gateway/sign.pub.jwk; of a private JWK, its public half).
+func parseVerifyKeys(data []byte) ([]*envelope.PublicKey, error) {
+	var probe struct {
+		Keys json.RawMessage `json:"keys"`
+		Kty  string          `json:"kty"`
+		D    string          `json:"d"`
+	}
+	if err := json.Unmarshal(data, &probe); err != nil {
+		return nil, fmt.Errorf("not JSON: %w", err)
+	}
+	switch {
+	case probe.Keys != nil:
+		return envelope.ParseJWKS(data)
+	case probe.Kty != "" && probe.D != "":
+		k, err := envelope.ParsePrivateJWK(data)
+		if err != nil {
+			return nil, err
+		}
+		return []*envelope.PublicKey{k.Public()}, nil
+	case probe.Kty != "":
+		k, err := envelope.ParsePublicJWK(data)
+		if err != nil {
+			return nil, err
+		}
+		return []*envelope.PublicKey{k}, nil
+	}
+	return nil, errors.New(`neither a JWK set ({"keys": [...]}) nor one JWK`)
 }
 
 // broken reports a failed verification: the first bad entry, exit code 1.
@@ -119,144 +152,182 @@ func printSummary(w io.Writer, s audit.Summary) {
 	}
 }
 
-func newAuditVerify(stdout io.Writer) *cobra.Command {
-	var cfgPath, file, jwks, as, pkiDir string
+func newAuditVerify(stdout, stderr io.Writer) *cobra.Command {
+	var f opsFlags
+	var file, jwks, as, pkiDir string
 	c := &cobra.Command{
-		Use:   "verify [--config FILE] [--file EXPORT [--jwks FILE|URL]]",
+		Use:   "verify [--config FILE | --ops URL] [--file EXPORT [--jwks FILE|URL]]",
 		Short: "Check the live audit log, or an export offline (exit 1 and the first bad entry if broken)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			withConfig := cmd.Flags().Changed("config")
-			cfg, err := config.Load(cfgPath)
-			if err != nil && (withConfig || jwks == "") {
+			// With --file, the live log is read only to compare with it.
+			live := file == "" || cmd.Flags().Changed("config") || cmd.Flags().Changed("ops")
+			t, err := f.target(stderr)
+			if err != nil && (live || jwks == "") {
 				return err
 			}
 			var keys envelope.KeyFunc
 			if jwks != "" {
 				keys, err = jwksKeys(ctx, jwks, as, pkiDir)
 			} else {
-				keys, err = gatewayVerifyKeys(cfg.GatewayKeys)
+				keys, err = gatewayVerifyKeys(t.cfg.GatewayKeys)
+				if err != nil {
+					err = fmt.Errorf("%w (or give the gateway's public keys with --jwks FILE)", err)
+				}
 			}
 			if err != nil {
 				return err
 			}
-			if file == "" {
-				b, err := openAuditLog(ctx, cfg)
+			var s audit.Summary
+			if file != "" {
+				fh, err := os.Open(file)
 				if err != nil {
-					return err
+					return fmt.Errorf("audit: %w", err)
 				}
-				defer b.Close()
-				s, err := audit.VerifyLive(ctx, b, keys)
-				if err != nil {
+				defer fh.Close()
+				if s, err = audit.VerifyExport(fh, keys); err != nil {
+					return broken(stdout, err)
+				}
+				printSummary(stdout, s)
+				if !live {
+					fmt.Fprintln(stdout, "export verified")
+					return nil
+				}
+			}
+			b, err := t.liveLog(ctx, keys)
+			if err != nil {
+				return broken(stdout, err)
+			}
+			defer b.Close()
+			if file == "" {
+				if s, err = b.verify(ctx); err != nil {
 					return broken(stdout, err)
 				}
 				printSummary(stdout, s)
 				fmt.Fprintln(stdout, "audit log verified")
 				return nil
 			}
-			f, err := os.Open(file)
-			if err != nil {
-				return fmt.Errorf("audit: %w", err)
-			}
-			defer f.Close()
-			s, err := audit.VerifyExport(f, keys)
-			if err != nil {
+			if err := audit.CompareLive(ctx, s, b.Backend); err != nil {
 				return broken(stdout, err)
 			}
-			printSummary(stdout, s)
-			if withConfig {
-				b, err := openAuditLog(ctx, cfg)
-				if err != nil {
-					return err
-				}
-				defer b.Close()
-				if err := audit.CompareLive(ctx, s, b); err != nil {
-					return broken(stdout, err)
-				}
-				fmt.Fprintln(stdout, "export verified and consistent with the live log")
-				return nil
-			}
-			fmt.Fprintln(stdout, "export verified")
+			fmt.Fprintln(stdout, "export verified and consistent with the live log")
 			return nil
 		},
 	}
-	c.Flags().StringVar(&cfgPath, "config", "", "gateway configuration (its store and key folder); with --file, also compare with the live log")
+	f.add(c, "gateway configuration (its operator listener, store and key folder); with --file, also compare with the live log")
 	c.Flags().StringVar(&file, "file", "", "an export (xborder audit export) to check offline")
-	c.Flags().StringVar(&jwks, "jwks", "", "the gateway's public keys: a JWKS file, or its https://…/v1/jwks URL (with --as, --pki)")
+	c.Flags().StringVar(&jwks, "jwks", "", "the gateway's public keys: a JWKS or one JWK file (gateway/sign.pub.jwk), or its https://…/v1/jwks URL (with --as, --pki)")
 	c.Flags().StringVar(&as, "as", "", "participant id whose client certificate fetches a --jwks URL")
 	c.Flags().StringVar(&pkiDir, "pki", "certs/dev", "folder of the --as participant's material")
 	return c
 }
 
-func newAuditExport(stdout io.Writer) *cobra.Command {
-	var cfgPath, out string
+func newAuditExport(stdout, stderr io.Writer) *cobra.Command {
+	var f opsFlags
+	var out string
 	c := &cobra.Command{
-		Use:   "export [--config FILE] [--out FILE]",
+		Use:   "export [--config FILE | --ops URL] [--out FILE]",
 		Short: "Write the audit log as JSON lines, ending with a checkpoint signed now",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			cfg, err := config.Load(cfgPath)
+			t, err := f.target(stderr)
 			if err != nil {
 				return err
 			}
-			key, err := envelope.LoadPrivateJWK(filepath.Join(cfg.GatewayKeys, "sign.jwk"))
+			w, finish := stdout, func() error { return nil }
+			if out != "" && out != "-" {
+				fh, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+				if err != nil {
+					return fmt.Errorf("audit: %w", err)
+				}
+				defer fh.Close()
+				w, finish = fh, fh.Close
+			}
+			if t.useGateway(ctx) {
+				// The gateway signs the closing checkpoints with its own key.
+				resp, err := t.call(ctx, http.MethodGet, "/audit/export", nil)
+				if err != nil {
+					return err
+				}
+				defer resp.Body.Close()
+				if _, err := io.Copy(w, resp.Body); err != nil {
+					return fmt.Errorf("audit: export: %w", err)
+				}
+				return finish()
+			}
+			key, err := envelope.LoadPrivateJWK(filepath.Join(t.cfg.GatewayKeys, "sign.jwk"))
 			if err != nil {
 				return err
 			}
-			b, err := openAuditLog(ctx, cfg)
-			if err != nil {
+			if err := t.storeMissing(); err != nil {
 				return err
+			}
+			b, err := openAuditLog(ctx, t.cfg)
+			if err != nil {
+				return t.storeError(err)
 			}
 			defer b.Close()
-			if out == "" || out == "-" {
-				return audit.Export(ctx, b, stdout, key)
-			}
-			f, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-			if err != nil {
-				return fmt.Errorf("audit: %w", err)
-			}
-			if err := audit.Export(ctx, b, f, key); err != nil {
-				f.Close()
+			if err := audit.Export(ctx, b, w, key); err != nil {
 				return err
 			}
-			if err := f.Close(); err != nil {
+			if err := finish(); err != nil {
 				return fmt.Errorf("audit: %w", err)
 			}
 			return nil
 		},
 	}
-	c.Flags().StringVar(&cfgPath, "config", "", "gateway configuration (its store and key folder)")
+	f.add(c, "gateway configuration (its operator listener, store and key folder)")
 	c.Flags().StringVarP(&out, "out", "o", "", "output file (default: standard output)")
 	return c
 }
 
-func newAuditSubject(stdout io.Writer) *cobra.Command {
-	var cfgPath, ref string
+func newAuditSubject(stdout, stderr io.Writer) *cobra.Command {
+	var f opsFlags
+	var ref string
 	var asJSON bool
 	c := &cobra.Command{
-		Use:   "subject --ref REF [--config FILE]",
+		Use:   "subject --ref REF [--config FILE | --ops URL]",
 		Short: "List who received which data categories about one subject, when, why and under which decision",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			cfg, err := config.Load(cfgPath)
+			t, err := f.target(stderr)
 			if err != nil {
 				return err
 			}
-			key, err := audit.LoadKey(filepath.Join(cfg.GatewayKeys, "audit.key"))
-			if err != nil {
-				return err
-			}
-			b, err := openAuditLog(ctx, cfg)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			entries, err := audit.Subject(ctx, b, audit.SubjectHash(key, ref))
-			if err != nil {
-				return err
+			var entries []audit.Entry
+			if t.useGateway(ctx) {
+				body, _ := json.Marshal(map[string]string{"ref": ref})
+				resp, err := t.call(ctx, http.MethodPost, "/audit/subject", bytes.NewReader(body))
+				if err != nil {
+					return err
+				}
+				defer resp.Body.Close()
+				var rep struct {
+					Entries []audit.Entry `json:"entries"`
+				}
+				if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+					return fmt.Errorf("audit: subject: %w", err)
+				}
+				entries = rep.Entries
+			} else {
+				key, err := audit.LoadKey(filepath.Join(t.cfg.GatewayKeys, "audit.key"))
+				if err != nil {
+					return err
+				}
+				if err := t.storeMissing(); err != nil {
+					return err
+				}
+				b, err := openAuditLog(ctx, t.cfg)
+				if err != nil {
+					return t.storeError(err)
+				}
+				defer b.Close()
+				if entries, err = audit.Subject(ctx, b, audit.SubjectHash(key, ref)); err != nil {
+					return err
+				}
 			}
 			if asJSON {
 				w := bufio.NewWriter(stdout)
@@ -281,7 +352,7 @@ func newAuditSubject(stdout io.Writer) *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&cfgPath, "config", "", "gateway configuration (its store and key folder)")
+	f.add(c, "gateway configuration (its operator listener, store and key folder)")
 	c.Flags().StringVar(&ref, "ref", "", "the subject reference (subject.ref); it is hashed, never stored")
 	c.Flags().BoolVar(&asJSON, "json", false, "print the entries as JSON lines")
 	_ = c.MarkFlagRequired("ref")

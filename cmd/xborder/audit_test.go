@@ -32,6 +32,8 @@ func auditSetup(t *testing.T, store string) (cfgPath, dir string) {
 	os.WriteFile(filepath.Join(keys, "sign.jwk"), jwk, 0o600)
 	jwks, _ := envelope.MarshalJWKS(sign.Public())
 	os.WriteFile(filepath.Join(dir, "jwks.json"), jwks, 0o600)
+	pub, _ := sign.Public().MarshalJSON()
+	os.WriteFile(filepath.Join(dir, "sign.pub.jwk"), pub, 0o600)
 	subjectKey, err := audit.LoadOrCreateKey(filepath.Join(keys, "audit.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +42,8 @@ func auditSetup(t *testing.T, store string) (cfgPath, dir string) {
 		store = "bolt:" + filepath.Join(dir, "data", "xborder.db")
 	}
 	cfgPath = filepath.Join(dir, "xborder.yaml")
-	os.WriteFile(cfgPath, []byte("gateway_keys: keys\nstore: "+store+"\nregistry: r.yaml\npolicies: p\n"), 0o600)
+	// No gateway answers at this ops_listen: the commands read the store.
+	os.WriteFile(cfgPath, []byte("gateway_keys: keys\nstore: "+store+"\nregistry: r.yaml\npolicies: p\nops_listen: "+freeAddr(t)+"\n"), 0o600)
 
 	ctx := context.Background()
 	b, err := audit.OpenBackend(ctx, store, false)
@@ -72,7 +75,8 @@ func auditSetup(t *testing.T, store string) (cfgPath, dir string) {
 func runAudit(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	var out bytes.Buffer
-	c := newAudit(&out)
+	c := newAudit(&out, &out) // stderr too: which way the command went
+
 	c.SetArgs(args)
 	c.SetOut(&out)
 	c.SetErr(&out)
@@ -100,7 +104,7 @@ func TestAuditCommands(t *testing.T) {
 			export := filepath.Join(dir, "audit.jsonl")
 
 			out, code := runAudit(t, "verify", "--config", cfg)
-			if code != 0 || !strings.Contains(out, "gw-1: 3 entries, 1 checkpoints") {
+			if code != 0 || !strings.Contains(out, "gw-1: 3 entries, 1 checkpoints") || !strings.Contains(out, "reading the store") {
 				t.Fatalf("verify live: %d\n%s", code, out)
 			}
 			if out, code = runAudit(t, "export", "--config", cfg, "--out", export); code != 0 {
@@ -114,6 +118,7 @@ func TestAuditCommands(t *testing.T) {
 				want   string
 			}{
 				{"offline with the JWKS", []string{"--jwks", filepath.Join(dir, "jwks.json")}, nil, 0, "export verified"},
+				{"offline with one JWK", []string{"--jwks", filepath.Join(dir, "sign.pub.jwk")}, nil, 0, "export verified"},
 				{"offline with the key folder", []string{"--config", cfg}, nil, 0, "consistent with the live log"},
 				{"an edited entry", []string{"--jwks", filepath.Join(dir, "jwks.json")},
 					func(s string) string { return strings.Replace(s, `"to":"KZ-MJ"`, `"to":"KZ-GP"`, 1) },

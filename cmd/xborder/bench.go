@@ -138,7 +138,9 @@ same decision asked of ` + "`opa run --server`" + ` over HTTP (the sidecar patte
 	f.BoolVar(&drain, "drain", false, "recipients pull and acknowledge their inboxes during the run (steady state)")
 	f.StringVar(&reportPath, "report", "", "write the JSON report to this file")
 	f.StringVar(&store, "store", "", "store of the gateway bench starts (e.g. redis://127.0.0.1:6379/0; default: embedded)")
-	f.StringVar(&opaBin, "opa", "", "opa binary: also compare the embedded policy with `opa run --server` over HTTP")
+	// No backquotes in a usage: pflag would take the quoted words for the
+	// value's name (--opa opa run --server).
+	f.StringVar(&opaBin, "opa", "", "opa binary (PATH): also compare the embedded policy with 'opa run --server' over HTTP")
 	f.IntVar(&decisions, "policy-decisions", 2000, "decisions per side and round, with --opa")
 	f.IntVar(&rounds, "policy-rounds", 3, "rounds of the policy comparison (the median is reported)")
 	f.StringVar(&self, "xborder", "", "xborder binary that serves (default: this one)")

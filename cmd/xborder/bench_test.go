@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/xborder/xborder/gateway/gatewaytest"
 )
 
 func TestBenchUsage(t *testing.T) {
@@ -29,6 +31,9 @@ func TestBenchUsage(t *testing.T) {
 // TestBenchStartsGateway runs a short bench against the gateway it starts
 // itself and checks the report's keys (never its timings).
 func TestBenchStartsGateway(t *testing.T) {
+	// The gateway bench starts inherits the environment: a generous
+	// decision deadline, so that its start-up scenarios pass on a loaded machine.
+	t.Setenv("XBORDER_POLICY_TIMEOUT", gatewaytest.TestPolicyTimeout.String())
 	report := filepath.Join(t.TempDir(), "report.json")
 	var out bytes.Buffer
 	c := newBench(&out)

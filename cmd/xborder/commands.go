@@ -67,7 +67,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	policyCmd := &cobra.Command{Use: "policy", Short: "Evaluate and test the policy offline"}
 	policyCmd.AddCommand(newPolicyEval(stdout), newPolicyTest(stdout), newPolicyImpact(stdout))
 
-	root.AddCommand(newServe(stderr), pkiCmd, newSend(stdout), newInbox(stdout), policyCmd, newReceive(stdout), newAudit(stdout), newBench(stdout), newDeadLetters(stdout))
+	root.AddCommand(newServe(stderr), pkiCmd, newSend(stdout), newInbox(stdout, stderr), policyCmd, newReceive(stdout), newAudit(stdout, stderr),
+		newBench(stdout), newDeadLetters(stdout, stderr), newVersion(stdout), newHealth(stdout))
 	return root
 }
 
@@ -92,6 +93,12 @@ func newServe(stderr io.Writer) *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			g, err := gateway.New(ctx, cfg, log)
+			if err != nil && ctx.Err() != nil {
+				// Interrupted while starting (the policy's tests and
+				// scenarios are cut short): not a broken policy.
+				fmt.Fprintln(stderr, "xborder: serve: interrupted while starting; nothing was served")
+				return exitError{130}
+			}
 			if err != nil {
 				return err
 			}
@@ -197,6 +204,7 @@ func (f *clientFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&f.pkiDir, "pki", "", "development PKI folder (default: the config's dev_pki, certs/dev)")
 	c.Flags().StringVar(&f.gatewayURL, "gateway", "", "gateway base URL (default: https:// + the config's listen)")
 	_ = c.MarkFlagRequired("as")
+	_ = c.RegisterFlagCompletionFunc("as", completeParticipants)
 }
 
 func (f *clientFlags) client() (*client.Client, error) {
@@ -236,7 +244,7 @@ func newSend(stdout io.Writer) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "send --as ID --to ID --type T --purpose P FILE",
 		Short: "Sign FILE's subject/record/consent as ID, send it, print the answer",
-		Args:  cobra.ExactArgs(1),
+		Args:  requiredFlagsFirst(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			raw, err := os.ReadFile(args[0])
 			if err != nil {
@@ -313,6 +321,9 @@ func newSend(stdout io.Writer) *cobra.Command {
 	for _, n := range []string{"to", "type", "purpose"} {
 		_ = c.MarkFlagRequired(n)
 	}
+	_ = c.RegisterFlagCompletionFunc("to", completeParticipants)
+	_ = c.RegisterFlagCompletionFunc("purpose", completePurposes)
+	_ = c.RegisterFlagCompletionFunc("type", completeTypes)
 	return c
 }
 
@@ -327,7 +338,7 @@ func printJSON(w io.Writer, b []byte) {
 	w.Write(out.Bytes())
 }
 
-func newInbox(stdout io.Writer) *cobra.Command {
+func newInbox(stdout, stderr io.Writer) *cobra.Command {
 	var f clientFlags
 	var ack bool
 	var max int
@@ -345,6 +356,11 @@ func newInbox(stdout io.Writer) *cobra.Command {
 			ds, err := cl.Inbox(ctx, max)
 			if err != nil {
 				return err
+			}
+			if len(ds) == 0 {
+				// On stderr: stdout stays JSON lines, here none.
+				fmt.Fprintf(stderr, "inbox: no deliveries for %s\n", f.as)
+				return nil
 			}
 			enc := json.NewEncoder(stdout)
 			for _, d := range ds {
@@ -407,7 +423,7 @@ func newPolicyEval(stdout io.Writer) *cobra.Command {
 				return fmt.Errorf("%s: not a decision input (DOMAIN.md §7) or a scenario file", input)
 			}
 			src := policyFS(cmd, dir)
-			b, err := policy.Compile(cmd.Context(), src.fs, policy.Options{Timeout: offlineTimeout})
+			b, err := policy.Compile(cmd.Context(), src.fs, policy.Options{Timeout: offlinePolicyTimeout})
 			if err != nil {
 				return err
 			}
@@ -434,7 +450,7 @@ func newPolicyTest(stdout io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			src := policyFS(cmd, dir)
-			b, err := policy.Compile(cmd.Context(), src.fs, policy.Options{Timeout: offlineTimeout})
+			b, err := policy.Compile(cmd.Context(), src.fs, policy.Options{Timeout: offlinePolicyTimeout})
 			if err != nil {
 				return err
 			}
@@ -467,6 +483,11 @@ func newPolicyTest(stdout io.Writer) *cobra.Command {
 	c.Flags().StringVar(&dir, "policies", "", "policies folder (default: ./policies if it exists, else the copy embedded in the binary)")
 	return c
 }
+
+// offlinePolicyTimeout bounds one decision of `policy eval` and `policy
+// test`. They serve nobody, so a busy machine must not turn a slow decision
+// into a failure; the gateway's own deadline is policy_timeout.
+const offlinePolicyTimeout = 30 * time.Second
 
 type fsys struct {
 	fs   fs.FS

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,59 +12,103 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/xborder/xborder/gateway/config"
+	"github.com/xborder/xborder/gateway"
+	"github.com/xborder/xborder/gateway/api"
+	"github.com/xborder/xborder/gateway/store"
 )
 
-// newDeadLetters lists and re-queues dead letters through the gateway's
-// operator listener (the store itself may be locked by the running gateway).
-func newDeadLetters(stdout io.Writer) *cobra.Command {
-	var cfgPath, ops, requeue string
+// newDeadLetters lists and re-queues dead letters: through a running
+// gateway's operator listener (with the operator token), or in the store
+// itself when no gateway answers (opsclient.go).
+func newDeadLetters(stdout, stderr io.Writer) *cobra.Command {
+	var f opsFlags
+	var requeue string
 	c := &cobra.Command{
-		Use:   "deadletters [--config FILE | --ops URL] [--requeue RECIPIENT/DELIVERY_ID]",
-		Short: "List dead-lettered deliveries, or re-queue one",
+		Use:   "deadletters [--config FILE | --ops URL [--ops-token-file FILE]] [--requeue RECIPIENT/DELIVERY_ID]",
+		Short: "List dead-lettered deliveries, or re-queue one (through a running gateway, or in its store)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if ops == "" {
-				cfg, err := config.Load(cfgPath)
-				if err != nil {
-					return err
-				}
-				ops = "http://" + cfg.OpsListen
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
-			defer cancel()
-			method, path := http.MethodGet, "/deadletters"
+			var recipient, id string
 			if requeue != "" {
-				recipient, id, ok := strings.Cut(requeue, "/")
+				var ok bool
+				recipient, id, ok = strings.Cut(requeue, "/")
 				if !ok || recipient == "" || id == "" || strings.Contains(id, "/") {
 					return fmt.Errorf("--requeue wants RECIPIENT/DELIVERY_ID")
 				}
-				method, path = http.MethodPost, "/deadletters/"+recipient+"/"+id+"/requeue"
 			}
-			req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(ops, "/")+path, nil)
+			t, err := f.target(stderr)
 			if err != nil {
 				return err
 			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return err
+			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+			defer cancel()
+			if t.useGateway(ctx) {
+				return deadLettersViaGateway(ctx, t, stdout, requeue, recipient, id)
 			}
-			defer resp.Body.Close()
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-			switch {
-			case requeue != "" && resp.StatusCode == http.StatusNoContent:
-				fmt.Fprintf(stdout, "requeued %s\n", requeue)
-				return nil
-			case resp.StatusCode == http.StatusOK:
-				printJSON(stdout, body)
-				return nil
-			}
-			printJSON(stdout, body)
-			return exitError{1}
+			return deadLettersInStore(ctx, t, stdout, requeue, recipient, id)
 		},
 	}
-	c.Flags().StringVar(&cfgPath, "config", "", "gateway configuration (for ops_listen)")
-	c.Flags().StringVar(&ops, "ops", "", "operator listener base URL (default: http:// + the config's ops_listen)")
+	f.add(c, "gateway configuration (its ops_listen, ops_token_file and store)")
 	c.Flags().StringVar(&requeue, "requeue", "", "RECIPIENT/DELIVERY_ID to put back in its queue")
 	return c
+}
+
+func deadLettersViaGateway(ctx context.Context, t *gatewayTarget, stdout io.Writer, requeue, recipient, id string) error {
+	method, path := http.MethodGet, "/deadletters"
+	if requeue != "" {
+		method, path = http.MethodPost, "/deadletters/"+recipient+"/"+id+"/requeue"
+	}
+	resp, err := t.call(ctx, method, path, nil)
+	var p *opsProblem
+	if errors.As(err, &p) && p.Code == "not_found" {
+		printJSON(stdout, p.Body)
+		return exitError{1}
+	}
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if requeue != "" {
+		fmt.Fprintf(stdout, "requeued %s\n", requeue)
+		return nil
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	printJSON(stdout, body)
+	return nil
+}
+
+func deadLettersInStore(ctx context.Context, t *gatewayTarget, stdout io.Writer, requeue, recipient, id string) error {
+	if err := t.storeMissing(); err != nil {
+		return err
+	}
+	st, err := gateway.OpenStore(ctx, t.cfg)
+	if err != nil {
+		return t.storeError(err)
+	}
+	defer st.Close()
+	if requeue != "" {
+		err := st.Requeue(ctx, recipient, id, time.Now())
+		if errors.Is(err, store.ErrNotFound) {
+			fmt.Fprintf(stdout, "no dead letter %s\n", requeue)
+			return exitError{1}
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "requeued %s\n", requeue)
+		return nil
+	}
+	ds, err := st.DeadLetters(ctx)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(api.DeadLetterList(ds))
+	if err != nil {
+		return err
+	}
+	printJSON(stdout, b)
+	return nil
 }

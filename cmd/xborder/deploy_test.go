@@ -23,6 +23,10 @@ type composeFile struct {
 		Env     map[string]string `yaml:"environment"`
 		Volumes []string          `yaml:"volumes"`
 		Ports   []string          `yaml:"ports"`
+		Pull    string            `yaml:"pull_policy"`
+		Health  *struct {
+			Test []string `yaml:"test"`
+		} `yaml:"healthcheck"`
 	} `yaml:"services"`
 	Volumes map[string]any `yaml:"volumes"`
 }
@@ -38,7 +42,8 @@ func flagValue(args []string, name string) string {
 
 // docker-compose.yml: Redis with AOF fsync always, two gateway replicas on
 // it with the mounted config, and a push-mode recipient the registry points
-// at. Docker cannot run here; this checks the file and the config it mounts.
+// at. This checks the file and the config it mounts without Docker
+// (compose_live_test.go runs the stack where it can).
 func TestComposeFile(t *testing.T) {
 	root := gatewaytest.RepoRoot()
 	raw, err := os.ReadFile(filepath.Join(root, "docker-compose.yml"))
@@ -61,7 +66,11 @@ func TestComposeFile(t *testing.T) {
 	}
 
 	var replicas []string
+	replicaNames := map[string]bool{}
 	for name, s := range cf.Services {
+		if s.Image == "xborder:dev" && s.Pull != "never" {
+			t.Errorf("%s: pull_policy %q: xborder:dev is built here, never pulled", name, s.Pull)
+		}
 		if len(s.Command) == 0 || s.Command[0] != "serve" {
 			continue
 		}
@@ -89,8 +98,25 @@ func TestComposeFile(t *testing.T) {
 		if kind, target := c.StoreKind(); kind != "redis" || !strings.Contains(target, "redis:6379") {
 			t.Errorf("%s: store %s %s, want the redis service", name, kind, target)
 		}
-		if c.Registry != "/pki/registry.yaml" || c.GatewayKeys != "/pki/gateway" || c.DevPKI != "" {
+		if c.Registry != "/pki/registry.yaml" || c.GatewayKeys != "/pki/gateway" || c.DevPKI != "" || c.OpsTokenFile != "/pki/ops.token" {
 			t.Errorf("%s: config %+v", name, c)
+		}
+		// A fixed replica name: a re-created container continues its chain.
+		if c.Replica == "" || replicaNames[c.Replica] {
+			t.Errorf("%s: replica name %q (empty or shared)", name, c.Replica)
+		}
+		replicaNames[c.Replica] = true
+		// The operator listener is published on the host's loopback only.
+		_, opsPort, _ := net.SplitHostPort(c.OpsListen)
+		for _, p := range s.Ports {
+			if strings.HasSuffix(p, ":"+opsPort) && !strings.HasPrefix(p, "127.0.0.1:") {
+				t.Errorf("%s: operator port published beyond the loopback: %q", name, p)
+			}
+		}
+		// Health: the image's own binary asks /readyz on the operator port.
+		if s.Health == nil || len(s.Health.Test) < 5 || s.Health.Test[1] != "/usr/local/bin/xborder" || s.Health.Test[2] != "health" ||
+			flagValue(s.Health.Test, "--ops") != "http://127.0.0.1:"+opsPort {
+			t.Errorf("%s: healthcheck %+v", name, s.Health)
 		}
 	}
 	if len(replicas) < 2 {
@@ -138,5 +164,51 @@ func TestComposeFile(t *testing.T) {
 	reg, _ := os.ReadFile(filepath.Join(dir, "pki", "registry.yaml"))
 	if !strings.Contains(string(reg), pushURL) {
 		t.Errorf("registry does not push to %s", pushURL)
+	}
+	if st, err := os.Stat(filepath.Join(dir, "pki", "ops.token")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("the pki service makes no operator token (0600): %v", err)
+	}
+	// The healthcheck's command line is one the CLI accepts.
+	env := gatewaytest.Start(t)
+	for _, name := range replicas {
+		args := append([]string{}, cf.Services[name].Health.Test[2:]...)
+		args[slices.Index(args, "--ops")+1] = env.OpsURL()
+		if code := run(args, &out, &out); code != 0 {
+			t.Errorf("%s healthcheck %v: exit %d: %s", name, args, code, out.String())
+		}
+	}
+}
+
+// .dockerignore lets only the sources into the build context: development
+// keys, local state and binaries stay out.
+func TestDockerignore(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(gatewaytest.RepoRoot(), ".dockerignore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules []string
+	for _, l := range strings.Split(string(raw), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			rules = append(rules, l)
+		}
+	}
+	if len(rules) == 0 || rules[0] != "*" {
+		t.Fatalf("not an allow-list (first rule %v)", rules)
+	}
+	allowed := map[string]bool{}
+	for _, r := range rules[1:] {
+		if a, ok := strings.CutPrefix(r, "!"); ok {
+			allowed[strings.Trim(a, "/")] = true
+		}
+	}
+	for _, need := range []string{"go.mod", "go.sum", "cmd", "gateway", "adapters", "policies"} {
+		if !allowed[need] {
+			t.Errorf("%s is not let in", need)
+		}
+	}
+	for a := range allowed {
+		if strings.HasPrefix(a, "certs") || strings.HasPrefix(a, "data") || strings.HasPrefix(a, ".git") {
+			t.Errorf("%s is let in", a)
+		}
 	}
 }

@@ -27,7 +27,7 @@ func newPolicyImpact(stdout io.Writer) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			src := policyFS(cmd, dir)
-			opts := policy.Options{Timeout: offlineTimeout}
+			opts := policy.Options{Timeout: offlinePolicyTimeout}
 			live, err := policy.Compile(ctx, src.fs, opts)
 			if err != nil {
 				return fmt.Errorf("policy in force: %w", err)
@@ -95,8 +95,3 @@ func newPolicyImpact(stdout io.Writer) *cobra.Command {
 	_ = c.MarkFlagRequired("candidate")
 	return c
 }
-
-// offlineTimeout bounds one evaluation (and one Rego test) of the offline
-// policy commands: nothing waits on them, and a loaded machine must not
-// turn a slow test into a failure.
-const offlineTimeout = 10 * time.Second

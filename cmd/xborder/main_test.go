@@ -56,7 +56,10 @@ func serveProcess(t *testing.T, dir string, env []string, args ...string) *exec.
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
+	// A generous decision deadline (gatewaytest.TestPolicyTimeout), unless
+	// the test sets one: start-up runs every scenario under it.
+	cmd.Env = append(os.Environ(), "XBORDER_POLICY_TIMEOUT="+gatewaytest.TestPolicyTimeout.String())
+	cmd.Env = append(cmd.Env, env...)
 	logf, err := os.OpenFile(filepath.Join(dir, "gateway.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -143,6 +146,13 @@ func TestReadmeWalkthrough(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "certs", "dev", "registry.yaml")); err != nil {
 		t.Fatalf("serve did not make the development PKI: %v", err)
 	}
+	// The first start says what it made.
+	first, _ := os.ReadFile(filepath.Join(dir, "gateway.log"))
+	for _, want := range []string{"development PKI made", "ops.token", "store file created"} {
+		if !bytes.Contains(first, []byte(want)) {
+			t.Errorf("the first start did not log %q:\n%s", want, first)
+		}
+	}
 
 	script := shellBlock(t, string(readme), "## Walkthrough", 0)
 	var lines []string
@@ -181,6 +191,19 @@ func TestReadmeWalkthrough(t *testing.T) {
 	refusal := runScript(t, dir, env, shellBlock(t, string(readme), "## Walkthrough", 1), 1)
 	if !strings.Contains(refusal, `"policy_denied"`) || !strings.Contains(refusal, `"R6"`) {
 		t.Errorf("refusal printed:\n%s", refusal)
+	}
+
+	// Every line the real binary logged in this run is one JSON object
+	// with no key twice (strict JSON consumers drop such lines).
+	logs, err := os.ReadFile(filepath.Join(dir, "gateway.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gatewaytest.CheckLogLines(logs); err != nil {
+		t.Error(err)
+	}
+	if !bytes.Contains(logs, []byte(`"decision"`)) {
+		t.Errorf("the run logged no decision record:\n%s", logs)
 	}
 }
 
@@ -351,20 +374,39 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
-func TestDeadLettersCommand(t *testing.T) {
-	env := gatewaytest.Start(t)
-	var out bytes.Buffer
-	if code := run([]string{"deadletters", "--ops", env.OpsURL()}, &out, &out); code != 0 {
-		t.Fatalf("exit %d: %s", code, out.String())
+// .ci/run installs every Debian package the README names for the tests and
+// runs exactly the README's test command.
+func TestCIRunMatchesReadme(t *testing.T) {
+	root := gatewaytest.RepoRoot()
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), `"dead_letters": []`) {
-		t.Errorf("listing: %s", out.String())
+	ci, err := os.ReadFile(filepath.Join(root, ".ci", "run"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	out.Reset()
-	if code := run([]string{"deadletters", "--ops", env.OpsURL(), "--requeue", "UN-IOM/3f1c2a90-0000-4000-8000-000000000001"}, &out, &out); code != 1 {
-		t.Errorf("requeue of an unknown dead letter: exit %d: %s", code, out.String())
+	testCmd := strings.TrimSpace(shellBlock(t, string(readme), "## Two commands", 1))
+	if testCmd != "go test ./..." {
+		t.Fatalf("README's test command is %q", testCmd)
 	}
-	if code := run([]string{"deadletters", "--ops", env.OpsURL(), "--requeue", "nonsense"}, &out, &out); code == 0 {
-		t.Error("a malformed --requeue was accepted")
+	var ran bool
+	for _, l := range strings.Split(string(ci), "\n") {
+		if strings.TrimSpace(l) == testCmd {
+			ran = true
+		}
+	}
+	if !ran {
+		t.Errorf(".ci/run does not run %q", testCmd)
+	}
+	i := strings.Index(string(readme), "On Debian: `apt-get install -y ")
+	if i < 0 {
+		t.Fatal("README names no Debian packages")
+	}
+	line := string(readme)[i+len("On Debian: `apt-get install -y "):]
+	for _, pkg := range strings.Fields(line[:strings.Index(line, "`")]) {
+		if !strings.Contains(string(ci), "need_apt+=("+pkg+")") {
+			t.Errorf(".ci/run does not install %s", pkg)
+		}
 	}
 }

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,7 +31,8 @@ import (
 // newReceive is a push-mode recipient (PROTOCOL §4 https): it serves an
 // mTLS endpoint that only the gateway's certificate may call, decrypts and
 // verifies each delivery, keeps the envelope in a folder (atomically, named
-// by delivery_id, so a repeated push is idempotent) and prints a JSON line.
+// by delivery_id, so a repeated push is idempotent) and prints a JSON line
+// of ids and digests (never the message's content).
 // It is the sample recipient of docker-compose.yml and a model for
 // participants' own endpoints.
 func newReceive(stdout io.Writer) *cobra.Command {
@@ -87,6 +90,7 @@ func newReceive(stdout io.Writer) *cobra.Command {
 	c.Flags().StringVar(&listen, "listen", "127.0.0.1:8444", "address to serve on")
 	c.Flags().StringVar(&out, "out", "received", "folder for the verified envelopes")
 	_ = c.MarkFlagRequired("as")
+	_ = c.RegisterFlagCompletionFunc("as", completeParticipants)
 	return c
 }
 
@@ -157,6 +161,15 @@ func (h *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cannot store", http.StatusServiceUnavailable)
 		return
 	}
-	_ = h.out.Encode(map[string]any{"delivery_id": d.DeliveryID, "message": d.Message, "provenance": d.Provenance})
+	// Ids and digests only: the log of a sample recipient (docker logs)
+	// must not carry names or birth dates. The verified envelope is kept in
+	// --out for whoever is entitled to open it.
+	sum := sha256.Sum256(body)
+	from, _ := d.Message["from"].(string)
+	typ, _ := d.Message["type"].(string)
+	purpose, _ := d.Message["purpose"].(string)
+	file, _ := h.drop.Path(d.DeliveryID)
+	_ = h.out.Encode(map[string]any{"delivery_id": d.DeliveryID, "message_id": msgID, "from": from, "type": typ,
+		"purpose": purpose, "envelope_sha256": hex.EncodeToString(sum[:]), "file": file, "provenance": d.Provenance})
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -23,44 +23,78 @@ import (
 type Check func(ctx context.Context) error
 
 // Metrics are the gateway's Prometheus collectors, on their own registry.
+// Names and labels follow the Prometheus conventions (base units, _total
+// counters, HTTP status as "code"); the names of the previous release are
+// kept one more release as deprecated aliases (README "Operations").
 type Metrics struct {
 	Registry      *prometheus.Registry
-	Requests      *prometheus.CounterVec   // by route and status
-	Latency       *prometheus.HistogramVec // by route
+	Requests      *prometheus.CounterVec   // xborder_http_requests_total by route, method and code
+	Latency       *prometheus.HistogramVec // xborder_http_request_duration_seconds by route, method and code
 	Decisions     *prometheus.CounterVec   // by allow: each decision once
 	DecisionRules *prometheus.CounterVec   // by allow and rule: a decision once per rule it names
 	Deliveries    *prometheus.CounterVec   // by outcome: delivered, retry, dead_lettered
 	AuditFailures prometheus.Counter
 	PolicyVersion *prometheus.GaugeVec   // xborder_policy_info{version}: 1 for the version in force
 	PolicyReloads *prometheus.CounterVec // by result: accepted, refused
+
+	// Deprecated aliases, to be removed in the next release.
+	oldRequests *prometheus.CounterVec   // xborder_requests_total by route and status
+	oldLatency  *prometheus.HistogramVec // xborder_request_seconds by route
 }
+
+// DeliveryOutcomes are the values of xborder_deliveries_total's outcome
+// label; each series exists from the start, at zero.
+var DeliveryOutcomes = []string{"delivered", "retry", "dead_lettered"}
+
+var latencyBuckets = []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5}
 
 // NewMetrics registers the collectors.
 func NewMetrics() *Metrics {
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "xborder_requests_total", Help: "Exchange API requests by route and HTTP status.",
-		}, []string{"route", "status"}),
+			Name: "xborder_http_requests_total", Help: "Exchange API requests by route, method and HTTP status code.",
+		}, []string{"route", "method", "code"}),
 		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "xborder_request_seconds", Help: "Exchange API latency by route.",
-			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5},
-		}, []string{"route"}),
+			Name: "xborder_http_request_duration_seconds", Help: "Exchange API request duration by route, method and HTTP status code.",
+			Buckets: latencyBuckets,
+		}, []string{"route", "method", "code"}),
 		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "xborder_decisions_total", Help: "Policy decisions by outcome, each decision counted once.",
 		}, []string{"allow"}),
 		DecisionRules: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "xborder_decision_rules_total", Help: "Rules named by policy decisions, by outcome and rule (a decision counts once for each rule it names).",
 		}, []string{"allow", "rule"}),
+		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xborder_deliveries_total", Help: "Push delivery attempts by outcome.",
+		}, []string{"outcome"}),
+		AuditFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "xborder_audit_failures_total", Help: "Audit entries that could not be appended.",
+		}),
+		oldRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xborder_requests_total", Help: "Deprecated, removed in the next release: use xborder_http_requests_total (label code).",
+		}, []string{"route", "status"}),
+		oldLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "xborder_request_seconds", Help: "Deprecated, removed in the next release: use xborder_http_request_duration_seconds.",
+			Buckets: latencyBuckets,
+		}, []string{"route"}),
 	}
 	m.registerPolicy()
-	m.Deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "xborder_deliveries_total", Help: "Delivery attempts by outcome.",
-	}, []string{"outcome"})
-	m.AuditFailures = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "xborder_audit_failures_total", Help: "Audit entries that could not be appended.",
-	})
+	// Known label values start at zero, so that rate() and alerts see the
+	// series before the first event.
+	for _, o := range DeliveryOutcomes {
+		m.Deliveries.WithLabelValues(o)
+	}
+	for _, a := range []string{"true", "false"} {
+		m.Decisions.WithLabelValues(a)
+	}
+	b := ReadBuild()
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "xborder_build_info", Help: "Always 1; the labels describe the running binary.",
+	}, []string{"version", "revision", "goversion"})
+	buildInfo.WithLabelValues(b.Version, b.Revision, b.GoVersion).Set(1)
 	m.Registry.MustRegister(m.Requests, m.Latency, m.Decisions, m.DecisionRules, m.Deliveries, m.AuditFailures,
+		m.oldRequests, m.oldLatency, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -98,8 +132,11 @@ func (m *Metrics) Observe(c *gin.Context) {
 	if route == "" {
 		route = "unmatched"
 	}
-	m.Requests.WithLabelValues(route, strconv.Itoa(c.Writer.Status())).Inc()
-	m.Latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	code, took := strconv.Itoa(c.Writer.Status()), time.Since(start).Seconds()
+	m.Requests.WithLabelValues(route, c.Request.Method, code).Inc()
+	m.Latency.WithLabelValues(route, c.Request.Method, code).Observe(took)
+	m.oldRequests.WithLabelValues(route, code).Inc()
+	m.oldLatency.WithLabelValues(route).Observe(took)
 }
 
 // Decision counts one decision once, and each rule it names.
@@ -119,6 +156,17 @@ type DeadLetterAdmin interface {
 	Requeue(ctx context.Context, recipient, deliveryID string, now time.Time) error
 }
 
+// DeadLetterList is the listing of GET /deadletters (and of `xborder
+// deadletters` reading the store itself): ids and counts, no content.
+func DeadLetterList(ds []store.Delivery) map[string]any {
+	out := make([]map[string]any, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, map[string]any{"delivery_id": d.ID, "recipient": d.Recipient, "message_id": d.MessageID,
+			"message_from": d.MessageFrom, "attempts": d.Attempts, "dead_lettered_at": d.DeadLetteredAt})
+	}
+	return map[string]any{"dead_letters": out}
+}
+
 // OpsOptions configure the operator listener.
 type OpsOptions struct {
 	Metrics     *Metrics
@@ -126,11 +174,18 @@ type OpsOptions struct {
 	Pprof       bool
 	DeadLetters DeadLetterAdmin
 	Logger      *slog.Logger
+	// Token is the operator's bearer token; without one, every endpoint
+	// but /healthz, /readyz and /metrics is refused (opsauth.go).
+	Token       []byte
+	AuditExport AuditExporter
+	Subject     SubjectReporter
 }
 
 // Ops returns the operator listener's handler: /healthz (the process runs),
-// /readyz (every check passes), /metrics, and the dead-letter queue
-// (GET /deadletters, POST /deadletters/{recipient}/{delivery_id}/requeue).
+// /readyz (every check passes) and /metrics for loopback and private
+// networks; with the operator token, the dead-letter queue (GET
+// /deadletters, POST /deadletters/{recipient}/{delivery_id}/requeue), the
+// audit log (GET /audit/export, POST /audit/subject) and pprof.
 func Ops(o OpsOptions) http.Handler {
 	m, checks, pprof := o.Metrics, o.Checks, o.Pprof
 	if o.Logger == nil {
@@ -138,21 +193,20 @@ func Ops(o OpsOptions) http.Handler {
 	}
 	r := gin.New()
 	_ = r.SetTrustedProxies(nil)
+	refuse := func(c *gin.Context, p Problem) { writeProblem(c, o.Logger, p, nil) }
+	open := r.Group("/", privateOnly(refuse))
+	admin := r.Group("/", opsAuth(o.Token, refuse))
+	auditRoutes(admin, o)
 	if dl := o.DeadLetters; dl != nil {
-		r.GET("/deadletters", func(c *gin.Context) {
+		admin.GET("/deadletters", func(c *gin.Context) {
 			ds, err := dl.DeadLetters(c.Request.Context())
 			if err != nil {
 				writeProblem(c, o.Logger, problem(exchange.CodeUnavailable, "the store cannot be read now"), err)
 				return
 			}
-			out := make([]gin.H, 0, len(ds))
-			for _, d := range ds {
-				out = append(out, gin.H{"delivery_id": d.ID, "recipient": d.Recipient, "message_id": d.MessageID,
-					"message_from": d.MessageFrom, "attempts": d.Attempts, "dead_lettered_at": d.DeadLetteredAt})
-			}
-			c.JSON(http.StatusOK, gin.H{"dead_letters": out})
+			c.JSON(http.StatusOK, DeadLetterList(ds))
 		})
-		r.POST("/deadletters/:recipient/:id/requeue", func(c *gin.Context) {
+		admin.POST("/deadletters/:recipient/:id/requeue", func(c *gin.Context) {
 			err := dl.Requeue(c.Request.Context(), c.Param("recipient"), c.Param("id"), time.Now())
 			switch {
 			case errors.Is(err, store.ErrNotFound):
@@ -160,14 +214,14 @@ func Ops(o OpsOptions) http.Handler {
 			case err != nil:
 				writeProblem(c, o.Logger, problem(exchange.CodeUnavailable, "the store cannot be written now"), err)
 			default:
-				o.Logger.Info("dead letter requeued", "recipient", c.Param("recipient"), "delivery_id", c.Param("id"))
+				o.Logger.Info("dead letter requeued", "recipient", c.Param("recipient"), "delivery_id", c.Param("id"), "remote", c.ClientIP())
 				c.Status(http.StatusNoContent)
 			}
 		})
 	}
 	if pprof {
 		// Profiling, for operators on the (loopback) operator listener only.
-		r.Any("/debug/pprof/*name", gin.WrapF(func(w http.ResponseWriter, req *http.Request) {
+		admin.Any("/debug/pprof/*name", gin.WrapF(func(w http.ResponseWriter, req *http.Request) {
 			switch req.URL.Path {
 			case "/debug/pprof/profile":
 				httppprof.Profile(w, req)
@@ -178,8 +232,8 @@ func Ops(o OpsOptions) http.Handler {
 			}
 		}))
 	}
-	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
-	r.GET("/readyz", func(c *gin.Context) {
+	open.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	open.GET("/readyz", func(c *gin.Context) {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
 		defer cancel()
 		out := gin.H{}
@@ -199,7 +253,7 @@ func Ops(o OpsOptions) http.Handler {
 		c.JSON(status, gin.H{"ready": ready, "checks": out})
 	})
 	if m != nil {
-		r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})))
+		open.GET("/metrics", gin.WrapH(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})))
 	}
 	return r
 }

@@ -21,6 +21,12 @@ const (
 	CodeBadRequest           = "bad_request"
 	CodeMethodNotAllowed     = "method_not_allowed"
 	CodeInternal             = "internal"
+
+	// The operator listener's (opsauth.go).
+	CodeOpsTokenMissing       = "ops_token_missing"
+	CodeOpsTokenInvalid       = "ops_token_invalid"
+	CodeOpsTokenNotConfigured = "ops_token_not_configured"
+	CodeOpsNetworkRefused     = "ops_network_refused"
 )
 
 // codes is the one table from stable code to HTTP status and title
@@ -47,6 +53,10 @@ var codes = map[string]struct {
 	CodeBadRequest:                            {http.StatusBadRequest, "Bad request"},
 	CodeMethodNotAllowed:                      {http.StatusMethodNotAllowed, "Method not allowed"},
 	CodeInternal:                              {http.StatusInternalServerError, "Internal error"},
+	CodeOpsTokenMissing:                       {http.StatusUnauthorized, "Operator token required"},
+	CodeOpsTokenInvalid:                       {http.StatusUnauthorized, "Operator token invalid"},
+	CodeOpsTokenNotConfigured:                 {http.StatusForbidden, "No operator token configured"},
+	CodeOpsNetworkRefused:                     {http.StatusForbidden, "Not from a loopback or private network"},
 }
 
 // Problem is an RFC 9457 problem document with the gateway's stable code.

@@ -87,6 +87,12 @@ type Config struct {
 	DeliveryBackoff    time.Duration `yaml:"delivery_backoff"`  // first retry delay, doubled up to delivery_max_backoff
 	DeliveryMaxBackoff time.Duration `yaml:"delivery_max_backoff"`
 
+	// OpsTokenFile holds the bearer token the operator listener requires
+	// for every endpoint but /healthz, /readyz and /metrics (dead letters,
+	// audit export and subject report, pprof). Empty: those endpoints are
+	// refused. The development setup makes it beside its PKI.
+	OpsTokenFile string `yaml:"ops_token_file"`
+
 	// DevPKI, when set, is the folder in which `serve` makes the demo
 	// federation's PKI if it is missing (the development setup).
 	DevPKI string `yaml:"dev_pki"`
@@ -116,6 +122,7 @@ func Default() Config {
 		DeliveryBackoff:     time.Second,
 		DeliveryMaxBackoff:  5 * time.Minute,
 		DevPKI:              "certs/dev",
+		OpsTokenFile:        "certs/dev/ops.token",
 	}
 }
 
@@ -130,8 +137,10 @@ func Load(path string) (Config, error) {
 		if err != nil {
 			return c, fmt.Errorf("config: %w", err)
 		}
-		// A configured deployment does not make development PKI unless asked.
+		// A configured deployment does not make development PKI unless
+		// asked, and names its own operator token.
 		c.DevPKI = ""
+		c.OpsTokenFile = ""
 		dec := yaml.NewDecoder(bytes.NewReader(b))
 		dec.KnownFields(true)
 		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
@@ -214,6 +223,7 @@ func (c *Config) resolve(base string) {
 	} else if c.PolicyVerdicts != "off" {
 		c.PolicyVerdicts = abs(c.PolicyVerdicts)
 	}
+	c.OpsTokenFile = abs(c.OpsTokenFile)
 	if p, ok := strings.CutPrefix(c.Store, "bolt:"); ok {
 		c.Store = "bolt:" + abs(p)
 	}

@@ -6,8 +6,10 @@ package gatewaytest
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"os"
+	"net/http"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -22,6 +24,9 @@ import (
 	"github.com/xborder/xborder/gateway/config"
 	"github.com/xborder/xborder/gateway/pki"
 )
+
+// TestPolicyTimeout bounds one policy decision in test gateways.
+const TestPolicyTimeout = 30 * time.Second
 
 // Env is a running gateway and the material to talk to it.
 type Env struct {
@@ -110,7 +115,12 @@ func StartFederation(t testing.TB, specs []pki.Spec, opts ...Option) *Env {
 	cfg.Store = "bolt:" + filepath.Join(dir, "data", "xborder.db")
 	cfg.PolicyWatch = 0
 	cfg.PolicyVerdicts = verdicts()
+	// A generous deadline per decision: the production default is short on
+	// purpose, and a loaded test machine must not turn a slow decision into
+	// a denial (tests of the deadline itself set their own).
+	cfg.PolicyTimeout = TestPolicyTimeout
 	cfg.DevPKI = ""
+	cfg.OpsTokenFile = filepath.Join(pkiDir, pki.OpsTokenFile)
 	cfg.LogLevel = "debug"
 	for _, o := range opts {
 		o(&cfg)
@@ -153,6 +163,11 @@ func (e *Env) Stop() {
 		e.T.Errorf("gateway did not stop")
 	}
 	e.cancel = nil
+	// Every line the gateway logged is one JSON object without a repeated
+	// key: strict JSON consumers drop a line with a duplicate key.
+	if err := CheckLogLines([]byte(e.Logs.String())); err != nil {
+		e.T.Errorf("gateway log: %v", err)
+	}
 }
 
 // URL is the exchange API's base URL.
@@ -160,6 +175,27 @@ func (e *Env) URL() string { return "https://" + e.Gateway.Addr() }
 
 // OpsURL is the operator listener's base URL.
 func (e *Env) OpsURL() string { return "http://" + e.Gateway.OpsAddr() }
+
+// OpsToken is the operator token of the gateway's ops_token_file.
+func (e *Env) OpsToken() string {
+	e.T.Helper()
+	tok, err := pki.ReadOpsToken(e.Config.OpsTokenFile)
+	if err != nil {
+		e.T.Fatalf("ops token: %v", err)
+	}
+	return string(tok)
+}
+
+// Ops calls the operator listener with the operator token.
+func (e *Env) Ops(method, path string, body io.Reader) (*http.Response, error) {
+	e.T.Helper()
+	req, err := http.NewRequest(method, e.OpsURL()+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+e.OpsToken())
+	return http.DefaultClient.Do(req)
+}
 
 // Client is a client acting as participant id (cached).
 func (e *Env) Client(id string) *client.Client {

@@ -271,6 +271,12 @@ func generate(specs []Spec, hosts []string, now time.Time) ([]file, error) {
 	if _, _, err := jwks(GatewayDir); err != nil {
 		return nil, err
 	}
+	// The operator listener's bearer token (opstoken.go).
+	opsToken, err := newOpsToken()
+	if err != nil {
+		return nil, err
+	}
+	add(OpsTokenFile, opsToken, 0o600)
 
 	// The participants.
 	reg := trust.File{TrustAnchors: []string{CACert}}

@@ -54,6 +54,7 @@ func expectedFiles(ids ...string) map[string]fs.FileMode {
 		"gateway/tls.crt":   0o644,
 		"gateway/tls.key":   0o600,
 		"gateway/audit.key": 0o600,
+		"ops.token":         0o600,
 	}
 	for _, id := range append([]string{"gateway"}, ids...) {
 		want[id] = fs.ModeDir | 0o700

@@ -19,7 +19,7 @@ decision := {"allow": true, "reasons": [], "redact": [], "obligations": {"retent
 `)},
 		"data.json": {Data: []byte(`{}`)},
 	}
-	b, err := Compile(context.Background(), fsys, Options{})
+	b, err := Compile(context.Background(), fsys, Options{Timeout: testTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ var quiet = slog.New(slog.DiscardHandler)
 
 // bundle is the embedded policy, compiled once for the tests that only read.
 var bundle = sync.OnceValues(func() (*policy.Bundle, error) {
-	return policy.Compile(context.Background(), policies.FS(), policy.Options{Logger: quiet})
+	return policy.Compile(context.Background(), policies.FS(), policy.Options{Timeout: testTimeout, Logger: quiet})
 })
 
 func embedded(t testing.TB) *policy.Bundle {
@@ -171,7 +171,7 @@ func TestBundleTestReportsFailures(t *testing.T) {
 	files["extra_test.rego"] = &fstest.MapFile{Data: []byte("package xborder.extra_test\n\ntest_fails if false\n")}
 	// A scenario whose expectation the policy does not meet.
 	files["scenarios/zz-wrong/zz-wrong.json"] = &fstest.MapFile{Data: mustRead(t, "scenarios/s02/s02.json", `"allow": false`, `"allow": true`)}
-	b, err := policy.Compile(context.Background(), files, policy.Options{Logger: quiet})
+	b, err := policy.Compile(context.Background(), files, policy.Options{Timeout: testTimeout, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestCompileRefusesForbiddenBuiltins(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			files := policyFiles(t)
 			files["evil.rego"] = &fstest.MapFile{Data: []byte("package xborder.evil\n\n" + body + "\n")}
-			_, err := policy.Compile(context.Background(), files, policy.Options{Logger: quiet})
+			_, err := policy.Compile(context.Background(), files, policy.Options{Timeout: testTimeout, Logger: quiet})
 			if err == nil || !strings.Contains(err.Error(), name) {
 				t.Fatalf("Compile = %v, want an error naming %s", err, name)
 			}
@@ -224,7 +224,7 @@ func TestCompileRefusesForbiddenBuiltins(t *testing.T) {
 	t.Run("in a test file too", func(t *testing.T) {
 		files := policyFiles(t)
 		files["evil_test.rego"] = &fstest.MapFile{Data: []byte("package xborder.evil_test\n\ntest_x if http.send({})\n")}
-		if _, err := policy.Compile(context.Background(), files, policy.Options{Logger: quiet}); err == nil {
+		if _, err := policy.Compile(context.Background(), files, policy.Options{Timeout: testTimeout, Logger: quiet}); err == nil {
 			t.Fatal("Compile accepted http.send in a test file")
 		}
 	})
@@ -240,7 +240,7 @@ func TestCompileErrors(t *testing.T) {
 	}
 	for name, fsys := range tests {
 		t.Run(name, func(t *testing.T) {
-			_, err := policy.Compile(context.Background(), fsys, policy.Options{Logger: quiet})
+			_, err := policy.Compile(context.Background(), fsys, policy.Options{Timeout: testTimeout, Logger: quiet})
 			if err == nil || !strings.HasPrefix(err.Error(), "policy: ") {
 				t.Fatalf("Compile = %v, want a policy: error", err)
 			}
@@ -269,7 +269,7 @@ func TestDecideFailsClosed(t *testing.T) {
 	}
 	for name, src := range modules {
 		t.Run(name, func(t *testing.T) {
-			b, err := policy.Compile(context.Background(), fstest.MapFS{"p.rego": {Data: []byte(src)}}, policy.Options{Logger: quiet})
+			b, err := policy.Compile(context.Background(), fstest.MapFS{"p.rego": {Data: []byte(src)}}, policy.Options{Timeout: testTimeout, Logger: quiet})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -281,7 +281,7 @@ func TestDecideFailsClosed(t *testing.T) {
 		})
 	}
 	t.Run("undefined is ErrUndefined", func(t *testing.T) {
-		b, err := policy.Compile(context.Background(), fstest.MapFS{"p.rego": {Data: []byte(modules["undefined entrypoint"])}}, policy.Options{Logger: quiet})
+		b, err := policy.Compile(context.Background(), fstest.MapFS{"p.rego": {Data: []byte(modules["undefined entrypoint"])}}, policy.Options{Timeout: testTimeout, Logger: quiet})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -376,7 +376,7 @@ func TestVersion(t *testing.T) {
 
 func TestEngineReload(t *testing.T) {
 	ctx := context.Background()
-	e, err := policy.NewEngine(ctx, policies.FS(), policy.Options{Logger: quiet})
+	e, err := policy.NewEngine(ctx, policies.FS(), policy.Options{Timeout: testTimeout, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,7 +432,7 @@ func newAgreement(t testing.TB) []byte {
 func TestNewEngineRefusesFailingPolicy(t *testing.T) {
 	files := policyFiles(t)
 	files["extra_test.rego"] = &fstest.MapFile{Data: []byte("package xborder.extra_test\n\ntest_fails if false\n")}
-	if _, err := policy.NewEngine(context.Background(), files, policy.Options{Logger: quiet}); err == nil {
+	if _, err := policy.NewEngine(context.Background(), files, policy.Options{Timeout: testTimeout, Logger: quiet}); err == nil {
 		t.Fatal("NewEngine started with a failing test")
 	}
 }
@@ -450,7 +450,7 @@ func TestWatch(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	e, err := policy.NewEngine(ctx, os.DirFS(dir), policy.Options{Logger: quiet})
+	e, err := policy.NewEngine(ctx, os.DirFS(dir), policy.Options{Timeout: testTimeout, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

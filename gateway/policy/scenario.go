@@ -180,7 +180,7 @@ func RunScenarios(ctx context.Context, b *Bundle, fsys fs.FS, dir string) ([]Sce
 			continue
 		}
 		res.Name = s.Name
-		d, err := b.decide(ctx, s.Input, testTimeout)
+		d, err := b.decide(ctx, s.Input, scenarioTimeout)
 		res.Decision = d
 		if err != nil {
 			res.Err = err.Error()

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"testing"
 	"testing/fstest"
-	"time"
 
 	"github.com/xborder/xborder/policies"
 )
@@ -47,7 +46,7 @@ func TestSeedsAreTheDataOnlyRules(t *testing.T) {
 		"q.rego":    {Data: []byte("package q\n\nz := input.y\n")},
 		"data.json": {Data: []byte(`{"cfg": {"x": 1, "list": ["u", "v"]}}`)},
 	}
-	b, err := Compile(context.Background(), fsys, Options{})
+	b, err := Compile(context.Background(), fsys, Options{Timeout: testTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,9 +70,7 @@ func TestSeedsAreTheDataOnlyRules(t *testing.T) {
 // without it, also concurrently (run with -race).
 func TestSeededDecisionsMatch(t *testing.T) {
 	ctx := context.Background()
-	// A deadline no loaded machine misses: the test compares decisions,
-	// not speed.
-	seeded, err := Compile(ctx, policies.FS(), Options{Timeout: time.Minute})
+	seeded, err := Compile(ctx, policies.FS(), Options{Timeout: testTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}

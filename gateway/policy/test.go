@@ -44,8 +44,9 @@ func (r TestReport) Err() error {
 		r.RegoFailed, r.ScenariosFailed, strings.Join(f, "; "), more)
 }
 
-// testTimeout bounds one decision of a scenario, for the same reason.
-const testTimeout = RegoTestTimeout
+// scenarioTimeout bounds one decision of a scenario at compile, for the
+// same reason.
+const scenarioTimeout = RegoTestTimeout
 
 // Test runs the bundle's Rego tests in-process (opa/v1/tester, with the same
 // restricted capabilities and strict built-in errors) and every scenario in
