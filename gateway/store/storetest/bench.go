@@ -3,6 +3,8 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +26,7 @@ func Benchmark(b *testing.B, s store.Store) {
 		env[i] = 'A' + byte(i%26)
 	}
 	seq := 0
+	var parallel atomic.Int64 // ids of AcceptParallel, across the runs of b.N
 	retention := 30
 	acceptOne := func(b *testing.B, recipient string) {
 		seq++
@@ -40,6 +43,24 @@ func Benchmark(b *testing.B, s store.Store) {
 		for b.Loop() {
 			acceptOne(b, "bench-accept")
 		}
+	})
+	b.Run("AcceptParallel", func(b *testing.B) {
+		// Flat out: 8 callers at once on 2 cores (GOMAXPROCS × 4), as the
+		// gateway's requests in flight; reported as accepts a second.
+		b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0)))
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				id := fmt.Sprintf("p%07d-0000-4000-8000-000000000000", parallel.Add(1))
+				m := message("unhcr", id, "bench-parallel", base)
+				m.RetentionDays = retention
+				d := store.Delivery{ID: "d-" + id, Recipient: "bench-parallel", Envelope: env, CreatedAt: base, VisibleAt: base}
+				if _, err := s.Accept(ctx, m, []store.Delivery{d}); err != nil {
+					b.Errorf("Accept: %v", err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "accepts/s")
 	})
 	b.Run("LeaseAck", func(b *testing.B) {
 		// A queue a few thousand deep, as under a recipient's outage.
