@@ -30,6 +30,7 @@ type Metrics struct {
 	Decisions     *prometheus.CounterVec   // by allow and rule
 	Deliveries    *prometheus.CounterVec   // by outcome: delivered, retry, dead_lettered
 	AuditFailures prometheus.Counter
+	Quarantined   *prometheus.CounterVec // store records that could not be decoded, by kind
 }
 
 // NewMetrics registers the collectors.
@@ -51,9 +52,12 @@ func NewMetrics() *Metrics {
 		Name: "xborder_deliveries_total", Help: "Delivery attempts by outcome.",
 	}, []string{"outcome"})
 	m.AuditFailures = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "xborder_audit_failures_total", Help: "Audit entries that could not be appended.",
+		Name: "xborder_audit_failures_total", Help: "Audit entries of events other than store changes (policy changes) that could not be appended.",
 	})
-	m.Registry.MustRegister(m.Requests, m.Latency, m.Decisions, m.Deliveries, m.AuditFailures,
+	m.Quarantined = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "xborder_store_quarantined_total", Help: "Store records that could not be decoded and were moved to quarantine, by kind.",
+	}, []string{"kind"})
+	m.Registry.MustRegister(m.Requests, m.Latency, m.Decisions, m.Deliveries, m.AuditFailures, m.Quarantined,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

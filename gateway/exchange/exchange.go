@@ -78,30 +78,16 @@ type Options struct {
 	Logger         *slog.Logger
 	// OnDecision, when set, is told of every decision (for metrics).
 	OnDecision func(allow bool, rules []string)
-	// Audit, when set, receives one entry per acceptance and denial.
+	// Audit, when set, gives the subject hash of the audit entries the
+	// store appends with each acceptance and denial.
 	Audit Auditor
 	// MaxInflight bounds the submissions doing their processor-bound work
 	// at once (0: no bound); the others wait in arrival order.
 	MaxInflight int
-	// Journal, when set with Audit, stores acceptances and denials
-	// together with their audit entries, in one durable step, instead of
-	// Store then Audit.
-	Journal Journal
-}
-
-// Journal stores an acceptance or a denial and appends its audit entry
-// atomically (the embedded store keeps the audit log in its own file).
-// Accept is store.Store's Accept (ErrDuplicate included: then nothing is
-// written); RecordDenial appends the entry even when an earlier acceptance
-// of the same id keeps the denial itself from being recorded.
-type Journal interface {
-	Accept(ctx context.Context, m *store.Message, ds []store.Delivery, e audit.Entry) (*store.Message, error)
-	RecordDenial(ctx context.Context, m *store.Message, e audit.Entry) error
 }
 
 // Auditor is the audit log as the exchange uses it.
 type Auditor interface {
-	Record(ctx context.Context, e audit.Entry) (audit.Entry, error)
 	SubjectHash(ref string) string
 }
 
@@ -291,17 +277,9 @@ func (x *Exchange) Submit(ctx context.Context, identity string, body []byte) (*A
 	if !dec.Allow {
 		leave()
 		rec.Status = store.StatusDenied
-		if x.journaled() {
-			if err := x.o.Journal.RecordDenial(ctx, rec, x.entry(audit.KindDenied, rec, msg, nil)); err != nil {
-				// The denial stands whether or not it could be recorded.
-				x.o.Logger.Error("could not record a denial or its audit entry", "decision_id", decisionID, "error", err)
-			}
-		} else {
-			if err := x.o.Store.RecordDenial(ctx, rec); err != nil {
-				// The denial stands whether or not it could be recorded.
-				x.o.Logger.Error("could not record a denial", "decision_id", decisionID, "error", err)
-			}
-			x.audit(ctx, audit.KindDenied, rec, msg, nil)
+		// No 403 without its committed audit entry (commit.go).
+		if err := x.recordDenial(ctx, rec, x.entry(audit.KindDenied, rec, msg, nil)); err != nil {
+			return nil, err
 		}
 		return nil, &Error{Code: CodePolicyDenied, Detail: "the policy refused this message",
 			DecisionID: decisionID, Reasons: dec.Reasons}
@@ -368,50 +346,21 @@ func (x *Exchange) Submit(ctx context.Context, identity string, body []byte) (*A
 	rec.Status = store.StatusAccepted
 	rec.Answer = answer
 
-	// Store durably, atomically with the replay reservation (and, on a
-	// journal, with the audit entry).
+	// Store durably, atomically with the replay reservation and the audit
+	// entries (commit.go).
 	leave()
-	var prev *store.Message
-	if x.journaled() {
-		prev, err = x.o.Journal.Accept(ctx, rec, deliveries, x.entry(audit.KindAccepted, rec, msg, minimised))
-	} else {
-		prev, err = x.o.Store.Accept(ctx, rec, deliveries)
-	}
-	switch {
-	case errors.Is(err, store.ErrDuplicate):
-		// Lost a race with a concurrent copy: answer as a retry would be.
-		if ans, rerr := retryAnswer(prev, op.JWSSHA256); ans != nil || rerr != nil {
-			return ans, rerr
-		}
-		return nil, &Error{Code: CodeReplay, Detail: "this message id was accepted before"}
-	case err != nil:
-		return nil, unavailable(err)
-	}
-	if !x.journaled() {
-		x.audit(ctx, audit.KindAccepted, rec, msg, minimised)
-	}
+	entries := []audit.Entry{x.entry(audit.KindAccepted, rec, msg, minimised)}
 	if msg.Type == envelope.TypeConsentWithdrawal {
-		x.audit(ctx, audit.KindConsentWithdrawn, rec, msg, nil)
+		entries = append(entries, x.entry(audit.KindConsentWithdrawn, rec, msg, nil))
+	}
+	ans, err := x.commitAcceptance(ctx, rec, deliveries, entries)
+	if err != nil || ans.Status != 202 {
+		return ans, err
 	}
 	x.o.Logger.Info("message accepted", "message_id", msg.ID, "decision_id", decisionID,
 		"from", msg.From, "to", msg.To, "purpose", msg.Purpose, "type", msg.Type)
-	return &Answer{Status: 202, Body: answer}, nil
+	return ans, nil
 }
-
-// audit appends the entry of a decision. The message is already stored (or
-// refused) by then; an audit failure is logged loudly and counted, and does
-// not undo it.
-func (x *Exchange) audit(ctx context.Context, kind string, rec *store.Message, msg *envelope.Message, delivered map[string]any) {
-	if x.o.Audit == nil {
-		return
-	}
-	e := x.entry(kind, rec, msg, delivered)
-	if _, err := x.o.Audit.Record(ctx, e); err != nil {
-		x.o.Logger.Error("audit append failed", "kind", kind, "message_id", rec.ID, "decision_id", rec.DecisionID, "error", err)
-	}
-}
-
-func (x *Exchange) journaled() bool { return x.o.Journal != nil && x.o.Audit != nil }
 
 // entry is the audit entry of a decision: metadata, the subject reference
 // only as its keyed hash, and the categories delivered — never values.
@@ -422,7 +371,7 @@ func (x *Exchange) entry(kind string, rec *store.Message, msg *envelope.Message,
 		Rules: rec.Rules, Redacted: LogPaths(rec.Redacted), PayloadSHA256: rec.JWSSHA256,
 		Categories: LogPaths(Categories(delivered)),
 	}
-	if ref := stringField(msg.Subject, "ref"); ref != "" {
+	if ref := stringField(msg.Subject, "ref"); ref != "" && x.o.Audit != nil {
 		e.SubjectHash = x.o.Audit.SubjectHash(ref)
 	}
 	return e
@@ -488,10 +437,6 @@ func retryAnswer(prev *store.Message, jwsSum string) (*Answer, error) {
 		return &Answer{Status: 200, Body: prev.Answer}, nil
 	}
 	return nil, &Error{Code: CodeReplay, Detail: "this message id was accepted before with a different signed message"}
-}
-
-func unavailable(err error) error {
-	return &Error{Code: CodeUnavailable, Detail: "the gateway cannot store messages now; nothing was accepted", Err: err}
 }
 
 // input builds the DOMAIN §7 decision input.
