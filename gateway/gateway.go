@@ -110,6 +110,9 @@ type StoreOptions struct {
 	// Logger and OnQuarantine report records the store quarantines.
 	Logger       *slog.Logger
 	OnQuarantine func(kind string)
+	// Fault is the stores' fault injection (bolt.Options.Fault,
+	// redis.Options.Fault), for tests: WithStoreFault.
+	Fault func(op string) error
 }
 
 // OpenStore opens the store the configuration names. It is also the audit
@@ -126,10 +129,10 @@ func OpenStore(ctx context.Context, cfg config.Config, o StoreOptions) (store.St
 			}
 		}
 		return boltstore.Open(target, boltstore.Options{Replica: o.Replica, ReadOnly: o.ReadOnly,
-			Logger: o.Logger, OnQuarantine: o.OnQuarantine})
+			Logger: o.Logger, OnQuarantine: o.OnQuarantine, Fault: o.Fault})
 	case "redis":
 		return redisstore.Open(ctx, target, redisstore.Options{RequireDurable: cfg.RedisRequireDurable && !o.ReadOnly,
-			Replica: o.Replica, Logger: o.Logger, OnQuarantine: o.OnQuarantine})
+			Replica: o.Replica, Logger: o.Logger, OnQuarantine: o.OnQuarantine, Fault: o.Fault})
 	}
 	return nil, fmt.Errorf("gateway: unknown store %q", cfg.Store)
 }
@@ -167,8 +170,27 @@ type Gateway struct {
 	stopWatch    context.CancelFunc
 }
 
+// Option changes how New builds a gateway (for tests).
+type Option func(*options)
+
+type options struct {
+	storeFault func(op string) error
+}
+
+// WithStoreFault makes the store ask fault inside each of its writes (op
+// names it: "accept", "deny", "ack", "probe", …); an error fails that write
+// before anything is committed, as a full disk or a failed audit append
+// would. For tests that cannot fill a disk.
+func WithStoreFault(fault func(op string) error) Option {
+	return func(o *options) { o.storeFault = fault }
+}
+
 // New builds every component; nothing listens yet.
-func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, err error) {
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (g *Gateway, err error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -198,7 +220,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 	// One write path, whatever the backend: the store appends the audit
 	// entry of each of its changes (an acceptance, a denial, a delivery's
 	// end, a purge) atomically with it, and keeps the chain (audit.Backend).
-	g.Store, err = OpenStore(ctx, cfg, StoreOptions{Replica: replica, Logger: log,
+	g.Store, err = OpenStore(ctx, cfg, StoreOptions{Replica: replica, Logger: log, Fault: o.storeFault,
 		OnQuarantine: func(kind string) { g.Metrics.Quarantined.WithLabelValues(kind).Inc() }})
 	if err != nil {
 		return nil, err

@@ -72,6 +72,11 @@ type Options struct {
 	// OnQuarantine, when set, is told of each record moved to quarantine
 	// (kind: "message", "delivery", "dead_letter"), for a metric.
 	OnQuarantine func(kind string)
+	// MinFree is the free space Ping wants on the file system of the file
+	// (default 32 MiB; negative: none): below it a full disk is near, and
+	// bbolt, which rewrites pages it already has, may still commit small
+	// changes where a message of the body limit would fail.
+	MinFree int64
 	// Fault, when set, is called inside every write transaction (op names
 	// it: "accept", "deny", "ack", "dead letter", "purge", "append",
 	// "probe", …) after its changes and before its audit entries are
@@ -132,6 +137,9 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	if opts.Clock == nil {
 		opts.Clock = time.Now
+	}
+	if opts.MinFree == 0 {
+		opts.MinFree = DefaultMinFree
 	}
 	log := opts.Logger
 	if log == nil {
@@ -374,10 +382,13 @@ type probe struct {
 	err error
 }
 
+// DefaultMinFree is Options.MinFree's default.
+const DefaultMinFree = 32 << 20
+
 // Ping writes a small key (the probe bucket) in a transaction of its own
-// and waits for its fsync: a full disk, a read-only file or a closed store
-// fail it. It writes at most once a second; in between it returns the last
-// result.
+// and waits for its fsync, then checks that the file system keeps MinFree
+// bytes free: a full disk, a read-only file or a closed store fail it. It
+// probes at most once a second; in between it returns the last result.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return unavailable("ping", err)
@@ -401,6 +412,12 @@ func (s *Store) Ping(ctx context.Context) error {
 	})
 	if err != nil {
 		err = unavailable("ping", err)
+	} else if min := s.opts.MinFree; min > 0 {
+		if free, ferr := freeBytes(s.path); ferr != nil {
+			err = unavailable("ping", ferr)
+		} else if free < uint64(min) {
+			err = unavailable("ping", fmt.Errorf("%d bytes free on the disk of %s, want at least %d", free, s.path, min))
+		}
 	}
 	s.probe.at, s.probe.err = time.Now(), err
 	return err
