@@ -67,7 +67,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	policyCmd := &cobra.Command{Use: "policy", Short: "Evaluate and test the policy offline"}
 	policyCmd.AddCommand(newPolicyEval(stdout), newPolicyTest(stdout))
 
-	root.AddCommand(newServe(stderr), pkiCmd, newSend(stdout), newInbox(stdout), policyCmd, newReceive(stdout), newAudit(stdout), newBench(stdout), newDeadLetters(stdout))
+	root.AddCommand(newServe(stderr), pkiCmd, newSend(stdout), newInbox(stdout), policyCmd, newReceive(stdout), newAudit(stdout), newBench(stdout), newDeadLetters(stdout), newStore(stdout))
 	return root
 }
 
