@@ -208,7 +208,7 @@ func TestPingCanceled(t *testing.T) {
 }
 
 func BenchmarkStore(b *testing.B) {
-	s, err := bolt.Open(filepath.Join(b.TempDir(), "bench.db"), bolt.Options{})
+	s, err := bolt.Open(filepath.Join(b.TempDir(), "bench.db"), bolt.Options{Replica: storetest.Replica})
 	if err != nil {
 		b.Fatal(err)
 	}

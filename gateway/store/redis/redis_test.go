@@ -422,7 +422,7 @@ func TestIncr(t *testing.T) {
 
 func BenchmarkStore(b *testing.B) {
 	url := redistest.Start(b)
-	s, err := redis.Open(context.Background(), url, redis.Options{})
+	s, err := redis.Open(context.Background(), url, redis.Options{Replica: storetest.Replica, RequireDurable: true})
 	if err != nil {
 		b.Fatal(err)
 	}

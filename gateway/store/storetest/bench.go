@@ -16,9 +16,10 @@ import (
 const EnvelopeSize = 4 << 10
 
 // Benchmark measures the store operations on the hot path: Accept (one
-// message, one delivery), Lease+Ack of one delivery, and Message; then the
-// retry and retention operations: Release, DeadLetter+Requeue, Purge. s must
-// be empty and is not closed.
+// message, one delivery, its acceptance entry) by one caller and by eight
+// at once, Lease+Ack of one delivery (its "delivered" entry), and Message;
+// then the retry and retention operations: Release, DeadLetter+Requeue,
+// Purge. s must be empty, opened with Replica, and is not closed.
 func Benchmark(b *testing.B, s store.Store) {
 	ctx := context.Background()
 	env := make([]byte, EnvelopeSize)
@@ -34,7 +35,7 @@ func Benchmark(b *testing.B, s store.Store) {
 		m := message("unhcr", id, recipient, base)
 		m.RetentionDays = retention
 		d := store.Delivery{ID: "d-" + id, Recipient: recipient, Envelope: env, CreatedAt: base, VisibleAt: base}
-		if _, err := s.Accept(ctx, m, []store.Delivery{d}); err != nil {
+		if _, err := s.Accept(ctx, m, []store.Delivery{d}, acceptEntry(m)); err != nil {
 			b.Fatalf("Accept: %v", err)
 		}
 	}
@@ -54,7 +55,7 @@ func Benchmark(b *testing.B, s store.Store) {
 				m := message("unhcr", id, "bench-parallel", base)
 				m.RetentionDays = retention
 				d := store.Delivery{ID: "d-" + id, Recipient: "bench-parallel", Envelope: env, CreatedAt: base, VisibleAt: base}
-				if _, err := s.Accept(ctx, m, []store.Delivery{d}); err != nil {
+				if _, err := s.Accept(ctx, m, []store.Delivery{d}, acceptEntry(m)); err != nil {
 					b.Errorf("Accept: %v", err)
 					return
 				}
