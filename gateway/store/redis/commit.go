@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,17 +28,19 @@ import (
 // server's Lua lacks) to the head it knows, and the script checks that the
 // head is still that one before it writes anything; a conflicting head
 // (another process writing the same chain) is read again and the batch
-// linked anew. The sequencer sends one batch at a time and gathers what
-// arrives meanwhile into the next batch — up to batchOps operations in one
-// script, one round trip and, with appendfsync always, one fsync — so the
-// chain's order costs no throughput: the batch plays the part of bbolt's
-// group commit. Operations of a batch touch distinct records (their
-// conflict keys), so that checking them all before writing any is the same
-// as checking each before its own writes.
+// linked anew. The sequencer gathers what arrives while its batches are in
+// flight into the next batch — up to batchOps operations in one script,
+// one round trip and, with appendfsync always, one fsync — and keeps up to
+// maxFlights batches in flight, each linked to the head the one before
+// will leave, so that the chain's order costs no throughput: the batches
+// play the part of bbolt's group commit. Operations of a batch touch
+// distinct records (their conflict keys), so that checking them all before
+// writing any is the same as checking each before its own writes.
 //
 // When a batch was sent and its answer lost, the sequencer moves the
-// chain's fence (fenceScript) and reads the head: the batch either applied
-// before the fence — the head is its last entry — or can never apply. If
+// chain's fence (fenceScript) and reads the head: each batch in flight
+// either applied before the fence — the head is its last entry or a later
+// batch's — or can never apply. If
 // even that fails, the callers get store.ErrOutcomeUnknown, and the next
 // read of a message (Message, MessageTo) moves the fence first, so that
 // what it reads is the truth.
@@ -49,6 +52,19 @@ const (
 	// commitTries bounds how often an operation is linked anew after a
 	// conflicting head.
 	commitTries = 8
+	// maxFlights is how many batches may be sent and not yet answered,
+	// one after the other on the sequencer's own connection (pipe.go), so
+	// that the server runs them in that order: each is linked to the head
+	// the one before will leave, and if the one before does not apply, the
+	// next cannot either (the script checks the head first) and is sent
+	// again.
+	maxFlights = 2
+	// gatherDelay bounds the wait, after the batches in flight landed, for
+	// their callers' next operations to join those already waiting: with
+	// a few callers each waiting for its own answer, batches would
+	// otherwise alternate between two halves of them. An operation
+	// arriving at an idle sequencer never waits.
+	gatherDelay = 500 * time.Microsecond
 	// commitTimeout bounds one script call of the sequencer (it acts for
 	// several callers: none of their contexts is its own).
 	commitTimeout = 5 * time.Second
@@ -103,6 +119,11 @@ type sequencer struct {
 	// mustFence: the next head read moves the fence (first use, and after
 	// an answer was lost).
 	mustFence bool
+	// broken: a batch in flight did not apply; no batch is sent until the
+	// others have landed.
+	broken bool
+	// pipe is the connection the batches go out on, in order.
+	pipe *pipe
 
 	// unknown counts callers told ErrOutcomeUnknown; resolved is unknown
 	// as of the last fence, so that readers know when to move it first.
@@ -217,22 +238,127 @@ func (q *sequencer) close() {
 	<-q.exited
 }
 
+// flight is a batch sent to the server and not yet settled.
+type flight struct {
+	ops                 []*op
+	preCount, postCount uint64
+	preHead, postHead   string
+	res                 []any
+	err                 error
+	done                bool
+}
+
+// applied reports whether the script's answer says it applied.
+func (f *flight) applied() bool {
+	return f.err == nil && len(f.res) == len(f.ops)+1 && f.res[0] == "ok"
+}
+
 func (q *sequencer) loop() {
 	defer close(q.exited)
-	for {
-		batch := q.take()
-		if batch == nil {
-			return
+	defer func() {
+		if q.pipe != nil {
+			q.pipe.close(goredis.ErrClosed)
 		}
-		q.commit(batch)
+	}()
+	results := make(chan *flight, maxFlights)
+	var flights []*flight
+	landed := 0 // operations that just landed: their callers may be back soon
+	for {
+		// Send what waits while there is room, no earlier batch failed,
+		// and the head is known (or can be read: nothing in flight).
+		for len(flights) < maxFlights && !q.broken && (q.known || len(flights) == 0) {
+			gather := 0
+			if len(flights) == 0 {
+				gather = landed
+			}
+			batch := q.take(len(flights) == 0, gather)
+			landed = 0
+			if batch == nil {
+				break
+			}
+			if f := q.send(batch, results); f != nil {
+				flights = append(flights, f)
+			}
+		}
+		if len(flights) == 0 {
+			if q.isClosed() {
+				q.take(false, 0) // answers what is left
+				return
+			}
+			continue
+		}
+		select {
+		case f := <-results:
+			f.done = true
+		case <-q.wake:
+			continue
+		}
+		// Settle in the order sent: each batch was linked to the head the
+		// one before it leaves.
+		for len(flights) > 0 && flights[0].done {
+			f := flights[0]
+			if f.err != nil && sent(f.err) {
+				if !allDone(flights) {
+					break // resolved with those after it, once they landed
+				}
+				q.resolve(flights)
+				flights = nil
+				break
+			}
+			flights = flights[1:]
+			q.land(f)
+			landed += len(f.ops)
+		}
+		if len(flights) == 0 {
+			q.broken = false
+		}
 	}
 }
 
-// take waits for operations and takes the next batch: in arrival order,
-// skipping (for the next batch) those that share a key with one taken.
-func (q *sequencer) take() []*op {
+func allDone(fs []*flight) bool {
+	for _, f := range fs {
+		if !f.done {
+			return false
+		}
+	}
+	return true
+}
+
+func (q *sequencer) isClosed() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.closed
+}
+
+// take takes the next batch: in arrival order, skipping (for the next
+// batch) those that share a key with one taken. It waits for operations
+// when block is set; nil when there are none, or the sequencer is closed
+// (then every queued operation is answered). When landed operations just
+// had their answers, it waits up to gatherDelay for as many more to join
+// those waiting.
+func (q *sequencer) take(block bool, landed int) []*op {
+	expect := -1
+	var deadline time.Time
 	for {
 		q.mu.Lock()
+		if expect < 0 {
+			expect = len(q.queue) + landed
+		}
+		if n := len(q.queue); n > 0 && n < expect && !q.closed {
+			if deadline.IsZero() {
+				deadline = time.Now().Add(gatherDelay)
+			}
+			if wait := time.Until(deadline); wait > 0 {
+				q.mu.Unlock()
+				t := time.NewTimer(wait)
+				select {
+				case <-q.wake:
+				case <-t.C:
+				}
+				t.Stop()
+				continue
+			}
+		}
 		if q.closed {
 			for _, o := range q.queue {
 				finish(o, nil, unavailableErr(goredis.ErrClosed))
@@ -275,7 +401,11 @@ func (q *sequencer) take() []*op {
 			return batch
 		}
 		q.mu.Unlock()
+		if !block {
+			return nil
+		}
 		<-q.wake
+		expect = 0 // idle: what arrives now goes at once
 	}
 }
 
@@ -332,17 +462,22 @@ func (q *sequencer) readHead(ctx context.Context) error {
 	return nil
 }
 
-// commit links the batch's entries to the head and runs commitScript.
-func (q *sequencer) commit(batch []*op) {
+// send links the batch's entries to the head this process expects (after
+// the batches in flight) and sends it; its answer arrives on results. It
+// returns nil when the batch was answered without being sent.
+func (q *sequencer) send(batch []*op, results chan<- *flight) *flight {
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
-	defer cancel()
 	if !q.known {
-		if err := q.readHead(ctx); err != nil {
+		err := q.readHead(ctx)
+		cancel()
+		if err != nil {
 			// Nothing was sent.
 			q.answer(batch, unavailableErr(err))
-			return
+			return nil
 		}
+		ctx, cancel = context.WithTimeout(context.Background(), commitTimeout)
 	}
+	f := &flight{ops: batch, preCount: q.count, preHead: q.head}
 	count, head := q.count, q.head
 	fault := ""
 	if q.s.opts.Fault != nil {
@@ -353,70 +488,185 @@ func (q *sequencer) commit(batch []*op) {
 		}
 	}
 	args := []any{q.replica, count, head, q.fence, len(batch), fault}
-	total := 0
 	for _, o := range batch {
 		opArgs := []any{len(o.entries)}
 		for j := range o.entries {
 			e := &o.entries[j]
-			if err := e.Link(count, head); err != nil {
-				// Prepared entries link; this is a bug, not the server.
-				q.answer([]*op{o}, err)
-				q.requeue(without(batch, o))
-				return
+			var v []byte
+			err := e.Link(count, head)
+			if err == nil {
+				v, err = json.Marshal(e)
 			}
-			v, err := json.Marshal(e)
 			if err != nil {
+				// Prepared entries link: a bug, not the server.
+				cancel()
 				q.answer([]*op{o}, err)
 				q.requeue(without(batch, o))
-				return
+				return nil
 			}
 			opArgs = append(opArgs, v, e.Hash)
 			count, head = e.Seq, e.Hash
-			total++
 		}
 		opArgs = append(opArgs, o.args...)
 		args = append(args, o.kind, len(opArgs))
 		args = append(args, opArgs...)
 	}
-	res, err := commitScript.Run(ctx, q.s.w, q.keys, args...).Slice()
-	if err != nil {
-		q.failed(ctx, batch, err, count, head)
+	if q.pipe == nil || q.pipe.broken() {
+		p, err := dialPipe(ctx, q.s.wopts, commitSrc)
+		if err != nil {
+			cancel()
+			q.known = false
+			q.answer(batch, unavailableErr(err)) // nothing was sent
+			return nil
+		}
+		q.pipe = p
+	}
+	f.postCount, f.postHead = count, head
+	q.count, q.head = count, head // what the next batch follows
+	cmd := append([]any{"EVALSHA", commitScript.Hash(), len(q.keys)}, stringsToAny(q.keys)...)
+	c := q.pipe.send(append(cmd, args...)...)
+	p := q.pipe
+	go func() {
+		defer cancel()
+		var reply any
+		reply, f.err = p.wait(ctx, c)
+		if f.err == nil {
+			var ok bool
+			if f.res, ok = reply.([]any); !ok {
+				f.err = fmt.Errorf("redis: unexpected reply %T", reply)
+			}
+		}
+		results <- f
+	}()
+	return f
+}
+
+func stringsToAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+// land settles a batch whose answer arrived (or whose request never left).
+// A batch that did not apply breaks the chain of the batches sent after
+// it: they were linked to a head that never came, cannot apply, and are
+// sent again.
+func (q *sequencer) land(f *flight) {
+	if q.broken {
+		if f.applied() { // cannot happen: its head never came
+			q.finishAll(f)
+			return
+		}
+		q.requeue(f.ops)
 		return
 	}
-	if len(res) != len(batch)+1 && !(len(res) == 1 && res[0] == "conflict") {
-		q.known = false
-		q.answer(batch, unavailableErr(errors.New("unexpected script reply")))
+	if f.applied() {
+		q.finishAll(f)
 		return
 	}
-	switch res[0] {
-	case "conflict":
-		q.known = false
-		for _, o := range batch {
+	q.broken, q.known = true, false
+	if f.err != nil && strings.HasPrefix(f.err.Error(), "NOSCRIPT") {
+		// The server lost its scripts (SCRIPT FLUSH): a new connection
+		// loads them again.
+		q.pipe.close(f.err)
+		for _, o := range f.ops {
 			o.tries++
 		}
-		q.requeue(batch)
+		q.requeue(f.ops)
+		return
+	}
+	if f.err != nil {
+		// Refused by the server before its first write, or never sent.
+		q.answer(f.ops, unavailableErr(f.err))
+		return
+	}
+	switch f.res[0] {
+	case "conflict":
+		for _, o := range f.ops {
+			o.tries++
+		}
+		q.requeue(f.ops)
 	case "skip":
+		if len(f.res) != len(f.ops)+1 {
+			q.answer(f.ops, unavailableErr(errors.New("unexpected script reply")))
+			return
+		}
 		var again []*op
 		q.mu.Lock()
-		for i, o := range batch {
-			if n, ok := res[i+1].(int64); ok && n == 0 {
+		for i, o := range f.ops {
+			if n, ok := f.res[i+1].(int64); ok && n == 0 {
 				again = append(again, o)
 				continue
 			}
-			finish(o, res[i+1], errSkipped)
+			finish(o, f.res[i+1], errSkipped)
 		}
 		q.mu.Unlock()
 		q.requeue(again)
-	case "ok":
-		q.count, q.head = count, head
-		q.mu.Lock()
-		for i, o := range batch {
-			finish(o, res[i+1], nil)
-		}
-		q.mu.Unlock()
 	default:
-		q.known = false
-		q.answer(batch, unavailableErr(errors.New("unexpected script reply")))
+		q.answer(f.ops, unavailableErr(errors.New("unexpected script reply")))
+	}
+}
+
+func (q *sequencer) finishAll(f *flight) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i, o := range f.ops {
+		finish(o, f.res[i+1], nil)
+	}
+}
+
+// resolve settles the batches in flight when the first one's answer was
+// lost (all of them landed): it moves the fence, so that none of them can
+// apply any more, and reads the head, which names the last batch that
+// applied (they apply in order, each linked to the one before). Batches
+// after it did not apply and are sent again. If the head cannot be read,
+// or is none of theirs, their callers get ErrOutcomeUnknown.
+func (q *sequencer) resolve(fs []*flight) {
+	q.known, q.mustFence = false, true
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	// told: the head read says which batches applied (-1: none).
+	told, last := q.readHead(ctx) == nil, -1
+	if told {
+		matched := q.count == fs[0].preCount && q.head == fs[0].preHead
+		for i, f := range fs {
+			if q.count == f.postCount && q.head == f.postHead {
+				matched, last = true, i
+			}
+		}
+		told = matched // another writer's head says nothing of ours
+	}
+	for i, f := range fs {
+		if f.applied() && i > last {
+			last = i // a later batch's answer says the earlier ones applied
+		}
+	}
+	cause := fs[0].err
+	for i, f := range fs {
+		switch {
+		case i <= last && f.applied():
+			q.finishAll(f)
+		case i <= last:
+			// Applied: the script's results are lost, its effect is not.
+			q.mu.Lock()
+			for _, o := range f.ops {
+				finish(o, lostResult(o), nil)
+			}
+			q.mu.Unlock()
+		case told:
+			// Did not apply, and never will (fenced): send again.
+			for _, o := range f.ops {
+				o.tries++
+			}
+			q.requeue(f.ops)
+		default:
+			q.answer(f.ops, unknownErr(cause))
+		}
+	}
+	if !told {
+		q.known, q.mustFence = false, true
 	}
 }
 
@@ -432,45 +682,6 @@ func without(ops []*op, x *op) []*op {
 		}
 	}
 	return out
-}
-
-// failed handles a batch whose script call returned an error. A refusal by
-// the server (an error reply) or a request that never left means nothing
-// was written; an answer lost on the way back is resolved with the fence.
-func (q *sequencer) failed(ctx context.Context, batch []*op, err error, count uint64, head string) {
-	q.known = false
-	if !sent(err) {
-		q.answer(batch, unavailableErr(err))
-		return
-	}
-	// The answer was lost: fence, then the head says whether it applied.
-	beforeCount, beforeHead := q.count, q.head
-	q.mustFence = true
-	rctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
-	defer cancel()
-	if rerr := q.readHead(rctx); rerr != nil {
-		q.mustFence = true
-		q.known = false
-		q.answer(batch, unknownErr(err))
-		return
-	}
-	switch {
-	case q.count == count && q.head == head:
-		// Applied: the script's results are lost, its effect is not.
-		q.mu.Lock()
-		for _, o := range batch {
-			finish(o, lostResult(o), nil)
-		}
-		q.mu.Unlock()
-	case q.count == beforeCount && q.head == beforeHead:
-		// Not applied, and now never will: send again.
-		for _, o := range batch {
-			o.tries++
-		}
-		q.requeue(batch)
-	default:
-		q.answer(batch, unknownErr(err))
-	}
 }
 
 // lostResult is the result of an operation that applied, when the
@@ -489,9 +700,10 @@ func lostResult(o *op) any {
 // answered with an error (a script refused before its first write).
 func sent(err error) bool {
 	var rerr goredis.Error
+	var reply replyError
 	var oerr *net.OpError
 	switch {
-	case errors.As(err, &rerr):
+	case errors.As(err, &rerr), errors.As(err, &reply), errors.Is(err, errNotSent):
 		return false
 	case errors.Is(err, goredis.ErrClosed), errors.Is(err, goredis.ErrPoolTimeout), errors.Is(err, goredis.ErrPoolExhausted):
 		return false

@@ -93,6 +93,7 @@ type Store struct {
 	// sequencers' scripts, which go-redis must never send twice (no
 	// retries) and whose deadline is the context's.
 	c, w   *goredis.Client
+	wopts  *goredis.Options // for the sequencers' own connections (pipe.go)
 	prefix string
 	opts   Options
 	log    *slog.Logger
@@ -133,7 +134,8 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	wo := *o
 	wo.MaxRetries = -1
 	wo.ContextTimeoutEnabled = true
-	s := &Store{c: goredis.NewClient(o), w: goredis.NewClient(&wo), prefix: opts.Prefix, opts: opts,
+	po := wo
+	s := &Store{c: goredis.NewClient(o), w: goredis.NewClient(&wo), wopts: &po, prefix: opts.Prefix, opts: opts,
 		log: log.With("component", "store"), seqs: map[string]*sequencer{}}
 	if err := s.c.Ping(ctx).Err(); err != nil {
 		s.closeClients()

@@ -29,7 +29,9 @@ import goredis "github.com/redis/go-redis/v9"
 // when an operation would not apply (ri its reason, 0 for those that would:
 // nothing written, the others are sent again); else {'ok', r1, …} with
 // each operation's result.
-var commitScript = goredis.NewScript(`
+var commitScript = goredis.NewScript(commitSrc)
+
+const commitSrc = `
 if redis.call('LLEN', KEYS[1]) ~= tonumber(ARGV[2])
   or (redis.call('GET', KEYS[2]) or '') ~= ARGV[3]
   or (redis.call('GET', KEYS[4]) or '') ~= ARGV[4] then
@@ -243,7 +245,7 @@ if last then
   redis.call('SADD', KEYS[3], ARGV[1])
 end
 return out
-`)
+`
 
 // headScript: KEYS = a chain's entries, head and fence. Returns {length,
 // head, fence}.
