@@ -355,7 +355,7 @@ func (g *Gateway) Serve(ctx context.Context) error {
 	g.stopWatch = stop
 	if g.cfg.PolicyWatch > 0 {
 		go g.Policy.Watch(wctx, g.cfg.Policies, g.cfg.PolicyWatch)
-		go g.watchRegistry(wctx, g.cfg.PolicyWatch)
+		g.background(wctx, func(ctx context.Context) { g.watchRegistry(ctx, g.cfg.PolicyWatch) }) // it appends to the audit log: waited for before the store closes
 	}
 	g.background(wctx, func(ctx context.Context) { g.Worker.Run(ctx) })
 	g.background(wctx, func(ctx context.Context) { g.Audit.Run(ctx, g.cfg.AuditCheckpoint) })
@@ -387,7 +387,7 @@ func (g *Gateway) background(ctx context.Context, f func(context.Context)) {
 }
 
 // record appends e, an event that is not a change of the store (a policy
-// change or refusal), to the audit log. A failure is counted and logged
+// or registry change or refusal), to the audit log. A failure is counted and logged
 // (ids only, with attrs).
 func (g *Gateway) record(ctx context.Context, e audit.Entry, attrs ...any) {
 	if _, err := g.Audit.Record(ctx, e); err != nil {
@@ -476,7 +476,8 @@ func (g *Gateway) auditPolicyChanges(ctx context.Context) {
 
 // watchRegistry reloads the trust registry when its file changes (a
 // participant's key rotation, a suspension); a bad file is refused and the
-// registry in force keeps serving.
+// registry in force keeps serving. Both are audited (Append: not a change
+// of the store).
 func (g *Gateway) watchRegistry(ctx context.Context, every time.Duration) {
 	last := fileDigest(g.cfg.Registry)
 	onTick(ctx, every, func() {
@@ -487,9 +488,11 @@ func (g *Gateway) watchRegistry(ctx context.Context, every time.Duration) {
 		last = d
 		if err := g.Registry.Reload(g.cfg.Registry); err != nil {
 			g.log.Error("registry change refused; the previous registry keeps serving", "error", err)
+			g.record(ctx, audit.Entry{Kind: audit.KindRegistryRefused, PayloadSHA256: d})
 			return
 		}
 		g.log.Info("registry reloaded", "participants", len(g.Registry.Load().Participants()))
+		g.record(ctx, audit.Entry{Kind: audit.KindRegistryReloaded, PayloadSHA256: d})
 	})
 }
 

@@ -41,11 +41,17 @@ const (
 	KindPolicyRefused    = "policy_refused"
 	KindPurged           = "purged"
 	KindConsentWithdrawn = "consent_withdrawn"
+	// KindRegistryReloaded and KindRegistryRefused: the trust registry in
+	// force changed, or an edit of it was refused (PayloadSHA256: the
+	// digest of the registry's files).
+	KindRegistryReloaded = "registry_reloaded"
+	KindRegistryRefused  = "registry_refused"
 )
 
 var kinds = map[string]bool{
 	KindAccepted: true, KindDenied: true, KindDelivered: true, KindDeadLettered: true,
 	KindPolicyChanged: true, KindPolicyRefused: true, KindPurged: true, KindConsentWithdrawn: true,
+	KindRegistryReloaded: true, KindRegistryRefused: true,
 }
 
 // Entry is one audited event. Field order is part of the hash: do not

@@ -297,7 +297,9 @@ func (q *sequencer) loop() {
 		// one before it leaves.
 		for len(flights) > 0 && flights[0].done {
 			f := flights[0]
-			if f.err != nil && sent(f.err) {
+			// A lost answer is resolved (unless an earlier batch of these
+			// failed: then this one could not apply, land sends it again).
+			if f.err != nil && sent(f.err) && !q.broken {
 				if !allDone(flights) {
 					break // resolved with those after it, once they landed
 				}
