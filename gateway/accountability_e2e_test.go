@@ -112,7 +112,7 @@ func TestAccountability(t *testing.T) {
 
 	// Stop (the final checkpoint is written) and verify the live chain.
 	env.Stop()
-	b, err := audit.OpenBackend(ctx, env.Config.Store, true)
+	b, err := gateway.OpenStore(ctx, env.Config, gateway.StoreOptions{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,17 +19,17 @@ func (g *Gateway) buildConsole() error {
 	g.consoleHistory = &console.History{}
 	g.certificates = console.NewCertificates()
 	c, err := console.New(console.Options{
-		Registry: g.Registry, Policy: g.Policy, Audit: g.auditBackend,
+		Registry: g.Registry, Policy: g.Policy, Audit: g.Store,
 		VerifyAudit: func(ctx context.Context) (audit.Summary, error) {
 			keys, err := envelope.ParseJWKS(g.Keys.JWKS)
 			if err != nil {
 				return audit.Summary{}, err
 			}
-			return audit.VerifyLive(ctx, g.auditBackend, audit.KeyFunc(keys...))
+			return audit.VerifyLive(ctx, g.Store, audit.KeyFunc(keys...))
 		},
 		Subject: func(ctx context.Context, ref string) (string, []audit.Entry, error) {
 			h := g.Audit.SubjectHash(ref)
-			entries, err := audit.Subject(ctx, g.auditBackend, h)
+			entries, err := audit.Subject(ctx, g.Store, h)
 			return h, entries, err
 		},
 		Depths:       g.Store.Depths,

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xborder/xborder/gateway"
 	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/config"
 	"github.com/xborder/xborder/gateway/envelope"
@@ -219,7 +220,7 @@ func TestPushDeliveryRetriesAndDeadLetters(t *testing.T) {
 	// Each end of a push is on the audit chain: m1 delivered; m2 dead-lettered,
 	// then delivered after the requeue.
 	env.Stop()
-	b, err := audit.OpenBackend(ctx, env.Config.Store, true)
+	b, err := gateway.OpenStore(ctx, env.Config, gateway.StoreOptions{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -100,16 +100,54 @@ func retired(dir, pattern, current string) []string {
 	return out
 }
 
-// OpenStore opens the store the configuration names.
-func OpenStore(ctx context.Context, cfg config.Config) (store.Store, error) {
+// StoreOptions say how OpenStore opens the store.
+type StoreOptions struct {
+	// Replica names this gateway's audit chain, where the store appends the
+	// entries of its changes (Replica, below, for a running gateway).
+	Replica string
+	// ReadOnly opens it for reading only (the audit and store commands): an
+	// embedded store is then opened beside no running gateway.
+	ReadOnly bool
+	// Logger and OnQuarantine report records the store quarantines.
+	Logger       *slog.Logger
+	OnQuarantine func(kind string)
+	// Fault is the stores' fault injection (bolt.Options.Fault,
+	// redis.Options.Fault), for tests: WithStoreFault.
+	Fault func(op string) error
+}
+
+// OpenStore opens the store the configuration names. It is also the audit
+// log's backend: the chains live in it.
+func OpenStore(ctx context.Context, cfg config.Config, o StoreOptions) (store.Store, error) {
 	kind, target := cfg.StoreKind()
 	switch kind {
 	case "bolt":
-		return boltstore.Open(target, boltstore.Options{})
+		if !o.ReadOnly {
+			legacy := audit.LegacyBoltPath(target)
+			if _, err := os.Stat(legacy); err == nil {
+				return nil, fmt.Errorf("gateway: %s is an audit log of an earlier version; the audit log is now kept in %s: "+
+					"verify and export it with that version, then move it out of this folder", legacy, target)
+			}
+		}
+		return boltstore.Open(target, boltstore.Options{Replica: o.Replica, ReadOnly: o.ReadOnly,
+			Logger: o.Logger, OnQuarantine: o.OnQuarantine, Fault: o.Fault})
 	case "redis":
-		return redisstore.Open(ctx, target, redisstore.Options{RequireDurable: cfg.RedisRequireDurable})
+		return redisstore.Open(ctx, target, redisstore.Options{RequireDurable: cfg.RedisRequireDurable && !o.ReadOnly,
+			Replica: o.Replica, Logger: o.Logger, OnQuarantine: o.OnQuarantine, Fault: o.Fault})
 	}
 	return nil, fmt.Errorf("gateway: unknown store %q", cfg.Store)
+}
+
+// Replica is the name of this gateway's audit chain: the configured one,
+// else the host name.
+func Replica(cfg config.Config) string {
+	if cfg.Replica != "" {
+		return cfg.Replica
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "gateway"
 }
 
 // Gateway is a configured, not yet running gateway.
@@ -126,10 +164,9 @@ type Gateway struct {
 	Worker   *delivery.Worker
 	Console  *console.Console
 
-	auditBackend   audit.Backend
 	consoleHistory *console.History
 	certificates   *console.Certificates
-	bg             sync.WaitGroup // background jobs, waited for before the stores close
+	bg             sync.WaitGroup // background jobs, waited for before the store closes
 
 	api, ops     *http.Server
 	apiLn, opsLn net.Listener
@@ -137,8 +174,27 @@ type Gateway struct {
 	stopWatch    context.CancelFunc
 }
 
+// Option changes how New builds a gateway (for tests).
+type Option func(*options)
+
+type options struct {
+	storeFault func(op string) error
+}
+
+// WithStoreFault makes the store ask fault inside each of its writes (op
+// names it: "accept", "deny", "ack", "probe", …); an error fails that write
+// before anything is committed, as a full disk or a failed audit append
+// would. For tests that cannot fill a disk.
+func WithStoreFault(fault func(op string) error) Option {
+	return func(o *options) { o.storeFault = fault }
+}
+
 // New builds every component; nothing listens yet.
-func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, err error) {
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (g *Gateway, err error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -168,7 +224,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 		return nil, err
 	}
 	created := newStoreFile(cfg)
-	if g.Store, err = OpenStore(ctx, cfg); err != nil {
+	g.Metrics = api.NewMetrics()
+	replica := Replica(cfg)
+	// One write path, whatever the backend: the store appends the audit
+	// entry of each of its changes (an acceptance, a denial, a delivery's
+	// end, a purge) atomically with it, and keeps the chain (audit.Backend).
+	g.Store, err = OpenStore(ctx, cfg, StoreOptions{Replica: replica, Logger: log, Fault: o.storeFault,
+		OnQuarantine: func(kind string) { g.Metrics.Quarantined.WithLabelValues(kind).Inc() }})
+	if err != nil {
 		return nil, err
 	}
 	if created != "" {
@@ -181,52 +244,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 			st.Close()
 		}
 	}()
-	g.Metrics = api.NewMetrics()
 	g.Metrics.QueueDepths(g.Store.Depths)
-	boltStore, onBolt := g.Store.(*boltstore.Store)
-	if onBolt {
-		// The audit log lives in the store's file: an acceptance and its
-		// entry are one transaction and one fsync (journal below).
-		legacy := audit.LegacyBoltPath(boltStore.Path())
-		if _, serr := os.Stat(legacy); serr == nil {
-			return nil, fmt.Errorf("gateway: %s is an audit log of an earlier version; the audit log is now kept in %s: "+
-				"verify and export it with that version, then move it out of this folder", legacy, boltStore.Path())
-		}
-		g.auditBackend, err = audit.NewBoltOn(boltStore, boltStore.Path())
-	} else {
-		g.auditBackend, err = audit.OpenBackend(ctx, cfg.Store, false)
-	}
-	if err != nil {
-		return nil, err
-	}
-	ab := g.auditBackend
-	defer func() {
-		if err != nil {
-			ab.Close()
-		}
-	}()
 	subjectKey, err := audit.LoadOrCreateKey(filepath.Join(cfg.GatewayKeys, "audit.key"))
 	if err != nil {
 		return nil, err
 	}
-	replica := cfg.Replica
-	if replica == "" {
-		if replica, err = os.Hostname(); err != nil || replica == "" {
-			replica = "gateway"
-		}
-	}
-	g.Audit, err = audit.New(g.auditBackend, audit.Options{Replica: replica, Signer: g.Keys.Signing,
+	g.Audit, err = audit.New(g.Store, audit.Options{Replica: replica, Signer: g.Keys.Signing,
 		SubjectKey: subjectKey, Logger: log}) // audit.New adds component=audit itself
 	if err != nil {
 		return nil, err
 	}
 	if err = g.buildConsole(); err != nil {
 		return nil, err
-	}
-	var jr exchange.Journal // nil unless on bolt: not a nil *journal in an interface
-	journal := journalFor(boltStore, g.Audit, g.Metrics)
-	if journal != nil {
-		jr = journal
 	}
 	g.Exchange, err = exchange.New(exchange.Options{
 		Registry: g.Registry, Policy: g.Policy, Store: g.Store,
@@ -237,8 +266,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 		Logger:      log.With("component", "exchange"),
 		OnDecision:  g.Metrics.Decision,
 		Shadow:      g.Console.Observe,
-		Audit:       auditor{g.Audit, g.Metrics},
-		Journal:     jr,
+		Audit:       g.Audit,
 		MaxInflight: cfg.MaxInflight,
 	})
 	if err != nil {
@@ -255,29 +283,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 	for id, n := range cfg.RateLimits {
 		limiter.PerSender[id] = ratelimit.Quota{Limit: n, Window: cfg.RateWindow}
 	}
-	box := &inbox.Inbox{Queue: g.Store, Visibility: cfg.InboxVisibility,
-		OnAck: func(ctx context.Context, d store.Delivery) { g.recordDelivery(ctx, d, audit.KindDelivered) }}
-	if journal != nil {
-		// The acknowledgement and its "delivered" entry in one transaction.
-		box.Queue, box.OnAck = journal.queue(), nil
-	}
+	box := &inbox.Inbox{Queue: g.Store, Visibility: cfg.InboxVisibility}
 	wo := delivery.Options{
 		Queue: g.Store, Registry: g.Registry, ClientCert: g.Keys.TLS,
 		MaxAttempts: cfg.DeliveryAttempts, AttemptTimeout: cfg.DeliveryTimeout,
 		Backoff: cfg.DeliveryBackoff, MaxBackoff: cfg.DeliveryMaxBackoff,
 		Logger:    log.With("component", "delivery"),
 		OnOutcome: func(o string) { g.Metrics.Deliveries.WithLabelValues(o).Inc() },
-		OnFinal: func(ctx context.Context, d store.Delivery, outcome string) {
-			kind := audit.KindDelivered
-			if outcome == "dead_lettered" {
-				kind = audit.KindDeadLettered
-			}
-			g.recordDelivery(ctx, d, kind)
-		},
-	}
-	if journal != nil {
-		// A delivery's end and its entry in one transaction.
-		wo.Queue, wo.OnFinal = journal.queue(), nil
 	}
 	g.Worker, err = delivery.New(wo)
 	if err != nil {
@@ -308,7 +320,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (g *Gateway, 
 		Handler: api.Ops(api.OpsOptions{Metrics: g.Metrics, Pprof: cfg.Pprof, DeadLetters: g.Store,
 			Token: token, Subject: g.SubjectReport,
 			AuditExport: func(ctx context.Context, w io.Writer) error {
-				return audit.Export(ctx, g.auditBackend, w, g.Keys.Signing)
+				return audit.Export(ctx, g.Store, w, g.Keys.Signing)
 			},
 			Logger: log.With("component", "ops"), Checks: map[string]api.Check{
 				"store":  g.Store.Ping,
@@ -363,7 +375,7 @@ func (g *Gateway) Serve(ctx context.Context) error {
 	g.stopWatch = stop
 	if g.cfg.PolicyWatch > 0 {
 		go g.Policy.Watch(wctx, g.cfg.Policies, g.cfg.PolicyWatch)
-		go g.watchRegistry(wctx, g.cfg.PolicyWatch)
+		g.background(wctx, func(ctx context.Context) { g.watchRegistry(ctx, g.cfg.PolicyWatch) }) // it appends to the audit log: waited for before the store closes
 	}
 	g.background(wctx, func(ctx context.Context) { g.Worker.Run(ctx) })
 	g.background(wctx, func(ctx context.Context) { g.Audit.Run(ctx, g.cfg.AuditCheckpoint) })
@@ -393,36 +405,13 @@ func (g *Gateway) background(ctx context.Context, f func(context.Context)) {
 	}()
 }
 
-// auditor counts audit failures beside the exchange's own logging.
-type auditor struct {
-	log *audit.Log
-	m   *api.Metrics
-}
-
-func (a auditor) Record(ctx context.Context, e audit.Entry) (audit.Entry, error) {
-	out, err := a.log.Record(ctx, e)
-	if err != nil {
-		a.m.AuditFailures.Inc()
-	}
-	return out, err
-}
-
-func (a auditor) SubjectHash(ref string) string { return a.log.SubjectHash(ref) }
-
-// recordDelivery audits a delivery's end (delivered or dead-lettered).
-func (g *Gateway) recordDelivery(ctx context.Context, d store.Delivery, kind string) {
-	m, err := g.Store.Message(ctx, d.MessageFrom, d.MessageID)
-	if err != nil {
-		m = nil
-	}
-	g.record(ctx, deliveryEntry(d, m, kind), "delivery_id", d.ID)
-}
-
-// record appends e to the audit log. A failure is counted and logged (ids
-// only, with attrs) and does not undo what e records.
+// record appends e, an event that is not a change of the store (a policy
+// or registry change or refusal), to the audit log. A failure is counted and logged
+// (ids only, with attrs).
 func (g *Gateway) record(ctx context.Context, e audit.Entry, attrs ...any) {
-	if _, err := (auditor{g.Audit, g.Metrics}).Record(ctx, e); err != nil {
-		g.log.Error("audit append failed", append([]any{"kind", e.Kind, "message_id", e.MessageID, "error", err}, attrs...)...)
+	if _, err := g.Audit.Record(ctx, e); err != nil {
+		g.Metrics.AuditFailures.Inc()
+		g.log.Error("audit append failed", append([]any{"kind", e.Kind, "error", err}, attrs...)...)
 	}
 }
 
@@ -440,24 +429,12 @@ func onTick(ctx context.Context, d time.Duration, fn func()) {
 	}
 }
 
-// deliveryEntry is the audit entry of a delivery's end; m is its message,
-// if still known.
-func deliveryEntry(d store.Delivery, m *store.Message, kind string) audit.Entry {
-	e := audit.Entry{Kind: kind, MessageID: d.MessageID, From: d.MessageFrom, To: d.Recipient}
-	if m != nil {
-		e.DecisionID, e.PolicyVersion, e.Purpose, e.Type = m.DecisionID, m.PolicyVersion, m.Purpose, m.Type
-	}
-	sum := sha256.Sum256(d.Envelope)
-	e.PayloadSHA256 = hex.EncodeToString(sum[:])
-	return e
-}
-
 // SubjectReport answers "who received what about this person" from the
 // audit log: for one subject reference, each decision about it — recipient,
 // purpose, data categories delivered, time, decision — without any data.
 func (g *Gateway) SubjectReport(ctx context.Context, ref string) (any, error) {
 	h := g.Audit.SubjectHash(ref)
-	entries, err := audit.Subject(ctx, g.auditBackend, h)
+	entries, err := audit.Subject(ctx, g.Store, h)
 	if err != nil {
 		return nil, err
 	}
@@ -479,16 +456,10 @@ func (g *Gateway) purgeLoop(ctx context.Context) {
 }
 
 // Purge deletes the payloads of every message whose retention period has
-// ended by now, keeps their metadata, and audits each purge.
+// ended by now and keeps their metadata; the store appends each purge's
+// audit entry with it.
 func (g *Gateway) Purge(ctx context.Context, now time.Time) ([]store.Purged, error) {
 	purged, err := g.Store.Purge(ctx, now)
-	for _, p := range purged {
-		e := audit.Entry{Kind: audit.KindPurged, MessageID: p.ID, From: p.From}
-		if m, merr := g.Store.Message(ctx, p.From, p.ID); merr == nil {
-			e.To, e.DecisionID, e.PolicyVersion, e.Purpose, e.Type = m.To, m.DecisionID, m.PolicyVersion, m.Purpose, m.Type
-		}
-		g.record(ctx, e)
-	}
 	if len(purged) > 0 {
 		g.log.Info("retention purge", "messages", len(purged))
 		// Deleted pages still hold the old bytes until they are rewritten.
@@ -504,7 +475,8 @@ func (g *Gateway) Purge(ctx context.Context, now time.Time) ([]store.Purged, err
 
 // watchRegistry reloads the trust registry when its file changes (a
 // participant's key rotation, a suspension); a bad file is refused and the
-// registry in force keeps serving.
+// registry in force keeps serving. Both are audited (Append: not a change
+// of the store).
 func (g *Gateway) watchRegistry(ctx context.Context, every time.Duration) {
 	last := fileDigest(g.cfg.Registry)
 	onTick(ctx, every, func() {
@@ -515,9 +487,11 @@ func (g *Gateway) watchRegistry(ctx context.Context, every time.Duration) {
 		last = d
 		if err := g.Registry.Reload(g.cfg.Registry); err != nil {
 			g.log.Error("registry change refused; the previous registry keeps serving", "error", err)
+			g.record(ctx, audit.Entry{Kind: audit.KindRegistryRefused, PayloadSHA256: d})
 			return
 		}
 		g.log.Info("registry reloaded", "participants", len(g.Registry.Load().Participants()))
+		g.record(ctx, audit.Entry{Kind: audit.KindRegistryReloaded, PayloadSHA256: d})
 	})
 }
 
@@ -566,10 +540,7 @@ func (g *Gateway) Close() {
 		if g.opsLn != nil {
 			g.opsLn.Close()
 		}
-		g.bg.Wait() // the final audit checkpoint is written before the stores close
-		if g.auditBackend != nil {
-			g.auditBackend.Close()
-		}
+		g.bg.Wait() // the final audit checkpoint is written before the store closes
 		if g.Store != nil {
 			g.Store.Close()
 		}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xborder/xborder/gateway"
+	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/client"
 	"github.com/xborder/xborder/gateway/config"
 	"github.com/xborder/xborder/gateway/envelope"
@@ -150,6 +152,17 @@ func TestParticipantKeyRotation(t *testing.T) {
 		t.Errorf("a broken registry edit took effect: %d", r.Status)
 	}
 	_ = os.WriteFile(regPath, orig, 0o644)
+
+	// Each reload and the refusal are on the audit chain.
+	env.Stop()
+	b, err := gateway.OpenStore(ctx, env.Config, gateway.StoreOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if got := chainKinds(t, b, ""); got[audit.KindRegistryReloaded] < 2 || got[audit.KindRegistryRefused] < 1 {
+		t.Errorf("registry events on the chain: %v", got)
+	}
 }
 
 func waitStatus(t *testing.T, try func() int, want int) {

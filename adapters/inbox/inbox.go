@@ -22,8 +22,6 @@ type Inbox struct {
 	Queue      store.Queue
 	Visibility time.Duration
 	Clock      func() time.Time
-	// OnAck, when set, is told of each acknowledged delivery (for the audit log).
-	OnAck func(ctx context.Context, d store.Delivery)
 }
 
 // Item is one entry of GET /v1/inbox.
@@ -66,25 +64,13 @@ func (in *Inbox) Fetch(ctx context.Context, recipient string, max int) ([]Item, 
 	return items, nil
 }
 
-// Ack removes a delivery from the recipient's inbox. ErrNotFound when the
-// recipient has no such delivery (already acked, or someone else's).
+// Ack removes a delivery from the recipient's inbox; the store appends its
+// "delivered" audit entry in the same step. ErrNotFound when the recipient
+// has no such delivery (already acked, or someone else's).
 func (in *Inbox) Ack(ctx context.Context, recipient, deliveryID string) error {
-	var d *store.Delivery
-	if in.OnAck != nil {
-		var err error
-		if d, err = in.Queue.Delivery(ctx, recipient, deliveryID); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return err
-			}
-			return fmt.Errorf("inbox: ack: %w", err)
-		}
-	}
 	err := in.Queue.Ack(ctx, recipient, deliveryID, in.now())
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("inbox: ack: %w", err)
-	}
-	if err == nil && d != nil {
-		in.OnAck(ctx, *d)
 	}
 	return err
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/xborder/xborder/gateway"
 	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/client"
 	"github.com/xborder/xborder/gateway/config"
@@ -33,9 +34,10 @@ func newAudit(stdout, stderr io.Writer) *cobra.Command {
 	return c
 }
 
-// openAuditLog opens the audit log beside the configured store, for reading.
+// openAuditLog opens the configured store, which keeps the audit log, for
+// reading (an embedded store while the gateway is stopped).
 func openAuditLog(ctx context.Context, cfg config.Config) (audit.Backend, error) {
-	return audit.OpenBackend(ctx, cfg.Store, true)
+	return gateway.OpenStore(ctx, cfg, gateway.StoreOptions{ReadOnly: true})
 }
 
 // gatewayVerifyKeys reads the gateway's signing keys from its key folder:

@@ -11,7 +11,9 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/xborder/xborder/gateway"
 	"github.com/xborder/xborder/gateway/audit"
+	"github.com/xborder/xborder/gateway/config"
 	"github.com/xborder/xborder/gateway/envelope"
 	"github.com/xborder/xborder/gateway/store/redistest"
 )
@@ -46,7 +48,7 @@ func auditSetup(t *testing.T, store string) (cfgPath, dir string) {
 	os.WriteFile(cfgPath, []byte("gateway_keys: keys\nstore: "+store+"\nregistry: r.yaml\npolicies: p\nops_listen: "+freeAddr(t)+"\n"), 0o600)
 
 	ctx := context.Background()
-	b, err := audit.OpenBackend(ctx, store, false)
+	b, err := gateway.OpenStore(ctx, config.Config{Store: store}, gateway.StoreOptions{Replica: "gw-1"})
 	if err != nil {
 		t.Fatal(err)
 	}

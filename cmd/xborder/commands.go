@@ -68,7 +68,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	policyCmd.AddCommand(newPolicyEval(stdout), newPolicyTest(stdout), newPolicyImpact(stdout))
 
 	root.AddCommand(newServe(stderr), pkiCmd, newSend(stdout), newInbox(stdout, stderr), policyCmd, newReceive(stdout), newAudit(stdout, stderr),
-		newBench(stdout), newDeadLetters(stdout, stderr), newVersion(stdout), newHealth(stdout))
+		newBench(stdout), newDeadLetters(stdout, stderr), newVersion(stdout), newHealth(stdout), newStore(stdout))
 	return root
 }
 
@@ -241,6 +241,7 @@ func newSend(stdout io.Writer) *cobra.Command {
 	var f clientFlags
 	var to, typ, purpose, inReplyTo, legalBasis, output string
 	var ttl time.Duration
+	var retries int
 	c := &cobra.Command{
 		Use:   "send --as ID --to ID --type T --purpose P FILE",
 		Short: "Sign FILE's subject/record/consent as ID, send it, print the answer",
@@ -284,7 +285,20 @@ func newSend(stdout io.Writer) *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
-			resp, err := cl.Send(ctx, msg)
+			// Signed and sealed once: a retry sends the same bytes, never
+			// the message again under a new id (PROTOCOL §3.2).
+			sealed, err := cl.Seal(ctx, msg)
+			if err != nil {
+				return err
+			}
+			resp, err := cl.PostRetry(ctx, sealed, client.Retry{Attempts: retries + 1,
+				OnRetry: func(_ int, r *client.Response, err error, wait time.Duration) {
+					why := fmt.Sprint(err)
+					if r != nil {
+						why = fmt.Sprintf("HTTP %d %s", r.Status, r.Problem().Detail)
+					}
+					fmt.Fprintf(cmd.ErrOrStderr(), "xborder: %s; sending the same signed message again in %v\n", why, wait.Round(time.Millisecond))
+				}})
 			if err != nil {
 				return err
 			}
@@ -318,6 +332,7 @@ func newSend(stdout io.Writer) *cobra.Command {
 	c.Flags().StringVar(&legalBasis, "legal-basis", "data-sharing agreement on file", "legal basis relied on")
 	c.Flags().DurationVar(&ttl, "ttl", 5*time.Minute, "validity of the message (exp - iat, at most 1h)")
 	c.Flags().StringVarP(&output, "output", "o", "json", "json (the whole answer) or id (the message id only)")
+	c.Flags().IntVar(&retries, "retries", 3, "how often a 503 (or a failed connection) is retried with the same signed bytes, with backoff")
 	for _, n := range []string{"to", "type", "purpose"} {
 		_ = c.MarkFlagRequired(n)
 	}

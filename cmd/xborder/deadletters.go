@@ -84,7 +84,7 @@ func deadLettersInStore(ctx context.Context, t *gatewayTarget, stdout io.Writer,
 	if err := t.storeMissing(); err != nil {
 		return err
 	}
-	st, err := gateway.OpenStore(ctx, t.cfg)
+	st, err := gateway.OpenStore(ctx, t.cfg, gateway.StoreOptions{Replica: gateway.Replica(t.cfg)})
 	if err != nil {
 		return t.storeError(err)
 	}

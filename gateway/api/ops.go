@@ -40,6 +40,7 @@ type Metrics struct {
 	// Deprecated aliases, to be removed in the next release.
 	oldRequests *prometheus.CounterVec   // xborder_requests_total by route and status
 	oldLatency  *prometheus.HistogramVec // xborder_request_seconds by route
+	Quarantined   *prometheus.CounterVec // store records that could not be decoded, by kind
 }
 
 // DeliveryOutcomes are the values of xborder_deliveries_total's outcome
@@ -93,8 +94,14 @@ func NewMetrics() *Metrics {
 		Name: "xborder_build_info", Help: "Always 1; the labels describe the running binary.",
 	}, []string{"version", "revision", "goversion"})
 	buildInfo.WithLabelValues(b.Version, b.Revision, b.GoVersion).Set(1)
+	m.Quarantined = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "xborder_store_quarantined_total", Help: "Store records that could not be decoded and were moved to quarantine, by kind.",
+	}, []string{"kind"})
+	for _, k := range []string{"message", "delivery"} {
+		m.Quarantined.WithLabelValues(k)
+	}
 	m.Registry.MustRegister(m.Requests, m.Latency, m.Decisions, m.DecisionRules, m.Deliveries, m.AuditFailures,
-		m.oldRequests, m.oldLatency, buildInfo,
+		m.Quarantined, m.oldRequests, m.oldLatency, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -41,11 +41,17 @@ const (
 	KindPolicyRefused    = "policy_refused"
 	KindPurged           = "purged"
 	KindConsentWithdrawn = "consent_withdrawn"
+	// KindRegistryReloaded and KindRegistryRefused: the trust registry in
+	// force changed, or an edit of it was refused (PayloadSHA256: the
+	// digest of the registry's files).
+	KindRegistryReloaded = "registry_reloaded"
+	KindRegistryRefused  = "registry_refused"
 )
 
 var kinds = map[string]bool{
 	KindAccepted: true, KindDenied: true, KindDelivered: true, KindDeadLettered: true,
 	KindPolicyChanged: true, KindPolicyRefused: true, KindPurged: true, KindConsentWithdrawn: true,
+	KindRegistryReloaded: true, KindRegistryRefused: true,
 }
 
 // Entry is one audited event. Field order is part of the hash: do not
@@ -112,8 +118,11 @@ type checkpointClaims struct {
 	Export  bool      `json:"export,omitempty"`
 }
 
-// Backend is append-only storage of chains, one per replica. Append sets
-// Seq, Prev and Hash (with Link) atomically against the current head.
+// Backend is append-only storage of chains, one per replica: the gateway's
+// store (store.Store), which also appends the entries of its own changes
+// (an acceptance, a denial, a delivery's end, a purge) atomically with them.
+// Append prepares e (Prepare) and sets Seq, Prev and Hash (Link) atomically
+// against the current head of replica's chain.
 type Backend interface {
 	Append(ctx context.Context, replica string, e Entry) (Entry, error)
 	// Entries calls fn for the entries of replica with Seq >= from, in
@@ -128,6 +137,38 @@ type Backend interface {
 
 // ErrConflict is returned by an append that lost a race for the head.
 var ErrConflict = errors.New("audit: head moved")
+
+// Prepare is e as a backend appends it to replica's chain, before it is
+// linked: Replica set, Time the caller's or else now, Categories and Redacted
+// through CleanPaths, Seq, Prev and Hash cleared. It refuses what must never
+// be stored, so that a store checks every entry before its first write.
+// Both stores call it for the entries they write with their changes.
+func Prepare(e Entry, replica string, now time.Time) (Entry, error) {
+	if err := CheckReplica(replica); err != nil {
+		return Entry{}, err
+	}
+	e.Replica = replica
+	if e.Time.IsZero() {
+		e.Time = now
+	}
+	e.Time = e.Time.UTC().Round(0)
+	e.Seq, e.Prev, e.Hash = 0, "", ""
+	e.Categories = CleanPaths(e.Categories)
+	e.Redacted = CleanPaths(e.Redacted)
+	if err := e.check(); err != nil {
+		return Entry{}, err
+	}
+	return e, nil
+}
+
+// CheckReplica refuses a replica id that cannot name a chain: empty, longer
+// than 200 bytes, or with a NUL byte.
+func CheckReplica(replica string) error {
+	if replica == "" || len(replica) > 200 || strings.ContainsRune(replica, 0) {
+		return errors.New("audit: invalid replica id")
+	}
+	return nil
+}
 
 // Link makes e the entry after (count, head): Seq = count+1, Prev = head,
 // Time in UTC, Hash computed. Backends call it inside their atomic append.

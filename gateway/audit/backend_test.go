@@ -2,11 +2,13 @@ package audit_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/xborder/xborder/gateway/audit"
+	"github.com/xborder/xborder/gateway/store/bolt"
 )
 
 // TestBackends is the contract both backends pass.
@@ -182,14 +184,14 @@ func TestNewRefusesBadOptions(t *testing.T) {
 }
 
 func TestBoltLockedByGateway(t *testing.T) {
-	path := t.TempDir() + "/audit.db"
-	b, err := audit.OpenBolt(path, audit.BoltOptions{})
+	path := t.TempDir() + "/xborder.db"
+	b, err := bolt.Open(path, bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	_, err = audit.OpenBolt(path, audit.BoltOptions{ReadOnly: true, Timeout: 50 * time.Millisecond})
-	if err == nil {
-		t.Fatal("opened a file another handle holds")
+	_, err = bolt.Open(path, bolt.Options{ReadOnly: true, Timeout: 50 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "a running gateway holds it") {
+		t.Fatalf("opened a file another handle holds: %v", err)
 	}
 }

@@ -10,13 +10,14 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/xborder/xborder/gateway/audit"
+	"github.com/xborder/xborder/gateway/store/bolt"
 )
 
-// BenchmarkAppend records entries on bolt from parallel callers (as the
+// BenchmarkAppend records entries on the bolt store from parallel callers (as the
 // exchange does) and reports the file size per entry.
 func BenchmarkAppend(b *testing.B) {
-	path := filepath.Join(b.TempDir(), "audit.db")
-	bk, err := audit.OpenBolt(path, audit.BoltOptions{})
+	path := filepath.Join(b.TempDir(), "xborder.db")
+	bk, err := bolt.Open(path, bolt.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -13,16 +13,19 @@ import (
 
 	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/envelope"
+	"github.com/xborder/xborder/gateway/store/bolt"
+	"github.com/xborder/xborder/gateway/store/redis"
 	"github.com/xborder/xborder/gateway/store/redistest"
 )
 
-// backends opens a fresh backend of each kind for a test.
+// backends opens a fresh backend of each kind for a test: the stores, which
+// keep the chains beside the state.
 var backends = []struct {
 	name string
 	open func(t *testing.T) audit.Backend
 }{
 	{"bolt", func(t *testing.T) audit.Backend {
-		b, err := audit.OpenBolt(filepath.Join(t.TempDir(), "audit.db"), audit.BoltOptions{})
+		b, err := bolt.Open(filepath.Join(t.TempDir(), "xborder.db"), bolt.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -30,7 +33,7 @@ var backends = []struct {
 		return b
 	}},
 	{"redis", func(t *testing.T) audit.Backend {
-		b, err := audit.OpenRedis(context.Background(), redistest.Start(t), audit.RedisOptions{})
+		b, err := redis.Open(context.Background(), redistest.Start(t), redis.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -69,7 +69,7 @@ func New(b Backend, o Options) (*Log, error) {
 // Replica is the id of this log's chain.
 func (l *Log) Replica() string { return l.replica }
 
-// Backend is the storage the log writes to.
+// Backend is the storage the log writes to (the gateway's store).
 func (l *Log) Backend() Backend { return l.b }
 
 // SubjectHash is the hex HMAC-SHA256 of a subject reference under the
@@ -88,25 +88,14 @@ func SubjectHash(key []byte, ref string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// Record appends e to this replica's chain. Replica and Time are set here;
-// Categories and Redacted go through CleanPaths. It returns the stored entry.
+// Record appends e to this replica's chain, for an event that is not a
+// change of the store (a policy change or refusal, a registry reload): the
+// store writes the entries of its own changes together with them. Time is
+// set here; the backend prepares the rest (Prepare). It returns the stored
+// entry.
 func (l *Log) Record(ctx context.Context, e Entry) (Entry, error) {
-	stored, err := l.b.Append(ctx, l.replica, l.Prepare(e))
-	if err != nil {
-		return Entry{}, err
-	}
-	return stored, nil
-}
-
-// Prepare is e as Record would append it, before it is linked: for a
-// caller that appends it in its own transaction (AppendTx with Replica()).
-func (l *Log) Prepare(e Entry) Entry {
-	e.Replica = l.replica
 	e.Time = l.now()
-	e.Seq, e.Prev, e.Hash = 0, "", ""
-	e.Categories = CleanPaths(e.Categories)
-	e.Redacted = CleanPaths(e.Redacted)
-	return e
+	return l.b.Append(ctx, l.replica, e)
 }
 
 // Checkpoint signs the current head of this replica's chain and stores it.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/xborder/xborder/gateway/audit"
+	"github.com/xborder/xborder/gateway/store/redis"
 	"github.com/xborder/xborder/gateway/store/redistest"
 )
 
@@ -22,7 +23,7 @@ func TestRedisSharedReplicaStaysOneChain(t *testing.T) {
 	var stored atomic.Int64
 	var wg sync.WaitGroup
 	for range 2 {
-		b, err := audit.OpenRedis(ctx, url, audit.RedisOptions{})
+		b, err := redis.Open(ctx, url, redis.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -44,7 +45,7 @@ func TestRedisSharedReplicaStaysOneChain(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	b, err := audit.OpenRedis(ctx, url, audit.RedisOptions{})
+	b, err := redis.Open(ctx, url, redis.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

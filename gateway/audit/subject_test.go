@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/xborder/xborder/gateway/audit"
+	"github.com/xborder/xborder/gateway/store/bolt"
 )
 
 // planted personal data of a made-up subject: none of it may be stored.
@@ -63,7 +64,7 @@ func TestSubjectAndCanary(t *testing.T) {
 				t.Fatal(err)
 			}
 			stored := exp.String()
-			if bb, ok := b.(*audit.Bolt); ok {
+			if bb, ok := b.(*bolt.Store); ok {
 				path := bb.Path()
 				bb.Close()
 				raw, err := os.ReadFile(path)

@@ -14,21 +14,22 @@ import (
 
 	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/envelope"
+	"github.com/xborder/xborder/gateway/store/bolt"
 )
 
 // exportFixture is a bolt log with two replicas, stored checkpoints, and
 // its export as lines.
 type exportFixture struct {
 	path  string
-	b     *audit.Bolt
+	b     *bolt.Store
 	key   *envelope.PrivateKey
 	lines []string
 }
 
 func newExportFixture(t *testing.T) *exportFixture {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "audit.db")
-	b, err := audit.OpenBolt(path, audit.BoltOptions{})
+	path := filepath.Join(t.TempDir(), "xborder.db")
+	b, err := bolt.Open(path, bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,7 +423,7 @@ func rawEdit(t *testing.T, f *exportFixture, edit func(chain *bbolt.Bucket)) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.b, err = audit.OpenBolt(f.path, audit.BoltOptions{}); err != nil {
+	if f.b, err = bolt.Open(f.path, bolt.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.b.Close() })

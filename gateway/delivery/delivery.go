@@ -29,7 +29,8 @@ import (
 	"github.com/xborder/xborder/gateway/trust"
 )
 
-// Queue is what the worker needs of the store.
+// Queue is what the worker needs of the store. Ack and DeadLetter append
+// the delivery's audit entry with the change (store.Queue).
 type Queue interface {
 	Lease(ctx context.Context, recipient string, max int, visibility time.Duration, now time.Time) ([]store.Delivery, error)
 	Ack(ctx context.Context, recipient, deliveryID string, now time.Time) error
@@ -63,9 +64,6 @@ type Options struct {
 	Logger *slog.Logger
 	// OnOutcome, when set, is told of each attempt: delivered, retry, dead_lettered.
 	OnOutcome func(outcome string)
-	// OnFinal, when set, is told of each delivery that was delivered or
-	// dead-lettered (for the audit log).
-	OnFinal func(ctx context.Context, d store.Delivery, outcome string)
 }
 
 func (o *Options) defaults() {
@@ -211,9 +209,6 @@ func (w *Worker) deliver(ctx context.Context, ad adapters.Adapter, d store.Deliv
 		return
 	}
 	w.outcome("delivered")
-	if w.o.OnFinal != nil {
-		w.o.OnFinal(ctx, d, "delivered")
-	}
 	w.o.Logger.Info("delivered", "delivery_id", d.ID, "message_id", d.MessageID, "recipient", d.Recipient, "attempts", d.Attempts)
 }
 
@@ -225,9 +220,6 @@ func (w *Worker) failed(ctx context.Context, d store.Delivery, cause error) {
 			return
 		}
 		w.outcome("dead_lettered")
-		if w.o.OnFinal != nil {
-			w.o.OnFinal(ctx, d, "dead_lettered")
-		}
 		w.o.Logger.Warn("dead-lettered", "delivery_id", d.ID, "message_id", d.MessageID, "recipient", d.Recipient,
 			"attempts", d.Attempts, "error", cause.Error())
 		return

@@ -1,11 +1,7 @@
 package exchange
 
 import (
-	"errors"
-
-	"github.com/xborder/xborder/gateway/envelope"
 	"github.com/xborder/xborder/gateway/policy"
-	"github.com/xborder/xborder/gateway/store"
 )
 
 // Stable error codes the exchange adds to the envelope's (PROTOCOL §3.2).
@@ -36,13 +32,3 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
-
-// unavailable maps a store failure: an identifier no record can have (the
-// store refuses it for its content) is the sender's invalid_message, never
-// 503 (PROTOCOL §3.2: 503 only when the store cannot write).
-func unavailable(err error) error {
-	if errors.Is(err, store.ErrInvalidKey) {
-		return &Error{Code: string(envelope.CodeInvalidMessage), Detail: "an identifier the gateway cannot keep (consent.id)", Err: err}
-	}
-	return &Error{Code: CodeUnavailable, Detail: "the gateway cannot store messages now; nothing was accepted", Err: err}
-}

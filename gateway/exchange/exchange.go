@@ -34,28 +34,19 @@ type Policy interface {
 // Store is the part of the gateway's state the exchange uses (a
 // store.Store satisfies it).
 type Store interface {
-	// Accept and RecordDenial: see store.Messages.
-	Accept(ctx context.Context, m *store.Message, ds []store.Delivery) (*store.Message, error)
-	RecordDenial(ctx context.Context, m *store.Message) error
+	// Accept and RecordDenial commit the change with its audit entries,
+	// both or neither: see store.Messages.
+	Accept(ctx context.Context, m *store.Message, ds []store.Delivery, entries ...audit.Entry) (*store.Message, error)
+	RecordDenial(ctx context.Context, m *store.Message, e audit.Entry) error
 	Message(ctx context.Context, from, id string) (*store.Message, error)
 	MessageTo(ctx context.Context, to, id string) (*store.Message, error)
 	store.Consents
 }
 
-// Auditor is the audit log as the exchange uses it.
+// Auditor is the audit log as the exchange uses it: the keyed hash of a
+// subject reference (the entries themselves are the store's to append).
 type Auditor interface {
-	Record(ctx context.Context, e audit.Entry) (audit.Entry, error)
 	SubjectHash(ref string) string
-}
-
-// Journal stores an acceptance or a denial and appends its audit entry
-// atomically (the embedded store keeps the audit log in its own file).
-// Accept is store.Store's Accept (ErrDuplicate included: then nothing is
-// written); RecordDenial appends the entry even when an earlier acceptance
-// of the same id keeps the denial itself from being recorded.
-type Journal interface {
-	Accept(ctx context.Context, m *store.Message, ds []store.Delivery, e audit.Entry) (*store.Message, error)
-	RecordDenial(ctx context.Context, m *store.Message, e audit.Entry) error
 }
 
 // Options are the exchange's dependencies.
@@ -75,15 +66,12 @@ type Options struct {
 	// goroutine: it must return at once (hand the work to a bounded queue)
 	// and must not modify in. The live decision alone acts.
 	Shadow func(ctx context.Context, decisionID string, in policy.Input, live policy.Decision, version string)
-	// Audit, when set, receives one entry per acceptance and denial.
+	// Audit, when set, gives the subject hash of the audit entries the
+	// store appends with each acceptance and denial.
 	Audit Auditor
 	// MaxInflight bounds the submissions doing their processor-bound work
 	// at once (0: no bound); the others wait in arrival order.
 	MaxInflight int
-	// Journal, when set with Audit, stores acceptances and denials
-	// together with their audit entries, in one durable step, instead of
-	// Store then Audit.
-	Journal Journal
 }
 
 // Exchange runs the pipeline.

@@ -11,19 +11,6 @@ import (
 	"github.com/xborder/xborder/gateway/store"
 )
 
-// audit appends the entry of a decision. The message is already stored (or
-// refused) by then; an audit failure is logged loudly and counted, and does
-// not undo it.
-func (x *Exchange) audit(ctx context.Context, kind string, rec *store.Message, msg *envelope.Message, delivered map[string]any) {
-	if x.o.Audit == nil {
-		return
-	}
-	e := x.entry(kind, rec, msg, delivered)
-	if _, err := x.o.Audit.Record(ctx, e); err != nil {
-		x.o.Logger.Error("audit append failed", "kind", kind, "message_id", rec.ID, "decision_id", rec.DecisionID, "error", err)
-	}
-}
-
 // entry is the audit entry of a decision: metadata, the subject reference
 // only as its keyed hash, and the categories delivered — never values. A
 // purpose or type outside the catalogue is the sender's word and is masked.
@@ -35,7 +22,7 @@ func (x *Exchange) entry(kind string, rec *store.Message, msg *envelope.Message,
 		Rules: rec.Rules, Redacted: policy.LogPaths(rec.Redacted), PayloadSHA256: rec.JWSSHA256,
 		Categories: policy.LogPaths(Categories(delivered)),
 	}
-	if ref := stringField(msg.Subject, "ref"); ref != "" {
+	if ref := stringField(msg.Subject, "ref"); ref != "" && x.o.Audit != nil {
 		e.SubjectHash = x.o.Audit.SubjectHash(ref)
 	}
 	return e

@@ -101,12 +101,21 @@ func Start(t testing.TB, opts ...Option) *Env {
 // a push recipient).
 func StartFederation(t testing.TB, specs []pki.Spec, opts ...Option) *Env {
 	t.Helper()
+	pkiDir, cfg := Config(t, specs, opts...)
+	return StartWith(t, pkiDir, cfg)
+}
+
+// Config makes a PKI for the participants and the configuration Start
+// would run with, without starting anything: for StartWith with gateway
+// options.
+func Config(t testing.TB, specs []pki.Spec, opts ...Option) (pkiDir string, cfg config.Config) {
+	t.Helper()
 	dir := t.TempDir()
-	pkiDir := filepath.Join(dir, "pki")
+	pkiDir = filepath.Join(dir, "pki")
 	if err := pki.Init(pki.Options{Dir: pkiDir, Participants: specs}); err != nil {
 		t.Fatalf("pki: %v", err)
 	}
-	cfg := config.Default()
+	cfg = config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.OpsListen = "127.0.0.1:0"
 	cfg.Registry = filepath.Join(pkiDir, "registry.yaml")
@@ -125,16 +134,16 @@ func StartFederation(t testing.TB, specs []pki.Spec, opts ...Option) *Env {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	return StartWith(t, pkiDir, cfg)
+	return pkiDir, cfg
 }
 
 // StartWith starts a gateway on an existing PKI folder and configuration.
-func StartWith(t testing.TB, pkiDir string, cfg config.Config) *Env {
+func StartWith(t testing.TB, pkiDir string, cfg config.Config, opts ...gateway.Option) *Env {
 	t.Helper()
 	logs := &SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
-	g, err := gateway.New(ctx, cfg, log)
+	g, err := gateway.New(ctx, cfg, log, opts...)
 	if err != nil {
 		cancel()
 		t.Fatalf("gateway: %v", err)

@@ -9,9 +9,14 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
+
+	"github.com/xborder/xborder/gateway/audit"
 )
 
 // Message statuses (PROTOCOL §5).
@@ -29,12 +34,28 @@ var (
 	// ErrDuplicate: (from, id) was accepted before; Accept returns the
 	// existing record together with this error.
 	ErrDuplicate = errors.New("store: duplicate message")
-	// ErrUnavailable wraps any failure of the backing store; callers answer
-	// 503 and accept nothing.
+	// ErrUnavailable wraps any failure of the backing store to write or
+	// read: what the call would have changed was not changed. Callers
+	// answer 503.
 	ErrUnavailable = errors.New("store: unavailable")
+	// ErrOutcomeUnknown: the change was sent to the backing store but its
+	// answer was lost (the connection broke or the deadline passed after
+	// the request went out), and the store could not find out since
+	// whether it took effect. It comes with ErrUnavailable. Only a store
+	// that talks to a server returns it; a caller reads the record back
+	// (Message) to learn the truth.
+	ErrOutcomeUnknown = errors.New("store: outcome unknown")
+	// ErrInvalidInput: the store refuses a key or a value for what it
+	// contains (not because it cannot write): nothing was written, and
+	// sending the same again fails the same way. Callers answer 422.
+	ErrInvalidInput = errors.New("store: invalid input")
+	// ErrDamaged: the store's file holds pages or records that are not
+	// what the store wrote; it comes with ErrUnavailable. `xborder store
+	// check` says where.
+	ErrDamaged = errors.New("store: damaged")
 	// ErrInvalidKey: an identifier that no record can have (empty, or
 	// with a NUL byte, which the stores use as a separator).
-	ErrInvalidKey = errors.New("store: empty identifier or identifier with NUL")
+	ErrInvalidKey = fmt.Errorf("%w: empty identifier or identifier with NUL", ErrInvalidInput)
 )
 
 // ValidKeys returns ErrInvalidKey for the first identifier that cannot be a
@@ -101,15 +122,19 @@ type Delivery struct {
 
 // Messages keeps message metadata and makes acceptance atomic.
 type Messages interface {
-	// Accept records an accepted message and enqueues its deliveries in one
-	// atomic, durable step: after it returns nil, a crash loses nothing.
-	// When (m.From, m.ID) was accepted before, nothing is written and the
-	// existing record is returned with ErrDuplicate. A previous denial of
-	// the same (from, id) does not block acceptance.
-	Accept(ctx context.Context, m *Message, ds []Delivery) (*Message, error)
-	// RecordDenial stores the metadata of a denied message unless (from, id)
-	// was already accepted.
-	RecordDenial(ctx context.Context, m *Message) error
+	// Accept records an accepted message, enqueues its deliveries and
+	// appends entries (prepared with audit.Prepare for the store's replica)
+	// to its audit chain in one atomic, durable step: after it returns nil,
+	// a crash loses nothing, and if it fails none of it happened (unless
+	// the error is ErrOutcomeUnknown). When (m.From, m.ID) was accepted
+	// before, nothing is written and the existing record is returned with
+	// ErrDuplicate. A previous denial of the same (from, id) does not block
+	// acceptance.
+	Accept(ctx context.Context, m *Message, ds []Delivery, entries ...audit.Entry) (*Message, error)
+	// RecordDenial stores the metadata of a denied message, unless (from,
+	// id) was already accepted, and appends e to the audit chain, in one
+	// atomic step; e is appended in either case.
+	RecordDenial(ctx context.Context, m *Message, e audit.Entry) error
 	// Message returns the record of (from, id), or ErrNotFound.
 	Message(ctx context.Context, from, id string) (*Message, error)
 	// MessageTo returns the record of a message with this id addressed to
@@ -123,8 +148,10 @@ type Queue interface {
 	// Lease returns up to max visible deliveries of the recipient, oldest
 	// first, hides them until now+visibility and counts an attempt.
 	Lease(ctx context.Context, recipient string, max int, visibility time.Duration, now time.Time) ([]Delivery, error)
-	// Ack removes the delivery from the recipient's queue and marks its
-	// message delivered. ErrNotFound if the recipient has no such delivery.
+	// Ack removes the delivery from the recipient's queue, marks its
+	// message delivered and appends the delivery's "delivered" entry
+	// (DeliveryEntry) in one atomic step. ErrNotFound if the recipient has
+	// no such delivery.
 	Ack(ctx context.Context, recipient, deliveryID string, now time.Time) error
 	// Delivery returns a queued delivery of the recipient (leased or not)
 	// without changing it, or ErrNotFound.
@@ -144,8 +171,9 @@ type Queue interface {
 	Release(ctx context.Context, recipient, deliveryID string, visibleAt time.Time) error
 	// DeadLetter takes the delivery out of the queue into the dead-letter
 	// set, envelope and attempts kept so that it can be requeued, and marks
-	// its message dead_lettered (UpdatedAt = now). ErrNotFound if the
-	// recipient has no such delivery queued.
+	// its message dead_lettered (UpdatedAt = now), and appends the
+	// delivery's "dead_lettered" entry (DeliveryEntry), in one atomic step.
+	// ErrNotFound if the recipient has no such delivery queued.
 	DeadLetter(ctx context.Context, recipient, deliveryID string, now time.Time) error
 	// DeadLetters lists every dead letter of every recipient, the oldest
 	// (first dead-lettered) first, with its envelope and DeadLetteredAt.
@@ -186,7 +214,8 @@ type Retention interface {
 	// CreatedAt + RetentionDays×24h <= now and that was not purged yet: it
 	// deletes the message's queued and dead-lettered deliveries (envelopes
 	// included), keeps its metadata, sets Purged and PurgedAt = now, and
-	// returns what it purged, in purge-time order (for the audit log).
+	// appends a "purged" entry (PurgeEntry) for each, atomically with its
+	// purge, and returns what it purged, in purge-time order.
 	// Backends keep purge times to at least the millisecond and never purge
 	// early. The work is bounded by the number of messages due, not by the
 	// size of the store. On error, what was purged before the failure is
@@ -194,15 +223,40 @@ type Retention interface {
 	Purge(ctx context.Context, now time.Time) ([]Purged, error)
 }
 
-// Store is everything the exchange needs from its state.
+// Store is everything the exchange needs from its state. It is also the
+// audit log's backend: the chains live in the store, so that a change and
+// its entry are one write (Append is for the events that are not changes of
+// the store).
 type Store interface {
 	Messages
 	Queue
 	Consents
 	Retention
-	// Ping reports whether the store can be written now.
+	audit.Backend
+	// Ping reports whether the store can durably write now: it writes (at
+	// most once a second; the result is kept in between).
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// DeliveryEntry is the audit entry of a delivery's end (kind
+// audit.KindDelivered or KindDeadLettered); m is its message, if still
+// known. Both stores build the entries of Ack and DeadLetter with it.
+func DeliveryEntry(d Delivery, m *Message, kind string) audit.Entry {
+	e := audit.Entry{Kind: kind, MessageID: d.MessageID, From: d.MessageFrom, To: d.Recipient}
+	if m != nil {
+		e.DecisionID, e.PolicyVersion, e.Purpose, e.Type = m.DecisionID, m.PolicyVersion, m.Purpose, m.Type
+	}
+	sum := sha256.Sum256(d.Envelope)
+	e.PayloadSHA256 = hex.EncodeToString(sum[:])
+	return e
+}
+
+// PurgeEntry is the audit entry of the purge of m's payloads (R13). Both
+// stores build the entries of Purge with it.
+func PurgeEntry(m *Message) audit.Entry {
+	return audit.Entry{Kind: audit.KindPurged, MessageID: m.ID, From: m.From, To: m.To,
+		DecisionID: m.DecisionID, PolicyVersion: m.PolicyVersion, Purpose: m.Purpose, Type: m.Type}
 }
 
 // PurgeAt is when the message's retention period ends: CreatedAt +

@@ -4,7 +4,9 @@
 // Every write is one bbolt read-write transaction, fsynced before it returns
 // (bbolt's default, kept), so a message Accept has returned survives a crash
 // of the process or of the machine. bbolt allows one writer at a time, which
-// makes Accept, Lease and Ack atomic and safe under concurrent callers.
+// makes Accept, Lease and Ack atomic and safe under concurrent callers. The
+// audit chains live in the same file (chain.go): a change and its audit
+// entry are one transaction and one fsync, both or neither.
 //
 // Layout (keys use NUL as separator; identifiers containing NUL are refused):
 //
@@ -21,6 +23,10 @@
 //	consents     from\x00consent\x00recipient -> empty
 //	withdrawn    from\x00consent -> time of the withdrawal (RFC 3339)
 //	retention    purge_at(12) from\x00id -> empty (messages not yet purged)
+//	chains       the audit chains (chain.go)
+//	quarantine   kind\x00original key -> the bytes of a record that could not
+//	             be decoded, moved aside (quarantine.go)
+//	probe        written by Ping
 //
 // Deleting a key frees its page for reuse but does not overwrite it: the
 // bytes of a purged envelope stay in the file's free pages until bbolt
@@ -33,66 +39,71 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/store"
 )
 
-// Options tune Open. The zero value is usable.
+// Options tune Open. The zero value opens a store that keeps no audit
+// entries of its own (Replica empty: a change with entries is refused).
 type Options struct {
 	// Timeout bounds the wait for the file lock held by another process
 	// (default 1 s; bbolt's own default would wait forever).
 	Timeout time.Duration
+	// Replica names this gateway's audit chain: the entries of the store's
+	// changes (Accept, RecordDenial, Ack, DeadLetter, Purge) go there.
+	Replica string
+	// Clock stamps those entries (default time.Now).
+	Clock func() time.Time
+	// ReadOnly opens the file for reading only, beside nobody: the audit
+	// and store commands while the gateway is stopped.
+	ReadOnly bool
+	// Logger reports quarantined records (default slog.Default()).
+	Logger *slog.Logger
+	// OnQuarantine, when set, is told of each record moved to quarantine
+	// (kind: "message", "delivery", "dead_letter"), for a metric.
+	OnQuarantine func(kind string)
+	// MinFree is the free space Ping wants on the file system of the file
+	// (default 32 MiB; negative: none): below it a full disk is near, and
+	// bbolt, which rewrites pages it already has, may still commit small
+	// changes where a message of the body limit would fail.
+	MinFree int64
+	// Fault, when set, is called inside every write transaction (op names
+	// it: "accept", "deny", "ack", "dead letter", "purge", "append",
+	// "probe", …) after its changes and before its audit entries are
+	// appended; an error fails the transaction, which rolls back whole.
+	// For tests: a failed append, a full disk.
+	Fault func(op string) error
 }
 
 // Store is a store.Store on a bbolt file.
 type Store struct {
 	path string
 	opts Options
+	log  *slog.Logger
 	// mu guards db: every operation holds it shared; Compact holds it
 	// exclusively while it swaps the file.
 	mu sync.RWMutex
 	db *bbolt.DB
-}
 
-func (s *Store) update(fn func(*bbolt.Tx) error) error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.db.Update(fn)
-}
-
-func (s *Store) view(fn func(*bbolt.Tx) error) error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.db.View(fn)
-}
-
-func (s *Store) batch(fn func(*bbolt.Tx) error) error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.db.Batch(fn)
+	probe probe
 }
 
 var _ store.Store = (*Store)(nil)
 
-// Update, View and Batch run a transaction on the store's file for another
-// component that keeps its own buckets there (the audit log,
-// audit.NewBoltOn): they follow the file across Compact.
-func (s *Store) Update(fn func(*bbolt.Tx) error) error { return s.update(fn) }
-
-// View: see Update.
-func (s *Store) View(fn func(*bbolt.Tx) error) error { return s.view(fn) }
-
-// Batch: see Update.
-func (s *Store) Batch(fn func(*bbolt.Tx) error) error { return s.batch(fn) }
-
 // Path is the store's file.
 func (s *Store) Path() string { return s.path }
+
+func (s *Store) now() time.Time { return s.opts.Clock() }
 
 var (
 	bucketMessages   = []byte("messages")
@@ -106,10 +117,17 @@ var (
 	bucketConsents   = []byte("consents")
 	bucketWithdrawn  = []byte("withdrawn")
 	bucketRetention  = []byte("retention")
+	bucketQuarantine = []byte("quarantine")
+	bucketProbe      = []byte("probe")
 )
 
+// topBuckets are created at Open.
+var topBuckets = [][]byte{bucketMessages, bucketRecipients, bucketQueues, bucketDead, bucketDeadIndex,
+	bucketConsents, bucketWithdrawn, bucketRetention, bucketChains, bucketQuarantine, bucketProbe}
+
 // Open opens (or creates) the store at path. The parent directory is created
-// with mode 0700 and the file with mode 0600.
+// with mode 0700 and the file with mode 0600. A damaged file is refused
+// with an error that names it and says what to do (see Check), never a panic.
 func Open(path string, opts Options) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("bolt: open: empty path")
@@ -117,18 +135,51 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = time.Second
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("bolt: open: %w: %w", store.ErrUnavailable, err)
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.MinFree == 0 {
+		opts.MinFree = DefaultMinFree
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if !opts.ReadOnly {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("bolt: open: %w: %w", store.ErrUnavailable, err)
+		}
 	}
 	db, err := openDB(path, opts)
 	if err != nil {
 		return nil, err
 	}
-	return &Store{path: path, opts: opts, db: db}, nil
+	return &Store{path: path, opts: opts, log: log.With("component", "store", "file", path), db: db}, nil
 }
 
-func openDB(path string, opts Options) (*bbolt.DB, error) {
-	db, err := bbolt.Open(path, 0o600, boltOptions(opts.Timeout))
+func openDB(path string, opts Options) (db *bbolt.DB, err error) {
+	// Pages are checked before bbolt reads them: bbolt panics on some
+	// damaged pages, and does so in goroutines of its own at Open.
+	if err := checkFile(path); err != nil {
+		return nil, damaged(path, err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			if db != nil {
+				db.Close()
+			}
+			db, err = nil, damaged(path, fmt.Errorf("%v", p))
+		}
+	}()
+	bo := boltOptions(opts.Timeout)
+	bo.ReadOnly = opts.ReadOnly
+	db, err = bbolt.Open(path, 0o600, bo)
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("bolt: open: %s is locked (a running gateway holds it): %w: %w", path, store.ErrUnavailable, err)
+	}
+	if errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrChecksum) || errors.Is(err, berrors.ErrVersionMismatch) {
+		return nil, damaged(path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("bolt: open: %w: %w", store.ErrUnavailable, err)
 	}
@@ -136,9 +187,11 @@ func openDB(path string, opts Options) (*bbolt.DB, error) {
 	// caller still returns only after its commit is on disk.
 	db.MaxBatchDelay = 2 * time.Millisecond
 	db.MaxBatchSize = 128
+	if opts.ReadOnly {
+		return db, nil
+	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketMessages, bucketRecipients, bucketQueues,
-			bucketDead, bucketDeadIndex, bucketConsents, bucketWithdrawn, bucketRetention} {
+		for _, name := range topBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -150,6 +203,69 @@ func openDB(path string, opts Options) (*bbolt.DB, error) {
 		return nil, fmt.Errorf("bolt: open: %w: %w", store.ErrUnavailable, err)
 	}
 	return db, nil
+}
+
+// damaged is the error of a file whose pages are not what bbolt wrote.
+func damaged(path string, cause error) error {
+	return fmt.Errorf("bolt: open: %s is damaged (%v): restore it from a backup, "+
+		"or run `xborder store check` to see what is wrong: %w: %w", path, cause, store.ErrDamaged, store.ErrUnavailable)
+}
+
+// guard turns a panic of bbolt on a damaged page into an error, so that
+// one bad page fails the calls that reach it and no others.
+func (s *Store) guard(err *error) {
+	if p := recover(); p != nil {
+		s.log.Error("store page unreadable; run `xborder store check`", "panic", fmt.Sprint(p))
+		*err = fmt.Errorf("%w: a page of %s is damaged (%v)", store.ErrDamaged, s.path, p)
+	}
+}
+
+func (s *Store) update(fn func(*bbolt.Tx) error) (err error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	defer s.guard(&err)
+	// A page pointing outside the mapped file is a fault, not a crash.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	return s.db.Update(fn)
+}
+
+func (s *Store) view(fn func(*bbolt.Tx) error) (err error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	defer s.guard(&err)
+	// A page pointing outside the mapped file is a fault, not a crash.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	return s.db.View(fn)
+}
+
+// batch runs fn in a transaction shared with others arriving together (one
+// commit, one fsync). bbolt may run fn twice, alone the second time, after
+// a failure of the shared transaction: fn starts from scratch each time.
+func (s *Store) batch(fn func(*bbolt.Tx) error) (err error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	defer s.guard(&err)
+	return s.db.Batch(fn)
+}
+
+// write runs fn in a write transaction (batched or not) with a quarantine
+// of its own, and reports the records it quarantined once it committed.
+func (s *Store) write(batched bool, fn func(*txn) error) error {
+	var t *txn
+	run := func(tx *bbolt.Tx) error {
+		t = &txn{Tx: tx}
+		return fn(t)
+	}
+	var err error
+	if batched {
+		err = s.batch(run)
+	} else {
+		err = s.update(run)
+	}
+	if err == nil && t != nil {
+		s.reportQuarantined(t.moved)
+	}
+	return err
 }
 
 // check starts a call that looks a record up by keys: a done context is
@@ -165,15 +281,26 @@ func check(ctx context.Context, op string, keys ...string) error {
 }
 
 // result maps a transaction's error for a call that may not find its
-// record: ErrNotFound as it is, anything else as ErrUnavailable.
-func result(op string, err error) error {
+// record: ErrNotFound as it is, anything else as failed does.
+func (s *Store) result(op string, err error) error {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return store.ErrNotFound
 	case err != nil:
-		return unavailable(op, err)
+		return s.failed(op, err)
 	}
 	return nil
+}
+
+// failed maps a transaction's error: a key or value bbolt refuses for its
+// size is ErrInvalidInput (the content, not the disk); anything else
+// ErrUnavailable, nothing written.
+func (s *Store) failed(op string, err error) error {
+	if errors.Is(err, berrors.ErrKeyTooLarge) || errors.Is(err, berrors.ErrValueTooLarge) ||
+		errors.Is(err, berrors.ErrKeyRequired) {
+		return fmt.Errorf("bolt: %s: %w: %w", op, store.ErrInvalidInput, err)
+	}
+	return unavailable(op, err)
 }
 
 // Compact rewrites the database into a fresh file and replaces the old one,
@@ -181,9 +308,10 @@ func result(op string, err error) error {
 // hold their old bytes anywhere in the file. Every other operation waits
 // while it runs. If the swap fails half-way the store fails closed
 // (ErrUnavailable) rather than serve from an unknown state.
-func (s *Store) Compact(ctx context.Context) error {
+func (s *Store) Compact(ctx context.Context) (err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.guard(&err)
 	if err := ctx.Err(); err != nil {
 		return unavailable("compact", err)
 	}
@@ -233,6 +361,9 @@ func (s *Store) Compact(ctx context.Context) error {
 
 // Close closes the file. Later calls fail with store.ErrUnavailable.
 func (s *Store) Close() error {
+	s.probe.mu.Lock()
+	s.probe.at = time.Time{}
+	s.probe.mu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.db.Close(); err != nil {
@@ -241,25 +372,55 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Ping checks that a write transaction can be started now (the file is open
-// and writable) and rolls it back: no I/O.
+// probeEvery is how long a Ping result is kept.
+const probeEvery = time.Second
+
+// probe is Ping's last write and its result.
+type probe struct {
+	mu  sync.Mutex
+	at  time.Time
+	err error
+}
+
+// DefaultMinFree is Options.MinFree's default.
+const DefaultMinFree = 32 << 20
+
+// Ping writes a small key (the probe bucket) in a transaction of its own
+// and waits for its fsync, then checks that the file system keeps MinFree
+// bytes free: a full disk, a read-only file or a closed store fail it. It
+// probes at most once a second; in between it returns the last result.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return unavailable("ping", err)
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.db.IsReadOnly() {
-		return unavailable("ping", errors.New("read-only"))
+	s.probe.mu.Lock()
+	defer s.probe.mu.Unlock()
+	if !s.probe.at.IsZero() && time.Since(s.probe.at) < probeEvery {
+		return s.probe.err
 	}
-	tx, err := s.db.Begin(true)
+	err := s.write(false, func(t *txn) error {
+		if s.opts.Fault != nil {
+			if err := s.opts.Fault("probe"); err != nil {
+				return err
+			}
+		}
+		b, err := t.CreateBucketIfNotExists(bucketProbe)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("ping"), []byte(time.Now().UTC().Format(time.RFC3339Nano)))
+	})
 	if err != nil {
-		return unavailable("ping", err)
+		err = unavailable("ping", err)
+	} else if min := s.opts.MinFree; min > 0 {
+		if free, ferr := freeBytes(s.path); ferr != nil {
+			err = unavailable("ping", ferr)
+		} else if free < uint64(min) {
+			err = unavailable("ping", fmt.Errorf("%d bytes free on the disk of %s, want at least %d", free, s.path, min))
+		}
 	}
-	if err := tx.Rollback(); err != nil {
-		return unavailable("ping", err)
-	}
-	return nil
+	s.probe.at, s.probe.err = time.Now(), err
+	return err
 }
 
 // messageRecord is what the messages bucket holds.
@@ -277,17 +438,9 @@ type messageRecord struct {
 // errRollback ends a transaction that found what it needed without writing.
 var errRollback = errors.New("bolt: rollback")
 
-// Accept implements store.Messages.
-func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Delivery) (*store.Message, error) {
-	return s.AcceptTx(ctx, m, ds, nil)
-}
-
-// AcceptTx is Accept that also runs also, if not nil, in the acceptance's
-// transaction: what also writes (an audit entry, audit.AppendTx) is
-// committed with the acceptance or not at all, under one fsync. also is not
-// run for a duplicate; it may run more than once (batched transactions are
-// retried one by one after a failure) and must depend only on tx.
-func (s *Store) AcceptTx(ctx context.Context, m *store.Message, ds []store.Delivery, also func(*bbolt.Tx) error) (*store.Message, error) {
+// Accept implements store.Messages. The entries are appended in the
+// acceptance's transaction; a duplicate writes neither.
+func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Delivery, entries ...audit.Entry) (*store.Message, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, unavailable("accept", err)
 	}
@@ -299,6 +452,10 @@ func (s *Store) AcceptTx(ctx context.Context, m *store.Message, ds []store.Deliv
 	}
 	if m.ConsentID != "" && store.ValidKeys(m.ConsentID) != nil {
 		return nil, fmt.Errorf("bolt: accept: consent: %w", store.ErrInvalidKey)
+	}
+	prepared, err := s.prepare("accept", entries)
+	if err != nil {
+		return nil, err
 	}
 	rec := messageRecord{Message: *m, Open: len(ds)}
 	rec.Status = store.StatusAccepted
@@ -340,9 +497,9 @@ func (s *Store) AcceptTx(ctx context.Context, m *store.Message, ds []store.Deliv
 	var existing *store.Message
 	// Batched: concurrent accepts share one commit and one fsync; the
 	// function may run twice, so it starts from scratch each time.
-	err = s.batch(func(tx *bbolt.Tx) error {
+	err = s.write(true, func(t *txn) error {
 		existing = nil
-		old, err := getMessage(tx, key)
+		old, err := t.message(key)
 		if err != nil {
 			return err
 		}
@@ -350,14 +507,14 @@ func (s *Store) AcceptTx(ctx context.Context, m *store.Message, ds []store.Deliv
 			existing = old
 			return errRollback
 		}
-		msgs := tx.Bucket(bucketMessages)
+		msgs := t.Bucket(bucketMessages)
 		if err := msgs.Put(key, value); err != nil {
 			return err
 		}
-		if err := s.index(tx, m.To, m.ID, key, false); err != nil {
+		if err := t.index(m.To, m.ID, key, false); err != nil {
 			return err
 		}
-		queues, dead := tx.Bucket(bucketQueues), tx.Bucket(bucketDead)
+		queues, dead := t.Bucket(bucketQueues), t.Bucket(bucketDead)
 		for _, d := range queued {
 			if dead.Get(pairKey(d.Recipient, d.ID)) != nil {
 				return errDeliveryExists
@@ -367,19 +524,16 @@ func (s *Store) AcceptTx(ctx context.Context, m *store.Message, ds []store.Deliv
 			}
 		}
 		if m.ConsentID != "" {
-			if err := indexConsent(tx, m.From, m.ConsentID, queued); err != nil {
+			if err := indexConsent(t.Tx, m.From, m.ConsentID, queued); err != nil {
 				return err
 			}
 		}
 		if at, ok := m.PurgeAt(); ok {
-			if err := tx.Bucket(bucketRetention).Put(retentionKey(at, key), nil); err != nil {
+			if err := t.Bucket(bucketRetention).Put(retentionKey(at, key), nil); err != nil {
 				return err
 			}
 		}
-		if also != nil {
-			return also(tx)
-		}
-		return nil
+		return s.appendEntries(t.Tx, "accept", prepared)
 	})
 	switch {
 	case existing != nil:
@@ -387,7 +541,7 @@ func (s *Store) AcceptTx(ctx context.Context, m *store.Message, ds []store.Deliv
 	case errors.Is(err, errDeliveryExists):
 		return nil, fmt.Errorf("bolt: accept: %w", err)
 	case err != nil:
-		return nil, unavailable("accept", err)
+		return nil, s.failed("accept", err)
 	}
 	out := rec.Message
 	return &out, nil
@@ -435,59 +589,54 @@ func putQueued(queues *bbolt.Bucket, recipient string, id []byte, r *deliveryRec
 }
 
 // takeQueued removes the delivery from the recipient's queue (record, index
-// entry and depth) and returns its record; ok is false when it is not there.
-func takeQueued(queues *bbolt.Bucket, recipient string, id []byte) (r deliveryRecord, ok bool, err error) {
-	q := queues.Bucket([]byte(recipient))
-	if q == nil {
-		return r, false, nil
+// entry and depth) and returns its record; ok is false when it is not there
+// (a record that cannot be decoded is quarantined and is not there).
+func (t *txn) takeQueued(recipient string, id []byte) (r deliveryRecord, ok bool, err error) {
+	r, ok, err = t.queued(recipient, id)
+	if err != nil || !ok {
+		return r, ok, err
 	}
-	idx, dlv := q.Bucket(bucketIndex), q.Bucket(bucketDeliveries)
-	v := dlv.Get(id)
-	if v == nil {
-		return r, false, nil
-	}
-	if err := r.unmarshal(v); err != nil {
+	q := t.Bucket(bucketQueues).Bucket([]byte(recipient))
+	if err := q.Bucket(bucketIndex).Delete(indexKey(r.visible, r.seq)); err != nil {
 		return r, false, err
 	}
-	if err := idx.Delete(indexKey(r.visible, r.seq)); err != nil {
+	if err := q.Bucket(bucketDeliveries).Delete(id); err != nil {
 		return r, false, err
 	}
-	if err := dlv.Delete(id); err != nil {
+	if err := decDepth(q); err != nil {
 		return r, false, err
-	}
-	if n := getUint64(q.Get(keyDepth)); n > 0 {
-		if err := q.Put(keyDepth, putUint64(n-1)); err != nil {
-			return r, false, err
-		}
 	}
 	return r, true, nil
 }
 
+func decDepth(q *bbolt.Bucket) error {
+	if n := getUint64(q.Get(keyDepth)); n > 0 {
+		return q.Put(keyDepth, putUint64(n-1))
+	}
+	return nil
+}
+
 // updateMessage applies fn to the record at key and writes it back when fn
-// returns true. A missing record is left alone.
-func updateMessage(msgs *bbolt.Bucket, key []byte, fn func(*messageRecord) bool) error {
-	v := msgs.Get(key)
-	if v == nil {
+// returns true. A missing record (or one quarantined here) is left alone.
+func (t *txn) updateMessage(key []byte, fn func(*messageRecord) bool) error {
+	rec, err := t.messageRecord(key)
+	if err != nil || rec == nil {
+		return err
+	}
+	if !fn(rec) {
 		return nil
 	}
-	var rec messageRecord
-	if err := json.Unmarshal(v, &rec); err != nil {
-		return fmt.Errorf("decode message: %w", err)
-	}
-	if !fn(&rec) {
-		return nil
-	}
-	nv, err := json.Marshal(&rec)
+	nv, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	return msgs.Put(key, nv)
+	return t.Bucket(bucketMessages).Put(key, nv)
 }
 
 // index points to\x00id at the message key. An accepted message takes the
 // entry over from a denied one; otherwise the first writer keeps it.
-func (s *Store) index(tx *bbolt.Tx, to, id string, msgKey []byte, denial bool) error {
-	rcpt := tx.Bucket(bucketRecipients)
+func (t *txn) index(to, id string, msgKey []byte, denial bool) error {
+	rcpt := t.Bucket(bucketRecipients)
 	ik := pairKey(to, id)
 	cur := rcpt.Get(ik)
 	switch {
@@ -497,30 +646,20 @@ func (s *Store) index(tx *bbolt.Tx, to, id string, msgKey []byte, denial bool) e
 	case denial:
 		return nil
 	default:
-		v := tx.Bucket(bucketMessages).Get(cur)
-		if v != nil {
-			var other messageRecord
-			if err := json.Unmarshal(v, &other); err != nil {
-				return fmt.Errorf("decode message: %w", err)
-			}
-			if other.Status != store.StatusDenied {
-				return nil
-			}
+		other, err := t.message(bytes.Clone(cur))
+		if err != nil {
+			return err
+		}
+		if other != nil && other.Status != store.StatusDenied {
+			return nil
 		}
 	}
 	return rcpt.Put(ik, msgKey)
 }
 
-// RecordDenial implements store.Messages. It does nothing when (from, id) was
-// accepted before.
-func (s *Store) RecordDenial(ctx context.Context, m *store.Message) error {
-	return s.RecordDenialTx(ctx, m, nil)
-}
-
-// RecordDenialTx is RecordDenial that also runs also, if not nil, in its
-// transaction (see AcceptTx) — also when the denial itself is not recorded
-// because the id was accepted before.
-func (s *Store) RecordDenialTx(ctx context.Context, m *store.Message, also func(*bbolt.Tx) error) error {
+// RecordDenial implements store.Messages. The denial is not recorded when
+// (from, id) was accepted before; its entry is appended in either case.
+func (s *Store) RecordDenial(ctx context.Context, m *store.Message, e audit.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return unavailable("record denial", err)
 	}
@@ -529,6 +668,10 @@ func (s *Store) RecordDenialTx(ctx context.Context, m *store.Message, also func(
 	}
 	if err := store.ValidKeys(m.From, m.ID, m.To); err != nil {
 		return fmt.Errorf("bolt: record denial: %w", err)
+	}
+	prepared, err := s.prepare("record denial", []audit.Entry{e})
+	if err != nil {
+		return err
 	}
 	rec := messageRecord{Message: *m}
 	rec.Status = store.StatusDenied
@@ -540,30 +683,23 @@ func (s *Store) RecordDenialTx(ctx context.Context, m *store.Message, also func(
 		return fmt.Errorf("bolt: record denial: %w", err)
 	}
 	key := pairKey(m.From, m.ID)
-	err = s.batch(func(tx *bbolt.Tx) error {
-		old, err := getMessage(tx, key)
+	err = s.write(true, func(t *txn) error {
+		old, err := t.message(key)
 		if err != nil {
 			return err
 		}
-		if old != nil && old.Status != store.StatusDenied {
-			if also != nil {
-				return also(tx)
+		if old == nil || old.Status == store.StatusDenied {
+			if err := t.Bucket(bucketMessages).Put(key, value); err != nil {
+				return err
 			}
-			return errRollback
+			if err := t.index(m.To, m.ID, key, true); err != nil {
+				return err
+			}
 		}
-		if err := tx.Bucket(bucketMessages).Put(key, value); err != nil {
-			return err
-		}
-		if err := s.index(tx, m.To, m.ID, key, true); err != nil {
-			return err
-		}
-		if also != nil {
-			return also(tx)
-		}
-		return nil
+		return s.appendEntries(t.Tx, "deny", prepared)
 	})
-	if err != nil && !errors.Is(err, errRollback) {
-		return unavailable("record denial", err)
+	if err != nil {
+		return s.failed("record denial", err)
 	}
 	return nil
 }
@@ -574,13 +710,13 @@ func (s *Store) Message(ctx context.Context, from, id string) (*store.Message, e
 		return nil, err
 	}
 	var m *store.Message
-	err := s.view(func(tx *bbolt.Tx) error {
+	err := s.read(func(tx *bbolt.Tx) error {
 		var err error
 		m, err = getMessage(tx, pairKey(from, id))
 		return err
 	})
 	if err != nil {
-		return nil, unavailable("message", err)
+		return nil, s.failed("message", err)
 	}
 	if m == nil {
 		return nil, store.ErrNotFound
@@ -594,7 +730,8 @@ func (s *Store) MessageTo(ctx context.Context, to, id string) (*store.Message, e
 		return nil, err
 	}
 	var m *store.Message
-	err := s.view(func(tx *bbolt.Tx) error {
+	err := s.read(func(tx *bbolt.Tx) error {
+		m = nil
 		key := tx.Bucket(bucketRecipients).Get(pairKey(to, id))
 		if key == nil {
 			return nil
@@ -604,7 +741,7 @@ func (s *Store) MessageTo(ctx context.Context, to, id string) (*store.Message, e
 		return err
 	})
 	if err != nil {
-		return nil, unavailable("message to", err)
+		return nil, s.failed("message to", err)
 	}
 	if m == nil || m.To != to {
 		return nil, store.ErrNotFound
@@ -612,6 +749,8 @@ func (s *Store) MessageTo(ctx context.Context, to, id string) (*store.Message, e
 	return m, nil
 }
 
+// getMessage decodes the record at key for a reader: nil when there is
+// none, a *corruptError when it cannot be decoded.
 func getMessage(tx *bbolt.Tx, key []byte) (*store.Message, error) {
 	v := tx.Bucket(bucketMessages).Get(key)
 	if v == nil {
@@ -619,12 +758,36 @@ func getMessage(tx *bbolt.Tx, key []byte) (*store.Message, error) {
 	}
 	var rec messageRecord
 	if err := json.Unmarshal(v, &rec); err != nil {
-		return nil, fmt.Errorf("decode message: %w", err)
+		return nil, &corruptError{kind: kindMessage, key: bytes.Clone(key), err: err}
 	}
 	return &rec.Message, nil
 }
 
-// Lease implements store.Queue.
+// messageRecord decodes the record at key in a write transaction; a record
+// that cannot be decoded is quarantined and reads as none.
+func (t *txn) messageRecord(key []byte) (*messageRecord, error) {
+	msgs := t.Bucket(bucketMessages)
+	v := msgs.Get(key)
+	if v == nil {
+		return nil, nil
+	}
+	var rec messageRecord
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return nil, t.quarantine(kindMessage, msgs, key, nil)
+	}
+	return &rec, nil
+}
+
+func (t *txn) message(key []byte) (*store.Message, error) {
+	rec, err := t.messageRecord(key)
+	if rec == nil || err != nil {
+		return nil, err
+	}
+	return &rec.Message, nil
+}
+
+// Lease implements store.Queue. A delivery record that cannot be decoded
+// is quarantined and skipped: the recipient's others are leased.
 func (s *Store) Lease(ctx context.Context, recipient string, max int, visibility time.Duration, now time.Time) ([]store.Delivery, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, unavailable("lease", err)
@@ -634,9 +797,9 @@ func (s *Store) Lease(ctx context.Context, recipient string, max int, visibility
 	}
 	until := now.Add(visibility)
 	var out []store.Delivery
-	err := s.update(func(tx *bbolt.Tx) error {
+	err := s.write(false, func(t *txn) error {
 		out = out[:0]
-		q := tx.Bucket(bucketQueues).Bucket([]byte(recipient))
+		q := t.Bucket(bucketQueues).Bucket([]byte(recipient))
 		if q == nil {
 			return nil
 		}
@@ -644,18 +807,25 @@ func (s *Store) Lease(ctx context.Context, recipient string, max int, visibility
 		// Collect first: bbolt cursors must not run across their own writes.
 		type item struct{ key, id []byte }
 		var due []item
+		var bad [][]byte
 		c := idx.Cursor()
 		for k, v := c.First(); k != nil && len(due) < max; k, v = c.Next() {
 			at, ok := indexTime(k)
 			if !ok {
-				return errors.New("corrupt queue index")
+				bad = append(bad, bytes.Clone(k))
+				continue
 			}
 			if at.After(now) {
 				break
 			}
 			due = append(due, item{bytes.Clone(k), bytes.Clone(v)})
 		}
-		msgs := tx.Bucket(bucketMessages)
+		for _, k := range bad {
+			// An index key that is not one: it leads nowhere, drop it.
+			if err := idx.Delete(k); err != nil {
+				return err
+			}
+		}
 		for _, it := range due {
 			var r deliveryRecord
 			v := dlv.Get(it.id)
@@ -667,7 +837,10 @@ func (s *Store) Lease(ctx context.Context, recipient string, max int, visibility
 				continue
 			}
 			if err := r.unmarshal(v); err != nil {
-				return err
+				if err := t.quarantineQueued(recipient, it.id, it.key); err != nil {
+					return err
+				}
+				continue
 			}
 			r.attempts++
 			r.visible = until
@@ -680,7 +853,7 @@ func (s *Store) Lease(ctx context.Context, recipient string, max int, visibility
 			if err := dlv.Put(it.id, r.marshal()); err != nil {
 				return err
 			}
-			if err := countAttempt(msgs, pairKey(r.messageFrom, r.messageID), int(r.attempts)); err != nil {
+			if err := t.countAttempt(pairKey(r.messageFrom, r.messageID), int(r.attempts)); err != nil {
 				return err
 			}
 			out = append(out, r.delivery(recipient, string(it.id)))
@@ -688,54 +861,32 @@ func (s *Store) Lease(ctx context.Context, recipient string, max int, visibility
 		return nil
 	})
 	if err != nil {
-		return nil, unavailable("lease", err)
+		return nil, s.failed("lease", err)
 	}
 	return out, nil
 }
 
 // countAttempt raises the message's attempts to n (the most attempts of any
 // of its deliveries).
-func countAttempt(msgs *bbolt.Bucket, key []byte, n int) error {
-	v := msgs.Get(key)
-	if v == nil {
-		return nil
-	}
-	var rec messageRecord
-	if err := json.Unmarshal(v, &rec); err != nil {
-		return fmt.Errorf("decode message: %w", err)
-	}
-	if rec.Attempts >= n {
-		return nil
-	}
-	rec.Attempts = n
-	nv, err := json.Marshal(&rec)
-	if err != nil {
-		return err
-	}
-	return msgs.Put(key, nv)
+func (t *txn) countAttempt(key []byte, n int) error {
+	return t.updateMessage(key, func(rec *messageRecord) bool {
+		if rec.Attempts >= n {
+			return false
+		}
+		rec.Attempts = n
+		return true
+	})
 }
 
-// Ack implements store.Queue.
+// Ack implements store.Queue: the delivery goes, envelope included (an
+// acknowledged payload is not kept until its retention period ends), with
+// its "delivered" entry. Acks arriving together share one commit.
 func (s *Store) Ack(ctx context.Context, recipient, deliveryID string, now time.Time) error {
-	return s.AckTx(ctx, recipient, deliveryID, now, nil)
-}
-
-// DeliveryHook runs inside the transaction that ends a delivery (AckTx,
-// DeadLetterTx) with the delivery taken and its message as updated (nil if
-// its record is gone): for the delivery's audit entry (see AcceptTx). It
-// may run more than once and must depend only on its arguments.
-type DeliveryHook func(tx *bbolt.Tx, d store.Delivery, m *store.Message) error
-
-// AckTx is Ack that also runs also, if not nil, in the acknowledgement's
-// transaction. Acks arriving together share one commit.
-func (s *Store) AckTx(ctx context.Context, recipient, deliveryID string, now time.Time, also DeliveryHook) error {
 	if err := check(ctx, "ack", recipient, deliveryID); err != nil {
 		return err
 	}
-	err := s.batch(func(tx *bbolt.Tx) error {
-		// The record goes, envelope included: an acknowledged payload is
-		// not kept until its retention period ends.
-		return endQueued(tx, recipient, deliveryID, nil, func(rec *messageRecord) {
+	err := s.write(true, func(t *txn) error {
+		return s.endQueued(t, "ack", recipient, deliveryID, audit.KindDelivered, nil, func(rec *messageRecord) {
 			if rec.Open > 0 {
 				rec.Open--
 			}
@@ -743,17 +894,17 @@ func (s *Store) AckTx(ctx context.Context, recipient, deliveryID string, now tim
 				rec.Status = store.StatusDelivered
 				rec.UpdatedAt = now
 			}
-		}, also)
+		})
 	})
-	return result("ack", err)
+	return s.result("ack", err)
 }
 
 // endQueued takes a delivery out of its recipient's queue (ErrNotFound if
 // it is not there), hands its record to keep (nil: it goes), applies update
-// to its message and runs also, if not nil, with both.
-func endQueued(tx *bbolt.Tx, recipient, deliveryID string, keep func(*deliveryRecord) error,
-	update func(*messageRecord), also DeliveryHook) error {
-	r, ok, err := takeQueued(tx.Bucket(bucketQueues), recipient, []byte(deliveryID))
+// to its message and appends the delivery's entry of kind (DeliveryEntry).
+func (s *Store) endQueued(t *txn, op, recipient, deliveryID, kind string, keep func(*deliveryRecord) error,
+	update func(*messageRecord)) error {
+	r, ok, err := t.takeQueued(recipient, []byte(deliveryID))
 	if err != nil {
 		return err
 	}
@@ -766,16 +917,20 @@ func endQueued(tx *bbolt.Tx, recipient, deliveryID string, keep func(*deliveryRe
 		}
 	}
 	var msg *store.Message
-	err = updateMessage(tx.Bucket(bucketMessages), pairKey(r.messageFrom, r.messageID), func(rec *messageRecord) bool {
+	err = t.updateMessage(pairKey(r.messageFrom, r.messageID), func(rec *messageRecord) bool {
 		update(rec)
 		m := rec.Message
 		msg = &m
 		return true
 	})
-	if err != nil || also == nil {
+	if err != nil {
 		return err
 	}
-	return also(tx, r.delivery(recipient, deliveryID), msg)
+	e, err := audit.Prepare(store.DeliveryEntry(r.delivery(recipient, deliveryID), msg, kind), s.opts.Replica, s.now())
+	if err != nil {
+		return fmt.Errorf("%s entry: %w", kind, err)
+	}
+	return s.appendEntries(t.Tx, op, []audit.Entry{e})
 }
 
 // Delivery implements store.Queue.
@@ -784,7 +939,7 @@ func (s *Store) Delivery(ctx context.Context, recipient, deliveryID string) (*st
 		return nil, err
 	}
 	var out *store.Delivery
-	err := s.view(func(tx *bbolt.Tx) error {
+	err := s.read(func(tx *bbolt.Tx) error {
 		q := tx.Bucket(bucketQueues).Bucket([]byte(recipient))
 		if q == nil {
 			return store.ErrNotFound
@@ -795,19 +950,13 @@ func (s *Store) Delivery(ctx context.Context, recipient, deliveryID string) (*st
 		}
 		var r deliveryRecord
 		if err := r.unmarshal(v); err != nil {
-			return err
+			return &corruptError{kind: kindDelivery, recipient: recipient, key: []byte(deliveryID), err: err}
 		}
 		d := r.delivery(recipient, deliveryID)
 		out = &d
 		return nil
 	})
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return nil, store.ErrNotFound
-	case err != nil:
-		return nil, unavailable("delivery", err)
-	}
-	return out, nil
+	return out, s.result("delivery", err)
 }
 
 // Depth implements store.Queue.
@@ -823,7 +972,7 @@ func (s *Store) Depth(ctx context.Context, recipient string) (int, error) {
 		return nil
 	})
 	if err != nil {
-		return 0, unavailable("depth", err)
+		return 0, s.failed("depth", err)
 	}
 	return int(n), nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,28 +20,69 @@ import (
 
 func TestContract(t *testing.T) {
 	var (
-		mu    sync.Mutex
-		paths = map[*testing.T]string{}
+		mu          sync.Mutex
+		paths       = map[*testing.T]string{}
+		faults      = map[*testing.T]*atomic.Bool{}
+		quarantined = map[*testing.T]*atomic.Int64{}
 	)
-	pathOf := func(t *testing.T) string {
+	of := func(t *testing.T) (string, *atomic.Bool, *atomic.Int64) {
 		mu.Lock()
 		defer mu.Unlock()
 		path, ok := paths[t]
 		if !ok {
 			path = filepath.Join(t.TempDir(), "state", "xborder.db")
-			paths[t] = path
+			paths[t], faults[t], quarantined[t] = path, &atomic.Bool{}, &atomic.Int64{}
 		}
-		return path
+		return path, faults[t], quarantined[t]
 	}
 	storetest.Run(t, func(t *testing.T) store.Store {
-		s, err := bolt.Open(pathOf(t), bolt.Options{})
+		path, fault, q := of(t)
+		s, err := bolt.Open(path, bolt.Options{
+			Replica: storetest.Replica,
+			// The append inside each change's transaction fails: the
+			// whole transaction rolls back.
+			Fault: func(string) error {
+				if fault.Load() {
+					return errors.New("injected: audit append failed")
+				}
+				return nil
+			},
+			OnQuarantine: func(string) { q.Add(1) },
+		})
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
 		return s
 	}, storetest.Options{
-		RawContains: func(t *testing.T, needle []byte) bool { return dbContains(t, pathOf(t), needle) },
+		RawContains: func(t *testing.T, needle []byte) bool { path, _, _ := of(t); return dbContains(t, path, needle) },
+		Fault:       func(t *testing.T, fail bool) { _, f, _ := of(t); f.Store(fail) },
+		Corrupt: func(t *testing.T, recipient, id string) {
+			path, _, _ := of(t)
+			corruptDelivery(t, path, recipient, id)
+		},
+		Quarantined: func(t *testing.T) int { _, _, q := of(t); return int(q.Load()) },
 	})
+}
+
+// corruptDelivery overwrites a queued delivery record with bytes that are
+// not one.
+func corruptDelivery(t *testing.T, path, recipient, id string) {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bbolt.Tx) error {
+		d := tx.Bucket([]byte("queues")).Bucket([]byte(recipient)).Bucket([]byte("deliveries"))
+		if d.Get([]byte(id)) == nil {
+			return errors.New("no such delivery to corrupt")
+		}
+		return d.Put([]byte(id), []byte("\xffnot a delivery record"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // dbContains walks every bucket, key and value of the bbolt file at path,
@@ -166,7 +208,7 @@ func TestPingCanceled(t *testing.T) {
 }
 
 func BenchmarkStore(b *testing.B) {
-	s, err := bolt.Open(filepath.Join(b.TempDir(), "bench.db"), bolt.Options{})
+	s, err := bolt.Open(filepath.Join(b.TempDir(), "bench.db"), bolt.Options{Replica: storetest.Replica})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -179,7 +221,7 @@ func BenchmarkStore(b *testing.B) {
 func TestCompactLeavesNoPurgedBytes(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "x.db")
-	s, err := bolt.Open(path, bolt.Options{})
+	s, err := bolt.Open(path, bolt.Options{Replica: "gw-test"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,6 +59,11 @@ func (s *Store) WithdrawConsent(ctx context.Context, from, consentID string, now
 		return fmt.Errorf("bolt: withdraw consent: %w", err)
 	}
 	err := s.update(func(tx *bbolt.Tx) error {
+		if s.opts.Fault != nil {
+			if err := s.opts.Fault("withdraw consent"); err != nil {
+				return err
+			}
+		}
 		b, k := tx.Bucket(bucketWithdrawn), pairKey(from, consentID)
 		if b.Get(k) != nil {
 			return errRollback
@@ -66,7 +71,7 @@ func (s *Store) WithdrawConsent(ctx context.Context, from, consentID string, now
 		return b.Put(k, []byte(now.UTC().Format(time.RFC3339Nano)))
 	})
 	if err != nil && !errors.Is(err, errRollback) {
-		return unavailable("withdraw consent", err)
+		return s.failed("withdraw consent", err)
 	}
 	return nil
 }

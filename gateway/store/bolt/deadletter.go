@@ -8,6 +8,7 @@ import (
 
 	bbolt "go.etcd.io/bbolt"
 
+	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/store"
 )
 
@@ -16,21 +17,17 @@ func (s *Store) Release(ctx context.Context, recipient, deliveryID string, visib
 	if err := check(ctx, "release", recipient, deliveryID); err != nil {
 		return err
 	}
-	err := s.update(func(tx *bbolt.Tx) error {
-		q := tx.Bucket(bucketQueues).Bucket([]byte(recipient))
-		if q == nil {
-			return store.ErrNotFound
-		}
-		idx, dlv := q.Bucket(bucketIndex), q.Bucket(bucketDeliveries)
+	err := s.write(false, func(t *txn) error {
 		id := []byte(deliveryID)
-		v := dlv.Get(id)
-		if v == nil {
-			return store.ErrNotFound
-		}
-		var r deliveryRecord
-		if err := r.unmarshal(v); err != nil {
+		r, ok, err := t.queued(recipient, id)
+		if err != nil {
 			return err
 		}
+		if !ok {
+			return store.ErrNotFound
+		}
+		q := t.Bucket(bucketQueues).Bucket([]byte(recipient))
+		idx, dlv := q.Bucket(bucketIndex), q.Bucket(bucketDeliveries)
 		if err := idx.Delete(indexKey(r.visible, r.seq)); err != nil {
 			return err
 		}
@@ -40,37 +37,32 @@ func (s *Store) Release(ctx context.Context, recipient, deliveryID string, visib
 		}
 		return dlv.Put(id, r.marshal())
 	})
-	return result("release", err)
+	return s.result("release", err)
 }
 
 // DeadLetter implements store.Queue. The record moves to the dead bucket
 // unchanged except for its visible time, which becomes the time it was
-// dead-lettered.
+// dead-lettered; its "dead_lettered" entry is appended in the same
+// transaction.
 func (s *Store) DeadLetter(ctx context.Context, recipient, deliveryID string, now time.Time) error {
-	return s.DeadLetterTx(ctx, recipient, deliveryID, now, nil)
-}
-
-// DeadLetterTx is DeadLetter that also runs also, if not nil, in its
-// transaction (see AckTx).
-func (s *Store) DeadLetterTx(ctx context.Context, recipient, deliveryID string, now time.Time, also DeliveryHook) error {
 	if err := check(ctx, "dead letter", recipient, deliveryID); err != nil {
 		return err
 	}
-	err := s.update(func(tx *bbolt.Tx) error {
-		return endQueued(tx, recipient, deliveryID, func(r *deliveryRecord) error {
+	err := s.write(false, func(t *txn) error {
+		return s.endQueued(t, "dead letter", recipient, deliveryID, audit.KindDeadLettered, func(r *deliveryRecord) error {
 			r.visible = now
 			dk := pairKey(recipient, deliveryID)
-			if err := tx.Bucket(bucketDead).Put(dk, r.marshal()); err != nil {
+			if err := t.Bucket(bucketDead).Put(dk, r.marshal()); err != nil {
 				return err
 			}
-			return tx.Bucket(bucketDeadIndex).Put(indexKey(r.visible, r.seq), dk)
+			return t.Bucket(bucketDeadIndex).Put(indexKey(r.visible, r.seq), dk)
 		}, func(rec *messageRecord) {
 			rec.Dead++
 			rec.Status = store.StatusDeadLettered
 			rec.UpdatedAt = now
-		}, also)
+		})
 	})
-	return result("dead letter", err)
+	return s.result("dead letter", err)
 }
 
 // DeadLetters implements store.Queue.
@@ -79,7 +71,7 @@ func (s *Store) DeadLetters(ctx context.Context) ([]store.Delivery, error) {
 		return nil, unavailable("dead letters", err)
 	}
 	var out []store.Delivery
-	err := s.view(func(tx *bbolt.Tx) error {
+	err := s.read(func(tx *bbolt.Tx) error {
 		out = out[:0]
 		dead := tx.Bucket(bucketDead)
 		return tx.Bucket(bucketDeadIndex).ForEach(func(_, dk []byte) error {
@@ -89,7 +81,7 @@ func (s *Store) DeadLetters(ctx context.Context) ([]store.Delivery, error) {
 			}
 			var r deliveryRecord
 			if err := r.unmarshal(v); err != nil {
-				return err
+				return &corruptError{kind: kindDeadLetter, key: bytes.Clone(dk), err: err}
 			}
 			recipient, id, ok := bytes.Cut(dk, []byte{0})
 			if !ok {
@@ -105,7 +97,7 @@ func (s *Store) DeadLetters(ctx context.Context) ([]store.Delivery, error) {
 		})
 	})
 	if err != nil {
-		return nil, unavailable("dead letters", err)
+		return nil, s.failed("dead letters", err)
 	}
 	return out, nil
 }
@@ -115,28 +107,26 @@ func (s *Store) Requeue(ctx context.Context, recipient, deliveryID string, now t
 	if err := check(ctx, "requeue", recipient, deliveryID); err != nil {
 		return err
 	}
-	err := s.update(func(tx *bbolt.Tx) error {
-		dead := tx.Bucket(bucketDead)
+	err := s.write(false, func(t *txn) error {
 		dk := pairKey(recipient, deliveryID)
-		v := dead.Get(dk)
-		if v == nil {
+		r, ok, err := t.dead(dk)
+		if err != nil {
+			return err
+		}
+		if !ok {
 			return store.ErrNotFound
 		}
-		var r deliveryRecord
-		if err := r.unmarshal(v); err != nil {
+		if err := t.Bucket(bucketDeadIndex).Delete(indexKey(r.visible, r.seq)); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketDeadIndex).Delete(indexKey(r.visible, r.seq)); err != nil {
-			return err
-		}
-		if err := dead.Delete(dk); err != nil {
+		if err := t.Bucket(bucketDead).Delete(dk); err != nil {
 			return err
 		}
 		r.attempts, r.visible = 0, now
-		if err := putQueued(tx.Bucket(bucketQueues), recipient, []byte(deliveryID), &r); err != nil {
+		if err := putQueued(t.Bucket(bucketQueues), recipient, []byte(deliveryID), &r); err != nil {
 			return err
 		}
-		return updateMessage(tx.Bucket(bucketMessages), pairKey(r.messageFrom, r.messageID), func(rec *messageRecord) bool {
+		return t.updateMessage(pairKey(r.messageFrom, r.messageID), func(rec *messageRecord) bool {
 			if rec.Dead > 0 {
 				rec.Dead--
 			}
@@ -147,7 +137,7 @@ func (s *Store) Requeue(ctx context.Context, recipient, deliveryID string, now t
 			return true
 		})
 	})
-	return result("requeue", err)
+	return s.result("requeue", err)
 }
 
 // Depths implements store.Queue: every recipient that ever had a queue,
@@ -165,7 +155,7 @@ func (s *Store) Depths(ctx context.Context) (map[string]int, error) {
 		})
 	})
 	if err != nil {
-		return nil, unavailable("depths", err)
+		return nil, s.failed("depths", err)
 	}
 	return out, nil
 }

@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
-	bbolt "go.etcd.io/bbolt"
-
+	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/store"
 )
 
@@ -21,7 +21,8 @@ func retentionKey(at time.Time, msgKey []byte) []byte {
 	return append(indexKey(at, 0)[:12], msgKey...)
 }
 
-// Purge implements store.Retention.
+// Purge implements store.Retention. Each transaction purges up to
+// purgeBatch messages and appends their "purged" entries (PurgeEntry).
 func (s *Store) Purge(ctx context.Context, now time.Time) ([]store.Purged, error) {
 	var out []store.Purged
 	for {
@@ -32,9 +33,9 @@ func (s *Store) Purge(ctx context.Context, now time.Time) ([]store.Purged, error
 			batch []store.Purged
 			more  bool
 		)
-		err := s.update(func(tx *bbolt.Tx) error {
+		err := s.write(false, func(t *txn) error {
 			batch, more = batch[:0], false
-			ret := tx.Bucket(bucketRetention)
+			ret := t.Bucket(bucketRetention)
 			var due [][]byte
 			c := ret.Cursor()
 			for k, _ := c.First(); k != nil; k, _ = c.Next() {
@@ -54,22 +55,28 @@ func (s *Store) Purge(ctx context.Context, now time.Time) ([]store.Purged, error
 			if len(due) == 0 {
 				return errRollback // nothing due: no commit, no fsync
 			}
+			var entries []audit.Entry
 			for _, k := range due {
 				if err := ret.Delete(k); err != nil {
 					return err
 				}
-				p, ok, err := purgeMessage(tx, k[12:], now)
+				p, m, err := t.purgeMessage(k[12:], now)
 				if err != nil {
 					return err
 				}
-				if ok {
+				if m != nil {
 					batch = append(batch, p)
+					e, err := audit.Prepare(store.PurgeEntry(m), s.opts.Replica, s.now())
+					if err != nil {
+						return fmt.Errorf("purge entry: %w", err)
+					}
+					entries = append(entries, e)
 				}
 			}
-			return nil
+			return s.appendEntries(t.Tx, "purge", entries)
 		})
 		if err != nil && !errors.Is(err, errRollback) {
-			return out, unavailable("purge", err)
+			return out, s.failed("purge", err)
 		}
 		out = append(out, batch...)
 		if !more {
@@ -79,17 +86,17 @@ func (s *Store) Purge(ctx context.Context, now time.Time) ([]store.Purged, error
 }
 
 // purgeMessage deletes the queued and dead-lettered deliveries of the
-// message at key and marks it purged. ok is false when there is no such
-// message or it was purged before.
-func purgeMessage(tx *bbolt.Tx, key []byte, now time.Time) (p store.Purged, ok bool, err error) {
+// message at key and marks it purged; it returns the message as purged, nil
+// when there is no such message or it was purged before.
+func (t *txn) purgeMessage(key []byte, now time.Time) (p store.Purged, m *store.Message, err error) {
 	var derr error
-	err = updateMessage(tx.Bucket(bucketMessages), key, func(rec *messageRecord) bool {
+	err = t.updateMessage(key, func(rec *messageRecord) bool {
 		if rec.Purged || rec.Status == store.StatusDenied {
 			return false
 		}
 		n := 0
 		for _, ref := range rec.Deliveries {
-			gone, err := purgeDelivery(tx, ref[0], ref[1], rec.From, rec.ID)
+			gone, err := t.purgeDelivery(ref[0], ref[1], rec.From, rec.ID)
 			if err != nil {
 				derr = err
 				return false
@@ -100,51 +107,46 @@ func purgeMessage(tx *bbolt.Tx, key []byte, now time.Time) (p store.Purged, ok b
 		}
 		rec.Open, rec.Dead, rec.Deliveries = 0, 0, nil
 		rec.Purged, rec.PurgedAt = true, now
-		p, ok = store.Purged{From: rec.From, ID: rec.ID, Deliveries: n}, true
+		p = store.Purged{From: rec.From, ID: rec.ID, Deliveries: n}
+		msg := rec.Message
+		m = &msg
 		return true
 	})
 	if derr != nil {
-		return p, false, derr
+		return p, nil, derr
 	}
-	return p, ok, err
+	if err != nil {
+		return p, nil, err
+	}
+	return p, m, nil
 }
 
 // purgeDelivery deletes the delivery (recipient, id) of message (from, mid)
 // from the queue or the dead-letter set; gone reports whether it was in
 // either. A record of the same id that belongs to another message is left.
-func purgeDelivery(tx *bbolt.Tx, recipient, id, from, mid string) (gone bool, err error) {
-	queues := tx.Bucket(bucketQueues)
-	if q := queues.Bucket([]byte(recipient)); q != nil {
-		if v := q.Bucket(bucketDeliveries).Get([]byte(id)); v != nil {
-			var r deliveryRecord
-			if err := r.unmarshal(v); err != nil {
-				return false, err
-			}
-			if r.messageFrom == from && r.messageID == mid {
-				if _, _, err := takeQueued(queues, recipient, []byte(id)); err != nil {
-					return false, err
-				}
-				return true, nil
-			}
+func (t *txn) purgeDelivery(recipient, id, from, mid string) (gone bool, err error) {
+	r, ok, err := t.queued(recipient, []byte(id))
+	if err != nil {
+		return false, err
+	}
+	if ok && r.messageFrom == from && r.messageID == mid {
+		if _, _, err := t.takeQueued(recipient, []byte(id)); err != nil {
+			return false, err
 		}
+		return true, nil
 	}
-	dead := tx.Bucket(bucketDead)
 	dk := pairKey(recipient, id)
-	v := dead.Get(dk)
-	if v == nil {
-		return false, nil
-	}
-	var r deliveryRecord
-	if err := r.unmarshal(v); err != nil {
+	r, ok, err = t.dead(dk)
+	if err != nil || !ok {
 		return false, err
 	}
 	if r.messageFrom != from || r.messageID != mid {
 		return false, nil
 	}
-	if err := tx.Bucket(bucketDeadIndex).Delete(indexKey(r.visible, r.seq)); err != nil {
+	if err := t.Bucket(bucketDeadIndex).Delete(indexKey(r.visible, r.seq)); err != nil {
 		return false, err
 	}
-	if err := dead.Delete(dk); err != nil {
+	if err := t.Bucket(bucketDead).Delete(dk); err != nil {
 		return false, err
 	}
 	return true, nil

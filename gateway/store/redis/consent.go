@@ -31,6 +31,9 @@ func (s *Store) WithdrawConsent(ctx context.Context, from, consentID string, now
 	if err := store.ValidKeys(from, consentID); err != nil {
 		return fmt.Errorf("redis: withdraw consent: %w", err)
 	}
+	if err := s.writable(ctx); err != nil {
+		return err
+	}
 	if err := s.c.SetNX(ctx, s.withdrawnKey(from, consentID), formatTime(now), 0).Err(); err != nil {
 		return unavailable("withdraw consent", err)
 	}

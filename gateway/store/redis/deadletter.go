@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/store"
 )
 
@@ -25,25 +26,18 @@ func (s *Store) Release(ctx context.Context, recipient, deliveryID string, visib
 	return nil
 }
 
-// DeadLetter implements store.Queue.
+// DeadLetter implements store.Queue: the record stays where it is
+// (envelope and attempts kept) with a 'dead' field, its member joins the
+// dead-letter set, and the "dead_lettered" entry is appended, in one script.
 func (s *Store) DeadLetter(ctx context.Context, recipient, deliveryID string, now time.Time) error {
-	if store.ValidKeys(recipient, deliveryID) != nil {
-		return store.ErrNotFound
-	}
-	keys := []string{s.queueKey(recipient), s.deliveryPrefix(recipient) + deliveryID, s.deadKey()}
-	n, err := deadLetterScript.Run(ctx, s.c, keys,
-		deliveryID, recipient+"\x00"+deliveryID, now.UnixMilli(), formatTime(now)).Int()
-	if err != nil {
-		return unavailable("dead letter", err)
-	}
-	if n == 0 {
-		return store.ErrNotFound
-	}
-	return nil
+	return s.end(ctx, "dead letter", recipient, deliveryID, audit.KindDeadLettered, func(qk, dk, mk string) []any {
+		return []any{qk, dk, deliveryID, formatTime(now), mk, s.deadKey(), recipient + "\x00" + deliveryID, now.UnixMilli()}
+	})
 }
 
 // DeadLetters implements store.Queue. Dead letters of the same millisecond
-// come in the order of (recipient, delivery id).
+// come in the order of (recipient, delivery id). A record that cannot be
+// read is quarantined and left out.
 func (s *Store) DeadLetters(ctx context.Context) ([]store.Delivery, error) {
 	res, err := deadLettersScript.Run(ctx, s.c, []string{s.deadKey()}, s.prefix+"d:").Slice()
 	if err != nil {
@@ -52,16 +46,25 @@ func (s *Store) DeadLetters(ctx context.Context) ([]store.Delivery, error) {
 	out := make([]store.Delivery, 0, len(res))
 	for _, r := range res {
 		f, _ := r.([]any)
+		str := func(i int) string { v, _ := f[i].(string); return v }
+		if len(f) == 1 {
+			if err := s.quarantined(ctx, "dead letters", kindDeadLetter, s.prefix+"d:"+str(0), s.deadKey(), str(0)); !errors.Is(err, store.ErrNotFound) {
+				return nil, err
+			}
+			continue
+		}
 		if len(f) != 7 {
 			return nil, unavailable("dead letters", errors.New("unexpected script reply"))
 		}
-		str := func(i int) string { v, _ := f[i].(string); return v }
 		recipient, id, ok := strings.Cut(str(0), "\x00")
 		created, cerr := time.Parse(time.RFC3339Nano, str(2))
 		dead, derr := time.Parse(time.RFC3339Nano, str(6))
 		attempts, aerr := strconv.Atoi(str(5))
 		if !ok || cerr != nil || derr != nil || aerr != nil {
-			return nil, unavailable("dead letters", errors.New("decode dead letter"))
+			if err := s.quarantined(ctx, "dead letters", kindDeadLetter, s.prefix+"d:"+str(0), s.deadKey(), str(0)); !errors.Is(err, store.ErrNotFound) {
+				return nil, err
+			}
+			continue
 		}
 		out = append(out, store.Delivery{
 			ID: id, Recipient: recipient, MessageFrom: str(3), MessageID: str(4),
@@ -76,6 +79,9 @@ func (s *Store) DeadLetters(ctx context.Context) ([]store.Delivery, error) {
 func (s *Store) Requeue(ctx context.Context, recipient, deliveryID string, now time.Time) error {
 	if store.ValidKeys(recipient, deliveryID) != nil {
 		return store.ErrNotFound
+	}
+	if err := s.writable(ctx); err != nil {
+		return err
 	}
 	keys := []string{s.deadKey(), s.queueKey(recipient), s.deliveryPrefix(recipient) + deliveryID, s.queuesKey()}
 	n, err := requeueScript.Run(ctx, s.c, keys,

@@ -1,10 +1,13 @@
 // Package redis is the shared store: several gateway instances keep their
 // state in one Redis server.
 //
-// Accept, RecordDenial, Lease and Ack are Lua scripts, so each is atomic on
-// the server. Durability is Redis's: run it with `appendonly yes` and
-// `appendfsync always` so that an Accept that has returned survives a crash
-// (Options.RequireDurable checks this at Open).
+// Accept, RecordDenial, Ack, DeadLetter and Purge are applied by one Lua
+// script together with their audit entries (commit.go): both or neither.
+// Lease, Release and Requeue are scripts of their own. Durability is
+// Redis's: run it with `appendonly yes` and `appendfsync always` so that a
+// change that has returned survives a crash; Options.RequireDurable checks
+// this at Open and again with every write probe (Ping, at most once a
+// second), refusing writes while it does not hold.
 //
 // Keys, under Options.Prefix (default "xborder:"); NUL separates identifiers,
 // and identifiers containing NUL are refused:
@@ -24,7 +27,13 @@
 //	r                         sorted set of messages not yet purged
 //	                          (<from>\x00<id>) scored by purge time (ms)
 //	rl:<key>:<window ms>      rate counter (Incr), expires after its window
-//	ping                      written by Ping, expires after a minute
+//	audit:replicas            set of the replicas that have a chain
+//	audit:e:<replica>         list of entry JSON, entry n at index n-1
+//	audit:h:<replica>         the chain's head hash
+//	audit:c:<replica>         list of checkpoint JSON
+//	audit:f:<replica>         the chain's fence (a counter, commit.go)
+//	quarantine:<key>:<ns>     a record that could not be decoded, renamed
+//	probe                     written by Ping, expires after a minute
 //
 // Message records carry no TTL: they are the replay memory (PROTOCOL §6, at
 // least until the message's exp) and the status a sender or recipient reads
@@ -38,28 +47,63 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/store"
 )
 
-// Options tune Open. The zero value is usable.
+// Options tune Open. The zero value opens a store that keeps no audit
+// entries of its own (Replica empty: a change with entries is refused).
 type Options struct {
 	// Prefix of every key (default "xborder:").
 	Prefix string
 	// RequireDurable makes Open fail unless the server runs with
-	// appendonly yes and appendfsync always (checked with CONFIG GET).
+	// appendonly yes and appendfsync always (checked with CONFIG GET), and
+	// makes Ping fail and every write be refused while that no longer
+	// holds (checked at most once a second).
 	RequireDurable bool
+	// Replica names this gateway's audit chain: the entries of the store's
+	// changes go there.
+	Replica string
+	// Clock stamps those entries (default time.Now).
+	Clock func() time.Time
+	// Logger reports quarantined records (default slog.Default()).
+	Logger *slog.Logger
+	// OnQuarantine, when set, is told of each record moved to quarantine
+	// (kind: "message", "delivery", "dead_letter"), for a metric.
+	OnQuarantine func(kind string)
+	// Fault, when set, is asked before each write probe ("probe") and for
+	// each operation of a commit script (its kind: "accept", "deny", "ack",
+	// "dead", "purge", "append"); an error fails the probe, or makes the
+	// script fail after its checks and before its first write — the whole
+	// batch, nothing written. For tests.
+	Fault func(op string) error
 }
 
 // Store is a store.Store on a Redis server.
 type Store struct {
-	c      *goredis.Client
+	// c reads and makes the changes without audit entries; w runs the
+	// sequencers' scripts, which go-redis must never send twice (no
+	// retries) and whose deadline is the context's.
+	c, w   *goredis.Client
+	wopts  *goredis.Options // for the sequencers' own connections (pipe.go)
 	prefix string
+	opts   Options
+	log    *slog.Logger
+
+	seqMu  sync.Mutex
+	seqs   map[string]*sequencer
+	closed bool
+
+	// probe is Ping's; durable is the persistence check of the writes.
+	probe, durable probe
 }
 
 var _ store.Store = (*Store)(nil)
@@ -75,52 +119,153 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if opts.Prefix == "" {
 		opts.Prefix = "xborder:"
 	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
 	if !strings.Contains(url, "max_retries=") {
 		// One retry, not go-redis's three with backoff: during an outage
 		// the gateway answers 503 at once and the sender retries.
 		o.MaxRetries = 1
 	}
-	s := &Store{c: goredis.NewClient(o), prefix: opts.Prefix}
+	wo := *o
+	wo.MaxRetries = -1
+	wo.ContextTimeoutEnabled = true
+	po := wo
+	s := &Store{c: goredis.NewClient(o), w: goredis.NewClient(&wo), wopts: &po, prefix: opts.Prefix, opts: opts,
+		log: log.With("component", "store"), seqs: map[string]*sequencer{}}
 	if err := s.c.Ping(ctx).Err(); err != nil {
-		s.c.Close()
+		s.closeClients()
 		return nil, unavailable("open", err)
 	}
 	if opts.RequireDurable {
 		if err := s.checkDurable(ctx); err != nil {
-			s.c.Close()
-			return nil, err
+			s.closeClients()
+			return nil, fmt.Errorf("redis: open: %w", err)
 		}
 	}
 	return s, nil
 }
 
+// checkDurable reads the server's persistence settings.
 func (s *Store) checkDurable(ctx context.Context) error {
-	want := map[string]string{"appendonly": "yes", "appendfsync": "always"}
-	for name, value := range want {
-		got, err := s.c.ConfigGet(ctx, name).Result()
-		if err != nil {
-			return unavailable("open: config get", err)
-		}
-		if !strings.EqualFold(got[name], value) {
-			return fmt.Errorf("redis: open: server runs with %s %q, want %q", name, got[name], value)
+	var ao, af *goredis.MapStringStringCmd
+	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		ao = p.ConfigGet(ctx, "appendonly")
+		af = p.ConfigGet(ctx, "appendfsync")
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("config get: %w: %w", store.ErrUnavailable, err)
+	}
+	got := map[string]string{"appendonly": ao.Val()["appendonly"], "appendfsync": af.Val()["appendfsync"]}
+	for name, want := range map[string]string{"appendonly": "yes", "appendfsync": "always"} {
+		if !strings.EqualFold(got[name], want) {
+			return fmt.Errorf("%w: durability lost: the server runs with %s %q, want %q", store.ErrUnavailable, name, got[name], want)
 		}
 	}
 	return nil
 }
 
-// Close closes the client. Later calls fail with store.ErrUnavailable.
+func (s *Store) closeClients() {
+	s.c.Close()
+	s.w.Close()
+}
+
+// Close stops the sequencers and closes the clients. Later calls fail with
+// store.ErrUnavailable.
 func (s *Store) Close() error {
+	s.probe.reset()
+	s.durable.reset()
+	s.seqMu.Lock()
+	s.closed = true
+	seqs := s.seqs
+	s.seqs = map[string]*sequencer{}
+	s.seqMu.Unlock()
+	for _, q := range seqs {
+		q.close()
+	}
+	werr := s.w.Close()
 	if err := s.c.Close(); err != nil {
 		return fmt.Errorf("redis: close: %w", err)
 	}
+	if werr != nil {
+		return fmt.Errorf("redis: close: %w", werr)
+	}
 	return nil
 }
 
-// Ping writes a short-lived key: it fails on a read-only replica, a server
-// that refuses writes (MISCONF, OOM) or no server at all.
+// probeEvery is how long a probe's result is kept.
+const probeEvery = time.Second
+
+// probe is the last probe of one kind and its result.
+type probe struct {
+	mu  sync.Mutex
+	at  time.Time
+	err error
+}
+
+// run returns the last result if it is younger than probeEvery, else runs
+// fn and keeps its result (not when ctx ended: that says nothing of the
+// server).
+func (p *probe) run(ctx context.Context, fn func() error) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.at.IsZero() && time.Since(p.at) < probeEvery {
+		return p.err
+	}
+	err := fn()
+	if ctx.Err() == nil {
+		p.at, p.err = time.Now(), err
+	}
+	return err
+}
+
+func (p *probe) reset() {
+	p.mu.Lock()
+	p.at = time.Time{}
+	p.mu.Unlock()
+}
+
+// Ping writes a short-lived key and, with RequireDurable, reads the
+// server's persistence settings: it fails on a read-only replica, a server
+// that refuses writes (MISCONF, OOM), durability lost (CONFIG SET
+// appendonly no) or no server at all. It probes at most once a second; in
+// between it returns the last result.
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.c.Set(ctx, s.prefix+"ping", "1", time.Minute).Err(); err != nil {
-		return unavailable("ping", err)
+	return s.probe.run(ctx, func() error {
+		var err error
+		if s.opts.Fault != nil {
+			err = s.opts.Fault("probe")
+		}
+		if err == nil {
+			err = s.c.Set(ctx, s.prefix+"probe", time.Now().UTC().Format(time.RFC3339Nano), time.Minute).Err()
+		}
+		if err != nil {
+			return unavailable("ping", err)
+		}
+		if s.opts.RequireDurable {
+			if err := s.checkDurable(ctx); err != nil {
+				return fmt.Errorf("redis: ping: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// writable refuses writes while the server is known not to be durable
+// (RequireDurable): its persistence settings are read at most once a
+// second.
+func (s *Store) writable(ctx context.Context) error {
+	if !s.opts.RequireDurable {
+		return nil
+	}
+	err := s.durable.run(ctx, func() error { return s.checkDurable(ctx) })
+	if err != nil {
+		return fmt.Errorf("redis: write refused: %w", err)
 	}
 	return nil
 }
@@ -140,9 +285,28 @@ func (s *Store) consentKey(from, consentID string) string {
 func (s *Store) withdrawnKey(from, consentID string) string {
 	return s.prefix + "w:" + from + "\x00" + consentID
 }
+func (s *Store) chainKey(kind, replica string) string {
+	return s.prefix + "audit:" + kind + ":" + replica
+}
 
-// Accept implements store.Messages.
-func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Delivery) (*store.Message, error) {
+// prepare checks and prepares the entries of a change for the store's own
+// chain, before anything is sent.
+func (s *Store) prepare(op string, entries []audit.Entry) ([]audit.Entry, error) {
+	out := make([]audit.Entry, 0, len(entries))
+	now := s.opts.Clock()
+	for _, e := range entries {
+		p, err := audit.Prepare(e, s.opts.Replica, now)
+		if err != nil {
+			return nil, fmt.Errorf("redis: %s: %w", op, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// Accept implements store.Messages: the message, its deliveries and the
+// entries in one script.
+func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Delivery, entries ...audit.Entry) (*store.Message, error) {
 	if m == nil {
 		return nil, errors.New("redis: accept: nil message")
 	}
@@ -151,6 +315,10 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 	}
 	if m.ConsentID != "" && store.ValidKeys(m.ConsentID) != nil {
 		return nil, fmt.Errorf("redis: accept: consent: %w", store.ErrInvalidKey)
+	}
+	prepared, err := s.prepare("accept", entries)
+	if err != nil {
+		return nil, err
 	}
 	rec := *m
 	rec.Status = store.StatusAccepted
@@ -163,6 +331,7 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 	if err != nil {
 		return nil, fmt.Errorf("redis: accept: %w", err)
 	}
+	mk, ik := s.messageKey(m.From, m.ID), s.indexKey(m.To, m.ID)
 	consent, consentKey := "0", s.prefix+"c:"
 	if m.ConsentID != "" {
 		consent, consentKey = "1", s.consentKey(m.From, m.ConsentID)
@@ -172,12 +341,9 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 		purgeAt = strconv.FormatInt(ceilMillis(at), 10)
 	}
 	refs := make([][2]string, 0, len(ds))
-	keys := make([]string, 0, 5+2*len(ds))
-	keys = append(keys, s.messageKey(m.From, m.ID), s.indexKey(m.To, m.ID),
-		s.queuesKey(), consentKey, s.retentionKey())
-	args := make([]any, 0, 9+5*len(ds))
-	args = append(args, value, formatTime(rec.UpdatedAt), len(ds), m.From, m.ID,
-		consent, purgeAt, m.From+"\x00"+m.ID, nil)
+	o := &op{kind: "accept", entries: prepared, keys: []string{mk, ik}, size: len(value)}
+	o.args = []any{mk, ik, value, formatTime(rec.UpdatedAt), len(ds), m.From, m.ID,
+		consent, consentKey, purgeAt, m.From + "\x00" + m.ID, nil, s.queuesKey(), s.retentionKey()}
 	seen := make(map[string]bool, len(ds))
 	for _, d := range ds {
 		if d.Recipient == "" {
@@ -197,42 +363,52 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 			return nil, errors.New("redis: accept: delivery id repeated")
 		}
 		seen[dk] = true
-		keys = append(keys, s.queueKey(d.Recipient), dk)
-		args = append(args, d.ID, ceilMillis(d.VisibleAt), formatTime(d.CreatedAt), d.Envelope, d.Recipient)
+		o.keys = append(o.keys, dk)
+		o.args = append(o.args, s.queueKey(d.Recipient), dk, d.ID, ceilMillis(d.VisibleAt), formatTime(d.CreatedAt), d.Envelope, d.Recipient)
+		o.size += len(d.Envelope)
 		refs = append(refs, [2]string{d.Recipient, d.ID})
 	}
-	if args[8], err = json.Marshal(refs); err != nil {
+	if o.args[11], err = json.Marshal(refs); err != nil {
 		return nil, fmt.Errorf("redis: accept: %w", err)
 	}
-	res, err := acceptScript.Run(ctx, s.c, keys, args...).Slice()
+	q, err := s.sequencer(s.opts.Replica)
 	if err != nil {
-		return nil, unavailable("accept", err)
+		return nil, fmt.Errorf("redis: accept: %w", err)
 	}
-	code, _ := intAt(res, 0)
-	switch {
-	case code == 1 && len(res) == 1:
-		return &rec, nil
-	case code == 2:
-		return nil, errors.New("redis: accept: delivery id already queued or dead-lettered")
-	case code == 0 && len(res) == 2:
-		fields, _ := res[1].([]any)
-		old, err := decodeMessage(fields)
-		if err != nil || old == nil {
-			return nil, unavailable("accept", errors.New("unreadable existing record"))
+	res, err := q.do(ctx, "accept", o)
+	if errors.Is(err, errSkipped) {
+		why, _ := res.([]any)
+		if len(why) == 2 && why[0] == "dup" {
+			fields, _ := why[1].([]any)
+			old, derr := decodeMessage(fields)
+			if derr != nil || old == nil {
+				return nil, unavailable("accept", errors.New("unreadable existing record"))
+			}
+			return old, store.ErrDuplicate
 		}
-		return old, store.ErrDuplicate
+		if len(why) == 1 && why[0] == "exists" {
+			return nil, errors.New("redis: accept: delivery id already queued or dead-lettered")
+		}
+		return nil, unavailable("accept", fmt.Errorf("refused: %v", why))
 	}
-	return nil, unavailable("accept", errors.New("unexpected script reply"))
+	if err != nil {
+		return nil, err
+	}
+	return &rec, nil
 }
 
-// RecordDenial implements store.Messages. It does nothing when (from, id) was
-// accepted before.
-func (s *Store) RecordDenial(ctx context.Context, m *store.Message) error {
+// RecordDenial implements store.Messages. The denial is not recorded when
+// (from, id) was accepted before; its entry is appended in either case.
+func (s *Store) RecordDenial(ctx context.Context, m *store.Message, e audit.Entry) error {
 	if m == nil {
 		return errors.New("redis: record denial: nil message")
 	}
 	if err := store.ValidKeys(m.From, m.ID, m.To); err != nil {
 		return fmt.Errorf("redis: record denial: %w", err)
+	}
+	prepared, err := s.prepare("record denial", []audit.Entry{e})
+	if err != nil {
+		return err
 	}
 	rec := *m
 	rec.Status = store.StatusDenied
@@ -243,25 +419,39 @@ func (s *Store) RecordDenial(ctx context.Context, m *store.Message) error {
 	if err != nil {
 		return fmt.Errorf("redis: record denial: %w", err)
 	}
-	keys := []string{s.messageKey(m.From, m.ID), s.indexKey(m.To, m.ID)}
-	if err := denyScript.Run(ctx, s.c, keys, value, formatTime(rec.UpdatedAt)).Err(); err != nil {
-		return unavailable("record denial", err)
+	mk, ik := s.messageKey(m.From, m.ID), s.indexKey(m.To, m.ID)
+	q, err := s.sequencer(s.opts.Replica)
+	if err != nil {
+		return fmt.Errorf("redis: record denial: %w", err)
 	}
-	return nil
+	_, err = q.do(ctx, "record denial", &op{kind: "deny", entries: prepared, keys: []string{mk, ik},
+		args: []any{mk, ik, value, formatTime(rec.UpdatedAt)}, size: len(value)})
+	if errors.Is(err, errSkipped) {
+		return unavailable("record denial", errors.New("refused"))
+	}
+	return err
 }
 
-// Message implements store.Messages.
+// Message implements store.Messages. A record that cannot be decoded is
+// quarantined and reads as none.
 func (s *Store) Message(ctx context.Context, from, id string) (*store.Message, error) {
 	if store.ValidKeys(from, id) != nil {
 		return nil, store.ErrNotFound
 	}
-	fields, err := s.c.HMGet(ctx, s.messageKey(from, id), "rec", "status", "attempts", "updated", "purged").Result()
+	if err := s.settle(ctx); err != nil {
+		return nil, unavailable("message", err)
+	}
+	mk := s.messageKey(from, id)
+	fields, err := s.c.HMGet(ctx, mk, "rec", "status", "attempts", "updated", "purged").Result()
+	if isWrongType(err) {
+		return nil, s.quarantined(ctx, "message", kindMessage, mk, "", "")
+	}
 	if err != nil {
 		return nil, unavailable("message", err)
 	}
 	m, err := decodeMessage(fields)
 	if err != nil {
-		return nil, unavailable("message", err)
+		return nil, s.quarantined(ctx, "message", kindMessage, mk, "", "")
 	}
 	if m == nil {
 		return nil, store.ErrNotFound
@@ -269,10 +459,25 @@ func (s *Store) Message(ctx context.Context, from, id string) (*store.Message, e
 	return m, nil
 }
 
+// settle makes the reads that follow see the outcome of every change this
+// process reported unknown (commit.go).
+func (s *Store) settle(ctx context.Context) error {
+	s.seqMu.Lock()
+	q := s.seqs[s.opts.Replica]
+	s.seqMu.Unlock()
+	if q == nil {
+		return nil
+	}
+	return q.settle(ctx)
+}
+
 // MessageTo implements store.Messages.
 func (s *Store) MessageTo(ctx context.Context, to, id string) (*store.Message, error) {
 	if store.ValidKeys(to, id) != nil {
 		return nil, store.ErrNotFound
+	}
+	if err := s.settle(ctx); err != nil {
+		return nil, unavailable("message to", err)
 	}
 	res, err := messageToScript.Run(ctx, s.c, []string{s.indexKey(to, id)}).Slice()
 	if errors.Is(err, goredis.Nil) {
@@ -281,9 +486,14 @@ func (s *Store) MessageTo(ctx context.Context, to, id string) (*store.Message, e
 	if err != nil {
 		return nil, unavailable("message to", err)
 	}
+	if len(res) == 1 {
+		mk, _ := res[0].(string)
+		return nil, s.quarantined(ctx, "message to", kindMessage, mk, "", "")
+	}
 	m, err := decodeMessage(res)
 	if err != nil {
-		return nil, unavailable("message to", err)
+		mk, _ := s.c.Get(ctx, s.indexKey(to, id)).Result()
+		return nil, s.quarantined(ctx, "message to", kindMessage, mk, "", "")
 	}
 	if m == nil || m.To != to {
 		return nil, store.ErrNotFound
@@ -332,19 +542,31 @@ func decodeMessage(fields []any) (*store.Message, error) {
 	return &m, nil
 }
 
-// Lease implements store.Queue.
+// Lease implements store.Queue. A delivery record that cannot be read is
+// quarantined and skipped: the recipient's others are leased.
 func (s *Store) Lease(ctx context.Context, recipient string, max int, visibility time.Duration, now time.Time) ([]store.Delivery, error) {
 	if max <= 0 || store.ValidKeys(recipient) != nil {
 		return nil, nil
 	}
 	until := now.Add(visibility)
-	res, err := leaseScript.Run(ctx, s.c, []string{s.queueKey(recipient)},
-		now.UnixMilli(), max, ceilMillis(until), s.deliveryPrefix(recipient)).Slice()
+	qk, prefix := s.queueKey(recipient), s.deliveryPrefix(recipient)
+	res, err := leaseScript.Run(ctx, s.c, []string{qk}, now.UnixMilli(), max, ceilMillis(until), prefix).Slice()
 	if err != nil {
 		return nil, unavailable("lease", err)
 	}
-	out := make([]store.Delivery, 0, len(res))
-	for _, r := range res {
+	if len(res) != 2 {
+		return nil, unavailable("lease", errors.New("unexpected script reply"))
+	}
+	leased, _ := res[0].([]any)
+	bad, _ := res[1].([]any)
+	for _, b := range bad {
+		id, _ := b.(string)
+		if err := s.quarantined(ctx, "lease", kindDelivery, prefix+id, qk, id); !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+	}
+	out := make([]store.Delivery, 0, len(leased))
+	for _, r := range leased {
 		f, _ := r.([]any)
 		if len(f) != 6 {
 			return nil, unavailable("lease", errors.New("unexpected script reply"))
@@ -357,7 +579,10 @@ func (s *Store) Lease(ctx context.Context, recipient string, max int, visibility
 		mid, _ := f[5].(string)
 		ct, err := time.Parse(time.RFC3339Nano, created)
 		if err != nil {
-			return nil, unavailable("lease", errors.New("decode delivery: created"))
+			if err := s.quarantined(ctx, "lease", kindDelivery, prefix+id, qk, id); !errors.Is(err, store.ErrNotFound) {
+				return nil, err
+			}
+			continue
 		}
 		out = append(out, store.Delivery{
 			ID: id, Recipient: recipient, MessageFrom: from, MessageID: mid,
@@ -368,20 +593,73 @@ func (s *Store) Lease(ctx context.Context, recipient string, max int, visibility
 	return out, nil
 }
 
-// Ack implements store.Queue.
+// ended reads what the entry of a delivery's end is built from: the
+// delivery (ErrNotFound if there is no such record) and its message (nil if
+// gone), and the message key the delivery points at.
+func (s *Store) ended(ctx context.Context, op, recipient, deliveryID string) (store.Delivery, *store.Message, string, error) {
+	dk := s.deliveryPrefix(recipient) + deliveryID
+	res, err := endInfoScript.Run(ctx, s.c, []string{dk}).Result()
+	if errors.Is(err, goredis.Nil) {
+		return store.Delivery{}, nil, "", store.ErrNotFound
+	}
+	if err != nil {
+		return store.Delivery{}, nil, "", unavailable(op, err)
+	}
+	f, ok := res.([]any)
+	if !ok || len(f) != 6 {
+		return store.Delivery{}, nil, "", s.quarantined(ctx, op, kindDelivery, dk, s.queueKey(recipient), deliveryID)
+	}
+	str := func(i int) string { v, _ := f[i].(string); return v }
+	if f[0] == nil || f[4] == nil {
+		return store.Delivery{}, nil, "", s.quarantined(ctx, op, kindDelivery, dk, s.queueKey(recipient), deliveryID)
+	}
+	d := store.Delivery{ID: deliveryID, Recipient: recipient, MessageFrom: str(2), MessageID: str(3), Envelope: []byte(str(0))}
+	d.CreatedAt, _ = time.Parse(time.RFC3339Nano, str(1))
+	var m *store.Message
+	if raw, ok := f[5].(string); ok {
+		var rec store.Message
+		if json.Unmarshal([]byte(raw), &rec) == nil {
+			m = &rec
+		}
+	}
+	return d, m, str(4), nil
+}
+
+// Ack implements store.Queue: the delivery, its message's count and the
+// "delivered" entry in one script.
 func (s *Store) Ack(ctx context.Context, recipient, deliveryID string, now time.Time) error {
+	return s.end(ctx, "ack", recipient, deliveryID, audit.KindDelivered, func(qk, dk, mk string) []any {
+		return []any{qk, dk, deliveryID, formatTime(now), mk}
+	})
+}
+
+// end applies the end of a delivery (Ack, DeadLetter) with its entry.
+func (s *Store) end(ctx context.Context, opName, recipient, deliveryID, kind string, args func(qk, dk, mk string) []any) error {
 	if store.ValidKeys(recipient, deliveryID) != nil {
 		return store.ErrNotFound
 	}
-	keys := []string{s.queueKey(recipient), s.deliveryPrefix(recipient) + deliveryID}
-	n, err := ackScript.Run(ctx, s.c, keys, deliveryID, formatTime(now)).Int()
+	d, m, mk, err := s.ended(ctx, opName, recipient, deliveryID)
 	if err != nil {
-		return unavailable("ack", err)
+		return err
 	}
-	if n == 0 {
+	e, err := audit.Prepare(store.DeliveryEntry(d, m, kind), s.opts.Replica, s.opts.Clock())
+	if err != nil {
+		return fmt.Errorf("redis: %s: %w", opName, err)
+	}
+	q, err := s.sequencer(s.opts.Replica)
+	if err != nil {
+		return fmt.Errorf("redis: %s: %w", opName, err)
+	}
+	qk, dk := s.queueKey(recipient), s.deliveryPrefix(recipient)+deliveryID
+	opKind := "ack"
+	if kind == audit.KindDeadLettered {
+		opKind = "dead"
+	}
+	_, err = q.do(ctx, opName, &op{kind: opKind, entries: []audit.Entry{e}, keys: []string{dk}, args: args(qk, dk, mk)})
+	if errors.Is(err, errSkipped) {
 		return store.ErrNotFound
 	}
-	return nil
+	return err
 }
 
 // Delivery implements store.Queue.
@@ -389,7 +667,11 @@ func (s *Store) Delivery(ctx context.Context, recipient, deliveryID string) (*st
 	if store.ValidKeys(recipient, deliveryID) != nil {
 		return nil, store.ErrNotFound
 	}
-	f, err := s.c.HMGet(ctx, s.deliveryPrefix(recipient)+deliveryID, "env", "created", "from", "mid", "attempts").Result()
+	dk := s.deliveryPrefix(recipient) + deliveryID
+	f, err := s.c.HMGet(ctx, dk, "env", "created", "from", "mid", "attempts").Result()
+	if isWrongType(err) {
+		return nil, s.quarantined(ctx, "delivery", kindDelivery, dk, s.queueKey(recipient), deliveryID)
+	}
 	if err != nil {
 		return nil, unavailable("delivery", err)
 	}
@@ -401,8 +683,11 @@ func (s *Store) Delivery(ctx context.Context, recipient, deliveryID string) (*st
 	from, _ := f[2].(string)
 	mid, _ := f[3].(string)
 	attempts, _ := f[4].(string)
-	ct, _ := time.Parse(time.RFC3339Nano, created)
-	n, _ := strconv.Atoi(attempts)
+	ct, cerr := time.Parse(time.RFC3339Nano, created)
+	n, aerr := strconv.Atoi(attempts)
+	if cerr != nil || (attempts != "" && aerr != nil) {
+		return nil, s.quarantined(ctx, "delivery", kindDelivery, dk, s.queueKey(recipient), deliveryID)
+	}
 	return &store.Delivery{ID: deliveryID, Recipient: recipient, MessageFrom: from, MessageID: mid,
 		Envelope: []byte(env), Attempts: n, CreatedAt: ct}, nil
 }
@@ -416,12 +701,8 @@ func (s *Store) Depth(ctx context.Context, recipient string) (int, error) {
 	return int(n), nil
 }
 
-func intAt(res []any, i int) (int64, bool) {
-	if i >= len(res) {
-		return -1, false
-	}
-	n, ok := res[i].(int64)
-	return n, ok
+func isWrongType(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE")
 }
 
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
@@ -438,4 +719,8 @@ func ceilMillis(t time.Time) int64 {
 
 func unavailable(op string, err error) error {
 	return fmt.Errorf("redis: %s: %w: %w", op, store.ErrUnavailable, err)
+}
+
+func unknownOutcome(op string, err error) error {
+	return fmt.Errorf("redis: %s: %w: %w: %w", op, store.ErrUnavailable, store.ErrOutcomeUnknown, err)
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,28 +22,69 @@ import (
 func TestContract(t *testing.T) {
 	url := redistest.Start(t)
 	var (
-		mu       sync.Mutex
-		prefixes = map[*testing.T]string{}
+		mu          sync.Mutex
+		prefixes    = map[*testing.T]string{}
+		faults      = map[*testing.T]*atomic.Bool{}
+		quarantined = map[*testing.T]*atomic.Int64{}
 	)
-	prefixOf := func(t *testing.T) string {
+	of := func(t *testing.T) (string, *atomic.Bool, *atomic.Int64) {
 		mu.Lock()
 		defer mu.Unlock()
 		prefix, ok := prefixes[t]
 		if !ok {
 			prefix = fmt.Sprintf("xbt%d:", len(prefixes))
-			prefixes[t] = prefix
+			prefixes[t], faults[t], quarantined[t] = prefix, &atomic.Bool{}, &atomic.Int64{}
 		}
-		return prefix
+		return prefix, faults[t], quarantined[t]
 	}
 	storetest.Run(t, func(t *testing.T) store.Store {
-		s, err := redis.Open(context.Background(), url, redis.Options{Prefix: prefixOf(t), RequireDurable: true})
+		prefix, fault, q := of(t)
+		s, err := redis.Open(context.Background(), url, redis.Options{Prefix: prefix, RequireDurable: true,
+			Replica: storetest.Replica,
+			// The script fails after its checks, before its first write.
+			Fault: func(string) error {
+				if fault.Load() {
+					return errors.New("audit append failed")
+				}
+				return nil
+			},
+			OnQuarantine: func(string) { q.Add(1) },
+		})
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
 		return s
 	}, storetest.Options{
-		RawContains: func(t *testing.T, needle []byte) bool { return serverContains(t, url, prefixOf(t), needle) },
+		RawContains: func(t *testing.T, needle []byte) bool {
+			prefix, _, _ := of(t)
+			return serverContains(t, url, prefix, needle)
+		},
+		Fault: func(t *testing.T, fail bool) { _, f, _ := of(t); f.Store(fail) },
+		Corrupt: func(t *testing.T, recipient, id string) {
+			prefix, _, _ := of(t)
+			c := client(t, url)
+			k := prefix + "d:" + recipient + "\x00" + id
+			if n, err := c.Exists(context.Background(), k).Result(); err != nil || n != 1 {
+				t.Fatalf("no delivery %q to corrupt: %v", k, err)
+			}
+			// A record of the wrong type: every command of a hash fails on it.
+			if err := c.Set(context.Background(), k, "not a delivery record", 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+		},
+		Quarantined: func(t *testing.T) int { _, _, q := of(t); return int(q.Load()) },
 	})
+}
+
+func client(t *testing.T, url string) *goredis.Client {
+	t.Helper()
+	o, err := goredis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := goredis.NewClient(o)
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // serverContains SCANs every key under prefix and reads every value of every
@@ -137,7 +179,7 @@ func TestOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Kill() })
-	s, err := redis.Open(ctx, srv.URL()+"?max_retries=-1", redis.Options{})
+	s, err := redis.Open(ctx, srv.URL()+"?max_retries=-1", redis.Options{Replica: "gw-test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +234,7 @@ func TestServerCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Kill() })
-	s, err := redis.Open(ctx, srv.URL(), redis.Options{RequireDurable: true})
+	s, err := redis.Open(ctx, srv.URL(), redis.Options{RequireDurable: true, Replica: "gw-test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +301,7 @@ func TestOpen(t *testing.T) {
 		}
 	})
 	t.Run("Prefix", func(t *testing.T) {
-		s, err := redis.Open(ctx, url, redis.Options{Prefix: "tenant-a:"})
+		s, err := redis.Open(ctx, url, redis.Options{Prefix: "tenant-a:", Replica: "gw-test"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -277,9 +319,10 @@ func TestOpen(t *testing.T) {
 			}
 		}
 		// Message, recipient index, queue, delivery, set of queues (the
-		// message has neither consent nor retention).
-		if len(keys) != 5 {
-			t.Errorf("%d keys for one message and one delivery, want 5: %q", len(keys), keys)
+		// message has neither consent nor retention), and the fence of the
+		// replica's audit chain.
+		if len(keys) != 6 {
+			t.Errorf("%d keys for one message and one delivery, want 6: %q", len(keys), keys)
 		}
 		ttl, err := c.TTL(ctx, "tenant-a:m:unhcr\x00m1").Result()
 		if err != nil || ttl != -1 {
@@ -379,7 +422,7 @@ func TestIncr(t *testing.T) {
 
 func BenchmarkStore(b *testing.B) {
 	url := redistest.Start(b)
-	s, err := redis.Open(context.Background(), url, redis.Options{})
+	s, err := redis.Open(context.Background(), url, redis.Options{Replica: storetest.Replica, RequireDurable: true})
 	if err != nil {
 		b.Fatal(err)
 	}

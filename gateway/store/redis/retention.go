@@ -2,10 +2,13 @@ package redis
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
+	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/store"
 )
 
@@ -15,32 +18,97 @@ const purgeBatch = 128
 
 // Purge implements store.Retention. Purge times are kept in whole
 // milliseconds, rounded up: a message is purged at most 1 ms late, never
-// early.
+// early. Each batch of due messages is read, then purged with its "purged"
+// entries by one script, which checks first that nothing it read changed
+// (else the batch is read again).
 func (s *Store) Purge(ctx context.Context, now time.Time) ([]store.Purged, error) {
-	keys := []string{s.retentionKey(), s.deadKey()}
 	var out []store.Purged
+	stale := 0
 	for {
-		res, err := purgeScript.Run(ctx, s.c, keys,
-			now.UnixMilli(), purgeBatch, s.prefix, formatTime(now)).Slice()
+		res, err := purgeDueScript.Run(ctx, s.c, []string{s.retentionKey()}, now.UnixMilli(), purgeBatch, s.prefix).Slice()
 		if err != nil {
 			return out, unavailable("purge", err)
 		}
-		if len(res)%2 != 1 {
-			return out, unavailable("purge", errors.New("unexpected script reply"))
+		if len(res) == 0 {
+			return out, nil
 		}
-		for i := 0; i+1 < len(res); i += 2 {
-			member, _ := res[i].(string)
-			n, _ := res[i+1].(int64)
+		o, err := s.purgeOp(res, now)
+		if err != nil {
+			return out, err
+		}
+		q, err := s.sequencer(s.opts.Replica)
+		if err != nil {
+			return out, fmt.Errorf("redis: purge: %w", err)
+		}
+		done, err := q.do(ctx, "purge", o)
+		if errors.Is(err, errSkipped) {
+			// What was read changed before the script ran: read again.
+			if stale++; stale > commitTries {
+				return out, unavailable("purge", errors.New("the messages due keep changing"))
+			}
+			continue
+		}
+		if err != nil {
+			return out, err
+		}
+		list, _ := done.([]any)
+		for i := 0; i+1 < len(list); i += 2 {
+			member, _ := list[i].(string)
+			n, _ := list[i+1].(int64)
 			from, id, ok := strings.Cut(member, "\x00")
 			if !ok {
-				return out, unavailable("purge", errors.New("corrupt retention set"))
+				continue
 			}
 			out = append(out, store.Purged{From: from, ID: id, Deliveries: int(n)})
 		}
-		if more, _ := res[len(res)-1].(int64); more == 0 {
+		if len(res) < purgeBatch {
 			return out, nil
 		}
 	}
+}
+
+// purgeOp builds the purge of the messages due (purgeDueScript's reply)
+// with the "purged" entry of each that is to be purged.
+func (s *Store) purgeOp(due []any, now time.Time) (*op, error) {
+	o := &op{kind: "purge", exclusive: true}
+	o.args = []any{s.retentionKey(), s.deadKey(), s.prefix, formatTime(now), now.UnixMilli(), len(due)}
+	for _, r := range due {
+		f, _ := r.([]any)
+		if len(f) != 5 {
+			return nil, unavailable("purge", errors.New("unexpected script reply"))
+		}
+		member, _ := f[0].(string)
+		raw, _ := f[1].(string)
+		status, _ := f[2].(string)
+		dlvs, _ := f[4].(string)
+		will := f[2] != nil && status != store.StatusDenied && f[3] == nil
+		var refs [][2]string
+		if will && dlvs != "" && json.Unmarshal([]byte(dlvs), &refs) != nil {
+			refs = nil
+		}
+		flag := "0"
+		if will {
+			flag = "1"
+			from, id, _ := strings.Cut(member, "\x00")
+			m := store.Message{From: from, ID: id}
+			if json.Unmarshal([]byte(raw), &m) != nil {
+				// A record that does not decode: the entry names what the
+				// retention set does.
+				m = store.Message{From: from, ID: id}
+			}
+			e, err := audit.Prepare(store.PurgeEntry(&m), s.opts.Replica, s.opts.Clock())
+			if err != nil {
+				return nil, fmt.Errorf("redis: purge: %w", err)
+			}
+			o.entries = append(o.entries, e)
+			o.purged = append(o.purged, member, int64(len(refs)))
+		}
+		o.args = append(o.args, member, s.prefix+"m:"+member, flag, dlvs, len(refs))
+		for _, ref := range refs {
+			o.args = append(o.args, ref[0], ref[1])
+		}
+	}
+	return o, nil
 }
 
 // Compact asks Redis to rewrite its append-only file, so that purged

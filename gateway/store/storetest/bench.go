@@ -3,6 +3,8 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,9 +16,10 @@ import (
 const EnvelopeSize = 4 << 10
 
 // Benchmark measures the store operations on the hot path: Accept (one
-// message, one delivery), Lease+Ack of one delivery, and Message; then the
-// retry and retention operations: Release, DeadLetter+Requeue, Purge. s must
-// be empty and is not closed.
+// message, one delivery, its acceptance entry) by one caller and by eight
+// at once, Lease+Ack of one delivery (its "delivered" entry), and Message;
+// then the retry and retention operations: Release, DeadLetter+Requeue,
+// Purge. s must be empty, opened with Replica, and is not closed.
 func Benchmark(b *testing.B, s store.Store) {
 	ctx := context.Background()
 	env := make([]byte, EnvelopeSize)
@@ -24,6 +27,7 @@ func Benchmark(b *testing.B, s store.Store) {
 		env[i] = 'A' + byte(i%26)
 	}
 	seq := 0
+	var parallel atomic.Int64 // ids of AcceptParallel, across the runs of b.N
 	retention := 30
 	acceptOne := func(b *testing.B, recipient string) {
 		seq++
@@ -31,7 +35,7 @@ func Benchmark(b *testing.B, s store.Store) {
 		m := message("unhcr", id, recipient, base)
 		m.RetentionDays = retention
 		d := store.Delivery{ID: "d-" + id, Recipient: recipient, Envelope: env, CreatedAt: base, VisibleAt: base}
-		if _, err := s.Accept(ctx, m, []store.Delivery{d}); err != nil {
+		if _, err := s.Accept(ctx, m, []store.Delivery{d}, acceptEntry(m)); err != nil {
 			b.Fatalf("Accept: %v", err)
 		}
 	}
@@ -40,6 +44,24 @@ func Benchmark(b *testing.B, s store.Store) {
 		for b.Loop() {
 			acceptOne(b, "bench-accept")
 		}
+	})
+	b.Run("AcceptParallel", func(b *testing.B) {
+		// Flat out: 8 callers at once on 2 cores (GOMAXPROCS × 4), as the
+		// gateway's requests in flight; reported as accepts a second.
+		b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0)))
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				id := fmt.Sprintf("p%07d-0000-4000-8000-000000000000", parallel.Add(1))
+				m := message("unhcr", id, "bench-parallel", base)
+				m.RetentionDays = retention
+				d := store.Delivery{ID: "d-" + id, Recipient: "bench-parallel", Envelope: env, CreatedAt: base, VisibleAt: base}
+				if _, err := s.Accept(ctx, m, []store.Delivery{d}, acceptEntry(m)); err != nil {
+					b.Errorf("Accept: %v", err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "accepts/s")
 	})
 	b.Run("LeaseAck", func(b *testing.B) {
 		// A queue a few thousand deep, as under a recipient's outage.

@@ -502,8 +502,8 @@ func testPurge(t *testing.T, open Opener) {
 	if err := s.Ack(ctx, "ke-dra", "d5", base); err != nil { // delivered: nothing left to delete
 		t.Fatal(err)
 	}
-	if err := s.RecordDenial(ctx, withRetention("m6", 1, base)); err != nil {
-		t.Fatal(err)
+	if m6 := withRetention("m6", 1, base); s.RecordDenial(ctx, m6, denialEntry(m6)) != nil {
+		t.Fatal("RecordDenial failed")
 	}
 
 	if got := purge(t, s, base.Add(day-time.Millisecond)); len(got) != 0 {

@@ -16,11 +16,15 @@ import (
 	"github.com/xborder/xborder/gateway/store"
 )
 
-// Opener returns a store for the test t. Calls with the same t must return
-// stores over the same data (the suite closes one and opens it again to check
-// that the data survived); calls with different tests must return independent,
-// empty stores. The suite closes the stores it opens.
+// Opener returns a store for the test t, opened with Replica as its audit
+// chain. Calls with the same t must return stores over the same data (the
+// suite closes one and opens it again to check that the data survived);
+// calls with different tests must return independent, empty stores. The
+// suite closes the stores it opens.
 type Opener func(t *testing.T) store.Store
+
+// Replica is the audit chain the suite's stores are opened with.
+const Replica = "storetest"
 
 // Options give the suite what only the backend's own test can provide.
 type Options struct {
@@ -29,6 +33,19 @@ type Options struct {
 	// closes every store of t before calling it. Without it the cases that
 	// inspect the raw storage are skipped.
 	RawContains func(t *testing.T, needle []byte) bool
+	// Fault makes every change of the stores of t that has an audit entry
+	// fail mid-way while fail is true: after the change's own checks and
+	// before anything is committed (bbolt: the append inside the change's
+	// transaction fails; Redis: the script fails after its checks, before
+	// its first write), and the write probe (Ping) fail. Without it the
+	// "both or neither" cases are skipped.
+	Fault func(t *testing.T, fail bool)
+	// Corrupt makes the queued record of delivery (recipient, id) behind the
+	// stores of t undecodable. The suite closes every store of t first.
+	Corrupt func(t *testing.T, recipient, deliveryID string)
+	// Quarantined is how many records the stores of t moved to quarantine
+	// (their OnQuarantine calls).
+	Quarantined func(t *testing.T) int
 }
 
 // Run runs the contract suite.
@@ -70,6 +87,27 @@ func Run(t *testing.T, open Opener, opts Options) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
 	}
+	t.Run("EntriesWithChanges", func(t *testing.T) { testEntriesWithChanges(t, open) })
+	for _, tc := range bothOrNeither {
+		t.Run("BothOrNeither/"+tc.name, func(t *testing.T) {
+			if opts.Fault == nil {
+				t.Skip("the backend injects no fault")
+			}
+			testBothOrNeither(t, open, opts.Fault, tc)
+		})
+	}
+	t.Run("PingWrites", func(t *testing.T) {
+		if opts.Fault == nil {
+			t.Skip("the backend injects no fault")
+		}
+		testPingWrites(t, open, opts.Fault)
+	})
+	t.Run("QuarantineCorruptDelivery", func(t *testing.T) {
+		if opts.Corrupt == nil || opts.Quarantined == nil {
+			t.Skip("the backend cannot corrupt a record")
+		}
+		testQuarantine(t, open, opts)
+	})
 	t.Run("PurgeLeavesNoPayload", func(t *testing.T) {
 		if opts.RawContains == nil {
 			t.Skip("the backend provides no raw scan")
@@ -292,7 +330,7 @@ func testDenialThenAccept(t *testing.T, open Opener) {
 	s := openStore(t, open)
 	denied := message("unhcr", "m1", "ke-dra", base)
 	denied.DecisionID = "decision-deny"
-	if err := s.RecordDenial(ctx, denied); err != nil {
+	if err := s.RecordDenial(ctx, denied, denialEntry(denied)); err != nil {
 		t.Fatalf("RecordDenial: %v", err)
 	}
 	if got := get(t, s, "unhcr", "m1"); got.Status != store.StatusDenied || got.DecisionID != "decision-deny" {
@@ -321,7 +359,7 @@ func testDenialAfterAccept(t *testing.T, open Opener) {
 	accept(t, s, m, "d1")
 	denied := message("unhcr", "m1", "ke-dra", base.Add(time.Minute))
 	denied.Status, denied.DecisionID = store.StatusDenied, "decision-deny"
-	if err := s.RecordDenial(ctx, denied); err != nil {
+	if err := s.RecordDenial(ctx, denied, denialEntry(denied)); err != nil {
 		t.Fatalf("RecordDenial after accept: %v", err)
 	}
 	sameMessage(t, get(t, s, "unhcr", "m1"), m)
@@ -336,7 +374,7 @@ func testDenialThenDenial(t *testing.T, open Opener) {
 	for i, decision := range []string{"decision-1", "decision-2"} {
 		m := message("unhcr", "m1", "ke-dra", base.Add(time.Duration(i)*time.Minute))
 		m.DecisionID = decision
-		if err := s.RecordDenial(ctx, m); err != nil {
+		if err := s.RecordDenial(ctx, m, denialEntry(m)); err != nil {
 			t.Fatalf("RecordDenial %d: %v", i, err)
 		}
 		want := *m
@@ -352,7 +390,7 @@ func testSameIDFromTwoSenders(t *testing.T, open Opener) {
 	s := openStore(t, open)
 	// A denial from a third sender does not hold the index against acceptance.
 	denied := message("ug-opm", "m1", "ke-dra", base)
-	if err := s.RecordDenial(ctx, denied); err != nil {
+	if err := s.RecordDenial(ctx, denied, denialEntry(denied)); err != nil {
 		t.Fatalf("RecordDenial: %v", err)
 	}
 	a := message("unhcr", "m1", "ke-dra", base)
@@ -700,7 +738,8 @@ func testReopen(t *testing.T, open Opener) {
 	m := message("unhcr", "m1", "ke-dra", base)
 	accept(t, s, m, "d1")
 	accept(t, s, message("unhcr", "m2", "ke-dra", base), "d2")
-	if err := s.RecordDenial(ctx, message("unhcr", "m3", "ke-dra", base)); err != nil {
+	m3 := message("unhcr", "m3", "ke-dra", base)
+	if err := s.RecordDenial(ctx, m3, denialEntry(m3)); err != nil {
 		t.Fatalf("RecordDenial: %v", err)
 	}
 	lease(t, s, "ke-dra", 1, time.Minute, base) // d1 hidden until base+1m
@@ -764,7 +803,11 @@ func testCloseThenUse(t *testing.T, open Opener) {
 			_, err := s.Accept(ctx, message("unhcr", "m2", "ke-dra", base), []store.Delivery{delivery("d2", "ke-dra", base)})
 			return err
 		}},
-		{"RecordDenial", func() error { return s.RecordDenial(ctx, message("unhcr", "m3", "ke-dra", base)) }},
+		{"RecordDenial", func() error {
+			m3 := message("unhcr", "m3", "ke-dra", base)
+			return s.RecordDenial(ctx, m3, denialEntry(m3))
+		}},
+		{"Append", func() error { _, err := s.Append(ctx, Replica, policyEntry()); return err }},
 		{"Message", func() error { _, err := s.Message(ctx, "unhcr", "m1"); return err }},
 		{"MessageTo", func() error { _, err := s.MessageTo(ctx, "ke-dra", "m1"); return err }},
 		{"Lease", func() error { _, err := s.Lease(ctx, "ke-dra", 1, time.Minute, base); return err }},
