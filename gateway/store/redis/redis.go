@@ -247,10 +247,10 @@ func (s *Store) Ping(ctx context.Context) error {
 		if err != nil {
 			return unavailable("ping", err)
 		}
-		if s.opts.RequireDurable {
-			if err := s.checkDurable(ctx); err != nil {
-				return fmt.Errorf("redis: ping: %w", err)
-			}
+		// The same durability verdict as the writes' (not a second check
+		// of its own): readiness never says 200 while writes are refused.
+		if err := s.writable(ctx); err != nil {
+			return fmt.Errorf("redis: ping: %w", err)
 		}
 		return nil
 	})
