@@ -436,10 +436,12 @@ func TestRateLimited(t *testing.T) {
 // A retry that comes after the message's time window still gets the
 // original answer: the replay store is asked before the clock.
 func TestLateRetryGetsOriginalAnswer(t *testing.T) {
-	env := gatewaytest.Start(t)
+	t.Parallel()
+	clock := &gatewaytest.Clock{}
+	env := gatewaytest.StartClock(t, clock)
 	unicef := env.Client("UN-UNICEF")
 	msg := verificationRequest("UN-UNICEF", "KZ-MJ", gatewaytest.ChildSubject("A", "B"))
-	msg["iat"] = time.Now().Unix() - 298
+	msg["iat"] = clock.Now().Unix() - 298
 	b, _ := json.Marshal(msg)
 	jws, err := envelope.Sign(b, unicef.Me.Signing, envelope.TypMessage)
 	if err != nil {
@@ -461,13 +463,15 @@ func TestLateRetryGetsOriginalAnswer(t *testing.T) {
 	if first.Status != http.StatusAccepted {
 		t.Fatalf("first: %d %s", first.Status, first.Body)
 	}
-	time.Sleep(3 * time.Second) // iat is now more than 300 s old
+	clock.Advance(3 * time.Second) // iat is now more than 300 s old for the gateway
 	if r := post(); r.Status != http.StatusOK || !bytes.Equal(r.Body, first.Body) {
 		t.Fatalf("late retry: %d %s", r.Status, r.Body)
 	}
-	// A new message as old as that is refused.
+	// A new message as old as that, for the gateway's clock, is refused
+	// (by the real clock it would still be in its window: this fails if
+	// the clock were not the gateway's).
 	stale := verificationRequest("UN-UNICEF", "KZ-MJ", gatewaytest.ChildSubject("A", "B"))
-	stale["iat"] = time.Now().Unix() - 301
+	stale["iat"], stale["exp"] = msg["iat"], clock.Now().Unix()+100
 	r, _ := unicef.Send(ctx, stale)
 	if p := r.Problem(); r.Status != http.StatusUnprocessableEntity || p.Detail != "expired" {
 		t.Errorf("stale message: %d %s", r.Status, r.Body)

@@ -147,7 +147,8 @@ func TestParticipantKeyRotation(t *testing.T) {
 	if err := os.WriteFile(regPath, []byte("participants: [ {id: broken"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	// Wait for the watcher to have seen it and refused it (not for a time).
+	env.WaitLog(15*time.Second, "registry change refused")
 	if r := sendWith(withKey(newKey)); r.Status != http.StatusAccepted {
 		t.Errorf("a broken registry edit took effect: %d", r.Status)
 	}

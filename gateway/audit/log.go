@@ -188,3 +188,25 @@ func KeyFunc(keys ...*envelope.PublicKey) envelope.KeyFunc {
 		return k, ok
 	}
 }
+
+// SubjectReport is the accountability report for one subject reference:
+// every entry about it, across replicas, oldest first — who received which
+// data categories about the person, when, for which purpose, under which
+// decision — without any data (GET /v1/audit/subject).
+type SubjectReport struct {
+	SubjectHash string  `json:"subject_hash"`
+	Entries     []Entry `json:"entries"`
+}
+
+// Subject reports on one subject reference, found by its keyed hash.
+func (l *Log) Subject(ctx context.Context, ref string) (SubjectReport, error) {
+	h := l.SubjectHash(ref)
+	entries, err := Subject(ctx, l.b, h)
+	if err != nil {
+		return SubjectReport{}, err
+	}
+	if entries == nil {
+		entries = []Entry{}
+	}
+	return SubjectReport{SubjectHash: h, Entries: entries}, nil
+}

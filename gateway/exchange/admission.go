@@ -1,6 +1,9 @@
 package exchange
 
-import "context"
+import (
+	"context"
+	"sync/atomic"
+)
 
 // admission bounds how many submissions do their processor-bound work
 // (open, decide, redact, seal, sign) at once; the others wait their turn in
@@ -11,13 +14,18 @@ import "context"
 // together; a few at a time, each finishes as soon as it can. Measured on a
 // shared 2-core machine the p99 difference was within the noise, so it is
 // off unless configured (README "Performance"). nil admits everything.
-type admission chan struct{}
+type admission = *places
+
+type places struct {
+	slots   chan struct{}
+	waiting atomic.Int32 // submissions waiting for a place (for tests)
+}
 
 func newAdmission(n int) admission {
 	if n <= 0 {
 		return nil
 	}
-	return make(admission, n)
+	return &places{slots: make(chan struct{}, n)}
 }
 
 // enter waits for a place, or for ctx to end (the sender went away).
@@ -26,7 +34,14 @@ func (a admission) enter(ctx context.Context) error {
 		return nil
 	}
 	select {
-	case a <- struct{}{}:
+	case a.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	a.waiting.Add(1)
+	defer a.waiting.Add(-1)
+	select {
+	case a.slots <- struct{}{}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -36,6 +51,6 @@ func (a admission) enter(ctx context.Context) error {
 // leave gives the place back.
 func (a admission) leave() {
 	if a != nil {
-		<-a
+		<-a.slots
 	}
 }

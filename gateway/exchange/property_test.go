@@ -59,6 +59,7 @@ var relaxed = []string{
 }
 
 type rig struct {
+	dir     string // the demo federation's PKI
 	x       *Exchange
 	reg     *trust.Registry
 	encKeys map[string]*envelope.PrivateKey // each participant's decryption key
@@ -122,7 +123,7 @@ func newRig(t testing.TB, logs *bytes.Buffer) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &rig{x: x, reg: reg, encKeys: keys, gwSign: sign.Public(), judge: judge, spec: spec}
+	return &rig{dir: dir, x: x, reg: reg, encKeys: keys, gwSign: sign.Public(), judge: judge, spec: spec}
 }
 
 type fixedPolicy struct{ b *policy.Bundle }

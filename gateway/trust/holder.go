@@ -3,7 +3,6 @@ package trust
 import (
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"sync/atomic"
 )
 
@@ -15,6 +14,7 @@ import (
 // that its identity, keys and participants all come from one registry.
 type Holder struct {
 	atomic.Pointer[Registry]
+	hooks hooks
 }
 
 // NewHolder returns a holder serving r.
@@ -25,13 +25,17 @@ func NewHolder(r *Registry) *Holder {
 }
 
 // Reload loads the registry file at path and, if it is valid, makes it the
-// current one. On error the previous registry keeps serving.
+// current one. On error (a *RefusedError) the previous registry keeps
+// serving. The OnChange hooks are told either way.
 func (h *Holder) Reload(path string) error {
 	r, err := Load(path)
 	if err != nil {
-		return fmt.Errorf("trust: reload: %w", err)
+		rerr := reloadError(path, err)
+		h.changed(h.Load(), nil, rerr)
+		return rerr
 	}
-	h.Store(r)
+	old := h.Swap(r)
+	h.changed(old, r, nil)
 	return nil
 }
 
