@@ -18,6 +18,7 @@ import (
 // Who received what about this person, a retention purge with a clock we
 // control, and an audit chain that still verifies with every event in it.
 func TestAccountability(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t)
 	unicef, mj := env.Client("UN-UNICEF"), env.Client("KZ-MJ")
 	subject := gatewaytest.ChildSubject("CANARYACCT", "CANARYABILITY")
@@ -144,6 +145,7 @@ func TestAccountability(t *testing.T) {
 // the separate audit.db of an earlier version beside it refuses to start
 // rather than begin a second chain and leave the first unnoticed.
 func TestLegacyAuditFileRefused(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t)
 	env.Stop()
 	_, path := env.Config.StoreKind()

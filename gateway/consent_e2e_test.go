@@ -25,6 +25,7 @@ func referral(to, consentID string, recipients []string) map[string]any {
 // R16: a withdrawal from the referrer stops further referrals under the
 // consent, and every earlier recipient is told.
 func TestConsentWithdrawal(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t)
 	referrer := env.Client("KZ-MTSZN")
 	both := []string{"UN-UNICEF", "UN-IOM"}

@@ -50,6 +50,7 @@ func adultReferralToIOM() map[string]any {
 // after the configured attempts (visible to the sender), re-queued by an
 // operator, then delivered once the recipient is back.
 func TestPushDeliveryRetriesAndDeadLetters(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

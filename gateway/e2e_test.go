@@ -43,6 +43,7 @@ func decodeAnswer(t *testing.T, b []byte) wire.AnswerBody {
 // verify a child's identity, the registry pulls it and answers, UNICEF
 // reads the answer.
 func TestVerificationRoundTrip(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t)
 	unicef, registry := env.Client("UN-UNICEF"), env.Client("KZ-MJ")
 
@@ -227,6 +228,7 @@ func replaceHeader(t *testing.T, compact []byte, edit func(h map[string]any)) []
 
 // Every code of PROTOCOL §3.2, produced through the real server.
 func TestErrorCodes(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t, func(c *config.Config) { c.BodyLimit = 64 << 10 })
 	unicef := env.Client("UN-UNICEF")
 	_, gwEnc, err := unicef.GatewayKeys(ctx)
@@ -333,6 +335,7 @@ func TestErrorCodes(t *testing.T) {
 // A retry of the same signed message, in a new JWE, gets the original
 // answer with 200 and is delivered once.
 func TestRetryIsNotReplay(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t)
 	unicef := env.Client("UN-UNICEF")
 	_, gwEnc, _ := unicef.GatewayKeys(ctx)
@@ -383,6 +386,7 @@ func TestRetryIsNotReplay(t *testing.T) {
 
 // When the store cannot write, nothing is accepted: 503 unavailable.
 func TestStoreUnavailable(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t)
 	unicef := env.Client("UN-UNICEF")
 	if _, _, err := unicef.GatewayKeys(ctx); err != nil {
@@ -411,6 +415,7 @@ func TestStoreUnavailable(t *testing.T) {
 
 // A sender over its quota gets 429 with Retry-After; others are unaffected.
 func TestRateLimited(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t, func(c *config.Config) {
 		c.RateLimits = map[string]int{"UN-UNICEF": 2}
 		c.RateWindow = time.Hour
@@ -483,6 +488,7 @@ func base64URL(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeSt
 // The operator listener's metrics count requests, decisions and queue
 // depth, by Prometheus naming conventions, with the build described.
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t)
 	unicef := env.Client("UN-UNICEF")
 	if r, _ := unicef.Send(ctx, verificationRequest("UN-UNICEF", "KZ-MJ", gatewaytest.ChildSubject("A", "B"))); r.Status != http.StatusAccepted {
@@ -528,6 +534,7 @@ func TestMetrics(t *testing.T) {
 // senders wait their turn: every message is accepted and delivered, none
 // refused.
 func TestMaxInflightQueuesSubmissions(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t, func(c *config.Config) { c.MaxInflight = 1 })
 	unicef := env.Client("UN-UNICEF")
 	const n = 24

@@ -140,6 +140,7 @@ func runNode(t *testing.T, script string, args ...string) map[string]any {
 // verifiable receipt, and the recipient, also in Node, decrypts and
 // verifies its delivery.
 func TestNodeJoseClient(t *testing.T) {
+	t.Parallel()
 	script := nodeClient(t)
 	env := gatewaytest.Start(t)
 	msg := verificationRequest("UN-UNICEF", "KZ-MJ", gatewaytest.ChildSubject("CANARYNODE", "CANARYJOSE"))

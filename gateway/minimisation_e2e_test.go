@@ -39,6 +39,7 @@ func referralTo(to string, subject map[string]any, record, consent map[string]an
 // A member name with a dot (or any name outside ^[A-Za-z0-9_-]{1,64}$) is
 // refused before anything else sees the message, at any depth.
 func TestAmbiguousMemberNamesRefused(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t)
 	mtszn := env.Client("KZ-MTSZN")
 	cases := map[string]func(m map[string]any){
@@ -89,6 +90,7 @@ func TestAmbiguousMemberNamesRefused(t *testing.T) {
 // consent is minimised (DOMAIN R10): its §5 members pass, nothing else,
 // and what was removed is listed in redacted, exactly.
 func TestConsentMinimised(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t)
 	mtszn, unicef := env.Client("KZ-MTSZN"), env.Client("UN-UNICEF")
 	m := referralTo("UN-UNICEF", gatewaytest.ChildSubject("CANARYNAME", "CANARYSECOND"),
@@ -137,6 +139,7 @@ func TestConsentMinimised(t *testing.T) {
 // A withdrawal delivers subject.ref and consent.id, nothing else
 // (PROTOCOL §5.1).
 func TestWithdrawalCarriesReferencesOnly(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t)
 	mtszn := env.Client("KZ-MTSZN")
 	m := referralTo("UN-UNICEF", gatewaytest.ChildSubject("CANARYNAME", "CANARYSECOND"), map[string]any{"service_type": "mhpss"}, nil)
@@ -181,6 +184,7 @@ func TestWithdrawalCarriesReferencesOnly(t *testing.T) {
 // A birth date that is no date, or an estimate that is no non-negative
 // number, is denied (R1), with a reason that names the field, not the value.
 func TestDatesAreDates(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t)
 	mtszn := env.Client("KZ-MTSZN")
 	for _, bad := range []any{"unknown", "2010-13-01", "2010-02-30", "2010-2-3", "2010-02-03T00:00:00Z", "", 2010, nil} {
@@ -215,6 +219,7 @@ func TestDatesAreDates(t *testing.T) {
 // a strict compact form (a CR/LF copy of an accepted message is no retry),
 // and a consent id the store cannot key is the sender's error, not 503.
 func TestProtocolRevision2Points(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t)
 	unicef := env.Client("UN-UNICEF")
 	subject := gatewaytest.ChildSubject("CANARYNAME", "CANARYSECOND")
@@ -306,6 +311,7 @@ func TestProtocolRevision2Points(t *testing.T) {
 // The registry refuses, at load and at reload, a delivery the adapter would
 // refuse at the first delivery.
 func TestRegistryRefusesWhatAdaptersWould(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t)
 	reg := filepath.Join(env.PKI, "registry.yaml")
 	orig, err := os.ReadFile(reg)

@@ -48,6 +48,7 @@ func opsCall(t *testing.T, env *gatewaytest.Env, method, path, auth, body string
 // and the subject report need the operator token, and say why (problem+json
 // with a stable code) when it is missing or wrong.
 func TestOperatorListenerAuth(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t)
 	unicef := env.Client("UN-UNICEF")
 	subject := gatewaytest.ChildSubject("CANARYOPS", "CANARYTOKEN")
@@ -105,6 +106,7 @@ func TestOperatorListenerAuth(t *testing.T) {
 // A gateway without ops_token_file refuses every operator endpoint but
 // health, readiness and metrics, whatever token is sent (fail closed).
 func TestOperatorListenerWithoutToken(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t, func(c *config.Config) { c.OpsTokenFile = "" })
 	for _, auth := range []string{"", "Bearer " + strings.Repeat("a", 64)} {
 		if status, body, code := opsCall(t, env, "POST", "/deadletters/UN-IOM/x/requeue", auth, ""); status != 403 || code != "ops_token_not_configured" {
@@ -122,6 +124,7 @@ func TestOperatorListenerWithoutToken(t *testing.T) {
 // The development setup makes an operator token beside a PKI made by an
 // earlier version (which had none), and says so.
 func TestDevelopmentSetupMakesTheOperatorToken(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	pkiDir := filepath.Join(dir, "pki")
 	if err := pki.Init(pki.Options{Dir: pkiDir}); err != nil {

@@ -60,6 +60,7 @@ func getPolicy(t *testing.T, env *gatewaytest.Env) policyStatus {
 
 // Compliance officers, and only they, read the policy and evaluate inputs.
 func TestComplianceAPI(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t)
 	st := getPolicy(t, env)
 	if !strings.HasPrefix(st.Version, "sha256:") || len(st.Modules) == 0 {
@@ -110,6 +111,7 @@ func TestComplianceAPI(t *testing.T) {
 // A broken edit under a running gateway is refused and shown; traffic keeps
 // flowing on the last good version; a good edit is swapped in.
 func TestPolicyHotReload(t *testing.T) {
+	t.Parallel()
 	dir := copyPolicies(t)
 	env := gatewaytest.Start(t, func(c *config.Config) {
 		c.Policies = dir

@@ -22,6 +22,7 @@ import (
 // messages sealed to the old encryption key are still opened until it is
 // retired.
 func TestGatewayKeyRotation(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t)
 	unicef := env.Client("UN-UNICEF")
 	r, err := unicef.Send(ctx, verificationRequest("UN-UNICEF", "KZ-MJ", gatewaytest.ChildSubject("A", "B")))
@@ -95,6 +96,7 @@ func decodeSegment(t *testing.T, seg string) map[string]any {
 // A participant rotates its signing key through the registry, under a
 // running gateway: both keys work during the overlap, then only the new one.
 func TestParticipantKeyRotation(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t, func(c *config.Config) { c.PolicyWatch = 100 * time.Millisecond })
 	unicef := env.Client("UN-UNICEF")
 	newKey, err := envelope.GenerateP256(envelope.UseSig)
@@ -184,6 +186,7 @@ func waitStatus(t *testing.T, try func() int, want int) {
 // Suspending a participant in the registry of a running gateway stops it
 // sending and receiving at once; its queued deliveries wait.
 func TestSuspension(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t, func(c *config.Config) { c.PolicyWatch = 100 * time.Millisecond })
 	unicef, mj := env.Client("UN-UNICEF"), env.Client("KZ-MJ")
 	if r, _ := unicef.Send(ctx, verificationRequest("UN-UNICEF", "KZ-MJ", gatewaytest.ChildSubject("A", "B"))); r.Status != http.StatusAccepted {

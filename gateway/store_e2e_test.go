@@ -113,6 +113,7 @@ func chainKinds(t *testing.T, b audit.Backend, messageID string) map[string]int 
 // sender gets 503 (nothing accepted, nothing recorded) and retries; once the
 // store writes again, the same message gets its 403 and its entry.
 func TestDenialNeedsItsAuditEntry(t *testing.T) {
+	t.Parallel()
 	var failing atomic.Bool
 	pkiDir, cfg := gatewaytest.Config(t, pki.DemoFederation())
 	env := gatewaytest.StartWith(t, pkiDir, cfg, gateway.WithStoreFault(func(op string) error {
@@ -169,6 +170,7 @@ func TestDenialNeedsItsAuditEntry(t *testing.T) {
 // character, which no store key may hold) is 422 invalid_message: not 503,
 // which would have the sender retry forever, and no ERROR log line.
 func TestContentTheStoreRefusesIs422(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t)
 	ref := referral("UN-UNICEF", "C-NUL\x00X", []string{"UN-UNICEF"})
 	r, err := env.Client("KZ-MTSZN").Send(ctx, ref)
@@ -232,6 +234,7 @@ func mountFull(t *testing.T, dir string) (fill, free func(), ok bool) {
 // with the fault hook standing in for the disk, none does). With room
 // again, 200 and 202.
 func TestReadyzDiskFull(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "disk")
 	var full atomic.Bool
 	fill, free, mounted := mountFull(t, dir)
@@ -325,6 +328,7 @@ func redisGateway(t *testing.T) (*gatewaytest.Env, *redistest.Server, *redistest
 // Redis loses its durability (CONFIG SET appendonly no): /readyz says 503
 // and writes are refused with 503; once it is back, 200 and 202.
 func TestReadyzDurabilityLost(t *testing.T) {
+	t.Parallel()
 	env, srv, _ := redisGateway(t)
 	o, _ := goredis.ParseURL(srv.URL())
 	admin := goredis.NewClient(o)
@@ -362,6 +366,7 @@ func TestReadyzDurabilityLost(t *testing.T) {
 // that was accepted; its retry with the same bytes gets 200 and the message
 // is delivered once.
 func TestRedisKilledBetweenAcceptAndReply(t *testing.T) {
+	t.Parallel()
 	env, srv, proxy := redisGateway(t)
 	unicef, mj := env.Client("UN-UNICEF"), env.Client("KZ-MJ")
 	send := func(t *testing.T, kill bool) {
@@ -383,7 +388,7 @@ func TestRedisKilledBetweenAcceptAndReply(t *testing.T) {
 		}
 		select {
 		case <-hit:
-		default:
+		case <-time.After(10 * time.Second):
 			t.Fatal("the accept script's answer was not cut")
 		}
 		p := r.Problem()
@@ -443,6 +448,7 @@ func TestRedisKilledBetweenAcceptAndReply(t *testing.T) {
 // other deliveries still reach it, the metric counts one, and the gateway is
 // ready.
 func TestCorruptDeliveryQuarantined(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t)
 	unicef := env.Client("UN-UNICEF")
 	for range 3 {

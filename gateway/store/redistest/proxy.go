@@ -141,9 +141,9 @@ func (p *Proxy) pipe(client, server net.Conn) {
 		if c.then != nil {
 			c.then()
 		}
+		close(c.hit) // before the client learns of it: whoever waits on hit sees the cut first
 		client.Close()
 		server.Close()
-		close(c.hit)
 	}
 	go func() { // server -> client
 		defer func() { done <- struct{}{} }()
