@@ -96,6 +96,7 @@ func runAudit(t *testing.T, args ...string) (string, int) {
 }
 
 func TestAuditCommands(t *testing.T) {
+	t.Parallel()
 	for _, st := range []struct{ name, store string }{{"bolt", ""}, {"redis", "redis"}} {
 		t.Run(st.name, func(t *testing.T) {
 			store := st.store

@@ -12,6 +12,7 @@ import (
 )
 
 func TestBenchUsage(t *testing.T) {
+	t.Parallel()
 	for name, args := range map[string][]string{
 		"neither rate nor max": {"--duration", "1s"},
 		"both rate and max":    {"--rate", "10", "--max"},

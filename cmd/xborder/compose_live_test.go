@@ -42,6 +42,7 @@ var composeBaseImages = []string{"golang:1.26-bookworm", "debian:bookworm-slim",
 // carries ids only), and that the operator listener answers on the loopback
 // with the token taken out of the PKI volume as the README shows.
 func TestComposeStackLive(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds an image and runs the compose stack")
 	}

@@ -182,6 +182,7 @@ func TestComposeFile(t *testing.T) {
 // .dockerignore lets only the sources into the build context: development
 // keys, local state and binaries stay out.
 func TestDockerignore(t *testing.T) {
+	t.Parallel()
 	raw, err := os.ReadFile(filepath.Join(gatewaytest.RepoRoot(), ".dockerignore"))
 	if err != nil {
 		t.Fatal(err)

@@ -133,6 +133,7 @@ func shellBlock(t *testing.T, readme, heading string, nth int) string {
 // `go build` line is skipped) against `xborder serve` with no config: the
 // development setup on the demo federation.
 func TestReadmeWalkthrough(t *testing.T) {
+	t.Parallel()
 	root := gatewaytest.RepoRoot()
 	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
 	if err != nil {
@@ -236,6 +237,7 @@ func runScript(t *testing.T, dir string, env []string, script string, wantExit i
 // kill -9 after a 202 loses nothing: every accepted message is in the
 // recipient's inbox after a restart.
 func TestKill9LosesNothing(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	if code := run([]string{"pki", "init", "--dir", filepath.Join(dir, "pki")}, &bytes.Buffer{}, os.Stderr); code != 0 {
 		t.Fatalf("pki init exit %d", code)
@@ -312,6 +314,7 @@ func TestKill9LosesNothing(t *testing.T) {
 }
 
 func TestPolicyCommands(t *testing.T) {
+	t.Parallel()
 	var out bytes.Buffer
 	if code := run([]string{"policy", "test"}, &out, &out); code != 0 {
 		t.Fatalf("policy test exit %d:\n%s", code, out.String())
@@ -344,6 +347,7 @@ func TestPolicyCommands(t *testing.T) {
 }
 
 func TestPKIInit(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "pki")
 	var out bytes.Buffer
 	if code := run([]string{"pki", "init", "--dir", dir, "--participants", "UN-UNICEF,KZ-MJ"}, &out, &out); code != 0 {
@@ -366,6 +370,7 @@ func TestPKIInit(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
+	t.Parallel()
 	cases := [][]string{
 		{"send", "--as", "UN-UNICEF"},
 		{"inbox"},
@@ -383,6 +388,7 @@ func TestUsageErrors(t *testing.T) {
 // .ci/run installs every Debian package the README names for the tests and
 // runs exactly the README's test command.
 func TestCIRunMatchesReadme(t *testing.T) {
+	t.Parallel()
 	root := gatewaytest.RepoRoot()
 	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
 	if err != nil {

@@ -39,6 +39,7 @@ func gatewayConfig(t *testing.T, env *gatewaytest.Env, ops string) string {
 // runs (through its operator listener, with the token) and once it has
 // stopped (in the store file), and say on stderr which they used.
 func TestOperatorCommandsInBothGatewayStates(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t)
 	subject := gatewaytest.ChildSubject("CANARYSTATE", "CANARYBOTH")
 	m := gatewaytest.Message("UN-UNICEF", "KZ-MJ", "identity.verification.request", "identity-verification", map[string]any{

@@ -68,6 +68,7 @@ func TestPolicyTestUsesTheWorkingCopy(t *testing.T) {
 }
 
 func TestPolicyImpact(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cand := copyPolicies(t, dir)
 	data := filepath.Join(cand, "data.json")

@@ -190,6 +190,7 @@ func startReceiver(t *testing.T, dir, pkiDir, addr string) *pushLog {
 // attempt hangs for delivery_timeout); gw2 must take them over once the
 // lease (2×delivery_timeout) runs out.
 func TestReplicasSurviveSIGKILL(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts redis, two gateways and a receiver")
 	}
@@ -527,6 +528,7 @@ func replicasSurviveSIGKILL(t *testing.T, hangUntilKill bool) {
 // data, /readyz is 200 again and sends are accepted; every 202 before and
 // after the outage is in the recipient's inbox and no 503 is.
 func TestRedisOutage(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts redis and a gateway")
 	}

@@ -58,6 +58,7 @@ func accepted(t *testing.T, cfgPath string, ids ...string) {
 // `xborder store check` reads a sound store through and says so, and
 // names the first problem of a damaged one, with exit 1.
 func TestStoreCheck(t *testing.T) {
+	t.Parallel()
 	for _, st := range []struct{ name, store string }{{"bolt", ""}, {"redis", "redis"}} {
 		t.Run(st.name, func(t *testing.T) {
 			url := st.store
@@ -105,6 +106,7 @@ func TestStoreCheck(t *testing.T) {
 // `serve` ends with a clear error naming the file and what to do, not a
 // panic with a stack trace.
 func TestDamagedStoreFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	pkiDir := filepath.Join(dir, "pki")
 	if code := run([]string{"pki", "init", "--dir", pkiDir}, &bytes.Buffer{}, os.Stderr); code != 0 {

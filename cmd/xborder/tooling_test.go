@@ -19,6 +19,7 @@ import (
 )
 
 func TestVersion(t *testing.T) {
+	t.Parallel()
 	out, err := exec.Command(binary, "version", "--json").Output()
 	if err != nil {
 		t.Fatal(err)
@@ -44,6 +45,7 @@ func TestVersion(t *testing.T) {
 // a usage or operational error. (130, serve interrupted while starting, is
 // TestServeInterruptedWhileStarting's.)
 func TestExitCodes(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t)
 	cases := []struct {
 		args []string
@@ -70,6 +72,7 @@ func TestExitCodes(t *testing.T) {
 }
 
 func TestHealth(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t)
 	out, errOut, code := runCLI("health", "--ops", env.OpsURL())
 	if code != 0 || !strings.Contains(out, `"ready": true`) {
@@ -83,6 +86,7 @@ func TestHealth(t *testing.T) {
 
 // An empty inbox says so on stderr; stdout stays JSON lines (none).
 func TestInboxEmpty(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t)
 	out, errOut, code := runCLI("inbox", "--as", "KZ-MJ", "--pki", env.PKI, "--gateway", env.URL())
 	if code != 0 || out != "" || !strings.Contains(errOut, "no deliveries for KZ-MJ") {
@@ -93,6 +97,7 @@ func TestInboxEmpty(t *testing.T) {
 // send without its flags and without its file names the missing flags
 // first; with the flags, the missing file.
 func TestSendReportsFlagsBeforeFile(t *testing.T) {
+	t.Parallel()
 	_, errOut, code := runCLI("send", "--as", "UN-UNICEF")
 	if code != 2 || !strings.Contains(errOut, `required flag(s) "purpose", "to", "type" not set`) {
 		t.Errorf("no flags, no file: %d %s", code, errOut)
@@ -104,6 +109,7 @@ func TestSendReportsFlagsBeforeFile(t *testing.T) {
 }
 
 func TestBenchHelp(t *testing.T) {
+	t.Parallel()
 	out, _, code := runCLI("bench", "--help")
 	if code != 0 || strings.Contains(out, "--opa opa") || !strings.Contains(out, "--opa string") {
 		t.Errorf("bench --help (%d):\n%s", code, out)
@@ -113,6 +119,7 @@ func TestBenchHelp(t *testing.T) {
 // Shell completion of --as, --to, --purpose and --type values from the
 // registry and the policy data.
 func TestFlagValueCompletion(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	if code := run([]string{"pki", "init", "--dir", filepath.Join(dir, "pki"), "--participants", "UN-UNICEF,KZ-MJ,KZ-MVD"}, &bytes.Buffer{}, os.Stderr); code != 0 {
 		t.Fatal("pki init")
@@ -163,6 +170,7 @@ func contains(xs []string, x string) bool {
 // Ctrl-C while serve starts (the policy's tests running) prints one plain
 // line and exits 130, not a policy test failure.
 func TestServeInterruptedWhileStarting(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	if err := os.Symlink(filepath.Join(gatewaytest.RepoRoot(), "policies"), filepath.Join(dir, "policies")); err != nil {
 		t.Fatal(err)
