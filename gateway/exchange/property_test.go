@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/envelope"
 	"github.com/xborder/xborder/gateway/pki"
 	"github.com/xborder/xborder/gateway/policy"
@@ -134,10 +135,10 @@ func (p fixedPolicy) Current() *policy.Bundle { return p.b }
 // seal) never reach the store; a call would fail the suite.
 type unusedStore struct{ Store }
 
-// hashOnly keys references for the decision log; nothing is appended.
-type hashOnly struct{ Auditor }
+// hashOnly keys references as the audit log does (a fixed test key).
+type hashOnly struct{}
 
-func (hashOnly) SubjectHash(ref string) string { return fmt.Sprintf("%x", len(ref)) }
+func (hashOnly) SubjectHash(ref string) string { return audit.SubjectHash(make([]byte, audit.KeySize), ref) }
 
 // outcome of one generated case.
 type outcome struct {
