@@ -17,9 +17,16 @@ import (
 // MaxFetch bounds one fetch.
 const MaxFetch = 100
 
+// Queue is what the inbox needs of the store (declared here, by its user):
+// lease a recipient's deliveries, acknowledge one.
+type Queue interface {
+	Lease(ctx context.Context, recipient string, max int, visibility time.Duration, now time.Time) ([]store.Delivery, error)
+	Ack(ctx context.Context, recipient, deliveryID string, now time.Time) error
+}
+
 // Inbox serves the pull side of the recipients' queues.
 type Inbox struct {
-	Queue      store.Queue
+	Queue      Queue
 	Visibility time.Duration
 	Clock      func() time.Time
 }
