@@ -314,3 +314,66 @@ _leveled(section) := {f |
 	some level in _levels
 	some f in object.get(level, section, set())
 }
+
+# --- shapes (DOMAIN §4-§5) ---------------------------------------------------
+
+# A field that passes carries only the form DOMAIN §4-§5 gives it (data:
+# shapes): a string, a list of strings, a number, a boolean, an object (its
+# members: above) or a list of objects. Anything else is removed and listed
+# (R10), so that an allowed field cannot carry other content inside it (a
+# protection section hidden in requested_assertions, say).
+removals[path] := {"rule": "R10", "message": sprintf("removed %s: it is not of the form DOMAIN §4-§5 gives it", [path])} if {
+	some path, shape in cfg.shapes
+	parts := split(path, ".")
+	_shape_passes(parts)
+	some value in _values_at(parts)
+	not _has_shape(value, shape)
+}
+
+# _shape_passes(parts): the field or member at parts would reach the
+# recipient as far as its name goes.
+_shape_passes([section, field]) if _passes([section, field])
+
+_shape_passes(["consent", member]) if _passes(["consent", member])
+
+_shape_passes([section, field, member]) if {
+	parent := concat(".", [section, field])
+	_passes([section, field])
+	member in _member_lists[parent]
+}
+
+# The values at parts: the member of a structured field, or of every
+# object of a list of objects.
+_values_at([section, field]) := [v] if {
+	v := lib.msg[section][field]
+}
+
+_values_at([section, field, member]) := [v] if {
+	v := lib.msg[section][field][member]
+}
+
+_values_at([section, field, member]) := [v | some e in lib.msg[section][field]; is_object(e); v := e[member]] if {
+	is_array(lib.msg[section][field])
+}
+
+_has_shape(v, "string") if is_string(v)
+
+_has_shape(v, "number") if is_number(v)
+
+_has_shape(v, "boolean") if is_boolean(v)
+
+_has_shape(v, "object") if is_object(v)
+
+_has_shape(v, "strings") if {
+	is_array(v)
+	every e in v {
+		is_string(e)
+	}
+}
+
+_has_shape(v, "objects") if {
+	is_array(v)
+	every e in v {
+		is_object(e)
+	}
+}

@@ -44,6 +44,11 @@ cases := [
 	{"note": "an unknown member of names is removed", "input": object.union(fx.referral, {"message": {"subject": {"names": {"primary": "P", "nickname": "x"}}}}), "want": {"subject.names.nickname": "R10"}},
 	{"note": "an unknown member of every document is removed", "input": object.union(fx.verification, {"message": {"subject": {"documents": [{"code": "P", "number": "1", "photo": "x"}, {"code": "ID", "chip": {}}]}}}), "want": {"subject.location": "R10", "subject.documents.photo": "R10", "subject.documents.chip": "R10"}},
 	{"note": "members of a removed field are not listed again", "input": object.union(fx.referral, {"message": {"subject": {"biometrics": {"mode": "1:1", "dpia_id": "D", "raw": "x"}}}}), "want": {"subject.biometrics": "R12"}},
+	# DOMAIN §4-§5: a field that passes carries only its own form.
+	{"note": "protection data hidden in requested_assertions", "input": object.union(fx.verification, {"message": {"record": {"requested_assertions": [{"psychosocial": "x"}]}}}), "want": {"subject.location": "R10", "record.requested_assertions": "R10"}},
+	{"note": "an object where a string belongs", "input": object.union(fx.referral, {"message": {"record": {"priority": {"gbv": "x"}}}}), "want": {"record.priority": "R10"}},
+	{"note": "an object where a document number belongs", "input": object.union(fx.verification, {"message": {"subject": {"documents": [{"code": "P", "number": {"x": 1}}, {"code": "ID", "number": "7"}]}}}), "want": {"subject.location": "R10", "subject.documents.number": "R10"}},
+	{"note": "a list where the override belongs", "input": object.union(fx.referral, {"message": {"consent": {"override": ["x"]}}}), "want": {"consent.override": "R10"}},
 	{"note": "a dotted sibling never removes the field it spells", "input": object.union(fx.referral, {"message": {"subject": {"names": {"primary": "P"}, "names.primary": "x"}}}), "want": {"subject.names.primary": "R10"}},
 ]
 

@@ -42,21 +42,13 @@ var (
 )
 
 // relaxed are the oracle's strict readings this gateway does not take,
-// each a choice written down in policies/README.md.
+// each a choice written down in policies/README.md; every other strict
+// reading of the oracle holds.
 var relaxed = []string{
-	oracle.StrictResponseAge,           // a response is about a child only when it shows a child's age
-	oracle.StrictUnknownAgeProsecution, // an unknown age at the conduct is denied by R7 already; kept for responses
-	oracle.StrictChildAtConduct,        // R7 uses the age at the conduct for evidence; the recipient rule follows it
-	oracle.StrictEstimateBesideDate,    // handled by R4 here too (see TestDatesAreDates); the date decides the age
-	oracle.StrictAdultConsent,          // an adult's consent: given_by is not narrowed
-	oracle.StrictConsentBasis,          // a consent without basis is judged by its other members
-	oracle.StrictConsentExpiry,         // a consent without expires_at does not expire
-	oracle.StrictOverrideScope,         // an override binds by bia_ref and approver
-	oracle.StrictShape,                 // a listed field's content is carried as sent
-	oracle.StrictInReplyTo,             // in_reply_to on a request is carried
-	oracle.StrictParties,               // input parties come from the registry here
-	oracle.StrictWithdrawalAgreement,   // a withdrawal reaches earlier recipients after an agreement ends
-	oracle.StrictOffenceDate,           // R7: an invalid offence_date under prosecution denies; elsewhere it is removed
+	oracle.StrictResponseAge,         // a response is about a child only when it shows a child's age
+	oracle.StrictWithdrawalAgreement, // a withdrawal reaches earlier recipients after their agreement ended (x18)
+	oracle.StrictParties,             // the input's parties are the generator's, the registry is the demo federation's
+	oracle.StrictOffenceDate,         // R7 reads a partial offence_date at its earliest day (the youngest the subject can have been)
 }
 
 type rig struct {
@@ -138,7 +130,9 @@ type unusedStore struct{ Store }
 // hashOnly keys references as the audit log does (a fixed test key).
 type hashOnly struct{}
 
-func (hashOnly) SubjectHash(ref string) string { return audit.SubjectHash(make([]byte, audit.KeySize), ref) }
+func (hashOnly) SubjectHash(ref string) string {
+	return audit.SubjectHash(make([]byte, audit.KeySize), ref)
+}
 
 // outcome of one generated case.
 type outcome struct {
