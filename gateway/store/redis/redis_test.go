@@ -73,7 +73,51 @@ func TestContract(t *testing.T) {
 			}
 		},
 		Quarantined: func(t *testing.T) int { _, _, q := of(t); return int(q.Load()) },
+		Footprint: func(t *testing.T) storetest.Footprint {
+			prefix, _, _ := of(t)
+			return footprint(t, url, prefix)
+		},
 	})
+}
+
+// footprint SCANs every key under prefix: message records (m:), the keys
+// outside the audit chains and the members of their sets, and the memory
+// of each (MEMORY USAGE, every element counted).
+func footprint(t *testing.T, url, prefix string) storetest.Footprint {
+	t.Helper()
+	ctx := context.Background()
+	c := client(t, url)
+	var fp storetest.Footprint
+	iter := c.Scan(ctx, 0, globEscape.Replace(prefix)+"*", 500).Iterator()
+	for iter.Next(ctx) {
+		k := iter.Val()
+		size, err := c.MemoryUsage(ctx, k, 0).Result()
+		if errors.Is(err, goredis.Nil) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			t.Fatalf("MEMORY USAGE %q: %v", k, err)
+		}
+		fp.Bytes += size
+		if strings.HasPrefix(k, prefix+"audit:") {
+			fp.AuditBytes += size
+			continue
+		}
+		fp.Keys++
+		if strings.HasPrefix(k, prefix+"m:") {
+			fp.Records++
+		}
+		switch typ := c.Type(ctx, k).Val(); typ {
+		case "zset":
+			fp.Keys += int(c.ZCard(ctx, k).Val())
+		case "set":
+			fp.Keys += int(c.SCard(ctx, k).Val())
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatalf("SCAN: %v", err)
+	}
+	return fp
 }
 
 func client(t *testing.T, url string) *goredis.Client {
