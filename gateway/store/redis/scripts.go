@@ -169,13 +169,22 @@ write.dead = function(a, st)
   return 1
 end
 
+-- What a purge decides from a status: none, denied, or accepted (an
+-- acknowledgement or a dead letter since changes nothing of it).
+local function statusClass(s)
+  if not s or s == '' then return 'none' end
+  if s == 'denied' then return 'denied' end
+  return 'accepted'
+end
+
 -- purge: retention set, dead-letter set, key prefix, now (RFC 3339), now
 -- (ms), number of messages; then per message: retention member, message
 -- key, '1' to purge it, '1' to forget it, its next score ('' for none),
 -- then as Go read them (what it decided from): its rec ('' if none), its
 -- status ('' if none), '1' if it was purged, its deliveries JSON; its
 -- recipient index key, how many deliveries, then recipient and id of
--- each. It is 'stale' when any of what was read changed since.
+-- each. It is 'stale' when any of what was read changed since (of the
+-- status, only its class).
 check.purge = function(a, st)
   local P, now = ARGV[a + 2], tonumber(ARGV[a + 4])
   st.m = {}
@@ -188,7 +197,7 @@ check.purge = function(a, st)
     if not score or tonumber(score) > now then return {'stale'} end
     if not ishash(m.mk) then return {'stale'} end
     local f = redis.call('HMGET', m.mk, 'rec', 'status', 'purged', 'dlvs')
-    if (f[1] or '') ~= ARGV[i + 5] or (f[2] or '') ~= ARGV[i + 6]
+    if (f[1] or '') ~= ARGV[i + 5] or statusClass(f[2]) ~= statusClass(ARGV[i + 6])
       or (f[3] and '1' or '0') ~= ARGV[i + 7] or (f[4] or '') ~= ARGV[i + 8] then
       return {'stale'}
     end
