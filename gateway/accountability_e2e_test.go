@@ -16,7 +16,8 @@ import (
 )
 
 // Who received what about this person, a retention purge with a clock we
-// control, and an audit chain that still verifies with every event in it.
+// control (payloads and then metadata), and an audit chain that still
+// verifies with every event in it.
 func TestAccountability(t *testing.T) {
 	t.Parallel()
 	env := gatewaytest.Start(t)
@@ -89,23 +90,43 @@ func TestAccountability(t *testing.T) {
 	}
 
 	// 91 days later the verification requests' payloads are gone (90 days),
-	// the referral's are not (400 days); metadata stays.
+	// and so is their metadata (their exp passed long before); the
+	// referral's stay (400 days).
 	purged, err := env.Gateway.Purge(ctx, time.Now().Add(91*24*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ids := map[string]bool{}
 	for _, p := range purged {
-		ids[p.ID] = true
+		ids[p.ID] = p.Payloads && p.Forgotten
 	}
-	if !ids[verify["id"].(string)] || !ids[other["id"].(string)] || ids[ref["id"].(string)] {
-		t.Errorf("purged %v", ids)
+	if len(ids) != 2 || !ids[verify["id"].(string)] || !ids[other["id"].(string)] {
+		t.Errorf("purged %+v", purged)
 	}
 	if ds, err := mj.Inbox(ctx, 10); err != nil || len(ds) != 0 {
 		t.Errorf("purged payloads still offered: %v %d", err, len(ds))
 	}
-	if st := status(t, unicef, verify["id"].(string)); st.Status == "" {
-		t.Error("metadata gone with the payload")
+	if r, err := unicef.Do(ctx, http.MethodGet, "/v1/messages/"+verify["id"].(string), "", nil); err != nil || r.Status != http.StatusNotFound {
+		t.Errorf("status of a forgotten message: %v %d %s", err, r.Status, r.Body)
+	}
+	if st := status(t, env.Client("KZ-MTSZN"), ref["id"].(string)); st.Status != "delivered" {
+		t.Errorf("the referral's status: %+v", st)
+	}
+	// The report reads the audit chain, which keeps what was forgotten.
+	r, err = env.Client("UN-UNOCT").Do(ctx, http.MethodGet, "/v1/audit/subject?ref=S-ACCT-1", "", nil)
+	if err != nil || r.Status != http.StatusOK {
+		t.Fatalf("subject report after the purge: %v %d %s", err, r.Status, r.Body)
+	}
+	var after struct {
+		Entries []struct {
+			Kind string `json:"kind"`
+		} `json:"entries"`
+	}
+	if err := json.Unmarshal(r.Body, &after); err != nil {
+		t.Fatal(err)
+	}
+	if len(after.Entries) != len(rep.Entries) {
+		t.Errorf("subject report: %d entries before the purge, %d after", len(rep.Entries), len(after.Entries))
 	}
 	if again, _ := env.Gateway.Purge(ctx, time.Now().Add(91*24*time.Hour)); len(again) != 0 {
 		t.Errorf("purged twice: %v", again)
@@ -134,7 +155,7 @@ func TestAccountability(t *testing.T) {
 			return nil
 		})
 	}
-	if kinds["accepted"] != 3 || kinds["delivered"] != 1 || kinds["purged"] != 2 {
+	if kinds["accepted"] != 3 || kinds["delivered"] != 1 || kinds["purged"] != 2 || kinds["forgotten"] != 2 {
 		t.Errorf("audit kinds %v", kinds)
 	}
 	t.Logf("audit: %+v, kinds %v", sum, kinds)

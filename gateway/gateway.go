@@ -409,8 +409,9 @@ func (g *Gateway) SubjectReport(ctx context.Context, ref string) (any, error) {
 	return g.Audit.Subject(ctx, ref)
 }
 
-// Purge deletes the payloads whose retention period has ended by now
-// (store.PurgeDue); the retention job calls it on its own every
+// Purge deletes the payloads whose retention period has ended by now, and
+// the metadata of the messages past both their exp and their retention
+// period (store.PurgeDue); the retention job calls it on its own every
 // purge_every.
 func (g *Gateway) Purge(ctx context.Context, now time.Time) ([]store.Purged, error) {
 	return store.PurgeDue(ctx, g.Store, now, g.log.With("component", "retention"))

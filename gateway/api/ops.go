@@ -40,7 +40,7 @@ type Metrics struct {
 	// Deprecated aliases, to be removed in the next release.
 	oldRequests *prometheus.CounterVec   // xborder_requests_total by route and status
 	oldLatency  *prometheus.HistogramVec // xborder_request_seconds by route
-	Quarantined   *prometheus.CounterVec // store records that could not be decoded, by kind
+	Quarantined *prometheus.CounterVec   // store records that could not be decoded, by kind
 }
 
 // DeliveryOutcomes are the values of xborder_deliveries_total's outcome

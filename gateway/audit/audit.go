@@ -1,6 +1,6 @@
 // Package audit is the gateway's append-only, hash-chained record of every
 // decision (acceptance, denial, delivery, dead letter, policy change, purge,
-// withdrawn consent).
+// forgotten message, withdrawn consent).
 //
 // Each replica of the gateway keeps its own chain. Entry n of a chain names
 // the hash of entry n-1 (Prev) and its own hash is
@@ -33,13 +33,20 @@ import (
 
 // Kinds of entries.
 const (
-	KindAccepted         = "accepted"
-	KindDenied           = "denied"
-	KindDelivered        = "delivered"
-	KindDeadLettered     = "dead_lettered"
-	KindPolicyChanged    = "policy_changed"
-	KindPolicyRefused    = "policy_refused"
-	KindPurged           = "purged"
+	KindAccepted      = "accepted"
+	KindDenied        = "denied"
+	KindDelivered     = "delivered"
+	KindDeadLettered  = "dead_lettered"
+	KindPolicyChanged = "policy_changed"
+	KindPolicyRefused = "policy_refused"
+	KindPurged        = "purged"
+	// KindForgotten: the store deleted a message's metadata (its record,
+	// which was also its replay reservation and the status GET
+	// /v1/messages/{id} reads, and its indexes) once both its exp and its
+	// retention period had passed (PROTOCOL §6, DOMAIN R13). The entry
+	// names the message and its decision (ids only, as a purge's); the
+	// message's earlier entries stay in the chain.
+	KindForgotten        = "forgotten"
 	KindConsentWithdrawn = "consent_withdrawn"
 	// KindRegistryReloaded and KindRegistryRefused: the trust registry in
 	// force changed, or an edit of it was refused (PayloadSHA256: the
@@ -50,7 +57,7 @@ const (
 
 var kinds = map[string]bool{
 	KindAccepted: true, KindDenied: true, KindDelivered: true, KindDeadLettered: true,
-	KindPolicyChanged: true, KindPolicyRefused: true, KindPurged: true, KindConsentWithdrawn: true,
+	KindPolicyChanged: true, KindPolicyRefused: true, KindPurged: true, KindForgotten: true, KindConsentWithdrawn: true,
 	KindRegistryReloaded: true, KindRegistryRefused: true,
 }
 
@@ -120,7 +127,8 @@ type checkpointClaims struct {
 
 // Backend is append-only storage of chains, one per replica: the gateway's
 // store (store.Store), which also appends the entries of its own changes
-// (an acceptance, a denial, a delivery's end, a purge) atomically with them.
+// (an acceptance, a denial, a delivery's end, a purge, a forgotten message)
+// atomically with them.
 // Append prepares e (Prepare) and sets Seq, Prev and Hash (Link) atomically
 // against the current head of replica's chain.
 type Backend interface {

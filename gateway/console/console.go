@@ -86,8 +86,8 @@ type Options struct {
 	// Inputs makes the generator of an impact run (impact.Synth, the
 	// adversarial generator of gateway/policy/synth, when nil).
 	Inputs func(seed int64, live *policy.Bundle, parties []policy.Party, now time.Time) (impact.Source, error)
-	Logger   *slog.Logger
-	Now      func() time.Time
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Console is the handler and the state of the running comparisons.

@@ -8,17 +8,29 @@ import (
 )
 
 // PurgeDue deletes the payloads of every message whose retention period
-// has ended by now (R13), keeping their metadata; the store appends each
-// purge's audit entry with it. A store that keeps deleted bytes in freed
-// pages (bbolt) is then compacted, so that the purged bytes are gone from
-// the file.
+// has ended by now (R13), and the metadata of every message past both that
+// and its exp (Retention.Purge); the store appends each step's audit entry
+// with it. A store that keeps deleted bytes in freed pages (bbolt) is then
+// compacted when payloads were purged, so that their bytes are gone from
+// the file. Forgotten metadata alone (ids, digests, the receipt) does not
+// call for a compaction, which rewrites the whole file while every other
+// operation waits: the store reuses the pages it freed.
 func PurgeDue(ctx context.Context, st Retention, now time.Time, log *slog.Logger) ([]Purged, error) {
 	purged, err := st.Purge(ctx, now)
 	if len(purged) == 0 {
 		return purged, err
 	}
-	log.Info("retention purge", "messages", len(purged))
-	if c, ok := st.(interface{ Compact(context.Context) error }); ok {
+	payloads, forgotten := 0, 0
+	for _, p := range purged {
+		if p.Payloads {
+			payloads++
+		}
+		if p.Forgotten {
+			forgotten++
+		}
+	}
+	log.Info("retention purge", "messages", len(purged), "payloads_purged", payloads, "forgotten", forgotten)
+	if c, ok := st.(interface{ Compact(context.Context) error }); ok && payloads > 0 {
 		if cerr := c.Compact(ctx); cerr != nil {
 			log.Error("compaction after purge failed", "error", cerr)
 			err = errors.Join(err, cerr)

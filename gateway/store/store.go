@@ -69,7 +69,10 @@ func ValidKeys(keys ...string) error {
 	return nil
 }
 
-// Message is the metadata of one message the gateway decided on.
+// Message is the metadata of one message the gateway decided on. It is
+// the message's replay reservation (PROTOCOL §6) and the status its sender
+// and recipient read (§5), and it is kept until ForgetAt; then Purge
+// deletes it.
 type Message struct {
 	From      string `json:"from"`
 	ID        string `json:"id"`
@@ -96,11 +99,12 @@ type Message struct {
 	UpdatedAt     time.Time `json:"updated_at"`
 	// Answer is the exact body of the original 202, returned again (with
 	// 200) for a byte-identical retry. It holds the receipt only (no
-	// payload) and is kept after a purge.
+	// payload) and is kept after a purge, as long as the record.
 	Answer []byte `json:"answer,omitempty"`
 	// Purged is set once the retention period ended and the message's
 	// payloads (the envelopes of its deliveries) were deleted (R13); the
-	// metadata above is kept.
+	// metadata above is kept until ForgetAt, which is usually the same
+	// time (then the record is deleted and nobody reads Purged).
 	Purged   bool      `json:"purged,omitempty"`
 	PurgedAt time.Time `json:"purged_at,omitzero"`
 }
@@ -200,26 +204,49 @@ type Consents interface {
 	ConsentWithdrawn(ctx context.Context, from, consentID string) (bool, error)
 }
 
-// Purged is one message whose retention period ended.
+// Purged is one message a Purge deleted something of.
 type Purged struct {
 	From, ID string
 	// Deliveries is how many envelopes (queued or dead-lettered) were
 	// deleted; acknowledged ones were deleted by Ack already.
 	Deliveries int
+	// Payloads: its retention period ended and its payloads were purged
+	// (a "purged" entry). False for a denial, which has none, and for a
+	// message whose payloads an earlier Purge deleted.
+	Payloads bool
+	// Forgotten: its metadata was deleted (a "forgotten" entry).
+	Forgotten bool
 }
 
-// Retention deletes payloads whose retention period ended (R13).
+// Retention deletes payloads whose retention period ended (R13), and then
+// the metadata of messages that nobody needs to remember any more.
 type Retention interface {
-	// Purge handles every accepted message with RetentionDays > 0 whose
-	// CreatedAt + RetentionDays×24h <= now and that was not purged yet: it
-	// deletes the message's queued and dead-lettered deliveries (envelopes
-	// included), keeps its metadata, sets Purged and PurgedAt = now, and
-	// appends a "purged" entry (PurgeEntry) for each, atomically with its
-	// purge, and returns what it purged, in purge-time order.
-	// Backends keep purge times to at least the millisecond and never purge
-	// early. The work is bounded by the number of messages due, not by the
-	// size of the store. On error, what was purged before the failure is
-	// returned with the error.
+	// Purge does, for every message whose next step is due by now (see
+	// Message.Retire, which both stores follow), that step:
+	//
+	//   - an accepted message with RetentionDays > 0 whose PurgeAt <= now
+	//     and that was not purged yet: its queued and dead-lettered
+	//     deliveries (envelopes included) are deleted, Purged and PurgedAt
+	//     = now set, and a "purged" entry (PurgeEntry) appended;
+	//   - a message whose payloads are gone (a denial, or an accepted
+	//     message purged by now) and whose ForgetAt <= now: its record is
+	//     deleted with everything that belongs only to it — the
+	//     recipient-side entry MessageTo reads (if it points at it), its
+	//     place in the retention schedule, any delivery left — and a
+	//     "forgotten" entry (ForgetEntry) appended. Message and MessageTo
+	//     then answer ErrNotFound, and Accept of the same (from, id) is a
+	//     new message. The consent index (ConsentRecipients) and the
+	//     withdrawals are not the message's: they stay, for R16.
+	//
+	// Each step is atomic with its entry; a message due for both has both
+	// done at once, "purged" first. It returns the messages it changed,
+	// in the order they were due. Nothing is deleted before it is due:
+	// backends keep these times to at least the millisecond, rounded up;
+	// an accepted message without a retention period is never purged nor
+	// forgotten. The work is bounded by the number of messages due (a
+	// bounded batch per transaction or script), not by the size of the
+	// store. On error, what was done before the failure is returned with
+	// the error.
 	Purge(ctx context.Context, now time.Time) ([]Purged, error)
 }
 
@@ -259,6 +286,14 @@ func PurgeEntry(m *Message) audit.Entry {
 		DecisionID: m.DecisionID, PolicyVersion: m.PolicyVersion, Purpose: m.Purpose, Type: m.Type}
 }
 
+// ForgetEntry is the audit entry of the deletion of m's metadata. Both
+// stores build the entries of Purge with it.
+func ForgetEntry(m *Message) audit.Entry {
+	e := PurgeEntry(m)
+	e.Kind = audit.KindForgotten
+	return e
+}
+
 // PurgeAt is when the message's retention period ends: CreatedAt +
 // RetentionDays×24h. ok is false when no retention period was given
 // (RetentionDays <= 0): such a message is never purged.
@@ -268,4 +303,69 @@ func (m *Message) PurgeAt() (at time.Time, ok bool) {
 	}
 	// AddDate in UTC is exactly 24h a day and cannot overflow a Duration.
 	return m.CreatedAt.UTC().AddDate(0, 0, m.RetentionDays), true
+}
+
+// ForgetAt is when the message's metadata may be deleted: the later of its
+// Expires (its exp) and the end of its retention period (PurgeAt). Until
+// exp the record is the replay reservation (PROTOCOL §6: a retry of an
+// accepted message gets its answer, never a second acceptance); from exp
+// on, the exchange refuses the message as expired whatever the store says.
+// (exp is a NumericDate, compared by the exchange as a float; Expires is
+// its conversion, at most a nanosecond short of it, far below the float's
+// resolution, so that at Expires the exchange already sees exp <= now:
+// TestRetireProperties holds it to that.) ok is false for an accepted
+// message without a retention period: its payloads are never purged, and
+// its metadata is kept with them. A denial has no payload: without a
+// retention period it is forgotten at exp.
+func (m *Message) ForgetAt() (at time.Time, ok bool) {
+	at = m.Expires.UTC()
+	purgeAt, retained := m.PurgeAt()
+	switch {
+	case retained && purgeAt.After(at):
+		at = purgeAt
+	case !retained && m.Status != StatusDenied:
+		return time.Time{}, false
+	}
+	return at, true
+}
+
+// Retirement is what one Purge does to one message.
+type Retirement struct {
+	// Purge: its payloads go now (R13).
+	Purge bool
+	// Forget: its metadata goes now (after its payloads, if Purge too).
+	Forget bool
+	// Next is when the message is due again (not forgotten); zero when
+	// never.
+	Next time.Time
+}
+
+// Retire says what a Purge at now does to m, as the store keeps it (its
+// Status and Purged): purge its payloads once PurgeAt has passed, forget
+// it once its payloads are gone (or it never had any, a denial) and
+// ForgetAt has passed, and otherwise when to look at it again. Both
+// stores follow it, and check it against the record itself before they
+// delete anything, whatever their schedule says.
+func (m *Message) Retire(now time.Time) Retirement {
+	var r Retirement
+	if m.Status != StatusDenied && !m.Purged {
+		at, ok := m.PurgeAt()
+		switch {
+		case !ok:
+			return r // never purged, so never forgotten
+		case at.After(now):
+			r.Next = at
+			return r
+		}
+		r.Purge = true
+	}
+	at, ok := m.ForgetAt()
+	switch {
+	case !ok:
+	case at.After(now):
+		r.Next = at
+	default:
+		r.Forget = true
+	}
+	return r
 }

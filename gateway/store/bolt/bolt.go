@@ -22,7 +22,10 @@
 //	deadindex    dead_at(12) seq(8) -> recipient\x00delivery id (oldest first)
 //	consents     from\x00consent\x00recipient -> empty
 //	withdrawn    from\x00consent -> time of the withdrawal (RFC 3339)
-//	retention    purge_at(12) from\x00id -> empty (messages not yet purged)
+//	retention    due_at(12) from\x00id -> empty: when the message's next step
+//	             of Purge is due (its purge, then its forgetting; see
+//	             store.Message.Retire); every message that will be purged or
+//	             forgotten is there once, at that time
 //	chains       the audit chains (chain.go)
 //	quarantine   kind\x00original key -> the bytes of a record that could not
 //	             be decoded, moved aside (quarantine.go)
@@ -507,6 +510,11 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 			existing = old
 			return errRollback
 		}
+		if old != nil { // a denial: its place in the retention index goes with it
+			if err := t.unschedule(old, key); err != nil {
+				return err
+			}
+		}
 		msgs := t.Bucket(bucketMessages)
 		if err := msgs.Put(key, value); err != nil {
 			return err
@@ -528,10 +536,8 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 				return err
 			}
 		}
-		if at, ok := m.PurgeAt(); ok {
-			if err := t.Bucket(bucketRetention).Put(retentionKey(at, key), nil); err != nil {
-				return err
-			}
+		if err := t.schedule(&rec.Message, key); err != nil {
+			return err
 		}
 		return s.appendEntries(t.Tx, "accept", prepared)
 	})
@@ -689,10 +695,18 @@ func (s *Store) RecordDenial(ctx context.Context, m *store.Message, e audit.Entr
 			return err
 		}
 		if old == nil || old.Status == store.StatusDenied {
+			if old != nil {
+				if err := t.unschedule(old, key); err != nil {
+					return err
+				}
+			}
 			if err := t.Bucket(bucketMessages).Put(key, value); err != nil {
 				return err
 			}
 			if err := t.index(m.To, m.ID, key, true); err != nil {
+				return err
+			}
+			if err := t.schedule(&rec.Message, key); err != nil {
 				return err
 			}
 		}

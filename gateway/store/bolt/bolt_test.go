@@ -61,7 +61,59 @@ func TestContract(t *testing.T) {
 			corruptDelivery(t, path, recipient, id)
 		},
 		Quarantined: func(t *testing.T) int { _, _, q := of(t); return int(q.Load()) },
+		Footprint:   func(t *testing.T) storetest.Footprint { path, _, _ := of(t); return footprint(t, path) },
 	})
+}
+
+// footprint compacts a copy of the file at path (as the gateway compacts
+// the store after a purge) and counts what the copy holds.
+func footprint(t *testing.T, path string) storetest.Footprint {
+	t.Helper()
+	src, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	defer src.Close()
+	dstPath := filepath.Join(t.TempDir(), "compacted.db")
+	dst, err := bbolt.Open(dstPath, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	if err := bbolt.Compact(dst, src, 4<<20); err != nil {
+		t.Fatalf("compact: %v", err)
+	}
+	var fp storetest.Footprint
+	var count func(b *bbolt.Bucket) int
+	count = func(b *bbolt.Bucket) int {
+		n := 0
+		b.ForEach(func(k, v []byte) error {
+			if v == nil && b.Bucket(k) != nil {
+				n += count(b.Bucket(k))
+			} else {
+				n++
+			}
+			return nil
+		})
+		return n
+	}
+	err = dst.View(func(tx *bbolt.Tx) error {
+		fp.Bytes = tx.Size()
+		fp.Records = tx.Bucket([]byte("messages")).Stats().KeyN
+		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+			if string(name) == "chains" {
+				st := b.Stats()
+				fp.AuditBytes = int64(st.BranchAlloc + st.LeafAlloc)
+				return nil
+			}
+			fp.Keys += count(b)
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fp
 }
 
 // corruptDelivery overwrites a queued delivery record with bytes that are

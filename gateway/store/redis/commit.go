@@ -81,7 +81,7 @@ type op struct {
 	args      []any         // the operation's own arguments
 	size      int
 	// purged is a purge's result should its answer be lost after it
-	// applied: {member, deliveries, …} as it was built to purge.
+	// applied: {member, deliveries, steps, …} as it was built.
 	purged []any
 
 	tries int
@@ -690,8 +690,8 @@ func without(ops []*op, x *op) []*op {
 // script's answer was lost: what its callers need of it.
 func lostResult(o *op) any {
 	if o.kind == "purge" {
-		// Every message the operation was built to purge, each with the
-		// deliveries it was to delete.
+		// Every message the operation was built to purge or forget, each
+		// with the deliveries it was to delete and its steps.
 		return o.purged
 	}
 	return int64(1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -144,6 +145,25 @@ func TestAnswerLost(t *testing.T) {
 		<-hit
 		if _, err := s.Message(ctx, "unhcr", "lost-request"); err != nil {
 			t.Fatal(err)
+		}
+	})
+	t.Run("purge reply lost, server up", func(t *testing.T) {
+		// A purge (of payloads, then of the metadata) whose answer is
+		// lost: it applied, and Purge reports what it was built to do.
+		m := message("purge-lost")
+		m.RetentionDays = 1
+		if _, err := s.Accept(ctx, m, deliveries("purge-lost"), acceptEntry("purge-lost")); err != nil {
+			t.Fatal(err)
+		}
+		hit := proxy.CutReply([]byte("unhcr\x00purge-lost"), nil)
+		ps, err := s.Purge(ctx, m.CreatedAt.Add(24*time.Hour))
+		<-hit
+		want := []store.Purged{{From: "unhcr", ID: "purge-lost", Deliveries: 1, Payloads: true, Forgotten: true}}
+		if err != nil || !slices.Equal(ps, want) {
+			t.Fatalf("Purge: %+v, %v; want %+v", ps, err, want)
+		}
+		if _, err := s.Message(ctx, "unhcr", "purge-lost"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("read back: %v, want ErrNotFound (forgotten)", err)
 		}
 	})
 	t.Run("server killed after running it", func(t *testing.T) {

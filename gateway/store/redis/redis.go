@@ -24,8 +24,10 @@
 //	                          scored by the time they were dead-lettered (ms)
 //	c:<from>\x00<consent>     set of the recipients of referrals under the consent
 //	w:<from>\x00<consent>     string: time of the consent's withdrawal
-//	r                         sorted set of messages not yet purged
-//	                          (<from>\x00<id>) scored by purge time (ms)
+//	r                         sorted set of the messages that will be purged or
+//	                          forgotten (<from>\x00<id>), scored by the time
+//	                          their next step is due (ms, rounded up): the
+//	                          purge, then the forgetting (store.Message.Retire)
 //	rl:<key>:<window ms>      rate counter (Incr), expires after its window
 //	audit:replicas            set of the replicas that have a chain
 //	audit:e:<replica>         list of entry JSON, entry n at index n-1
@@ -37,8 +39,12 @@
 //
 // Message records carry no TTL: they are the replay memory (PROTOCOL §6, at
 // least until the message's exp) and the status a sender or recipient reads
-// (§5), so they are kept; Purge deletes payloads only (R13). Delivery
-// records are deleted on Ack and by Purge. Deleted values can remain in the
+// (§5). Purge deletes a message's payloads when its retention period ends
+// (R13) and its record and recipient index key once that and its exp have
+// passed (store.Message.ForgetAt), by script, each with its audit entry: a
+// TTL would delete without an entry and is not used. The consent sets
+// (c:) and withdrawals (w:) outlive the messages, for R16. Delivery records
+// are deleted on Ack and by Purge. Deleted values can remain in the
 // append-only file until Redis rewrites it (BGREWRITEAOF).
 package redis
 
@@ -424,8 +430,11 @@ func (s *Store) RecordDenial(ctx context.Context, m *store.Message, e audit.Entr
 	if err != nil {
 		return fmt.Errorf("redis: record denial: %w", err)
 	}
+	// A denial is always forgotten some day (store.Message.ForgetAt).
+	forgetAt, _ := rec.ForgetAt()
 	_, err = q.do(ctx, "record denial", &op{kind: "deny", entries: prepared, keys: []string{mk, ik},
-		args: []any{mk, ik, value, formatTime(rec.UpdatedAt)}, size: len(value)})
+		args: []any{mk, ik, value, formatTime(rec.UpdatedAt), s.retentionKey(), ceilMillis(forgetAt), m.From + "\x00" + m.ID},
+		size: len(value)})
 	if errors.Is(err, errSkipped) {
 		return unavailable("record denial", errors.New("refused"))
 	}

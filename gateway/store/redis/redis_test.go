@@ -13,6 +13,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/store"
 	"github.com/xborder/xborder/gateway/store/redis"
 	"github.com/xborder/xborder/gateway/store/redistest"
@@ -73,7 +74,51 @@ func TestContract(t *testing.T) {
 			}
 		},
 		Quarantined: func(t *testing.T) int { _, _, q := of(t); return int(q.Load()) },
+		Footprint: func(t *testing.T) storetest.Footprint {
+			prefix, _, _ := of(t)
+			return footprint(t, url, prefix)
+		},
 	})
+}
+
+// footprint SCANs every key under prefix: message records (m:), the keys
+// outside the audit chains and the members of their sets, and the memory
+// of each (MEMORY USAGE, every element counted).
+func footprint(t *testing.T, url, prefix string) storetest.Footprint {
+	t.Helper()
+	ctx := context.Background()
+	c := client(t, url)
+	var fp storetest.Footprint
+	iter := c.Scan(ctx, 0, globEscape.Replace(prefix)+"*", 500).Iterator()
+	for iter.Next(ctx) {
+		k := iter.Val()
+		size, err := c.MemoryUsage(ctx, k, 0).Result()
+		if errors.Is(err, goredis.Nil) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			t.Fatalf("MEMORY USAGE %q: %v", k, err)
+		}
+		fp.Bytes += size
+		if strings.HasPrefix(k, prefix+"audit:") {
+			fp.AuditBytes += size
+			continue
+		}
+		fp.Keys++
+		if strings.HasPrefix(k, prefix+"m:") {
+			fp.Records++
+		}
+		switch typ := c.Type(ctx, k).Val(); typ {
+		case "zset":
+			fp.Keys += int(c.ZCard(ctx, k).Val())
+		case "set":
+			fp.Keys += int(c.SCard(ctx, k).Val())
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatalf("SCAN: %v", err)
+	}
+	return fp
 }
 
 func client(t *testing.T, url string) *goredis.Client {
@@ -443,5 +488,67 @@ func TestCompactRewritesAOF(t *testing.T) {
 	// A second request while the first may still run is not an error.
 	if err := s.Compact(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A forgotten message leaves no key that names it: its record (m:), its
+// recipient index entry (t:) and its delivery records (d:) are deleted by
+// the purge script, not left to expire; only the audit chain mentions it.
+func TestForgottenKeysGone(t *testing.T) {
+	ctx := context.Background()
+	url := redistest.Start(t)
+	s, err := redis.Open(ctx, url, redis.Options{Prefix: "f:", Replica: "gw-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	keys := func() []string {
+		t.Helper()
+		var out []string
+		iter := client(t, url).Scan(ctx, 0, "f:*", 100).Iterator()
+		for iter.Next(ctx) {
+			out = append(out, iter.Val())
+		}
+		if err := iter.Err(); err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(out)
+		return out
+	}
+	before := keys()
+	accepted, denied := message("m-accepted"), message("m-denied")
+	accepted.RetentionDays = 1
+	denied.Status = store.StatusDenied
+	if _, err := s.Accept(ctx, accepted, append(deliveries("m-accepted"),
+		store.Delivery{ID: "d-archive", Recipient: "ke-dra-archive", Envelope: []byte("jwe")})); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeadLetter(ctx, "ke-dra", "d-m-accepted", accepted.CreatedAt); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordDenial(ctx, denied, audit.Entry{Kind: audit.KindDenied, MessageID: denied.ID}); err != nil {
+		t.Fatal(err)
+	}
+	during := keys()
+	ps, err := s.Purge(ctx, accepted.CreatedAt.Add(24*time.Hour))
+	if err != nil || len(ps) != 2 {
+		t.Fatalf("Purge: %+v, %v; want both forgotten", ps, err)
+	}
+	after := keys()
+	for _, k := range after {
+		if strings.Contains(k, "m-accepted") || strings.Contains(k, "m-denied") || strings.Contains(k, "d-archive") {
+			t.Errorf("key %q left after the purge", k)
+		}
+	}
+	// What stays is the audit chain's, the set of recipients that ever had
+	// a queue, and nothing per message.
+	var grown []string
+	for _, k := range after {
+		if !slices.Contains(before, k) && !strings.HasPrefix(k, "f:audit:") && k != "f:qs" {
+			grown = append(grown, k)
+		}
+	}
+	if len(grown) != 0 {
+		t.Errorf("keys left by two forgotten messages: %q (while they were kept: %q)", grown, during)
 	}
 }

@@ -43,14 +43,19 @@ local function ishash(k)
   local t = redis.call('TYPE', k).ok
   return t == 'hash' or t == 'none'
 end
+local function iszset(k)
+  local t = redis.call('TYPE', k).ok
+  return t == 'zset' or t == 'none'
+end
 
 local check, write = {}, {}
 
 -- accept: message, recipient index, record JSON, updated, number of
 -- deliveries, from, id, '1' to index the consent, consent set, purge-at
--- score ('' for none), retention member, deliveries JSON, set of recipients
--- with a queue, retention set; then per delivery: its queue, its record,
--- id, score, created, envelope, recipient.
+-- score ('' for none: the message leaves the retention set, where a
+-- denial of the same id may have put it), retention member, deliveries
+-- JSON, set of recipients with a queue, retention set; then per delivery:
+-- its queue, its record, id, score, created, envelope, recipient.
 check.accept = function(a, st)
   local mk, ik = ARGV[a], ARGV[a + 1]
   if not ishash(mk) then return {'bad'} end
@@ -58,10 +63,11 @@ check.accept = function(a, st)
   if s and s ~= 'denied' then
     return {'dup', redis.call('HMGET', mk, 'rec', 'status', 'attempts', 'updated', 'purged')}
   end
+  if not iszset(ARGV[a + 13]) then return {'bad'} end
   for d = 0, tonumber(ARGV[a + 4]) - 1 do
     local b = a + 14 + d * 7
     if redis.call('EXISTS', ARGV[b + 1]) == 1 then return {'exists'} end
-    if redis.call('TYPE', ARGV[b]).ok ~= 'zset' and redis.call('EXISTS', ARGV[b]) == 1 then return {'bad'} end
+    if not iszset(ARGV[b]) then return {'bad'} end
   end
   local cur = redis.call('GET', ik)
   st.index = false
@@ -87,15 +93,20 @@ write.accept = function(a, st)
     redis.call('SADD', ARGV[a + 12], ARGV[b + 6])
     if ARGV[a + 7] == '1' then redis.call('SADD', ARGV[a + 8], ARGV[b + 6]) end
   end
-  if ARGV[a + 9] ~= '' then redis.call('ZADD', ARGV[a + 13], ARGV[a + 9], ARGV[a + 10]) end
+  if ARGV[a + 9] ~= '' then
+    redis.call('ZADD', ARGV[a + 13], ARGV[a + 9], ARGV[a + 10])
+  else
+    redis.call('ZREM', ARGV[a + 13], ARGV[a + 10])
+  end
   return 1
 end
 
--- deny: message, recipient index, record JSON, updated. The record is not
--- written over an acceptance; the entry is appended in either case.
+-- deny: message, recipient index, record JSON, updated, retention set,
+-- forget-at score, retention member. The record is not written over an
+-- acceptance; the entry is appended in either case.
 check.deny = function(a, st)
   local mk = ARGV[a]
-  if not ishash(mk) then return {'bad'} end
+  if not ishash(mk) or not iszset(ARGV[a + 4]) then return {'bad'} end
   local s = redis.call('HGET', mk, 'status')
   st.accepted = s and s ~= 'denied'
   st.index = redis.call('EXISTS', ARGV[a + 1]) == 0
@@ -108,6 +119,7 @@ write.deny = function(a, st)
   redis.call('HSET', mk, 'rec', ARGV[a + 2], 'status', 'denied', 'attempts', 0,
     'updated', ARGV[a + 3], 'open', 0)
   if st.index then redis.call('SET', ARGV[a + 1], mk) end
+  redis.call('ZADD', ARGV[a + 4], ARGV[a + 5], ARGV[a + 6])
   return 1
 end
 
@@ -157,52 +169,84 @@ write.dead = function(a, st)
   return 1
 end
 
+-- What a purge decides from a status: none, denied, or accepted (an
+-- acknowledgement or a dead letter since changes nothing of it).
+local function statusClass(s)
+  if not s or s == '' then return 'none' end
+  if s == 'denied' then return 'denied' end
+  return 'accepted'
+end
+
 -- purge: retention set, dead-letter set, key prefix, now (RFC 3339), now
 -- (ms), number of messages; then per message: retention member, message
--- key, '1' if it is to be purged, its deliveries JSON as read, how many
--- deliveries, then recipient and id of each. It is 'stale' when any of this
--- changed since it was read.
+-- key, '1' to purge it, '1' to forget it, its next score ('' for none),
+-- then as Go read them (what it decided from): its rec ('' if none), its
+-- status ('' if none), '1' if it was purged, its deliveries JSON; its
+-- recipient index key, how many deliveries, then recipient and id of
+-- each. It is 'stale' when any of what was read changed since (of the
+-- status, only its class).
 check.purge = function(a, st)
   local P, now = ARGV[a + 2], tonumber(ARGV[a + 4])
   st.m = {}
   local i = a + 6
   for k = 1, tonumber(ARGV[a + 5]) do
-    local m = {member = ARGV[i], mk = ARGV[i + 1], purge = ARGV[i + 2] == '1', dl = {}}
-    local nd = tonumber(ARGV[i + 4])
+    local m = {member = ARGV[i], mk = ARGV[i + 1], purge = ARGV[i + 2] == '1', forget = ARGV[i + 3] == '1',
+      next = ARGV[i + 4], ik = ARGV[i + 9], dl = {}}
+    local nd = tonumber(ARGV[i + 10])
     local score = redis.call('ZSCORE', ARGV[a], m.member)
     if not score or tonumber(score) > now then return {'stale'} end
     if not ishash(m.mk) then return {'stale'} end
-    local f = redis.call('HMGET', m.mk, 'status', 'purged', 'dlvs')
-    local will = (f[1] and f[1] ~= 'denied' and not f[2]) and true or false
-    if will ~= m.purge then return {'stale'} end
-    if will and (f[3] or '') ~= ARGV[i + 3] then return {'stale'} end
-    for d = 0, nd - 1 do
-      local r, id = ARGV[i + 5 + d * 2], ARGV[i + 6 + d * 2]
-      local dk = P .. 'd:' .. r .. '\0' .. id
-      if ishash(dk) and redis.call('HGET', dk, 'msg') == m.mk then
-        m.dl[#m.dl + 1] = {r, id, dk}
+    local f = redis.call('HMGET', m.mk, 'rec', 'status', 'purged', 'dlvs')
+    if (f[1] or '') ~= ARGV[i + 5] or statusClass(f[2]) ~= statusClass(ARGV[i + 6])
+      or (f[3] and '1' or '0') ~= ARGV[i + 7] or (f[4] or '') ~= ARGV[i + 8] then
+      return {'stale'}
+    end
+    if m.purge or m.forget then
+      for d = 0, nd - 1 do
+        local r, id = ARGV[i + 11 + d * 2], ARGV[i + 12 + d * 2]
+        local dk = P .. 'd:' .. r .. '\0' .. id
+        if not iszset(P .. 'q:' .. r) then return {'bad'} end
+        if ishash(dk) and redis.call('HGET', dk, 'msg') == m.mk then
+          m.dl[#m.dl + 1] = {r, id, dk}
+        end
       end
     end
+    if m.forget then
+      m.unindex = redis.call('TYPE', m.ik).ok == 'string' and redis.call('GET', m.ik) == m.mk
+    end
+    if m.next ~= '' and not tonumber(m.next) then return {'bad'} end
     st.m[k] = m
-    i = i + 5 + nd * 2
+    i = i + 11 + nd * 2
   end
+  if not iszset(ARGV[a + 1]) then return {'bad'} end
   return 0
 end
 write.purge = function(a, st)
   local P, out = ARGV[a + 2], {}
   for _, m in ipairs(st.m) do
     redis.call('ZREM', ARGV[a], m.member)
+    local n, done = 0, 0
+    for _, d in ipairs(m.dl) do
+      n = n + redis.call('ZREM', P .. 'q:' .. d[1], d[2])
+      n = n + redis.call('ZREM', ARGV[a + 1], d[1] .. '\0' .. d[2])
+      redis.call('DEL', d[3])
+    end
     if m.purge then
-      local n = 0
-      for _, d in ipairs(m.dl) do
-        n = n + redis.call('ZREM', P .. 'q:' .. d[1], d[2])
-        n = n + redis.call('ZREM', ARGV[a + 1], d[1] .. '\0' .. d[2])
-        redis.call('DEL', d[3])
-      end
+      done = 1
       redis.call('HSET', m.mk, 'purged', ARGV[a + 3], 'open', 0, 'dead', 0)
       redis.call('HDEL', m.mk, 'dlvs')
+    end
+    if m.forget then
+      done = done + 2
+      redis.call('DEL', m.mk)
+      if m.unindex then redis.call('DEL', m.ik) end
+    elseif m.next ~= '' then
+      redis.call('ZADD', ARGV[a], m.next, m.member)
+    end
+    if done > 0 then
       out[#out + 1] = m.member
       out[#out + 1] = n
+      out[#out + 1] = done
     end
   end
   return out

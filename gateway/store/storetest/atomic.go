@@ -14,8 +14,8 @@ import (
 )
 
 // The audit entry is part of the store contract: Accept, RecordDenial, Ack,
-// DeadLetter and Purge append their entries atomically with their change,
-// both or neither.
+// DeadLetter and Purge (a purge, a forgetting) append their entries
+// atomically with their change, both or neither.
 
 func denialEntry(m *store.Message) audit.Entry {
 	return audit.Entry{Kind: audit.KindDenied, MessageID: m.ID, DecisionID: m.DecisionID, PolicyVersion: m.PolicyVersion,
@@ -101,15 +101,22 @@ func testEntriesWithChanges(t *testing.T, open Opener) {
 	if _, err := s.Append(ctx, Replica, policyEntry()); err != nil {
 		t.Fatalf("Append: %v", err)
 	}
-	if got := purge(t, s, base.Add(30*24*time.Hour)); len(got) != 2 {
-		t.Fatalf("purged %+v, want m1 and m3", got)
+	// All three are due at +30 days: m1 and m3 purged and forgotten, the
+	// denial m2 forgotten.
+	if got := purge(t, s, base.Add(30*24*time.Hour)); len(got) != 3 {
+		t.Fatalf("purged %+v, want m1, m2 and m3", got)
 	}
 
 	es := chain(t, s)
 	want := []string{"accepted:m1", "consent_withdrawn:m1", "denied:m2", "denied:m1", "delivered:m1",
-		"dead_lettered:m3", "policy_changed:", "purged:m1", "purged:m3"}
+		"dead_lettered:m3", "policy_changed:", "forgotten:m1", "forgotten:m2", "forgotten:m3", "purged:m1", "purged:m3"}
 	got := kinds(es)
-	slices.Sort(got[7:]) // purged together, in either order
+	for _, id := range []string{"m1", "m3"} {
+		if p, f := slices.Index(got, "purged:"+id), slices.Index(got, "forgotten:"+id); p > f {
+			t.Errorf("chain %v: %s forgotten before its purge", got, id)
+		}
+	}
+	slices.Sort(got[7:]) // due together, in either order
 	if !slices.Equal(got, want) {
 		t.Fatalf("chain %v\nwant  %v", got, want)
 	}
@@ -126,8 +133,10 @@ func testEntriesWithChanges(t *testing.T, open Opener) {
 		d.Purpose != m1.Purpose || d.PayloadSHA256 != hex.EncodeToString(sum[:]) {
 		t.Errorf("delivered entry %+v: not built from its delivery and message", d)
 	}
-	if p := es[7]; p.DecisionID == "" || p.To != "ke-dra" {
-		t.Errorf("purge entry %+v: not built from its message", p)
+	for _, e := range es[7:] {
+		if e.DecisionID != "decision-"+e.MessageID || e.To != "ke-dra" || e.From != "unhcr" || e.Purpose != m1.Purpose {
+			t.Errorf("%s entry %+v: not built from its message", e.Kind, e)
+		}
 	}
 }
 
@@ -225,8 +234,12 @@ var bothOrNeither = []change{
 		},
 	},
 	{
-		name:  "Purge",
-		setup: func(t *testing.T, s store.Store) { accept(t, s, message("unhcr", "m1", "ke-dra", base), "d1") },
+		name: "Purge",
+		setup: func(t *testing.T, s store.Store) {
+			m := message("unhcr", "m1", "ke-dra", base)
+			m.Expires = base.Add(60 * 24 * time.Hour) // the metadata outlives the payloads
+			accept(t, s, m, "d1")
+		},
 		do: func(s store.Store) error {
 			_, err := s.Purge(context.Background(), base.Add(31*24*time.Hour))
 			return err
@@ -245,6 +258,52 @@ var bothOrNeither = []change{
 				t.Error("not purged")
 			}
 		},
+	},
+	{
+		name: "ForgetDenial",
+		setup: func(t *testing.T, s store.Store) {
+			m := message("unhcr", "m1", "ke-dra", base)
+			m.RetentionDays = 0
+			if err := s.RecordDenial(context.Background(), m, denialEntry(m)); err != nil {
+				t.Fatal(err)
+			}
+		},
+		do: func(s store.Store) error {
+			_, err := s.Purge(context.Background(), base.Add(time.Hour))
+			return err
+		},
+		kind: audit.KindForgotten,
+		absent: func(t *testing.T, s store.Store) {
+			if m := get(t, s, "unhcr", "m1"); m.Status != store.StatusDenied {
+				t.Errorf("status %q after a failed Purge", m.Status)
+			}
+			if _, err := s.MessageTo(context.Background(), "ke-dra", "m1"); err != nil {
+				t.Errorf("MessageTo after a failed Purge: %v", err)
+			}
+		},
+		present: func(t *testing.T, s store.Store) { gone(t, s, "unhcr", "m1", "ke-dra") },
+	},
+	{
+		name: "ForgetPurged",
+		setup: func(t *testing.T, s store.Store) {
+			m := message("unhcr", "m1", "ke-dra", base)
+			m.Expires = base.Add(60 * 24 * time.Hour)
+			accept(t, s, m, "d1")
+			if got := purge(t, s, base.Add(30*24*time.Hour)); len(got) != 1 || !got[0].Payloads || got[0].Forgotten {
+				t.Fatalf("purge: %+v", got)
+			}
+		},
+		do: func(s store.Store) error {
+			_, err := s.Purge(context.Background(), base.Add(60*24*time.Hour))
+			return err
+		},
+		kind: audit.KindForgotten,
+		absent: func(t *testing.T, s store.Store) {
+			if m := get(t, s, "unhcr", "m1"); !m.Purged {
+				t.Error("not purged")
+			}
+		},
+		present: func(t *testing.T, s store.Store) { gone(t, s, "unhcr", "m1", "ke-dra") },
 	},
 	{
 		name: "Append",

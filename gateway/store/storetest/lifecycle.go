@@ -477,9 +477,12 @@ func testPurge(t *testing.T, open Opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	const day = 24 * time.Hour
+	// Most of these live three days (exp) and are retained one: their
+	// payloads go after a day, their metadata at exp.
 	withRetention := func(id string, days int, at time.Time) *store.Message {
 		m := message("unhcr", id, "ke-dra", at)
 		m.RetentionDays = days
+		m.Expires = base.Add(3 * day)
 		return m
 	}
 	// m1: one delivery queued and leased, one acknowledged.
@@ -496,14 +499,18 @@ func testPurge(t *testing.T, open Opener) {
 	if err := s.DeadLetter(ctx, "ke-dra", "d2", base.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	accept(t, s, withRetention("m3", 0, base), "d3") // never purged
-	accept(t, s, withRetention("m4", 2, base), "d4")
+	accept(t, s, withRetention("m3", 0, base), "d3") // never purged, never forgotten
+	m4 := withRetention("m4", 2, base)
+	m4.Expires = base.Add(time.Hour) // purged and forgotten at once
+	accept(t, s, m4, "d4")
 	accept(t, s, withRetention("m5", 1, base), "d5")
 	if err := s.Ack(ctx, "ke-dra", "d5", base); err != nil { // delivered: nothing left to delete
 		t.Fatal(err)
 	}
-	if m6 := withRetention("m6", 1, base); s.RecordDenial(ctx, m6, denialEntry(m6)) != nil {
-		t.Fatal("RecordDenial failed")
+	m6 := withRetention("m6", 1, base)
+	m6.Expires = base.Add(time.Hour) // a denial: forgotten at the end of its retention
+	if err := s.RecordDenial(ctx, m6, denialEntry(m6)); err != nil {
+		t.Fatal(err)
 	}
 
 	if got := purge(t, s, base.Add(day-time.Millisecond)); len(got) != 0 {
@@ -511,17 +518,22 @@ func testPurge(t *testing.T, open Opener) {
 	}
 	purgedAt := base.Add(day)
 	got := purge(t, s, purgedAt)
-	want := []store.Purged{{From: "unhcr", ID: "m1", Deliveries: 1}, {From: "unhcr", ID: "m5", Deliveries: 0}}
-	slices.SortFunc(got, func(a, b store.Purged) int { return cmpString(a.ID, b.ID) }) // same purge time
+	want := []store.Purged{
+		{From: "unhcr", ID: "m1", Deliveries: 1, Payloads: true},
+		{From: "unhcr", ID: "m5", Deliveries: 0, Payloads: true},
+		{From: "unhcr", ID: "m6", Forgotten: true},
+	}
+	slices.SortFunc(got, func(a, b store.Purged) int { return cmpString(a.ID, b.ID) }) // same time
 	if !slices.Equal(got, want) {
 		t.Fatalf("Purge at +1d = %+v, want %+v", got, want)
 	}
 	wantM1 := withRetention("m1", 1, base)
 	wantM1.Purged, wantM1.PurgedAt, wantM1.Attempts = true, purgedAt, 1
-	sameMessage(t, get(t, s, "unhcr", "m1"), wantM1) // metadata and receipt kept
+	sameMessage(t, get(t, s, "unhcr", "m1"), wantM1) // metadata and receipt kept until exp
 	if got := get(t, s, "unhcr", "m5"); !got.Purged || got.Status != store.StatusDelivered {
 		t.Errorf("m5: purged %v status %q, want purged and still delivered", got.Purged, got.Status)
 	}
+	gone(t, s, "unhcr", "m6", "ke-dra")
 	if err := s.Ack(ctx, "ke-dra", "d1", purgedAt); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Ack of a purged delivery: err = %v, want ErrNotFound", err)
 	}
@@ -529,7 +541,7 @@ func testPurge(t *testing.T, open Opener) {
 		t.Errorf("Release of a purged delivery: err = %v, want ErrNotFound", err)
 	}
 
-	if got := purge(t, s, base.Add(day+time.Hour)); !slices.Equal(got, []store.Purged{{From: "unhcr", ID: "m2", Deliveries: 1}}) {
+	if got := purge(t, s, base.Add(day+time.Hour)); !slices.Equal(got, []store.Purged{{From: "unhcr", ID: "m2", Deliveries: 1, Payloads: true}}) {
 		t.Fatalf("Purge at +1d1h = %+v, want m2 with its dead letter", got)
 	}
 	if got := deadLetters(t, s); len(got) != 0 {
@@ -545,9 +557,24 @@ func testPurge(t *testing.T, open Opener) {
 		t.Errorf("second Purge at the same time = %+v, want nothing", got)
 	}
 
-	got = purge(t, s, base.Add(1000*day))
-	if !slices.Equal(got, []store.Purged{{From: "unhcr", ID: "m4", Deliveries: 1}}) {
-		t.Errorf("Purge at +1000d = %+v, want only m4 (m3 has no retention, m6 was denied)", got)
+	if got := purge(t, s, base.Add(2*day)); !slices.Equal(got, []store.Purged{{From: "unhcr", ID: "m4", Deliveries: 1, Payloads: true, Forgotten: true}}) {
+		t.Errorf("Purge at +2d = %+v, want m4 purged and forgotten", got)
+	}
+	gone(t, s, "unhcr", "m4", "ke-dra")
+	if got := purge(t, s, base.Add(3*day-time.Millisecond)); len(got) != 0 {
+		t.Errorf("Purge before exp = %+v, want nothing", got)
+	}
+	got = purge(t, s, base.Add(3*day))
+	slices.SortFunc(got, func(a, b store.Purged) int { return cmpString(a.ID, b.ID) })
+	if want := []store.Purged{{From: "unhcr", ID: "m1", Forgotten: true}, {From: "unhcr", ID: "m2", Forgotten: true},
+		{From: "unhcr", ID: "m5", Forgotten: true}}; !slices.Equal(got, want) {
+		t.Errorf("Purge at exp = %+v, want %+v", got, want)
+	}
+	for _, id := range []string{"m1", "m2", "m5"} {
+		gone(t, s, "unhcr", id, "ke-dra")
+	}
+	if got := purge(t, s, base.Add(1000*day)); len(got) != 0 {
+		t.Errorf("Purge at +1000d = %+v, want nothing (m3 has no retention period)", got)
 	}
 	if got := ids(lease(t, s, "ke-dra", 10, time.Minute, base.Add(1000*day))); !slices.Equal(got, []string{"d3"}) {
 		t.Errorf("left in the queue %v, want [d3]", got)
@@ -555,10 +582,20 @@ func testPurge(t *testing.T, open Opener) {
 	if n := depth(t, s, "ke-dra"); n != 1 {
 		t.Errorf("Depth = %d, want 1", n)
 	}
-	for _, id := range []string{"m3", "m6"} {
-		if got := get(t, s, "unhcr", id); got.Purged || !got.PurgedAt.IsZero() {
-			t.Errorf("%s marked purged", id)
-		}
+	if got := get(t, s, "unhcr", "m3"); got.Purged || !got.PurgedAt.IsZero() {
+		t.Error("m3 marked purged")
+	}
+}
+
+// gone checks that (from, id) is forgotten: neither its sender nor its
+// recipient finds it.
+func gone(t *testing.T, s store.Store, from, id, to string) {
+	t.Helper()
+	if m, err := s.Message(context.Background(), from, id); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Message(%s, %s) = %+v, %v; want ErrNotFound", from, id, m, err)
+	}
+	if m, err := s.MessageTo(context.Background(), to, id); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("MessageTo(%s, %s) = %+v, %v; want ErrNotFound", to, id, m, err)
 	}
 }
 
@@ -573,7 +610,8 @@ func cmpString(a, b string) int {
 }
 
 // More messages due at once than a backend handles in one step: all are
-// purged, in purge-time order.
+// purged (and forgotten: their exp passed long before), in purge-time
+// order.
 func testPurgeBacklog(t *testing.T, open Opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
@@ -587,7 +625,7 @@ func testPurgeBacklog(t *testing.T, open Opener) {
 		if _, err := s.Accept(ctx, m, []store.Delivery{delivery("d"+id, "ke-dra", m.CreatedAt)}); err != nil {
 			t.Fatal(err)
 		}
-		want = append(want, store.Purged{From: "unhcr", ID: id, Deliveries: 1})
+		want = append(want, store.Purged{From: "unhcr", ID: id, Deliveries: 1, Payloads: true, Forgotten: true})
 	}
 	slices.Reverse(want)
 	late := message("unhcr", "late", "ke-dra", base.Add(time.Hour))

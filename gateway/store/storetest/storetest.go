@@ -46,6 +46,10 @@ type Options struct {
 	// Quarantined is how many records the stores of t moved to quarantine
 	// (their OnQuarantine calls).
 	Quarantined func(t *testing.T) int
+	// Footprint measures the raw storage behind the stores of t. The suite
+	// closes every store of t first. Without it the growth case is
+	// skipped.
+	Footprint func(t *testing.T) Footprint
 }
 
 // Run runs the contract suite.
@@ -81,6 +85,8 @@ func Run(t *testing.T, open Opener, opts Options) {
 		{"ConsentWithdrawal", testConsentWithdrawal},
 		{"Purge", testPurge},
 		{"PurgeBacklog", testPurgeBacklog},
+		{"ReplayMemoryUntilExp", testReplayMemoryUntilExp},
+		{"ForgetFollowsTheRecord", testForgetFollowsTheRecord},
 		{"Reopen", testReopen},
 		{"CloseThenUse", testCloseThenUse},
 	}
@@ -113,6 +119,18 @@ func Run(t *testing.T, open Opener, opts Options) {
 			t.Skip("the backend provides no raw scan")
 		}
 		testPurgeLeavesNoPayload(t, open, opts.RawContains)
+	})
+	t.Run("BoundedByWhatIsDue", func(t *testing.T) {
+		if opts.Footprint == nil {
+			t.Skip("the backend measures no footprint")
+		}
+		testBoundedByWhatIsDue(t, open, opts.Footprint)
+	})
+	t.Run("ForgetLeavesNoRecord", func(t *testing.T) {
+		if opts.RawContains == nil {
+			t.Skip("the backend provides no raw scan")
+		}
+		testForgetLeavesNoRecord(t, open, opts.RawContains)
 	})
 }
 
@@ -783,8 +801,13 @@ func testReopen(t *testing.T, open Opener) {
 		t.Errorf("withdrawal after reopen: %v, %v; want true", w, err)
 	}
 	got := purge(t, s, base.Add(30*24*time.Hour))
-	if len(got) != 3 { // m1, m2, m4; not the denied m3
-		t.Errorf("purge after reopen: %+v, want m1, m2, m4", got)
+	slices.SortFunc(got, func(a, b store.Purged) int { return cmpString(a.ID, b.ID) })
+	want := []store.Purged{{From: "unhcr", ID: "m1", Deliveries: 1, Payloads: true, Forgotten: true},
+		{From: "unhcr", ID: "m2", Deliveries: 1, Payloads: true, Forgotten: true},
+		{From: "unhcr", ID: "m3", Forgotten: true}, // the denial: nothing to purge
+		{From: "unhcr", ID: "m4", Deliveries: 1, Payloads: true, Forgotten: true}}
+	if !slices.Equal(got, want) {
+		t.Errorf("purge after reopen: %+v, want %+v", got, want)
 	}
 }
 
