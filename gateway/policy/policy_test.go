@@ -2,7 +2,9 @@ package policy_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -167,10 +169,10 @@ func TestBundleTest(t *testing.T) {
 }
 
 func TestBundleTestReportsFailures(t *testing.T) {
-	files := policyFiles(t)
+	files := tinyPolicy("10", "1")
 	files["extra_test.rego"] = &fstest.MapFile{Data: []byte("package xborder.extra_test\n\ntest_fails if false\n")}
 	// A scenario whose expectation the policy does not meet.
-	files["scenarios/zz-wrong/zz-wrong.json"] = &fstest.MapFile{Data: mustRead(t, "scenarios/s02/s02.json", `"allow": false`, `"allow": true`)}
+	files["scenarios/zz-wrong/zz-wrong.json"] = &fstest.MapFile{Data: tinyScenario(50, true)}
 	b, err := policy.Compile(context.Background(), files, policy.Options{Timeout: testTimeout, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -376,7 +378,12 @@ func TestVersion(t *testing.T) {
 
 func TestEngineReload(t *testing.T) {
 	ctx := context.Background()
-	e, err := policy.NewEngine(ctx, policies.FS(), policy.Options{Timeout: testTimeout, Logger: quiet})
+	withScenario := func(limit string) fstest.MapFS {
+		files := tinyPolicy(limit, "1")
+		files["scenarios/small/small.json"] = &fstest.MapFile{Data: tinyScenario(5, true)}
+		return files
+	}
+	e, err := policy.NewEngine(ctx, withScenario("10"), policy.Options{Timeout: testTimeout, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,12 +391,12 @@ func TestEngineReload(t *testing.T) {
 	if st := e.Status(); st.Version != v0 || st.LastError != "" || len(st.Modules) == 0 || st.LoadedAt.IsZero() {
 		t.Fatalf("status = %+v", st)
 	}
+	small := policy.Input{Now: "2026-12-01T00:00:00Z", Message: map[string]any{"n": json.Number("1")}}
 
-	broken := policyFiles(t)
-	broken["age.rego"] = &fstest.MapFile{Data: []byte("package xborder.age\n\nyears := \n")}
-	failing := policyFiles(t)
-	// Compiles, but the scenarios expect 400 days for rehabilitation.
-	failing["data.json"] = &fstest.MapFile{Data: mustRead(t, "data.json", `"rehabilitation-referral": 400`, `"rehabilitation-referral": 401`)}
+	broken := withScenario("10")
+	broken["decision.rego"] = &fstest.MapFile{Data: []byte("package xborder\n\ndecision := \n")}
+	// Compiles, but its own scenario (and Rego test) expect n = 5 allowed.
+	failing := withScenario("3")
 
 	for name, fsys := range map[string]fs.FS{"parse error": broken, "failing scenarios": failing} {
 		t.Run("refuses "+name, func(t *testing.T) {
@@ -403,16 +410,14 @@ func TestEngineReload(t *testing.T) {
 			if st.LastError == "" || st.LastErrorAt.IsZero() {
 				t.Errorf("status = %+v, want the error recorded", st)
 			}
-			if d, err := e.Decide(ctx, s03(t)); err != nil || !d.Allow {
+			if d, err := e.Decide(ctx, small); err != nil || !d.Allow {
 				t.Errorf("the old policy no longer serves: %+v, %v", d, err)
 			}
 		})
 	}
 
 	t.Run("accepts a good change", func(t *testing.T) {
-		good := policyFiles(t)
-		good["data.json"] = &fstest.MapFile{Data: newAgreement(t)}
-		if err := e.Reload(ctx, good); err != nil {
+		if err := e.Reload(ctx, withScenario("20")); err != nil {
 			t.Fatal(err)
 		}
 		st := e.Status()
@@ -430,7 +435,7 @@ func newAgreement(t testing.TB) []byte {
 }
 
 func TestNewEngineRefusesFailingPolicy(t *testing.T) {
-	files := policyFiles(t)
+	files := tinyPolicy("10", "1")
 	files["extra_test.rego"] = &fstest.MapFile{Data: []byte("package xborder.extra_test\n\ntest_fails if false\n")}
 	if _, err := policy.NewEngine(context.Background(), files, policy.Options{Timeout: testTimeout, Logger: quiet}); err == nil {
 		t.Fatal("NewEngine started with a failing test")
@@ -439,15 +444,18 @@ func TestNewEngineRefusesFailingPolicy(t *testing.T) {
 
 func TestWatch(t *testing.T) {
 	dir := t.TempDir()
-	for p, f := range policyFiles(t) {
-		full := filepath.Join(dir, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, f.Data, 0o644); err != nil {
-			t.Fatal(err)
+	write := func(files fstest.MapFS) {
+		for p, f := range files {
+			full := filepath.Join(dir, filepath.FromSlash(p))
+			if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(full, f.Data, 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
+	write(tinyPolicy("10", "1"))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	e, err := policy.NewEngine(ctx, os.DirFS(dir), policy.Options{Timeout: testTimeout, Logger: quiet})
@@ -455,19 +463,19 @@ func TestWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	v0 := e.Current().Version
+	reloaded := make(chan *policy.Bundle, 4)
+	e.OnChange(func(_, new *policy.Bundle, _ error) { reloaded <- new })
 	done := make(chan struct{})
 	go func() { e.Watch(ctx, dir, 20*time.Millisecond); close(done) }()
 
-	data := newAgreement(t)
-	if err := os.WriteFile(filepath.Join(dir, "data.json"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for e.Current().Version == v0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("Watch did not reload; status %+v", e.Status())
+	write(tinyPolicy("20", "1"))
+	select { // the event, not a time: the engine tells its hook
+	case b := <-reloaded:
+		if b == nil || b.Version == v0 || e.Current().Version != b.Version {
+			t.Fatalf("Watch reloaded %v; status %+v", b, e.Status())
 		}
-		time.Sleep(20 * time.Millisecond)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("Watch did not reload; status %+v", e.Status())
 	}
 	cancel()
 	<-done
@@ -506,4 +514,10 @@ func BenchmarkDecideFreshGoroutine(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// tinyScenario is a scenario of tinyPolicy: message n, and whether it is
+// allowed.
+func tinyScenario(n int, allow bool) []byte {
+	return []byte(fmt.Sprintf(`{"name": "n=%d", "input": {"now": "2026-12-01T00:00:00Z", "message": {"n": %d}}, "expect": {"allow": %t}}`, n, n, allow))
 }
