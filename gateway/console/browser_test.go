@@ -69,6 +69,7 @@ func chromiumPath() string {
 // a compliance officer. No console error, page error or CSP violation is
 // allowed. Screenshots of every page go to a folder named in the log.
 func TestConsoleInBrowser(t *testing.T) {
+	t.Parallel()
 	chromium := chromiumPath()
 	if _, err := os.Stat(chromium); err != nil {
 		t.Skipf("no chromium at %s (apt-get install chromium): %v", chromium, err)

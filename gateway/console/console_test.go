@@ -18,6 +18,7 @@ var tokenRE = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
 // TestConsoleHTTP checks, without a browser, what every answer must
 // carry, who gets in, and that forms need the certificate's token.
 func TestConsoleHTTP(t *testing.T) {
+	t.Parallel()
 	env := gatewaytest.Start(t)
 	ctx := context.Background()
 	officer, other := env.Client("UN-UNOCT"), env.Client("KZ-MFA")

@@ -56,6 +56,7 @@ func adult21(t testing.TB) *policy.Bundle {
 var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 
 func TestSameCandidateChangesNothing(t *testing.T) {
+	t.Parallel()
 	b := mustLive(t)
 	g, err := impact.Synth(1, b, impact.DemoParties(), now)
 	if err != nil {
@@ -79,7 +80,8 @@ func TestSameCandidateChangesNothing(t *testing.T) {
 // every changed decision must be about someone 18 to 20 (now, or at the
 // time of the conduct for R7).
 func TestAdult21(t *testing.T) {
-	const n = 3000
+	t.Parallel()
+	const n = 1000
 	b, cand := mustLive(t), adult21(t)
 	g, _ := impact.Synth(7, b, impact.DemoParties(), now)
 	r, err := impact.Compare(context.Background(), b, cand, g, n, n)
@@ -127,6 +129,7 @@ func TestAdult21(t *testing.T) {
 }
 
 func TestShadow(t *testing.T) {
+	t.Parallel()
 	b, cand := mustLive(t), adult21(t)
 	s, err := impact.StartShadow(context.Background(), cand, b.Version, impact.ShadowOptions{For: time.Minute, Queue: 4})
 	if err != nil {
@@ -160,6 +163,7 @@ func TestShadow(t *testing.T) {
 }
 
 func TestCandidateRefuses(t *testing.T) {
+	t.Parallel()
 	tests := map[string][]tarEntry{
 		"dot-dot":  {{name: "../data.json", body: "{}"}},
 		"absolute": {{name: "/etc/data.json", body: "{}"}},

@@ -10,6 +10,7 @@ import (
 // An evaluation error is described by code and location only: a built-in's
 // message would quote the operand, which comes from the message.
 func TestEvaluationErrorsQuoteNoInput(t *testing.T) {
+	t.Parallel()
 	fsys := fstest.MapFS{
 		"p.rego": {Data: []byte(`package xborder
 

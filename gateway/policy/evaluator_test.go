@@ -6,6 +6,7 @@ import (
 )
 
 func TestEvaluatorPool(t *testing.T) {
+	t.Parallel()
 	p := newEvaluatorPool(1)
 
 	t.Run("runs the function before returning", func(t *testing.T) {

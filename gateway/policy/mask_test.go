@@ -30,6 +30,7 @@ func decode(t *testing.T, s string) map[string]any {
 }
 
 func TestMaskerShowsOnlyVocabularyAndFacts(t *testing.T) {
+	t.Parallel()
 	m := decode(t, canaryMessage)
 	mk := policy.Masker{Hash: func(ref string) string { return "h" + string(rune('0'+len(ref)%10)) }}
 	out, _ := json.Marshal(mk.Message(m))
@@ -52,6 +53,7 @@ func TestMaskerShowsOnlyVocabularyAndFacts(t *testing.T) {
 }
 
 func TestMaskerWithoutHashMasksReferences(t *testing.T) {
+	t.Parallel()
 	out, _ := json.Marshal(policy.Masker{}.Message(decode(t, canaryMessage)))
 	if strings.Contains(string(out), "CANARY") || !strings.Contains(string(out), `"ref":"[masked]"`) {
 		t.Errorf("references shown without a hash key: %s", out)
@@ -59,6 +61,7 @@ func TestMaskerWithoutHashMasksReferences(t *testing.T) {
 }
 
 func TestUnknownPurposeAndTypeAreMasked(t *testing.T) {
+	t.Parallel()
 	m := decode(t, `{"type":"aigerim.abenova","purpose":"aigerim-abenova","from":"KZ-MTSZN","to":"KZ-ABENOVA"}`)
 	out, _ := json.Marshal(policy.Masker{Participant: func(id string) bool { return id == "KZ-MTSZN" }}.Message(m))
 	if strings.Contains(strings.ToLower(string(out)), "abenova") {
@@ -70,6 +73,7 @@ func TestUnknownPurposeAndTypeAreMasked(t *testing.T) {
 }
 
 func TestLogPathsHideNamesOfTheSendersChoosing(t *testing.T) {
+	t.Parallel()
 	paths := policy.LogPaths([]string{"subject.canaryname", "record.canarysection.a", "subject.names", "canarytop", "record.gbv",
 		"consent.override.canary", "subject.documents.number"})
 	got, _ := json.Marshal(paths)
@@ -85,6 +89,7 @@ func TestLogPathsHideNamesOfTheSendersChoosing(t *testing.T) {
 
 // Logging an input anywhere is safe (STYLE 16).
 func TestInputLogValue(t *testing.T) {
+	t.Parallel()
 	var b strings.Builder
 	log := slog.New(slog.NewJSONHandler(&b, nil))
 	log.Info("x", "input", policy.Input{Now: "2026-12-01T00:00:00Z", Message: decode(t, canaryMessage)})

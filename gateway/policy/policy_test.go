@@ -57,6 +57,7 @@ func policyFiles(t testing.TB) fstest.MapFS {
 }
 
 func TestScenarios(t *testing.T) {
+	t.Parallel()
 	b := embedded(t)
 	names, err := policy.ScenarioFiles(policies.FS(), policy.ScenarioDir)
 	if err != nil {
@@ -86,6 +87,7 @@ func TestScenarios(t *testing.T) {
 }
 
 func TestExpectationCheckFails(t *testing.T) {
+	t.Parallel()
 	no, yes := false, true
 	days := 90
 	d := policy.Decision{Allow: true, Reasons: []policy.Reason{{Rule: "R10", Message: "m"}}, Redact: []string{"subject.location"},
@@ -114,6 +116,7 @@ func TestExpectationCheckFails(t *testing.T) {
 
 // The modules are as `opa fmt` writes them.
 func TestRegoFormatted(t *testing.T) {
+	t.Parallel()
 	files, err := fs.Glob(policies.FS(), "*.rego")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no modules: %v", err)
@@ -133,6 +136,7 @@ func TestRegoFormatted(t *testing.T) {
 }
 
 func TestLoadScenarioRejects(t *testing.T) {
+	t.Parallel()
 	fsys := fstest.MapFS{
 		"typo.json":     {Data: []byte(`{"name":"n","input":{"message":{}},"expect":{"allow":true,"rules_includes":["R1"]}}`)},
 		"no-allow.json": {Data: []byte(`{"name":"n","input":{"message":{}},"expect":{}}`)},
@@ -150,6 +154,7 @@ func TestLoadScenarioRejects(t *testing.T) {
 }
 
 func TestBundleTest(t *testing.T) {
+	t.Parallel()
 	b := embedded(t)
 	rep, err := b.Test(context.Background())
 	if err != nil {
@@ -169,6 +174,7 @@ func TestBundleTest(t *testing.T) {
 }
 
 func TestBundleTestReportsFailures(t *testing.T) {
+	t.Parallel()
 	files := tinyPolicy("10", "1")
 	files["extra_test.rego"] = &fstest.MapFile{Data: []byte("package xborder.extra_test\n\ntest_fails if false\n")}
 	// A scenario whose expectation the policy does not meet.
@@ -205,6 +211,7 @@ func mustRead(t testing.TB, name, old, new string) []byte {
 }
 
 func TestCompileRefusesForbiddenBuiltins(t *testing.T) {
+	t.Parallel()
 	bodies := map[string]string{
 		"http.send":          `x := http.send({"method": "GET", "url": "https://example.org"})`,
 		"net.lookup_ip_addr": `x := net.lookup_ip_addr("example.org")`,
@@ -233,6 +240,7 @@ func TestCompileRefusesForbiddenBuiltins(t *testing.T) {
 }
 
 func TestCompileErrors(t *testing.T) {
+	t.Parallel()
 	tests := map[string]fstest.MapFS{
 		"no rego":        {"data.json": {Data: []byte(`{}`)}},
 		"parse error":    {"a.rego": {Data: []byte("package a\n\nx := \n")}},
@@ -261,6 +269,7 @@ func s03(t testing.TB) policy.Input {
 }
 
 func TestDecideFailsClosed(t *testing.T) {
+	t.Parallel()
 	modules := map[string]string{
 		"undefined entrypoint":      "package other\n\nx := 1\n",
 		"malformed decision":        "package xborder\n\ndecision := {\"allow\": \"yes\"}\n",
@@ -309,6 +318,7 @@ _pairs := [1 | some i in numbers.range(1, 5000); some j in numbers.range(1, 5000
 `
 
 func TestDecideTimeout(t *testing.T) {
+	t.Parallel()
 	b, err := policy.Compile(context.Background(), fstest.MapFS{"slow.rego": {Data: []byte(slowModule)}},
 		policy.Options{Timeout: 20 * time.Millisecond, Logger: quiet})
 	if err != nil {
@@ -334,6 +344,7 @@ func TestDecideTimeout(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
+	t.Parallel()
 	base := policyFiles(t)
 	v0, err := policy.Digest(base)
 	if err != nil {
@@ -377,6 +388,7 @@ func TestVersion(t *testing.T) {
 }
 
 func TestEngineReload(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	withScenario := func(limit string) fstest.MapFS {
 		files := tinyPolicy(limit, "1")
@@ -435,6 +447,7 @@ func newAgreement(t testing.TB) []byte {
 }
 
 func TestNewEngineRefusesFailingPolicy(t *testing.T) {
+	t.Parallel()
 	files := tinyPolicy("10", "1")
 	files["extra_test.rego"] = &fstest.MapFile{Data: []byte("package xborder.extra_test\n\ntest_fails if false\n")}
 	if _, err := policy.NewEngine(context.Background(), files, policy.Options{Timeout: testTimeout, Logger: quiet}); err == nil {
@@ -443,6 +456,7 @@ func TestNewEngineRefusesFailingPolicy(t *testing.T) {
 }
 
 func TestWatch(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	write := func(files fstest.MapFS) {
 		for p, f := range files {

@@ -12,6 +12,7 @@ import (
 )
 
 func TestCompileRefusesDataOutsideTheSchema(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, old, new string
 		field          string
@@ -39,6 +40,7 @@ func TestCompileRefusesDataOutsideTheSchema(t *testing.T) {
 }
 
 func TestDataSchemaAcceptsTheShippedData(t *testing.T) {
+	t.Parallel()
 	embedded(t) // compiles, schema included
 	if len(policy.DataSchema()) == 0 {
 		t.Fatal("no schema")
@@ -46,6 +48,7 @@ func TestDataSchemaAcceptsTheShippedData(t *testing.T) {
 }
 
 func TestOnChange(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e, err := policy.NewEngine(ctx, tinyPolicy("10", "1"), policy.Options{Logger: quiet})
 	if err != nil {
@@ -89,6 +92,7 @@ func TestOnChange(t *testing.T) {
 }
 
 func TestRuleMapCoversEveryRule(t *testing.T) {
+	t.Parallel()
 	refs, err := embedded(t).RuleMap()
 	if err != nil {
 		t.Fatal(err)

@@ -41,6 +41,7 @@ j[k] := 1 if some k in data.cfg.list
 `
 
 func TestSeedsAreTheDataOnlyRules(t *testing.T) {
+	t.Parallel()
 	fsys := fstest.MapFS{
 		"p.rego":    {Data: []byte(seedModule)},
 		"q.rego":    {Data: []byte("package q\n\nz := input.y\n")},
@@ -69,6 +70,7 @@ func TestSeedsAreTheDataOnlyRules(t *testing.T) {
 // Seeding changes no decision: every scenario decides alike with and
 // without it, also concurrently (run with -race).
 func TestSeededDecisionsMatch(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	seeded, err := Compile(ctx, policies.FS(), Options{Timeout: testTimeout})
 	if err != nil {

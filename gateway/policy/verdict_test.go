@@ -32,6 +32,7 @@ test_small if xborder.decision.allow with input as {"message": {"n": ` + testLim
 // A version that passed once is not tested again under the same program;
 // a changed one is; a failing one is never remembered.
 func TestVerdictsRemembered(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
 	var logs bytes.Buffer
@@ -83,6 +84,7 @@ func TestVerdictsRemembered(t *testing.T) {
 
 // A remembered verdict under another program does not count.
 func TestVerdictOfAnotherProgram(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
 	var logs bytes.Buffer
