@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
@@ -44,30 +44,67 @@ func (b *Bundle) decide(ctx context.Context, in Input, timeout time.Duration) (D
 		// never let a fast evaluation through.
 		return Deny("the policy evaluation was cancelled"), fmt.Errorf("policy: evaluate: %w", err)
 	}
-	opts := []rego.EvalOption{rego.EvalParsedInput(value)}
-	if b.seeds != nil {
-		opts = append(opts, rego.EvalVirtualCache(b.seeds.evalCache()))
-	}
-	var rs rego.ResultSet
-	evaluators().do(func() { rs, err = b.query.Eval(ctx, opts...) })
+	var d Decision
+	evaluators().do(func() { d, err = b.eval(ctx, value) })
+	return d, err
+}
+
+// resultVar is the variable the compiled query binds the decision to.
+const resultVar = ast.Var("result")
+
+// eval runs the compiled entrypoint query on the interpreter, as the rego
+// package's prepared query would (strict built-in errors, indexing, early
+// exit, the same compiler and store), without what a decision does not use:
+// metrics, a goroutine watching the context, the decision converted to Go
+// values and back. A denial comes with every error.
+func (b *Bundle) eval(ctx context.Context, input ast.Value) (Decision, error) {
+	txn, err := b.docs.NewTransaction(ctx)
 	if err != nil {
-		if ctx.Err() != nil {
-			return Deny("the policy evaluation timed out"), fmt.Errorf("policy: evaluate: %w", ctx.Err())
-		}
+		return Deny("the policy evaluation failed"), fmt.Errorf("policy: evaluate: %w", err)
+	}
+	defer b.docs.Abort(ctx, txn)
+	// The deadline and the caller's cancellation stop the interpreter.
+	cancel := topdown.NewCancel()
+	stop := context.AfterFunc(ctx, cancel.Cancel)
+	defer stop()
+	q := topdown.NewQuery(b.query).
+		WithCompiler(b.compiler).
+		WithStore(b.docs).
+		WithTransaction(txn).
+		WithInput(ast.NewTerm(input)).
+		WithStrictBuiltinErrors(true).
+		WithCancel(cancel).
+		WithMetrics(noMetrics)
+	if b.seeds != nil {
+		q = q.WithVirtualCache(b.seeds.evalCache())
+	}
+	var (
+		value *ast.Term
+		n     int
+	)
+	err = q.Iter(ctx, func(qr topdown.QueryResult) error {
+		n++
+		value = qr[resultVar]
+		return nil
+	})
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return Deny("the policy evaluation timed out"), fmt.Errorf("policy: evaluate: %w", ctx.Err())
+	case err != nil:
 		return Deny("the policy evaluation failed"), fmt.Errorf("policy: evaluate: %s", describe(err))
-	}
-	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+	case n == 0 || value == nil:
 		return Deny("the policy gave no decision"), ErrUndefined
-	}
-	if len(rs) > 1 {
+	case n > 1:
 		return Deny("the policy gave more than one decision"), errors.New("policy: more than one decision")
 	}
-	d, err := parseDecision(rs[0].Expressions[0].Value)
+	d, err := readDecision(value.Value)
 	if err != nil {
 		return Deny("the policy gave a malformed decision"), err
 	}
 	return d, nil
 }
+
+var noMetrics = metrics.NoOp()
 
 // inputValue converts the input to an AST value without a JSON round trip.
 // Strings the policy data knows (field names, purposes, roles, participant
@@ -200,59 +237,60 @@ func knownStrings(data any) map[string]ast.Value {
 	return out
 }
 
-// parseDecision checks the shape of the entrypoint's value strictly: every
-// field of DOMAIN.md §7 present and of its type.
-func parseDecision(v any) (Decision, error) {
+// readDecision reads the entrypoint's value strictly, as it is (no
+// conversion to Go values): every field of DOMAIN.md §7 present and of its
+// type.
+func readDecision(v ast.Value) (Decision, error) {
 	bad := func(what string) (Decision, error) {
 		return Decision{}, fmt.Errorf("policy: malformed decision: %s", what)
 	}
-	obj, ok := v.(map[string]any)
+	obj, ok := v.(ast.Object)
 	if !ok {
 		return bad("not an object")
 	}
 	var d Decision
-	if d.Allow, ok = obj["allow"].(bool); !ok {
+	if d.Allow, ok = boolean(obj.Get(keyAllow)); !ok {
 		return bad("allow is not a boolean")
 	}
-	reasons, ok := obj["reasons"].([]any)
+	reasons, ok := elements(obj.Get(keyReasons))
 	if !ok {
 		return bad("reasons is not an array")
 	}
 	d.Reasons = make([]Reason, 0, len(reasons))
 	for _, r := range reasons {
-		ro, ok := r.(map[string]any)
+		ro, ok := r.Value.(ast.Object)
 		if !ok {
 			return bad("a reason is not an object")
 		}
-		rule, ok1 := ro["rule"].(string)
-		msg, ok2 := ro["message"].(string)
+		rule, ok1 := str(ro.Get(keyRule))
+		msg, ok2 := str(ro.Get(keyMessage))
 		if !ok1 || !ok2 || rule == "" {
 			return bad("a reason lacks rule or message")
 		}
 		d.Reasons = append(d.Reasons, Reason{Rule: rule, Message: msg})
 	}
-	redact, ok := obj["redact"].([]any)
+	redact, ok := elements(obj.Get(keyRedact))
 	if !ok {
 		return bad("redact is not an array")
 	}
 	d.Redact = make([]string, 0, len(redact))
 	for _, p := range redact {
-		s, ok := p.(string)
+		s, ok := str(p)
 		if !ok || s == "" {
 			return bad("a redact path is not a string")
 		}
 		d.Redact = append(d.Redact, s)
 	}
-	ob, ok := obj["obligations"].(map[string]any)
+	ob, ok := value(obj.Get(keyObligations)).(ast.Object)
 	if !ok {
 		return bad("obligations is not an object")
 	}
-	days, err := wholeNumber(ob["retention_days"])
+	days, err := wholeNumber(ob.Get(keyRetentionDays))
 	if err != nil {
 		return bad("obligations.retention_days is not a whole number")
 	}
 	d.Obligations.RetentionDays = days
-	if d.Obligations.Review, ok = ob["review"].(bool); !ok {
+	if d.Obligations.Review, ok = boolean(ob.Get(keyReview)); !ok {
 		return bad("obligations.review is not a boolean")
 	}
 	if !d.Allow && len(d.Reasons) == 0 {
@@ -261,21 +299,62 @@ func parseDecision(v any) (Decision, error) {
 	return d, nil
 }
 
-func wholeNumber(v any) (int, error) {
-	switch n := v.(type) {
-	case json.Number:
-		i, err := n.Int64()
-		if err != nil || i < 0 {
-			return 0, errors.New("not a whole number")
-		}
-		return int(i), nil
-	case float64:
-		if n < 0 || n != float64(int(n)) {
-			return 0, errors.New("not a whole number")
-		}
-		return int(n), nil
+var (
+	keyAllow         = ast.StringTerm("allow")
+	keyReasons       = ast.StringTerm("reasons")
+	keyRedact        = ast.StringTerm("redact")
+	keyObligations   = ast.StringTerm("obligations")
+	keyRetentionDays = ast.StringTerm("retention_days")
+	keyReview        = ast.StringTerm("review")
+	keyRule          = ast.StringTerm("rule")
+	keyMessage       = ast.StringTerm("message")
+)
+
+// value is t's value, nil for an absent member.
+func value(t *ast.Term) ast.Value {
+	if t == nil {
+		return nil
 	}
-	return 0, errors.New("not a number")
+	return t.Value
+}
+
+func boolean(t *ast.Term) (bool, bool) {
+	b, ok := value(t).(ast.Boolean)
+	return bool(b), ok
+}
+
+func str(t *ast.Term) (string, bool) {
+	s, ok := value(t).(ast.String)
+	return string(s), ok
+}
+
+// elements are the members of an array, or of a set in its iteration order
+// (a set reads as an array in JSON, as the rego package gives it).
+func elements(t *ast.Term) ([]*ast.Term, bool) {
+	switch v := value(t).(type) {
+	case *ast.Array:
+		out := make([]*ast.Term, 0, v.Len())
+		v.Foreach(func(e *ast.Term) { out = append(out, e) })
+		return out, true
+	case ast.Set:
+		out := make([]*ast.Term, 0, v.Len())
+		v.Foreach(func(e *ast.Term) { out = append(out, e) })
+		return out, true
+	}
+	return nil, false
+}
+
+// wholeNumber reads a non-negative integer, as json.Number.Int64 reads it.
+func wholeNumber(t *ast.Term) (int, error) {
+	n, ok := value(t).(ast.Number)
+	if !ok {
+		return 0, errors.New("not a number")
+	}
+	i, err := json.Number(n).Int64()
+	if err != nil || i < 0 {
+		return 0, errors.New("not a whole number")
+	}
+	return int(i), nil
 }
 
 // describe names an evaluation error by its OPA code and Rego location
