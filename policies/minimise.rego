@@ -51,11 +51,8 @@ removals[key] := {"rule": "R10", "message": "removed an unlisted top-level field
 # the members of a structured field that passes outside those DOMAIN §4-§5
 # define for it (in every element of an array of objects).
 removals[path] := {"rule": "R10", "message": sprintf("removed %s: %s carries only the members DOMAIN §4-§5 define for it", [shown, parent])} if {
-	some parent, allowed in _member_lists
-	parts := split(parent, ".")
-	_passes(parts)
-	some key in _member_names(object.get(lib.msg, parts, null))
-	not key in allowed
+	some parent, [value, allowed] in _structured
+	some key in (_member_names(value) - allowed)
 	path := concat(".", [parent, key])
 	shown := _shown_member(parent, key, path)
 }
@@ -194,20 +191,22 @@ _member_lists := object.union(_members, {"consent": _entry.consent}) if {
 	_entry.consent
 } else := _members
 
-# _passes(parts): the field at parts reaches the recipient as far as its own
-# name goes: consent (a protocol field), a field of subject or record that
-# is not removed, or a member of consent that is not removed.
-_passes(["consent"]) if is_object(lib.consent)
+# _structured: parent path -> [its value, the member names it may carry] for
+# each structured field that reaches the recipient as far as its own name
+# goes: consent (a protocol field), a field of subject or record that is
+# not removed, or a member of consent that is not removed. Set operations
+# pick them, so that the work follows the fields present, not the data.
+_structured["consent"] := [lib.msg.consent, _member_lists.consent]
 
-_passes([section, field]) if {
-	section in _sections
-	field in _present[section]
-	not field in _removed[section]
+_structured[parent] := [lib.msg[section][field], _member_lists[parent]] if {
+	some section in _sections
+	some field in ((_present[section] - _removed[section]) & _member_fields[section])
+	parent := concat(".", [section, field])
 }
 
-_passes(["consent", member]) if {
-	member in object.keys(lib.consent)
-	member in _member_lists.consent
+_structured[parent] := [lib.msg.consent[member], _member_lists[parent]] if {
+	some member in ((object.keys(lib.consent) & _member_lists.consent) & _member_fields.consent)
+	parent := concat(".", ["consent", member])
 }
 
 # The member names of an object, or of every object in an array.
@@ -222,8 +221,7 @@ _shown(section, field, path) := path if {
 } else := sprintf("an unlisted field of %s", [section])
 
 _shown_member(parent, key, path) := path if {
-	some known in _member_lists_all[parent]
-	key == known
+	key in _member_lists_all[parent]
 } else := sprintf("an unlisted member of %s", [parent])
 
 # --- data category of a path, for the reason sentence ---------------------
@@ -288,6 +286,15 @@ _members := {parent: {m | some m in names} | some parent, names in cfg.members}
 
 # Every member name the data knows for a parent (for reason sentences).
 _member_lists_all := _members
+
+# section -> the fields of subject, record and consent that have members
+# of their own in the data ("subject.names" -> "names" under "subject").
+_member_fields := {section: {field |
+	some parent, _ in cfg.members
+	[section, field] = split(parent, ".")
+} |
+	some section in _all_sections
+}
 
 # section -> every field name the data knows in it: the allow-lists and the
 # levels (a field the data names may be named in a reason).
