@@ -75,9 +75,13 @@ func (b *Bundle) eval(ctx context.Context, input ast.Value) (Decision, error) {
 		WithStrictBuiltinErrors(true).
 		WithCancel(cancel).
 		WithMetrics(noMetrics)
+	var seed *refTable
 	if b.seeds != nil {
-		q = q.WithVirtualCache(b.seeds.evalCache())
+		seed = b.seeds.cache
 	}
+	cache := newDecisionCache(seed)
+	defer cache.release()
+	q = q.WithVirtualCache(cache)
 	var (
 		value *ast.Term
 		n     int
