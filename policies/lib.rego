@@ -37,6 +37,12 @@ consent := v if {
 	is_object(v)
 }
 
+# The member names of subject and record, computed once for the rules
+# that ask whether a field is present and for minimisation.
+subject_fields := object.keys(subject)
+
+record_fields := object.keys(record)
+
 # A response answers an accepted request (R15); policy data maps each
 # response type to the request type it answers.
 is_response if cfg.responses[type]

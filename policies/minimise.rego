@@ -62,7 +62,7 @@ _sections := ["subject", "record"]
 _all_sections := ["subject", "record", "consent"]
 
 # The fields of each section that are present.
-_present := {"subject": object.keys(lib.subject), "record": object.keys(lib.record)}
+_present := {"subject": lib.subject_fields, "record": lib.record_fields}
 
 # The removed fields of each section: those not on the allow-list, those on
 # it whose condition is not met (_blocked), and those that a rule of its own
