@@ -49,13 +49,31 @@ removals[key] := {"rule": "R10", "message": "removed an unlisted top-level field
 # The members of consent outside DOMAIN §5 (or outside the allow-list
 # entry's own consent list, e.g. a withdrawal carries consent.id only), and
 # the members of a structured field that passes outside those DOMAIN §4-§5
-# define for it (in every element of an array of objects).
-removals[path] := {"rule": "R10", "message": sprintf("removed %s: %s carries only the members DOMAIN §4-§5 define for it", [shown, parent])} if {
-	some parent, [value, allowed] in _structured
-	some key in (_member_names(value) - allowed)
-	path := concat(".", [parent, key])
-	shown := _shown_member(parent, key, path)
+# define for it (in every element of an array of objects): of consent, of
+# the fields of subject and record that are not removed, and of the members
+# of consent that are not removed. Set operations pick the structured
+# fields present, so that the work follows the message, not the data.
+removals[path] := _not_a_member("consent", key, path) if {
+	some key in (_member_names(lib.msg.consent) - _member_lists.consent)
+	path := concat(".", ["consent", key])
 }
+
+removals[path] := _not_a_member(parent, key, path) if {
+	some section in _sections
+	some field in ((_present[section] - _removed[section]) & _member_fields[section])
+	parent := concat(".", [section, field])
+	some key in (_member_names(lib.msg[section][field]) - _member_lists[parent])
+	path := concat(".", [parent, key])
+}
+
+removals[path] := _not_a_member(parent, key, path) if {
+	some member in ((object.keys(lib.consent) & _member_lists.consent) & _member_fields.consent)
+	parent := concat(".", ["consent", member])
+	some key in (_member_names(lib.msg.consent[member]) - _member_lists[parent])
+	path := concat(".", [parent, key])
+}
+
+_not_a_member(parent, key, path) := {"rule": "R10", "message": sprintf("removed %s: %s carries only the members DOMAIN §4-§5 define for it", [_shown_member(parent, key, path), parent])}
 
 _sections := ["subject", "record"]
 
@@ -190,24 +208,6 @@ _biometrics_ok if {
 _member_lists := object.union(_members, {"consent": _entry.consent}) if {
 	_entry.consent
 } else := _members
-
-# _structured: parent path -> [its value, the member names it may carry] for
-# each structured field that reaches the recipient as far as its own name
-# goes: consent (a protocol field), a field of subject or record that is
-# not removed, or a member of consent that is not removed. Set operations
-# pick them, so that the work follows the fields present, not the data.
-_structured["consent"] := [lib.msg.consent, _member_lists.consent]
-
-_structured[parent] := [lib.msg[section][field], _member_lists[parent]] if {
-	some section in _sections
-	some field in ((_present[section] - _removed[section]) & _member_fields[section])
-	parent := concat(".", [section, field])
-}
-
-_structured[parent] := [lib.msg.consent[member], _member_lists[parent]] if {
-	some member in ((object.keys(lib.consent) & _member_lists.consent) & _member_fields.consent)
-	parent := concat(".", ["consent", member])
-}
 
 # The member names of an object, or of every object in an array.
 _member_names(v) := object.keys(v) if is_object(v)
