@@ -77,6 +77,7 @@ type Bundle struct {
 	compiler *ast.Compiler
 	query    ast.Body
 	docs     storage.Store        // the policy data
+	roots    dataRoots            // the data as the store returns it (cache.go)
 	seeds    *seeds               // the data-only rules, evaluated once (seed.go)
 	strings  map[string]ast.Value // the strings of the data, shared by inputs (decide.go)
 }
@@ -178,6 +179,9 @@ func Compile(ctx context.Context, fsys fs.FS, opts Options) (*Bundle, error) {
 		return nil, fmt.Errorf("policy: prepare: %w", err)
 	}
 	b.compiler, b.query, b.docs = sc, query, store
+	if b.roots, err = readDataRoots(ctx, store); err != nil {
+		return nil, fmt.Errorf("policy: prepare: %w", err)
+	}
 
 	// The rules that read data only are evaluated once, here (seed.go).
 	if b.seeds, err = seed(ctx, sc, store, seedTimeout(opts.Timeout)); err != nil {

@@ -1,9 +1,12 @@
 package policy
 
 import (
+	"context"
+	"fmt"
 	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
@@ -130,6 +133,7 @@ func (t *refTable) reset() {
 type decisionCache struct {
 	seed   *refTable   // read-only, shared; nil when nothing is seeded
 	frames []*refTable // frames[0] is the decision's own
+	data   dataCache   // the base documents (below)
 }
 
 var _ topdown.VirtualCache = (*decisionCache)(nil)
@@ -142,11 +146,12 @@ var decisionCaches = sync.Pool{New: func() any {
 	return &decisionCache{frames: []*refTable{newRefTable(decisionCacheSize)}}
 }}
 
-// newDecisionCache returns an empty cache over seed (which may be nil).
-// Give it back with release when the decision is done.
-func newDecisionCache(seed *refTable) *decisionCache {
+// newDecisionCache returns an empty cache over seed (which may be nil)
+// and the data roots. Give it back with release when the decision is done.
+func newDecisionCache(seed *refTable, roots dataRoots) *decisionCache {
 	c := decisionCaches.Get().(*decisionCache)
 	c.seed = seed
+	c.data.roots = roots
 	return c
 }
 
@@ -156,6 +161,9 @@ func (c *decisionCache) release() {
 	clear(c.frames[1:])
 	c.frames = c.frames[:1]
 	c.seed = nil
+	c.data.roots = nil
+	clear(c.data.own)
+	c.data.own = c.data.own[:0]
 	decisionCaches.Put(c)
 }
 
@@ -181,3 +189,84 @@ func (c *decisionCache) Put(ref ast.Ref, value *ast.Term) {
 }
 
 func (c *decisionCache) Keys() []ast.Ref { return c.frames[len(c.frames)-1].keys() }
+
+// The interpreter also caches the base documents (the policy data) it
+// reads, in a cache of its own per decision: every decision read the same
+// data from the store again (a path, a read, a trie of Go maps). The data
+// of a bundle never changes, so dataCache serves every read below a
+// top-level key of the data from the values read once at compile
+// (dataRoots), and keeps only what the data does not have (a missing path,
+// read again from the store by each decision, as before) in a small cache
+// of the decision's own.
+
+// dataRoots are the values of the top-level keys of a bundle's data, as
+// the store returns them; read-only.
+type dataRoots map[ast.String]ast.Value
+
+func readDataRoots(ctx context.Context, store storage.Store) (dataRoots, error) {
+	root, err := storage.ReadOne(ctx, store, storage.Path{})
+	if err != nil {
+		return nil, err
+	}
+	obj, ok := root.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("policy: data root is %T, not an object", root)
+	}
+	roots := dataRoots{}
+	obj.Foreach(func(k, v *ast.Term) {
+		if s, ok := k.Value.(ast.String); ok && s != ast.String(ast.SystemDocumentKey) {
+			roots[s] = v.Value
+		}
+	})
+	return roots, nil
+}
+
+// get is topdown.BaseCache's Get for a ref data.<key>...: nil when the data
+// has no such path (the interpreter then asks the store).
+func (r dataRoots) get(ref ast.Ref) ast.Value {
+	if len(ref) < 2 || !ref[0].Equal(ast.DefaultRootDocument) {
+		return nil
+	}
+	key, ok := ref[1].Value.(ast.String)
+	if !ok {
+		return nil
+	}
+	v, ok := r[key]
+	if !ok {
+		return nil
+	}
+	v, err := v.Find(ref[2:])
+	if err != nil {
+		return nil
+	}
+	return v
+}
+
+// dataCache is the base-document cache of one decision.
+type dataCache struct {
+	roots dataRoots
+	own   []dataEntry // reads beyond the roots, few
+}
+
+type dataEntry struct {
+	ref   ast.Ref
+	value ast.Value
+}
+
+var _ topdown.BaseCache = (*dataCache)(nil)
+
+func (c *dataCache) Get(ref ast.Ref) ast.Value {
+	if v := c.roots.get(ref); v != nil {
+		return v
+	}
+	for _, e := range c.own {
+		if e.ref.Equal(ref) {
+			return e.value
+		}
+	}
+	return nil
+}
+
+func (c *dataCache) Put(ref ast.Ref, value ast.Value) {
+	c.own = append(c.own, dataEntry{ref: ref.Copy(), value: value})
+}

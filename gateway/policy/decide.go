@@ -79,9 +79,9 @@ func (b *Bundle) eval(ctx context.Context, input ast.Value) (Decision, error) {
 	if b.seeds != nil {
 		seed = b.seeds.cache
 	}
-	cache := newDecisionCache(seed)
+	cache := newDecisionCache(seed, b.roots)
 	defer cache.release()
-	q = q.WithVirtualCache(cache)
+	q = q.WithVirtualCache(cache).WithBaseCache(&cache.data)
 	var (
 		value *ast.Term
 		n     int
