@@ -226,16 +226,10 @@ _shown_member(parent, key, path) := path if {
 
 # --- data category of a path, for the reason sentence ---------------------
 
-_level(section, field) := "L4" if {
-	field in _levels.L4[section]
-} else := "L3" if {
-	field in _levels.L3[section]
-} else := "L3: a child's core identity" if {
-	field in _levels.L2[section]
+_level(section, field) := "L3: a child's core identity" if {
+	_levels_of[section][field] == "L2"
 	age.child_in_message
-} else := "L2" if {
-	field in _levels.L2[section]
-} else := "unlisted field"
+} else := object.get(_levels_of[section], field, "unlisted field")
 
 # --- views of the data (no input: computed once per policy version) -------
 
@@ -270,6 +264,22 @@ _levels := {level: {section: {substring(path, count(section) + 1, -1) |
 	some section in _sections
 } |
 	some level, paths in cfg.levels
+}
+
+# section -> field -> the first of L4, L3, L2 that lists it.
+_levels_of := {section: {field: level |
+	some field in _leveled(section)
+	level := _first_level(section, field)
+} |
+	some section in _sections
+}
+
+_first_level(section, field) := "L4" if {
+	field in _levels.L4[section]
+} else := "L3" if {
+	field in _levels.L3[section]
+} else := "L2" if {
+	field in _levels.L2[section]
 }
 
 # The L4 fields of each section.
