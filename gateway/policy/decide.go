@@ -110,80 +110,109 @@ func (b *Bundle) eval(ctx context.Context, input ast.Value) (Decision, error) {
 
 var noMetrics = metrics.NoOp()
 
-// inputValue converts the input to an AST value without a JSON round trip.
-// Strings the policy data knows (field names, purposes, roles, participant
-// ids, catalogue values) are shared from the bundle's table instead of
-// being allocated for every decision.
+// inputValue converts the input to an AST value without a JSON round trip
+// or intermediate Go maps. Strings the policy data knows (field names,
+// purposes, roles, participant ids, catalogue values) are shared from the
+// bundle's table instead of being allocated for every decision.
 func (b *Bundle) inputValue(in Input) (ast.Value, error) {
-	c := converter{strings: b.strings}
-	obj := map[string]any{
-		"now":               in.Now,
-		"message":           in.Message,
-		"sender":            partyMap(in.Sender),
-		"recipient":         partyMap(in.Recipient),
-		"consent_withdrawn": in.ConsentWithdrawn,
-	}
-	if in.Request != nil {
-		obj["request"] = map[string]any{
-			"id":                   in.Request.ID,
-			"type":                 in.Request.Type,
-			"from":                 in.Request.From,
-			"to":                   in.Request.To,
-			"purpose":              in.Request.Purpose,
-			"requested_assertions": in.Request.RequestedAssertions,
-		}
-	}
-	v, err := c.value(obj)
+	c := converter{known: b.strings}
+	msg, err := c.value(in.Message)
 	if err != nil {
 		return nil, fmt.Errorf("policy: input: %w", err)
 	}
-	return v, nil
+	o := c.object(6)
+	o.add("now", c.str(in.Now))
+	o.add("message", msg)
+	o.add("sender", c.party(in.Sender))
+	o.add("recipient", c.party(in.Recipient))
+	o.add("consent_withdrawn", ast.Boolean(in.ConsentWithdrawn))
+	if r := in.Request; r != nil {
+		ro := c.object(6)
+		ro.add("id", c.str(r.ID))
+		ro.add("type", c.str(r.Type))
+		ro.add("from", c.str(r.From))
+		ro.add("to", c.str(r.To))
+		ro.add("purpose", c.str(r.Purpose))
+		ro.add("requested_assertions", c.strings(r.RequestedAssertions))
+		o.add("request", ro.value())
+	}
+	return o.value(), nil
 }
 
-func partyMap(p Party) map[string]any {
-	m := map[string]any{
-		"id":        p.ID,
-		"kind":      p.Kind,
-		"roles":     p.Roles,
-		"suspended": p.Suspended,
-	}
+func (c converter) party(p Party) ast.Value {
+	o := c.object(5)
+	o.add("id", c.str(p.ID))
+	o.add("kind", c.str(p.Kind))
+	o.add("roles", c.strings(p.Roles))
+	o.add("suspended", ast.Boolean(p.Suspended))
 	if p.Country != "" {
-		m["country"] = p.Country
+		o.add("country", c.str(p.Country))
 	}
-	return m
+	return o.value()
 }
 
 // converter turns generic JSON values into AST values, as
 // ast.InterfaceToValue does, sharing the known strings.
 type converter struct {
-	strings map[string]ast.Value // read-only
+	known map[string]ast.Value // read-only
 }
 
 func (c converter) str(s string) ast.Value {
-	if v, ok := c.strings[s]; ok {
+	if v, ok := c.known[s]; ok {
 		return v
 	}
 	return ast.String(s)
+}
+
+// objectBuilder collects the members of an object: its terms in one block.
+type objectBuilder struct {
+	c     converter
+	terms []ast.Term
+	pairs [][2]*ast.Term
+}
+
+func (c converter) object(n int) *objectBuilder {
+	return &objectBuilder{c: c, terms: make([]ast.Term, 0, 2*n), pairs: make([][2]*ast.Term, 0, n)}
+}
+
+func (o *objectBuilder) add(key string, v ast.Value) {
+	i := len(o.terms)
+	o.terms = append(o.terms, ast.Term{Value: o.c.str(key)}, ast.Term{Value: v})
+	o.pairs = append(o.pairs, [2]*ast.Term{&o.terms[i], &o.terms[i+1]})
+}
+
+func (o *objectBuilder) value() ast.Value { return ast.NewObject(o.pairs...) }
+
+func (c converter) strings(ss []string) ast.Value {
+	terms := make([]ast.Term, len(ss))
+	ptrs := make([]*ast.Term, len(ss))
+	for i, e := range ss {
+		terms[i].Value = c.str(e)
+		ptrs[i] = &terms[i]
+	}
+	return ast.NewArray(ptrs...)
 }
 
 func (c converter) value(x any) (ast.Value, error) {
 	switch x := x.(type) {
 	case string:
 		return c.str(x), nil
-	case map[string]any:
-		terms := make([]ast.Term, 2*len(x))
-		pairs := make([][2]*ast.Term, 0, len(x))
-		i := 0
+	case json.Number:
+		return ast.Number(x), nil
+	case bool:
+		return ast.Boolean(x), nil
+	case nil:
+		return ast.NullValue, nil
+	case map[string]any: // nil too: an empty object, as before
+		o := c.object(len(x))
 		for k, v := range x {
 			val, err := c.value(v)
 			if err != nil {
 				return nil, err
 			}
-			terms[i].Value, terms[i+1].Value = c.str(k), val
-			pairs = append(pairs, [2]*ast.Term{&terms[i], &terms[i+1]})
-			i += 2
+			o.add(k, val)
 		}
-		return ast.NewObject(pairs...), nil
+		return o.value(), nil
 	case []any:
 		terms := make([]ast.Term, len(x))
 		ptrs := make([]*ast.Term, len(x))
@@ -197,13 +226,7 @@ func (c converter) value(x any) (ast.Value, error) {
 		}
 		return ast.NewArray(ptrs...), nil
 	case []string:
-		terms := make([]ast.Term, len(x))
-		ptrs := make([]*ast.Term, len(x))
-		for i, e := range x {
-			terms[i].Value = c.str(e)
-			ptrs[i] = &terms[i]
-		}
-		return ast.NewArray(ptrs...), nil
+		return c.strings(x), nil
 	}
 	return ast.InterfaceToValue(x)
 }
