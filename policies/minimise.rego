@@ -36,8 +36,7 @@ removals[path] := why if {
 
 # A subject, record or consent that is not an object is removed whole.
 removals[section] := {"rule": "R10", "message": sprintf("removed %s: it is not an object", [section])} if {
-	some section in _all_sections
-	value := lib.msg[section]
+	some section, value in object.filter(lib.msg, _all_sections)
 	not is_object(value)
 }
 
@@ -60,7 +59,7 @@ removals[path] := _not_a_member("consent", key, path) if {
 
 removals[path] := _not_a_member(parent, key, path) if {
 	some section in _sections
-	some field in ((_present[section] - _removed[section]) & _member_fields[section])
+	some field in ((_present[section] & _member_fields[section]) - _removed[section])
 	parent := concat(".", [section, field])
 	some key in (_member_names(lib.msg[section][field]) - _member_lists[parent])
 	path := concat(".", [parent, key])
