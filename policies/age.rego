@@ -31,18 +31,13 @@ _estimate := floor(lib.subject.age_estimate) if {
 # §4, or an age_estimate that is not a non-negative number, is bad input:
 # the message is denied (R1), never read as an unknown age.
 deny contains {"rule": "R1", "message": "subject.birth_date is not a real date of the form YYYY-MM-DD, YYYY-MM or YYYY"} if {
-	_has(lib.subject, "birth_date")
+	"birth_date" in lib.subject_fields
 	not birth
 }
 
 deny contains {"rule": "R1", "message": "subject.age_estimate is not a non-negative number of years"} if {
-	_has(lib.subject, "age_estimate")
+	"age_estimate" in lib.subject_fields
 	not _estimate_valid
-}
-
-_has(obj, key) if {
-	some k, _ in obj
-	k == key
 }
 
 _estimate_valid if {

@@ -57,7 +57,16 @@ _input_denials contains {"rule": "R1", "message": "input.message is not an objec
 	not is_object(input.message)
 }
 
-denials := ((((((_input_denials | parties.deny) | purpose.deny) | agreement.deny) | age.deny) | children.deny) | consent.deny) | response.deny
+denials := union({
+	_input_denials,
+	parties.deny,
+	purpose.deny,
+	agreement.deny,
+	age.deny,
+	children.deny,
+	consent.deny,
+	response.deny,
+})
 
 # Only a message that the purpose catalogue and an agreement positively
 # permit, and that no rule denies, is allowed.
@@ -74,16 +83,15 @@ _no_rule_allows contains {"rule": "R1", "message": "no rule allows this message"
 	not allow
 }
 
-# (each removal's reason is a {rule, message} object)
-_changes := {why | some why in minimise.removals}
-
-# An allowed message has no denials.
-reasons := _ordered(_changes) if {
+# An allowed message has no denials. (The reasons of the removals are the
+# values of minimise.removals, each a {rule, message} object.)
+reasons := _ordered(minimise.removals) if {
 	allow
-} else := array.concat(_ordered(denials | _no_rule_allows), _ordered(_changes))
+} else := array.concat(_ordered(denials | _no_rule_allows), _ordered(minimise.removals))
 
-# Reasons ordered by rule number, then by sentence.
-_ordered(rs) := [x[2] | some x in sort({[to_number(trim_prefix(r.rule, "R")), r.message, r] | some r in rs})]
+# Reasons ordered by rule number, then by sentence: a {rule, message}
+# object sorts by its message first. A reason given twice is listed once.
+_ordered(rs) := [x[1] | some x in sort({[to_number(trim_prefix(r.rule, "R")), r] | some r in rs})]
 
 redact := sort(object.keys(minimise.removals))
 

@@ -46,8 +46,7 @@ removals[path] := why if {
 
 # A subject, record or consent that is not an object is removed whole.
 removals[section] := {"rule": "R10", "message": sprintf("removed %s: it is not an object", [section])} if {
-	some section in _all_sections
-	value := lib.msg[section]
+	some section, value in object.filter(lib.msg, _all_sections)
 	not is_object(value)
 }
 
@@ -59,23 +58,31 @@ removals[key] := {"rule": "R10", "message": "removed an unlisted top-level field
 # The members of consent outside DOMAIN §5 (or outside the allow-list
 # entry's own consent list, e.g. a withdrawal carries consent.id only), and
 # the members of a structured field that passes outside those DOMAIN §4-§5
-# define for it (in every element of an array of objects).
-removals[path] := {"rule": "R10", "message": sprintf("removed %s: %s carries only the members DOMAIN §4-§5 define for it", [shown, parent])} if {
-	some parent, allowed in _member_lists
-	parts := split(parent, ".")
-	_passes(parts)
-	some key in _member_names(object.get(lib.msg, parts, null))
-	not key in allowed
-	path := concat(".", [parent, key])
-	shown := _shown_member(parent, key, path)
+# define for it (in every element of an array of objects): of consent, of
+# the fields of subject and record that are not removed, and of the members
+# of consent that are not removed. Set operations pick the structured
+# fields present, so that the work follows the message, not the data.
+removals[path] := _not_a_member("consent", key, path) if {
+	some key in (_member_names(lib.msg.consent) - _member_lists.consent)
+	path := concat(".", ["consent", key])
 }
+
+removals[path] := _not_a_member(parent, key, path) if {
+	some section, fields in _kept
+	some field in (fields & _member_fields[section])
+	parent := concat(".", [section, field])
+	some key in (_member_names(lib.msg[section][field]) - _member_lists[parent])
+	path := concat(".", [parent, key])
+}
+
+_not_a_member(parent, key, path) := {"rule": "R10", "message": sprintf("removed %s: %s carries only the members DOMAIN §4-§5 define for it", [_shown_member(parent, key, path), parent])}
 
 _sections := ["subject", "record"]
 
 _all_sections := ["subject", "record", "consent"]
 
 # The fields of each section that are present.
-_present := {"subject": object.keys(lib.subject), "record": object.keys(lib.record)}
+_present := {"subject": lib.subject_fields, "record": lib.record_fields}
 
 # The removed fields of each section: those not on the allow-list, those on
 # it whose condition is not met (_blocked), and those that a rule of its own
@@ -204,22 +211,6 @@ _member_lists := object.union(_members, {"consent": _entry.consent}) if {
 	_entry.consent
 } else := _members
 
-# _passes(parts): the field at parts reaches the recipient as far as its own
-# name goes: consent (a protocol field), a field of subject or record that
-# is not removed, or a member of consent that is not removed.
-_passes(["consent"]) if is_object(lib.consent)
-
-_passes([section, field]) if {
-	section in _sections
-	field in _present[section]
-	not field in _removed[section]
-}
-
-_passes(["consent", member]) if {
-	member in object.keys(lib.consent)
-	member in _member_lists.consent
-}
-
 # The member names of an object, or of every object in an array.
 _member_names(v) := object.keys(v) if is_object(v)
 
@@ -232,22 +223,15 @@ _shown(section, field, path) := path if {
 } else := sprintf("an unlisted field of %s", [section])
 
 _shown_member(parent, key, path) := path if {
-	some known in _member_lists_all[parent]
-	key == known
+	key in _member_lists_all[parent]
 } else := sprintf("an unlisted member of %s", [parent])
 
 # --- data category of a path, for the reason sentence ---------------------
 
-_level(section, field) := "L4" if {
-	field in _levels.L4[section]
-} else := "L3" if {
-	field in _levels.L3[section]
-} else := "L3: a child's core identity" if {
-	field in _levels.L2[section]
+_level(section, field) := "L3: a child's core identity" if {
+	_levels_of[section][field] == "L2"
 	age.child_in_message
-} else := "L2" if {
-	field in _levels.L2[section]
-} else := "unlisted field"
+} else := object.get(_levels_of[section], field, "unlisted field")
 
 # --- views of the data (no input: computed once per policy version) -------
 
@@ -284,6 +268,22 @@ _levels := {level: {section: {substring(path, count(section) + 1, -1) |
 	some level, paths in cfg.levels
 }
 
+# section -> field -> the first of L4, L3, L2 that lists it.
+_levels_of := {section: {field: level |
+	some field in _leveled(section)
+	level := _first_level(section, field)
+} |
+	some section in _sections
+}
+
+_first_level(section, field) := "L4" if {
+	field in _levels.L4[section]
+} else := "L3" if {
+	field in _levels.L3[section]
+} else := "L2" if {
+	field in _levels.L2[section]
+}
+
 # The L4 fields of each section.
 _l4_fields := {section: _levels_or_none("L4", section) | some section in _sections}
 
@@ -298,6 +298,15 @@ _members := {parent: {m | some m in names} | some parent, names in cfg.members}
 
 # Every member name the data knows for a parent (for reason sentences).
 _member_lists_all := _members
+
+# section -> the fields of subject, record and consent that have members
+# of their own in the data ("subject.names" -> "names" under "subject").
+_member_fields := {section: {field |
+	some parent, _ in cfg.members
+	[section, field] = split(parent, ".")
+} |
+	some section in _all_sections
+}
 
 # section -> every field name the data knows in it: the allow-lists and the
 # levels (a field the data names may be named in a reason).
@@ -322,38 +331,68 @@ _leveled(section) := {f |
 # members: above) or a list of objects. Anything else is removed and listed
 # (R10), so that an allowed field cannot carry other content inside it (a
 # protection section hidden in requested_assertions, say).
-removals[path] := {"rule": "R10", "message": sprintf("removed %s: it is not of the form DOMAIN §4-§5 gives it", [path])} if {
-	some path, shape in cfg.shapes
-	parts := split(path, ".")
-	_shape_passes(parts)
-	some value in _values_at(parts)
-	not _has_shape(value, shape)
+removals[path] := _wrong_form(path) if {
+	some section, fields in _kept
+	some field in (fields & _shaped_fields[section])
+	not _has_shape(lib.msg[section][field], _field_shapes[section][field])
+	path := concat(".", [section, field])
 }
 
-# _shape_passes(parts): the field or member at parts would reach the
-# recipient as far as its name goes.
-_shape_passes([section, field]) if _passes([section, field])
-
-_shape_passes(["consent", member]) if _passes(["consent", member])
-
-_shape_passes([section, field, member]) if {
+# The members of a structured field that passes, in every object of a list
+# of objects.
+removals[path] := _wrong_form(path) if {
+	some section, fields in _kept
+	some field in (fields & _shaped_parents[section])
 	parent := concat(".", [section, field])
-	_passes([section, field])
+	some member, shape in _member_shapes[parent]
 	member in _member_lists[parent]
+	some value in _values_in(lib.msg[section][field], member)
+	not _has_shape(value, shape)
+	path := concat(".", [parent, member])
 }
 
-# The values at parts: the member of a structured field, or of every
-# object of a list of objects.
-_values_at([section, field]) := [v] if {
-	v := lib.msg[section][field]
+_wrong_form(path) := {"rule": "R10", "message": sprintf("removed %s: it is not of the form DOMAIN §4-§5 gives it", [path])}
+
+# The fields of each section, and the members of consent, that reach the
+# recipient as far as their names go.
+_kept := {
+	"subject": _present.subject - object.get(_removed, "subject", set()),
+	"record": _present.record - object.get(_removed, "record", set()),
+	"consent": object.keys(lib.consent) & _member_lists.consent,
 }
 
-_values_at([section, field, member]) := [v] if {
-	v := lib.msg[section][field][member]
+# The member's value in an object, or in every object of a list.
+_values_in(v, member) := [v[member]] if is_object(v)
+
+_values_in(v, member) := [e[member] | some e in v; is_object(e)] if is_array(v)
+
+# Views of the shapes (computed once per policy version): section -> field
+# -> shape; "section.field" -> member -> shape; and section -> the fields
+# whose members have shapes.
+_field_shapes := {section: {field: shape |
+	some path, shape in cfg.shapes
+	[section, field] = split(path, ".")
+} |
+	some section in _all_sections
 }
 
-_values_at([section, field, member]) := [v | some e in lib.msg[section][field]; is_object(e); v := e[member]] if {
-	is_array(lib.msg[section][field])
+_member_shapes := {parent: {member: shape |
+	some path, shape in cfg.shapes
+	[section, field, member] = split(path, ".")
+	parent == concat(".", [section, field])
+} |
+	some path0, _ in cfg.shapes
+	[section0, field0, _] = split(path0, ".")
+	parent := concat(".", [section0, field0])
+}
+
+_shaped_fields := {section: object.keys(shapes) | some section, shapes in _field_shapes}
+
+_shaped_parents := {section: {field |
+	some path, _ in cfg.shapes
+	[section, field, _] = split(path, ".")
+} |
+	some section in _all_sections
 }
 
 _has_shape(v, "string") if is_string(v)

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/util"
@@ -70,10 +69,17 @@ type Bundle struct {
 	fsys    fs.FS
 	sources map[string]string // .rego path -> source
 	data    map[string]any
-	query   rego.PreparedEvalQuery
-	seeds   *seeds               // the data-only rules, evaluated once (seed.go)
-	strings map[string]ast.Value // the strings of the data, shared by inputs (decide.go)
 	opts    Options
+
+	// The serving modules compiled once, the entrypoint as a compiled
+	// query, and the store of the data: what each decision hands to the
+	// interpreter (decide.go).
+	compiler *ast.Compiler
+	query    ast.Body
+	docs     storage.Store        // the policy data
+	roots    dataRoots            // the data as the store returns it (cache.go)
+	seeds    *seeds               // the data-only rules, evaluated once (seed.go)
+	strings  map[string]ast.Value // the strings of the data, shared by inputs (decide.go)
 }
 
 // Capabilities are this OPA version's, minus the built-ins that reach the
@@ -149,36 +155,38 @@ func Compile(ctx context.Context, fsys fs.FS, opts Options) (*Bundle, error) {
 		return nil, fmt.Errorf("policy: compile: %w", c.Errors)
 	}
 
+	// The serving modules, compiled as the rego package would prepare
+	// them (type-check annotations, rules may not shadow data), and the
+	// entrypoint compiled once as the query `result = data.xborder.decision`.
 	serving, err := b.parse(false)
 	if err != nil {
 		return nil, err
 	}
 	store := b.store()
-	ropts := []func(*rego.Rego){
-		rego.Query(Entrypoint),
-		rego.Store(store),
-		rego.Capabilities(Capabilities()),
-		rego.StrictBuiltinErrors(true),
-		rego.SetRegoVersion(ast.RegoV1),
-	}
-	for _, name := range sortedKeys(serving) {
-		ropts = append(ropts, rego.ParsedModule(serving[name]))
-	}
-	pq, err := rego.New(ropts...).PrepareForEval(ctx)
+	txn, err := store.NewTransaction(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("policy: prepare: %w", err)
 	}
-	b.query = pq
+	sc := ast.NewCompiler().
+		WithCapabilities(Capabilities()).
+		WithDefaultRegoVersion(ast.RegoV1).
+		WithUseTypeCheckAnnotations(true).
+		WithPathConflictsCheck(storage.NonEmpty(ctx, store, txn))
+	sc.Compile(serving)
+	store.Abort(ctx, txn)
+	if sc.Failed() {
+		return nil, fmt.Errorf("policy: prepare: %w", sc.Errors)
+	}
+	query, err := sc.QueryCompiler().Compile(ast.NewBody(ast.Equality.Expr(ast.NewTerm(resultVar), ast.MustParseTerm(Entrypoint))))
+	if err != nil {
+		return nil, fmt.Errorf("policy: prepare: %w", err)
+	}
+	b.compiler, b.query, b.docs = sc, query, store
+	if b.roots, err = readDataRoots(ctx, store); err != nil {
+		return nil, fmt.Errorf("policy: prepare: %w", err)
+	}
 
 	// The rules that read data only are evaluated once, here (seed.go).
-	serving, err = b.parse(false)
-	if err != nil {
-		return nil, err
-	}
-	sc := ast.NewCompiler().WithCapabilities(Capabilities()).WithDefaultRegoVersion(ast.RegoV1)
-	if sc.Compile(serving); sc.Failed() {
-		return nil, fmt.Errorf("policy: compile: %w", sc.Errors)
-	}
 	if b.seeds, err = seed(ctx, sc, store, seedTimeout(opts.Timeout)); err != nil {
 		return nil, err
 	}

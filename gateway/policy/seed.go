@@ -26,7 +26,7 @@ import (
 // seeds is the frozen cache of the data-only rules of one bundle. It is
 // read-only after compile and shared by concurrent decisions.
 type seeds struct {
-	cache topdown.VirtualCache
+	cache *refTable
 	refs  []ast.Ref // the seeded rules, for tests and diagnostics
 }
 
@@ -145,7 +145,7 @@ func seed(ctx context.Context, c *ast.Compiler, store storage.Store, timeout tim
 		return nil, fmt.Errorf("policy: seed: %w", err)
 	}
 	defer store.Abort(ctx, txn)
-	s := &seeds{cache: topdown.NewVirtualCache()}
+	s := &seeds{cache: newRefTable(64)}
 	x := ast.VarTerm("x")
 	for _, ref := range dataOnlyRefs(c) {
 		body, err := c.QueryCompiler().Compile(ast.NewBody(ast.Equality.Expr(x, ast.NewTerm(ref))))
@@ -169,44 +169,8 @@ func seed(ctx context.Context, c *ast.Compiler, store storage.Store, timeout tim
 		if len(rs) == 1 {
 			value = rs[0][x.Value.(ast.Var)]
 		}
-		s.cache.Put(ref, value)
+		s.cache.put(refHash(ref), ref, value)
 		s.refs = append(s.refs, ref)
 	}
 	return s, nil
 }
-
-// evalCache returns the virtual-document cache of one decision: the seeded
-// values first, then what the decision computes itself. Inside `with`, where
-// data or input may be replaced, only the decision's own values count.
-func (s *seeds) evalCache() topdown.VirtualCache {
-	return &seededCache{seed: s.cache, live: topdown.NewVirtualCache()}
-}
-
-type seededCache struct {
-	seed  topdown.VirtualCache
-	live  topdown.VirtualCache
-	depth int
-}
-
-func (c *seededCache) Push() {
-	c.depth++
-	c.live.Push()
-}
-
-func (c *seededCache) Pop() {
-	c.depth--
-	c.live.Pop()
-}
-
-func (c *seededCache) Get(ref ast.Ref) (*ast.Term, bool) {
-	if c.depth == 0 {
-		if v, undefined := c.seed.Get(ref); v != nil || undefined {
-			return v, undefined
-		}
-	}
-	return c.live.Get(ref)
-}
-
-func (c *seededCache) Put(ref ast.Ref, value *ast.Term) { c.live.Put(ref, value) }
-
-func (c *seededCache) Keys() []ast.Ref { return c.live.Keys() }

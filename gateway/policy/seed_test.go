@@ -62,7 +62,8 @@ func TestSeedsAreTheDataOnlyRules(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("seeded %v, want %v", got, want)
 	}
-	if v, undefined := b.seeds.cache.Get(b.seeds.refs[slices.Index(got, "data.p.h")]); v != nil || !undefined {
+	h := b.seeds.refs[slices.Index(got, "data.p.h")]
+	if v, undefined := b.seeds.cache.get(refHash(h), h); v != nil || !undefined {
 		t.Errorf("data.p.h = %v, %v; want undefined", v, undefined)
 	}
 }
