@@ -23,10 +23,7 @@ covering contains a.id if {
 	_in_force(a)
 }
 
-covered if {
-	some a in _by_exchange[input.sender.id][input.recipient.id][lib.purpose]
-	_in_force(a)
-}
+covered if count(covering) > 0
 
 # An agreement is in force from its first to its last day; for a withdrawal,
 # from its first day on.
@@ -46,26 +43,6 @@ _by_party := {party: [a | some a in _agreements; party in a.parties] |
 	some a0 in _agreements
 	some party in a0.parties
 }
-
-# sender -> recipient -> purpose -> the agreements that name both parties
-# and the purpose, so that a decision looks its exchange up instead of
-# walking the agreements of the sender (computed once per policy version).
-_by_exchange := {sender: {recipient: {purpose: [a |
-	some a in _agreements
-	sender in a.parties
-	recipient in a.parties
-	purpose in a.purposes
-] |
-	some shared in _by_party[sender]
-	recipient in shared.parties
-	some purpose in shared.purposes
-} |
-	some recipient in _parties
-} |
-	some sender in _parties
-}
-
-_parties := {p | some a in _agreements; some p in a.parties}
 
 _agreements := [object.union(
 	{"id": a.id, "parties": {p | some p in a.parties}, "purposes": {p | some p in a.purposes}},
