@@ -75,6 +75,7 @@ same decision asked of ` + "`opa run --server`" + ` over HTTP (the sidecar patte
 				}
 				defer gw.stop()
 				o.Base, o.PKI, o.GatewayKeys, o.PID = gw.base, gw.pki, gw.keys, gw.cmd.Process.Pid
+				o.Metrics = gw.metrics
 				o.Policies = policies.FS() // what startGateway serves
 			} else {
 				cfg, err := config.Load(cfgPath)
@@ -153,6 +154,7 @@ type benchGateway struct {
 	cmd             *exec.Cmd
 	dir             string
 	base, pki, keys string
+	metrics         string // the operator listener's /metrics
 	log             *os.File
 }
 
@@ -203,6 +205,7 @@ func startGateway(ctx context.Context, exe, store string, logf func(string, ...a
 		return fail(fmt.Errorf("%w\n%s", err, b))
 	}
 	g.base = fmt.Sprintf("https://127.0.0.1:%d", p1)
+	g.metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", p2)
 	g.pki = filepath.Join(dir, "certs", "dev")
 	g.keys = filepath.Join(g.pki, "gateway")
 	return g, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -102,7 +103,12 @@ func NewMetrics() *Metrics {
 	}
 	m.Registry.MustRegister(m.Requests, m.Latency, m.Decisions, m.DecisionRules, m.Deliveries, m.AuditFailures,
 		m.Quarantined, m.oldRequests, m.oldLatency, buildInfo,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		// The Go collector's defaults, plus the live heap after the last
+		// collection (go_gc_heap_live_bytes): the memory the gateway keeps,
+		// which the heap's current size hides between cycles.
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

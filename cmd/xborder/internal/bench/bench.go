@@ -80,7 +80,11 @@ type Options struct {
 	// the load runs, as they would in production (otherwise deliveries pile
 	// up in the store, and the mapped store file in the RSS).
 	Drain bool
-	Log   func(format string, args ...any)
+	// Metrics is the gateway's Prometheus endpoint (http://…/metrics), for
+	// its live heap after GC (go_gc_heap_live_bytes) at one fifth of the run
+	// and at its end ("": not measured).
+	Metrics string
+	Log     func(format string, args ...any)
 }
 
 // recipientsOf lists the recipients of the allowed flows.
@@ -143,6 +147,11 @@ type Report struct {
 	AnonRSSGrowth float64 `json:"anon_rss_growth_pct"`
 	// The same growths from the second tenth of the run on (the working
 	// set under load reached): what a leak would show.
+	// The live heap after GC (runtime/metrics /gc/heap/live:bytes) at one
+	// fifth of the run (minute 1 of a 5-minute run) and at its end.
+	LiveHeapFifth       float64 `json:"live_heap_fifth_mb,omitempty"`
+	LiveHeapEnd         float64 `json:"live_heap_end_mb,omitempty"`
+	LiveHeapGrowth      float64 `json:"live_heap_growth_pct,omitempty"`
 	SteadyRSSGrowth     float64 `json:"steady_rss_growth_pct"`
 	SteadyAnonRSSGrowth float64 `json:"steady_anon_rss_growth_pct"`
 	Drained             int     `json:"drained"` // deliveries pulled and acknowledged (with Drain)
@@ -274,8 +283,37 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}()
 		}
 	}
+	var heapFifth float64
+	heapDone := make(chan struct{})
+	if o.Metrics != "" {
+		go func() {
+			defer close(heapDone)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(o.Duration / 5):
+			}
+			v, err := LiveHeap(ctx, o.Metrics)
+			if err != nil {
+				logf("live heap: %v", err)
+			}
+			heapFifth = v
+		}()
+	} else {
+		close(heapDone)
+	}
 	sent := drive(ctx, o, clients, envs, results, start)
 	elapsed := time.Since(start)
+	<-heapDone
+	if o.Metrics != "" && heapFifth > 0 {
+		end, err := LiveHeap(ctx, o.Metrics)
+		if err != nil {
+			logf("live heap: %v", err)
+		} else {
+			rep.LiveHeapFifth, rep.LiveHeapEnd = heapFifth/(1<<20), end/(1<<20)
+			rep.LiveHeapGrowth = 100 * (end - heapFifth) / heapFifth
+		}
+	}
 	stopDrain()
 	dwg.Wait()
 	rep.Drained = int(drained.Load())
@@ -661,6 +699,9 @@ func (r *Report) Table(w io.Writer) {
 	}
 	fmt.Fprintf(tw, "gateway RSS peak / start / end\t%.1f / %.1f / %.1f MiB (growth %.1f %%; %.1f %% after the first tenth)\n", r.PeakRSS, r.StartRSS, r.EndRSS, r.RSSGrowth, r.SteadyRSSGrowth)
 	fmt.Fprintf(tw, "  anonymous (heap, stacks)\t%.1f / %.1f / %.1f MiB (growth %.1f %%; %.1f %% after the first tenth)\n", r.PeakAnonRSS, r.StartAnonRSS, r.EndAnonRSS, r.AnonRSSGrowth, r.SteadyAnonRSSGrowth)
+	if r.LiveHeapEnd > 0 {
+		fmt.Fprintf(tw, "live heap after GC, one fifth in / end\t%.1f / %.1f MiB (%+.1f %%)\n", r.LiveHeapFifth, r.LiveHeapEnd, r.LiveHeapGrowth)
+	}
 	if r.Drained > 0 {
 		fmt.Fprintf(tw, "deliveries pulled and acked\t%d\n", r.Drained)
 	}
