@@ -444,30 +444,98 @@ var errRollback = errors.New("bolt: rollback")
 // Accept implements store.Messages. The entries are appended in the
 // acceptance's transaction; a duplicate writes neither.
 func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Delivery, entries ...audit.Entry) (*store.Message, error) {
+	if err := checkAccept(ctx, m); err != nil {
+		return nil, err
+	}
+	a, err := s.newAcceptance(m, ds, entries)
+	if err != nil {
+		return nil, err
+	}
+	var existing *store.Message
+	// Batched: concurrent accepts share one commit and one fsync; the
+	// function may run twice, so it starts from scratch each time.
+	err = s.write(true, func(t *txn) error {
+		var err error
+		existing, err = s.acceptIn(t, a)
+		return err
+	})
+	switch {
+	case existing != nil:
+		return existing, store.ErrDuplicate
+	case errors.Is(err, errDeliveryExists):
+		return nil, fmt.Errorf("bolt: accept: %w", err)
+	case err != nil:
+		return nil, s.failed("accept", err)
+	}
+	out := a.rec.Message
+	return &out, nil
+}
+
+// checkAccept refuses, before anything is prepared, an acceptance whose
+// context is done or whose message cannot be stored under its keys.
+func checkAccept(ctx context.Context, m *store.Message) error {
 	if err := ctx.Err(); err != nil {
-		return nil, unavailable("accept", err)
+		return unavailable("accept", err)
 	}
 	if m == nil {
-		return nil, errors.New("bolt: accept: nil message")
+		return errors.New("bolt: accept: nil message")
 	}
 	if err := store.ValidKeys(m.From, m.ID, m.To); err != nil {
-		return nil, fmt.Errorf("bolt: accept: %w", err)
+		return fmt.Errorf("bolt: accept: %w", err)
 	}
 	if m.ConsentID != "" && store.ValidKeys(m.ConsentID) != nil {
-		return nil, fmt.Errorf("bolt: accept: consent: %w", store.ErrInvalidKey)
+		return fmt.Errorf("bolt: accept: consent: %w", store.ErrInvalidKey)
 	}
+	return nil
+}
+
+// acceptance is what Accept writes, all of it made before its transaction
+// starts: the transaction may run twice and must find the same each time.
+type acceptance struct {
+	m        *store.Message
+	rec      messageRecord
+	queued   []store.Delivery
+	key      []byte // the message record's key
+	value    []byte // the message record, encoded
+	prepared []audit.Entry
+}
+
+// newAcceptance prepares the entries, then the message record and its
+// deliveries, and encodes the record.
+func (s *Store) newAcceptance(m *store.Message, ds []store.Delivery, entries []audit.Entry) (*acceptance, error) {
 	prepared, err := s.prepare("accept", entries)
 	if err != nil {
 		return nil, err
 	}
-	rec := messageRecord{Message: *m, Open: len(ds)}
+	a := &acceptance{m: m, rec: acceptedRecord(m, len(ds)), prepared: prepared}
+	if a.queued, err = acceptedDeliveries(m, ds, &a.rec); err != nil {
+		return nil, err
+	}
+	if a.value, err = json.Marshal(&a.rec); err != nil {
+		return nil, fmt.Errorf("bolt: accept: %w", err)
+	}
+	a.key = pairKey(m.From, m.ID)
+	return a, nil
+}
+
+// acceptedRecord is the record of m as accepted with n deliveries open: a
+// fresh status and none of what a previous life of the message left.
+func acceptedRecord(m *store.Message, n int) messageRecord {
+	rec := messageRecord{Message: *m, Open: n}
 	rec.Status = store.StatusAccepted
 	rec.Attempts = 0
 	rec.Purged, rec.PurgedAt = false, time.Time{}
-	rec.Deliveries = make([][2]string, 0, len(ds))
+	rec.Deliveries = make([][2]string, 0, n)
 	if rec.UpdatedAt.IsZero() {
 		rec.UpdatedAt = rec.CreatedAt
 	}
+	return rec
+}
+
+// acceptedDeliveries fills in the deliveries of m (recipient, times,
+// message) and refuses an invalid or repeated one. Each is named in rec,
+// so that Purge finds it.
+func acceptedDeliveries(m *store.Message, ds []store.Delivery, rec *messageRecord) ([]store.Delivery, error) {
 	queued := make([]store.Delivery, len(ds))
 	seen := make(map[string]bool, len(ds))
 	for i, d := range ds {
@@ -491,66 +559,60 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 		queued[i] = d
 		rec.Deliveries = append(rec.Deliveries, [2]string{d.Recipient, d.ID})
 	}
-	value, err := json.Marshal(&rec)
-	if err != nil {
-		return nil, fmt.Errorf("bolt: accept: %w", err)
-	}
-	key := pairKey(m.From, m.ID)
+	return queued, nil
+}
 
-	var existing *store.Message
-	// Batched: concurrent accepts share one commit and one fsync; the
-	// function may run twice, so it starts from scratch each time.
-	err = s.write(true, func(t *txn) error {
-		existing = nil
-		old, err := t.message(key)
-		if err != nil {
-			return err
-		}
-		if old != nil && old.Status != store.StatusDenied {
-			existing = old
-			return errRollback
-		}
-		if old != nil { // a denial: its place in the retention index goes with it
-			if err := t.unschedule(old, key); err != nil {
-				return err
-			}
-		}
-		msgs := t.Bucket(bucketMessages)
-		if err := msgs.Put(key, value); err != nil {
-			return err
-		}
-		if err := t.index(m.To, m.ID, key, false); err != nil {
-			return err
-		}
-		queues, dead := t.Bucket(bucketQueues), t.Bucket(bucketDead)
-		for _, d := range queued {
-			if dead.Get(pairKey(d.Recipient, d.ID)) != nil {
-				return errDeliveryExists
-			}
-			if err := enqueue(queues, d); err != nil {
-				return err
-			}
-		}
-		if m.ConsentID != "" {
-			if err := indexConsent(t.Tx, m.From, m.ConsentID, queued); err != nil {
-				return err
-			}
-		}
-		if err := t.schedule(&rec.Message, key); err != nil {
-			return err
-		}
-		return s.appendEntries(t.Tx, "accept", prepared)
-	})
-	switch {
-	case existing != nil:
-		return existing, store.ErrDuplicate
-	case errors.Is(err, errDeliveryExists):
-		return nil, fmt.Errorf("bolt: accept: %w", err)
-	case err != nil:
-		return nil, s.failed("accept", err)
+// acceptIn writes the acceptance in t: the message record over nothing or
+// over a denial, its recipient index entry, its deliveries, its consent
+// index, its retention step and its audit entries. A message accepted
+// before is returned with errRollback, and nothing is written.
+func (s *Store) acceptIn(t *txn, a *acceptance) (*store.Message, error) {
+	m := a.m
+	old, err := t.message(a.key)
+	if err != nil {
+		return nil, err
 	}
-	out := rec.Message
-	return &out, nil
+	if old != nil && old.Status != store.StatusDenied {
+		return old, errRollback
+	}
+	if old != nil { // a denial: its place in the retention index goes with it
+		if err := t.unschedule(old, a.key); err != nil {
+			return nil, err
+		}
+	}
+	if err := t.Bucket(bucketMessages).Put(a.key, a.value); err != nil {
+		return nil, err
+	}
+	if err := t.index(m.To, m.ID, a.key, false); err != nil {
+		return nil, err
+	}
+	if err := t.enqueueAll(a.queued); err != nil {
+		return nil, err
+	}
+	if m.ConsentID != "" {
+		if err := indexConsent(t.Tx, m.From, m.ConsentID, a.queued); err != nil {
+			return nil, err
+		}
+	}
+	if err := t.schedule(&a.rec.Message, a.key); err != nil {
+		return nil, err
+	}
+	return nil, s.appendEntries(t.Tx, "accept", a.prepared)
+}
+
+// enqueueAll queues the deliveries of an acceptance. A delivery id already
+// queued or dead-lettered for its recipient is errDeliveryExists.
+func (t *txn) enqueueAll(queued []store.Delivery) error {
+	queues, dead := t.Bucket(bucketQueues), t.Bucket(bucketDead)
+	for _, d := range queued {
+		if dead.Get(pairKey(d.Recipient, d.ID)) != nil {
+			return errDeliveryExists
+		}
+		if err := enqueue(queues, d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 var errDeliveryExists = errors.New("delivery id already queued")
