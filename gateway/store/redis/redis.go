@@ -313,19 +313,53 @@ func (s *Store) prepare(op string, entries []audit.Entry) ([]audit.Entry, error)
 // Accept implements store.Messages: the message, its deliveries and the
 // entries in one script.
 func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Delivery, entries ...audit.Entry) (*store.Message, error) {
-	if m == nil {
-		return nil, errors.New("redis: accept: nil message")
-	}
-	if err := store.ValidKeys(m.From, m.ID, m.To); err != nil {
-		return nil, fmt.Errorf("redis: accept: %w", err)
-	}
-	if m.ConsentID != "" && store.ValidKeys(m.ConsentID) != nil {
-		return nil, fmt.Errorf("redis: accept: consent: %w", store.ErrInvalidKey)
+	if err := checkAccept(m); err != nil {
+		return nil, err
 	}
 	prepared, err := s.prepare("accept", entries)
 	if err != nil {
 		return nil, err
 	}
+	rec, value, err := acceptedRecord(m)
+	if err != nil {
+		return nil, err
+	}
+	o, err := s.acceptOp(m, &rec, value, ds, prepared)
+	if err != nil {
+		return nil, err
+	}
+	q, err := s.sequencer(s.opts.Replica)
+	if err != nil {
+		return nil, fmt.Errorf("redis: accept: %w", err)
+	}
+	res, err := q.do(ctx, "accept", o)
+	if errors.Is(err, errSkipped) {
+		return acceptSkipped(res)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+// checkAccept refuses, before anything is prepared, a message that cannot
+// be stored under its keys.
+func checkAccept(m *store.Message) error {
+	if m == nil {
+		return errors.New("redis: accept: nil message")
+	}
+	if err := store.ValidKeys(m.From, m.ID, m.To); err != nil {
+		return fmt.Errorf("redis: accept: %w", err)
+	}
+	if m.ConsentID != "" && store.ValidKeys(m.ConsentID) != nil {
+		return fmt.Errorf("redis: accept: consent: %w", store.ErrInvalidKey)
+	}
+	return nil
+}
+
+// acceptedRecord is m as accepted, a fresh status and none of what a
+// previous life of the message left, and its encoding.
+func acceptedRecord(m *store.Message) (store.Message, []byte, error) {
 	rec := *m
 	rec.Status = store.StatusAccepted
 	rec.Attempts = 0
@@ -335,8 +369,15 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 	}
 	value, err := json.Marshal(&rec)
 	if err != nil {
-		return nil, fmt.Errorf("redis: accept: %w", err)
+		return rec, nil, fmt.Errorf("redis: accept: %w", err)
 	}
+	return rec, value, nil
+}
+
+// acceptOp is the accept script's operation: the message's arguments, then
+// seven for each delivery. The twelfth argument, the (recipient, id) of
+// every delivery, is known only once they all are.
+func (s *Store) acceptOp(m, rec *store.Message, value []byte, ds []store.Delivery, prepared []audit.Entry) (*op, error) {
 	mk, ik := s.messageKey(m.From, m.ID), s.indexKey(m.To, m.ID)
 	consent, consentKey := "0", s.prefix+"c:"
 	if m.ConsentID != "" {
@@ -346,10 +387,24 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 	if at, ok := m.PurgeAt(); ok {
 		purgeAt = strconv.FormatInt(ceilMillis(at), 10)
 	}
-	refs := make([][2]string, 0, len(ds))
 	o := &op{kind: "accept", entries: prepared, keys: []string{mk, ik}, size: len(value)}
 	o.args = []any{mk, ik, value, formatTime(rec.UpdatedAt), len(ds), m.From, m.ID,
 		consent, consentKey, purgeAt, m.From + "\x00" + m.ID, nil, s.queuesKey(), s.retentionKey()}
+	refs, err := s.addDeliveries(o, m, ds)
+	if err != nil {
+		return nil, err
+	}
+	if o.args[11], err = json.Marshal(refs); err != nil {
+		return nil, fmt.Errorf("redis: accept: %w", err)
+	}
+	return o, nil
+}
+
+// addDeliveries fills in the deliveries of m (recipient, times), refuses
+// an invalid or repeated one, and adds each to o's keys and arguments. It
+// returns their (recipient, id).
+func (s *Store) addDeliveries(o *op, m *store.Message, ds []store.Delivery) ([][2]string, error) {
+	refs := make([][2]string, 0, len(ds))
 	seen := make(map[string]bool, len(ds))
 	for _, d := range ds {
 		if d.Recipient == "" {
@@ -374,33 +429,26 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 		o.size += len(d.Envelope)
 		refs = append(refs, [2]string{d.Recipient, d.ID})
 	}
-	if o.args[11], err = json.Marshal(refs); err != nil {
-		return nil, fmt.Errorf("redis: accept: %w", err)
-	}
-	q, err := s.sequencer(s.opts.Replica)
-	if err != nil {
-		return nil, fmt.Errorf("redis: accept: %w", err)
-	}
-	res, err := q.do(ctx, "accept", o)
-	if errors.Is(err, errSkipped) {
-		why, _ := res.([]any)
-		if len(why) == 2 && why[0] == "dup" {
-			fields, _ := why[1].([]any)
-			old, derr := decodeMessage(fields)
-			if derr != nil || old == nil {
-				return nil, unavailable("accept", errors.New("unreadable existing record"))
-			}
-			return old, store.ErrDuplicate
+	return refs, nil
+}
+
+// acceptSkipped maps the script's refusal to write: the message accepted
+// before (a duplicate), a delivery id already there, or a refusal it does
+// not know.
+func acceptSkipped(res any) (*store.Message, error) {
+	why, _ := res.([]any)
+	if len(why) == 2 && why[0] == "dup" {
+		fields, _ := why[1].([]any)
+		old, derr := decodeMessage(fields)
+		if derr != nil || old == nil {
+			return nil, unavailable("accept", errors.New("unreadable existing record"))
 		}
-		if len(why) == 1 && why[0] == "exists" {
-			return nil, errors.New("redis: accept: delivery id already queued or dead-lettered")
-		}
-		return nil, unavailable("accept", fmt.Errorf("refused: %v", why))
+		return old, store.ErrDuplicate
 	}
-	if err != nil {
-		return nil, err
+	if len(why) == 1 && why[0] == "exists" {
+		return nil, errors.New("redis: accept: delivery id already queued or dead-lettered")
 	}
-	return &rec, nil
+	return nil, unavailable("accept", fmt.Errorf("refused: %v", why))
 }
 
 // RecordDenial implements store.Messages. The denial is not recorded when
