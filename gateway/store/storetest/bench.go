@@ -21,7 +21,7 @@ const EnvelopeSize = 4 << 10
 // then the retry and retention operations: Release, DeadLetter+Requeue,
 // Purge. s must be empty, opened with Replica, and is not closed.
 func Benchmark(b *testing.B, s store.Store) {
-	bs := &benchStore{ctx: context.Background(), s: s, env: benchEnvelope(), retention: 30}
+	bs := &benchStore{ctx: context.Background(), s: s, env: typicalEnvelope(), retention: 30}
 	b.Run("Accept", bs.benchAccept)
 	b.Run("AcceptParallel", bs.benchAcceptParallel)
 	b.Run("LeaseAck", bs.benchLeaseAck)
@@ -49,8 +49,9 @@ type benchStore struct {
 	retention int
 }
 
-// benchEnvelope is an envelope of EnvelopeSize bytes.
-func benchEnvelope() []byte {
+// typicalEnvelope is an envelope of EnvelopeSize bytes, for the benchmarks
+// and the growth case.
+func typicalEnvelope() []byte {
 	env := make([]byte, EnvelopeSize)
 	for i := range env {
 		env[i] = 'A' + byte(i%26)
