@@ -57,8 +57,28 @@ func kinds(es []audit.Entry) []string {
 // Each change appends its entries, and only its own; a change that does not
 // happen (a duplicate, an unknown delivery) appends none.
 func testEntriesWithChanges(t *testing.T, open Opener) {
-	ctx := context.Background()
 	s := openStore(t, open)
+	m1 := acceptAndDenyWithEntries(t, s)
+	ackAndDeadLetterWithEntries(t, s)
+	if _, err := s.Append(context.Background(), Replica, policyEntry()); err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	// All three are due at +30 days: m1 and m3 purged and forgotten, the
+	// denial m2 forgotten.
+	if got := purge(t, s, base.Add(30*24*time.Hour)); len(got) != 3 {
+		t.Fatalf("purged %+v, want m1, m2 and m3", got)
+	}
+	es := chain(t, s)
+	checkEntryOrder(t, es)
+	checkEntryFields(t, es, m1)
+}
+
+// acceptAndDenyWithEntries accepts m1 with two entries, then tries it
+// again (a duplicate); denies m2, then m1 (already accepted). It returns
+// m1.
+func acceptAndDenyWithEntries(t *testing.T, s store.Store) *store.Message {
+	t.Helper()
+	ctx := context.Background()
 	m1 := message("unhcr", "m1", "ke-dra", base)
 	withdrawn := audit.Entry{Kind: audit.KindConsentWithdrawn, MessageID: "m1", From: "unhcr", To: "ke-dra"}
 	if _, err := s.Accept(ctx, m1, []store.Delivery{delivery("d1", "ke-dra", base)}, acceptEntry(m1), withdrawn); err != nil {
@@ -80,6 +100,14 @@ func testEntriesWithChanges(t *testing.T, open Opener) {
 	if got := get(t, s, "unhcr", "m1"); got.Status != store.StatusAccepted || got.DecisionID != m1.DecisionID {
 		t.Fatalf("a denial overwrote an acceptance: %+v", got)
 	}
+	return m1
+}
+
+// ackAndDeadLetterWithEntries acknowledges m1's delivery and dead-letters
+// m3's, each twice: the second time the delivery is gone.
+func ackAndDeadLetterWithEntries(t *testing.T, s store.Store) {
+	t.Helper()
+	ctx := context.Background()
 	ds := lease(t, s, "ke-dra", 1, time.Minute, base)
 	if len(ds) != 1 {
 		t.Fatalf("leased %d", len(ds))
@@ -98,16 +126,12 @@ func testEntriesWithChanges(t *testing.T, open Opener) {
 	if err := s.DeadLetter(ctx, "ke-dra", "d3", base); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("second DeadLetter: %v, want ErrNotFound", err)
 	}
-	if _, err := s.Append(ctx, Replica, policyEntry()); err != nil {
-		t.Fatalf("Append: %v", err)
-	}
-	// All three are due at +30 days: m1 and m3 purged and forgotten, the
-	// denial m2 forgotten.
-	if got := purge(t, s, base.Add(30*24*time.Hour)); len(got) != 3 {
-		t.Fatalf("purged %+v, want m1, m2 and m3", got)
-	}
+}
 
-	es := chain(t, s)
+// checkEntryOrder checks that the chain holds the entries of the changes
+// that happened, in their order, and none of those that did not.
+func checkEntryOrder(t *testing.T, es []audit.Entry) {
+	t.Helper()
 	want := []string{"accepted:m1", "consent_withdrawn:m1", "denied:m2", "denied:m1", "delivered:m1",
 		"dead_lettered:m3", "policy_changed:", "forgotten:m1", "forgotten:m2", "forgotten:m3", "purged:m1", "purged:m3"}
 	got := kinds(es)
@@ -120,6 +144,13 @@ func testEntriesWithChanges(t *testing.T, open Opener) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("chain %v\nwant  %v", got, want)
 	}
+}
+
+// checkEntryFields checks what the entries say: their place in the chain,
+// and what they were built from (the message m1 for its acceptance, its
+// delivery for the delivered entry, each message for its purge).
+func checkEntryFields(t *testing.T, es []audit.Entry, m1 *store.Message) {
+	t.Helper()
 	for i, e := range es {
 		if e.Replica != Replica || e.Seq != uint64(i+1) || e.Time.IsZero() {
 			t.Errorf("entry %d: replica %q seq %d time %v", i, e.Replica, e.Seq, e.Time)

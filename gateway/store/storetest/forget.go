@@ -25,19 +25,37 @@ import (
 // retention (none, shorter than its lifetime, longer), and everything that
 // has a time is forgotten at the first Purge at or after it.
 func testReplayMemoryUntilExp(t *testing.T, open Opener) {
-	ctx := context.Background()
 	s := openStore(t, open)
-	const day = 24 * time.Hour
-	type item struct {
-		id     string
-		denied bool
-		state  string // of an accepted message's delivery: queued, acked, dead
-		days   int
-		life   time.Duration // exp - created
-		// forgetAt: when it must go (zero: never).
-		forgetAt time.Time
+	items := replayItems()
+	for _, it := range items {
+		recordReplayItem(t, s, it)
 	}
-	items := []*item{
+	forgotten := purgeAtEveryBoundary(t, s, items)
+	checkForgottenOnTime(t, items, forgotten)
+	checkForgetEntries(t, s, items)
+	checkNewAfterForgotten(t, s, items)
+}
+
+// replayItem is a message of testReplayMemoryUntilExp: how it is decided,
+// and when it must be forgotten.
+type replayItem struct {
+	id     string
+	denied bool
+	state  string // of an accepted message's delivery: queued, acked, dead
+	days   int
+	life   time.Duration // exp - created
+	// forgetAt: when it must go (zero: never).
+	forgetAt time.Time
+	// m is the message as recorded, for the retries that follow.
+	m *store.Message
+}
+
+// replayItems are the cases of testReplayMemoryUntilExp: accepted and
+// denied, without retention and with one shorter, equal to or longer than
+// the message's lifetime, and an exp with a fraction of a millisecond.
+func replayItems() []*replayItem {
+	const day = 24 * time.Hour
+	return []*replayItem{
 		{id: "accepted-no-retention", days: 0, life: 2 * day},
 		{id: "accepted-retention-shorter", days: 1, life: 2 * day, forgetAt: base.Add(2 * day)},
 		{id: "accepted-retention-longer", days: 30, life: time.Hour, forgetAt: base.Add(30 * day)},
@@ -49,33 +67,41 @@ func testReplayMemoryUntilExp(t *testing.T, open Opener) {
 		{id: "denied-fractional-exp", denied: true, days: 0, life: time.Hour + 1500*time.Microsecond + 7,
 			forgetAt: base.Add(time.Hour + 1500*time.Microsecond + 7)},
 	}
-	msgs := map[string]*store.Message{}
-	for _, it := range items {
-		m := message("unhcr", it.id, "ke-dra", base)
-		m.RetentionDays, m.Expires = it.days, base.Add(it.life)
-		msgs[it.id] = m
-		if it.denied {
-			if err := s.RecordDenial(ctx, m, denialEntry(m)); err != nil {
-				t.Fatalf("RecordDenial %s: %v", it.id, err)
-			}
-			continue
+}
+
+// recordReplayItem records it (a denial, or an acceptance whose delivery
+// is then left in it.state) and keeps the message in it.m.
+func recordReplayItem(t *testing.T, s store.Store, it *replayItem) {
+	t.Helper()
+	ctx := context.Background()
+	m := message("unhcr", it.id, "ke-dra", base)
+	m.RetentionDays, m.Expires = it.days, base.Add(it.life)
+	it.m = m
+	if it.denied {
+		if err := s.RecordDenial(ctx, m, denialEntry(m)); err != nil {
+			t.Fatalf("RecordDenial %s: %v", it.id, err)
 		}
-		if _, err := s.Accept(ctx, m, []store.Delivery{delivery("d-"+it.id, "ke-dra", base)}, acceptEntry(m)); err != nil {
-			t.Fatalf("Accept %s: %v", it.id, err)
+		return
+	}
+	if _, err := s.Accept(ctx, m, []store.Delivery{delivery("d-"+it.id, "ke-dra", base)}, acceptEntry(m)); err != nil {
+		t.Fatalf("Accept %s: %v", it.id, err)
+	}
+	switch it.state {
+	case "acked":
+		if err := s.Ack(ctx, "ke-dra", "d-"+it.id, base); err != nil {
+			t.Fatal(err)
 		}
-		switch it.state {
-		case "acked":
-			if err := s.Ack(ctx, "ke-dra", "d-"+it.id, base); err != nil {
-				t.Fatal(err)
-			}
-		case "dead":
-			if err := s.DeadLetter(ctx, "ke-dra", "d-"+it.id, base); err != nil {
-				t.Fatal(err)
-			}
+	case "dead":
+		if err := s.DeadLetter(ctx, "ke-dra", "d-"+it.id, base); err != nil {
+			t.Fatal(err)
 		}
 	}
+}
 
-	// The purge times: every boundary, in order.
+// replayPurgeTimes are the purge times: every boundary, in order, each
+// once.
+func replayPurgeTimes(items []*replayItem) []time.Time {
+	const day = 24 * time.Hour
 	var times []time.Time
 	for _, it := range items {
 		exp := base.Add(it.life)
@@ -89,10 +115,16 @@ func testReplayMemoryUntilExp(t *testing.T, open Opener) {
 	}
 	times = append(times, base.Add(1000*day))
 	slices.SortFunc(times, func(a, b time.Time) int { return a.Compare(b) })
-	times = slices.CompactFunc(times, func(a, b time.Time) bool { return a.Equal(b) })
+	return slices.CompactFunc(times, func(a, b time.Time) bool { return a.Equal(b) })
+}
 
+// purgeAtEveryBoundary purges at each of the replay purge times and checks
+// after each purge that every item is forgotten or still remembered as its
+// time says. It returns when each forgotten item was forgotten.
+func purgeAtEveryBoundary(t *testing.T, s store.Store, items []*replayItem) map[string]time.Time {
+	t.Helper()
 	forgotten := map[string]time.Time{}
-	for _, now := range times {
+	for _, now := range replayPurgeTimes(items) {
 		for _, p := range purge(t, s, now) {
 			if p.Forgotten {
 				if _, again := forgotten[p.ID]; again {
@@ -103,29 +135,53 @@ func testReplayMemoryUntilExp(t *testing.T, open Opener) {
 		}
 		for _, it := range items {
 			_, isGone := forgotten[it.id]
-			switch {
-			case isGone && (it.forgetAt.IsZero() || now.Before(it.forgetAt)):
-				t.Fatalf("%s forgotten at %v, before its time %v (exp %v)", it.id, now, it.forgetAt, base.Add(it.life))
-			case isGone:
-				gone(t, s, "unhcr", it.id, "ke-dra")
-			case !it.forgetAt.IsZero() && !now.Before(ceilMillisecond(it.forgetAt)):
-				t.Fatalf("%s not forgotten at %v, its time %v", it.id, now, it.forgetAt)
-			default:
-				m := get(t, s, "unhcr", it.id)
-				if it.denied {
-					if m.Status != store.StatusDenied {
-						t.Errorf("%s: status %q", it.id, m.Status)
-					}
-					continue
-				}
-				// Still the replay reservation: a retry is a duplicate.
-				again := *msgs[it.id]
-				if _, err := s.Accept(ctx, &again, []store.Delivery{delivery(fmt.Sprintf("d-again-%s-%d", it.id, now.UnixNano()), "ke-dra", now)}); !errors.Is(err, store.ErrDuplicate) {
-					t.Fatalf("%s at %v: Accept again = %v, want ErrDuplicate", it.id, now, err)
-				}
-			}
+			checkReplayItemAt(t, s, it, now, isGone)
 		}
 	}
+	return forgotten
+}
+
+// checkReplayItemAt checks it right after the purge at now: gone only once
+// its time has come, gone for good from then on, and remembered until
+// then.
+func checkReplayItemAt(t *testing.T, s store.Store, it *replayItem, now time.Time, isGone bool) {
+	t.Helper()
+	switch {
+	case isGone && (it.forgetAt.IsZero() || now.Before(it.forgetAt)):
+		t.Fatalf("%s forgotten at %v, before its time %v (exp %v)", it.id, now, it.forgetAt, base.Add(it.life))
+	case isGone:
+		gone(t, s, "unhcr", it.id, "ke-dra")
+	case !it.forgetAt.IsZero() && !now.Before(ceilMillisecond(it.forgetAt)):
+		t.Fatalf("%s not forgotten at %v, its time %v", it.id, now, it.forgetAt)
+	default:
+		checkStillRemembered(t, s, it, now)
+	}
+}
+
+// checkStillRemembered checks that it is still in the store at now: a
+// denial with its status, an acceptance as the replay reservation of its
+// (from, id).
+func checkStillRemembered(t *testing.T, s store.Store, it *replayItem, now time.Time) {
+	t.Helper()
+	m := get(t, s, "unhcr", it.id)
+	if it.denied {
+		if m.Status != store.StatusDenied {
+			t.Errorf("%s: status %q", it.id, m.Status)
+		}
+		return
+	}
+	// Still the replay reservation: a retry is a duplicate.
+	again := *it.m
+	if _, err := s.Accept(context.Background(), &again, []store.Delivery{delivery(fmt.Sprintf("d-again-%s-%d", it.id, now.UnixNano()), "ke-dra", now)}); !errors.Is(err, store.ErrDuplicate) {
+		t.Fatalf("%s at %v: Accept again = %v, want ErrDuplicate", it.id, now, err)
+	}
+}
+
+// checkForgottenOnTime checks, once all purges are done, that what has a
+// time was forgotten at the first purge at or after it, and what has none
+// never was.
+func checkForgottenOnTime(t *testing.T, items []*replayItem, forgotten map[string]time.Time) {
+	t.Helper()
 	for _, it := range items {
 		at, isGone := forgotten[it.id]
 		switch {
@@ -137,8 +193,12 @@ func testReplayMemoryUntilExp(t *testing.T, open Opener) {
 			t.Errorf("%s forgotten at %v, later than the first purge at or after %v", it.id, at, it.forgetAt)
 		}
 	}
+}
 
-	// One "forgotten" entry each, after its "purged" one; the chain verifies.
+// checkForgetEntries checks one "forgotten" entry each, after its "purged"
+// one; and that the chain verifies.
+func checkForgetEntries(t *testing.T, s store.Store, items []*replayItem) {
+	t.Helper()
 	es := chain(t, s)
 	for _, it := range items {
 		var got []string
@@ -158,14 +218,20 @@ func testReplayMemoryUntilExp(t *testing.T, open Opener) {
 			t.Errorf("%s: entries %v, want %v", it.id, got, want)
 		}
 	}
+}
 
-	// Forgotten, the same (from, id) is a new message to the store (the
-	// exchange refuses it first: its exp has passed).
+// checkNewAfterForgotten checks that, forgotten, the same (from, id) is a
+// new message to the store (the exchange refuses it first: its exp has
+// passed).
+func checkNewAfterForgotten(t *testing.T, s store.Store, items []*replayItem) {
+	t.Helper()
+	ctx := context.Background()
+	const day = 24 * time.Hour
 	for _, it := range items {
 		if it.forgetAt.IsZero() {
 			continue
 		}
-		m := *msgs[it.id]
+		m := *it.m
 		m.DecisionID = "decision-new"
 		if _, err := s.Accept(ctx, &m, []store.Delivery{delivery("d-new-"+it.id, "ke-dra", base.Add(1000*day))}); err != nil {
 			t.Errorf("%s: Accept after it was forgotten: %v", it.id, err)

@@ -57,102 +57,145 @@ func GrowthMessages(t testing.TB) int {
 // message's delivery is acknowledged at once, the others' payloads wait
 // for the purge.
 func testBoundedByWhatIsDue(t *testing.T, open Opener, footprint func(*testing.T) Footprint) {
-	ctx := context.Background()
 	n := GrowthMessages(t)
-	const (
-		window  = 250 // messages created within one retention period
-		round   = 50  // messages between two purges
-		workers = 8   // callers at once: the stores' group commit
-		day     = 24 * time.Hour
-	)
-	step := day / window
-	env := make([]byte, EnvelopeSize)
-	for i := range env {
-		env[i] = 'A' + byte(i%26)
-	}
-	s := open(t)
-	defer func() { s.Close() }()
+	g := &growthRun{ctx: context.Background(), open: open, footprint: footprint,
+		env: typicalEnvelope(), forgetAt: make([]time.Time, n)}
+	g.s = open(t)
+	// g.s is reopened at every measurement: close the last one.
+	defer func() { g.s.Close() }()
 
-	forgetAt := make([]time.Time, n)
-	accepted := 0
-	forgotten := 0
-	var first *Footprint // at the first point past the warm-up
-	points := max(1, n/round/10)
-	for r := 0; r*round < n; r++ {
-		lo, hi := r*round, min(n, (r+1)*round)
-		var wg sync.WaitGroup
-		errs := make(chan error, workers)
-		for w := range workers {
-			wg.Go(func() {
-				for i := lo + w; i < hi; i += workers {
-					if err := growthMessage(ctx, s, i, base.Add(time.Duration(i)*step), env, &forgetAt[i]); err != nil {
-						errs <- err
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatal(err)
-		}
-		accepted = hi
-		now := base.Add(time.Duration(hi-1) * step)
-		ps, err := s.Purge(ctx, now)
-		if err != nil {
-			t.Fatalf("Purge: %v", err)
-		}
-		for _, p := range ps {
-			if p.Forgotten {
-				forgotten++
-			}
-		}
-		due := 0
-		for _, at := range forgetAt[:hi] {
-			if !at.After(now) {
-				due++
-			}
-		}
-		if forgotten != due {
-			t.Fatalf("after %d messages, at %v: %d forgotten, %d due", hi, now, forgotten, due)
-		}
+	points := max(1, n/growthRound/10)
+	for r := 0; r*growthRound < n; r++ {
+		lo, hi := r*growthRound, min(n, (r+1)*growthRound)
+		g.decideConcurrently(t, lo, hi)
+		g.purgeWhatIsDue(t, hi)
 		if (r+1)%points != 0 && hi < n {
 			continue
 		}
-		if err := s.Close(); err != nil {
-			t.Fatal(err)
-		}
-		fp := footprint(t)
-		s = open(t)
-		live := accepted - forgotten
-		t.Logf("%6d messages (%5.1f simulated days): %4d records (%d not yet due), %5d other keys, %7d bytes outside the audit chains (%4.0f per record), %8d audit bytes (%3.0f per message)",
-			hi, float64(hi)/window, fp.Records, live, fp.Keys, fp.Bytes-fp.AuditBytes,
-			float64(fp.Bytes-fp.AuditBytes)/float64(max(live, 1)), fp.AuditBytes, float64(fp.AuditBytes)/float64(hi))
-		if fp.Records != live {
-			t.Errorf("after %d messages: %d message records in the storage, %d not yet due", hi, fp.Records, live)
-		}
-		if live > window+round {
-			t.Errorf("after %d messages: %d not yet due, want at most a retention period's (%d) and a round", hi, live, window)
-		}
-		if hi < 2*window {
-			continue // warming up: the first messages are not due yet
-		}
-		if first == nil {
-			first = &fp
-			continue
-		}
-		// Flat: page and hash-table granularity aside, no more than the
-		// first point past the warm-up.
-		if fp.Keys > first.Keys*5/4+10 {
-			t.Errorf("after %d messages: %d keys outside the audit chains, %d at the first point: the store grows", hi, fp.Keys, first.Keys)
-		}
-		if other, was := fp.Bytes-fp.AuditBytes, first.Bytes-first.AuditBytes; other > was*3/2+64<<10 {
-			t.Errorf("after %d messages: %d bytes outside the audit chains, %d at the first point: the store grows", hi, other, was)
+		g.measure(t, hi)
+	}
+	if g.first == nil && n >= 4*growthWindow {
+		t.Error("no measurement past the warm-up")
+	}
+}
+
+const (
+	growthWindow  = 250 // messages created within one retention period
+	growthRound   = 50  // messages between two purges
+	growthWorkers = 8   // callers at once: the stores' group commit
+	// growthStep is the simulated time between two messages.
+	growthStep = 24 * time.Hour / growthWindow
+)
+
+// growthRun is the state of testBoundedByWhatIsDue from one round to the
+// next.
+type growthRun struct {
+	ctx       context.Context
+	open      Opener
+	footprint func(*testing.T) Footprint
+	s         store.Store
+	env       []byte
+	forgetAt  []time.Time // when message i is due to be forgotten
+	forgotten int         // how many messages the purges forgot so far
+	first     *Footprint  // at the first point past the warm-up
+}
+
+// decideConcurrently decides on messages lo to hi-1, by growthWorkers
+// callers at once.
+func (g *growthRun) decideConcurrently(t *testing.T, lo, hi int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, growthWorkers)
+	for w := range growthWorkers {
+		wg.Go(func() {
+			for i := lo + w; i < hi; i += growthWorkers {
+				if err := growthMessage(g.ctx, g.s, i, base.Add(time.Duration(i)*growthStep), g.env, &g.forgetAt[i]); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// purgeWhatIsDue purges at the time of the last of the hi messages decided
+// so far and checks that the purges forgot exactly the messages due by
+// then.
+func (g *growthRun) purgeWhatIsDue(t *testing.T, hi int) {
+	t.Helper()
+	now := base.Add(time.Duration(hi-1) * growthStep)
+	ps, err := g.s.Purge(g.ctx, now)
+	if err != nil {
+		t.Fatalf("Purge: %v", err)
+	}
+	for _, p := range ps {
+		if p.Forgotten {
+			g.forgotten++
 		}
 	}
-	if first == nil && n >= 4*window {
-		t.Error("no measurement past the warm-up")
+	due := 0
+	for _, at := range g.forgetAt[:hi] {
+		if !at.After(now) {
+			due++
+		}
+	}
+	if g.forgotten != due {
+		t.Fatalf("after %d messages, at %v: %d forgotten, %d due", hi, now, g.forgotten, due)
+	}
+}
+
+// measure measures the storage after hi messages, all of them decided:
+// the message records are the messages not yet forgotten, at most a
+// retention period's and a round; past the warm-up, the rest stays flat.
+func (g *growthRun) measure(t *testing.T, hi int) {
+	t.Helper()
+	fp := g.reopenedFootprint(t)
+	live := hi - g.forgotten
+	t.Logf("%6d messages (%5.1f simulated days): %4d records (%d not yet due), %5d other keys, %7d bytes outside the audit chains (%4.0f per record), %8d audit bytes (%3.0f per message)",
+		hi, float64(hi)/growthWindow, fp.Records, live, fp.Keys, fp.Bytes-fp.AuditBytes,
+		float64(fp.Bytes-fp.AuditBytes)/float64(max(live, 1)), fp.AuditBytes, float64(fp.AuditBytes)/float64(hi))
+	if fp.Records != live {
+		t.Errorf("after %d messages: %d message records in the storage, %d not yet due", hi, fp.Records, live)
+	}
+	if live > growthWindow+growthRound {
+		t.Errorf("after %d messages: %d not yet due, want at most a retention period's (%d) and a round", hi, live, growthWindow)
+	}
+	if hi < 2*growthWindow {
+		return // warming up: the first messages are not due yet
+	}
+	if g.first == nil {
+		g.first = &fp
+		return
+	}
+	g.checkFlat(t, hi, fp)
+}
+
+// reopenedFootprint measures the storage with the store closed, as
+// Footprint requires, and opens it again.
+func (g *growthRun) reopenedFootprint(t *testing.T) Footprint {
+	t.Helper()
+	if err := g.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fp := g.footprint(t)
+	g.s = g.open(t)
+	return fp
+}
+
+// checkFlat checks fp, measured after hi messages, against the first
+// point past the warm-up: page and hash-table granularity aside, no more.
+func (g *growthRun) checkFlat(t *testing.T, hi int, fp Footprint) {
+	t.Helper()
+	if fp.Keys > g.first.Keys*5/4+10 {
+		t.Errorf("after %d messages: %d keys outside the audit chains, %d at the first point: the store grows", hi, fp.Keys, g.first.Keys)
+	}
+	if other, was := fp.Bytes-fp.AuditBytes, g.first.Bytes-g.first.AuditBytes; other > was*3/2+64<<10 {
+		t.Errorf("after %d messages: %d bytes outside the audit chains, %d at the first point: the store grows", hi, other, was)
 	}
 }
 

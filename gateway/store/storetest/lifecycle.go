@@ -473,20 +473,35 @@ func testConsentWithdrawal(t *testing.T, open Opener) {
 	}
 }
 
+// testPurge follows messages in every state a delivery can be in through
+// the purges at the end of their retention periods and at their exps.
 func testPurge(t *testing.T, open Opener) {
-	ctx := context.Background()
 	s := openStore(t, open)
-	const day = 24 * time.Hour
-	// Most of these live three days (exp) and are retained one: their
-	// payloads go after a day, their metadata at exp.
-	withRetention := func(id string, days int, at time.Time) *store.Message {
-		m := message("unhcr", id, "ke-dra", at)
-		m.RetentionDays = days
-		m.Expires = base.Add(3 * day)
-		return m
-	}
+	acceptPurgeCases(t, s)
+	purgedAt := base.Add(24 * time.Hour)
+	checkPurgeAtOneDay(t, s, purgedAt)
+	checkPurgeOfDeadLetter(t, s, purgedAt)
+	checkPurgeUntilExp(t, s)
+	checkNoRetentionKept(t, s)
+}
+
+// retainedMessage is a message of testPurge. Most of these live three
+// days (exp) and are retained one: their payloads go after a day, their
+// metadata at exp.
+func retainedMessage(id string, days int, at time.Time) *store.Message {
+	m := message("unhcr", id, "ke-dra", at)
+	m.RetentionDays = days
+	m.Expires = base.Add(3 * 24 * time.Hour)
+	return m
+}
+
+// acceptPurgeCases records the messages of testPurge, m1 to m6, each in a
+// state a purge must handle.
+func acceptPurgeCases(t *testing.T, s store.Store) {
+	t.Helper()
+	ctx := context.Background()
 	// m1: one delivery queued and leased, one acknowledged.
-	m1 := withRetention("m1", 1, base)
+	m1 := retainedMessage("m1", 1, base)
 	if _, err := s.Accept(ctx, m1, []store.Delivery{delivery("d1", "ke-dra", base), delivery("d1b", "ke-dra-archive", base)}); err != nil {
 		t.Fatal(err)
 	}
@@ -495,28 +510,35 @@ func testPurge(t *testing.T, open Opener) {
 		t.Fatal(err)
 	}
 	// m2: dead-lettered, due an hour after m1.
-	accept(t, s, withRetention("m2", 1, base.Add(time.Hour)), "d2")
+	accept(t, s, retainedMessage("m2", 1, base.Add(time.Hour)), "d2")
 	if err := s.DeadLetter(ctx, "ke-dra", "d2", base.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	accept(t, s, withRetention("m3", 0, base), "d3") // never purged, never forgotten
-	m4 := withRetention("m4", 2, base)
+	accept(t, s, retainedMessage("m3", 0, base), "d3") // never purged, never forgotten
+	m4 := retainedMessage("m4", 2, base)
 	m4.Expires = base.Add(time.Hour) // purged and forgotten at once
 	accept(t, s, m4, "d4")
-	accept(t, s, withRetention("m5", 1, base), "d5")
+	accept(t, s, retainedMessage("m5", 1, base), "d5")
 	if err := s.Ack(ctx, "ke-dra", "d5", base); err != nil { // delivered: nothing left to delete
 		t.Fatal(err)
 	}
-	m6 := withRetention("m6", 1, base)
+	m6 := retainedMessage("m6", 1, base)
 	m6.Expires = base.Add(time.Hour) // a denial: forgotten at the end of its retention
 	if err := s.RecordDenial(ctx, m6, denialEntry(m6)); err != nil {
 		t.Fatal(err)
 	}
+}
 
+// checkPurgeAtOneDay checks the purges up to purgedAt, a day after base:
+// nothing before it; at it, the payloads of m1 and m5 (metadata kept) and
+// the denial m6 forgotten.
+func checkPurgeAtOneDay(t *testing.T, s store.Store, purgedAt time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	const day = 24 * time.Hour
 	if got := purge(t, s, base.Add(day-time.Millisecond)); len(got) != 0 {
 		t.Fatalf("purged %+v before any retention period ended", got)
 	}
-	purgedAt := base.Add(day)
 	got := purge(t, s, purgedAt)
 	want := []store.Purged{
 		{From: "unhcr", ID: "m1", Deliveries: 1, Payloads: true},
@@ -527,7 +549,7 @@ func testPurge(t *testing.T, open Opener) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("Purge at +1d = %+v, want %+v", got, want)
 	}
-	wantM1 := withRetention("m1", 1, base)
+	wantM1 := retainedMessage("m1", 1, base)
 	wantM1.Purged, wantM1.PurgedAt, wantM1.Attempts = true, purgedAt, 1
 	sameMessage(t, get(t, s, "unhcr", "m1"), wantM1) // metadata and receipt kept until exp
 	if got := get(t, s, "unhcr", "m5"); !got.Purged || got.Status != store.StatusDelivered {
@@ -540,14 +562,21 @@ func testPurge(t *testing.T, open Opener) {
 	if err := s.Release(ctx, "ke-dra", "d1", purgedAt); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Release of a purged delivery: err = %v, want ErrNotFound", err)
 	}
+}
 
+// checkPurgeOfDeadLetter checks the purge an hour later: m2 with its dead
+// letter, which can no longer be requeued; and a second purge at the same
+// time finds nothing.
+func checkPurgeOfDeadLetter(t *testing.T, s store.Store, purgedAt time.Time) {
+	t.Helper()
+	const day = 24 * time.Hour
 	if got := purge(t, s, base.Add(day+time.Hour)); !slices.Equal(got, []store.Purged{{From: "unhcr", ID: "m2", Deliveries: 1, Payloads: true}}) {
 		t.Fatalf("Purge at +1d1h = %+v, want m2 with its dead letter", got)
 	}
 	if got := deadLetters(t, s); len(got) != 0 {
 		t.Errorf("dead letters after purge: %v", ids(got))
 	}
-	if err := s.Requeue(ctx, "ke-dra", "d2", purgedAt); !errors.Is(err, store.ErrNotFound) {
+	if err := s.Requeue(context.Background(), "ke-dra", "d2", purgedAt); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Requeue of a purged dead letter: err = %v, want ErrNotFound", err)
 	}
 	if got := get(t, s, "unhcr", "m2"); !got.Purged || got.Status != store.StatusDeadLettered {
@@ -556,7 +585,14 @@ func testPurge(t *testing.T, open Opener) {
 	if got := purge(t, s, base.Add(day+time.Hour)); len(got) != 0 {
 		t.Errorf("second Purge at the same time = %+v, want nothing", got)
 	}
+}
 
+// checkPurgeUntilExp checks the purges up to exp: m4, whose exp passed
+// before its retention ended, purged and forgotten at once; at exp, the
+// purged m1, m2 and m5 forgotten.
+func checkPurgeUntilExp(t *testing.T, s store.Store) {
+	t.Helper()
+	const day = 24 * time.Hour
 	if got := purge(t, s, base.Add(2*day)); !slices.Equal(got, []store.Purged{{From: "unhcr", ID: "m4", Deliveries: 1, Payloads: true, Forgotten: true}}) {
 		t.Errorf("Purge at +2d = %+v, want m4 purged and forgotten", got)
 	}
@@ -564,7 +600,7 @@ func testPurge(t *testing.T, open Opener) {
 	if got := purge(t, s, base.Add(3*day-time.Millisecond)); len(got) != 0 {
 		t.Errorf("Purge before exp = %+v, want nothing", got)
 	}
-	got = purge(t, s, base.Add(3*day))
+	got := purge(t, s, base.Add(3*day))
 	slices.SortFunc(got, func(a, b store.Purged) int { return cmpString(a.ID, b.ID) })
 	if want := []store.Purged{{From: "unhcr", ID: "m1", Forgotten: true}, {From: "unhcr", ID: "m2", Forgotten: true},
 		{From: "unhcr", ID: "m5", Forgotten: true}}; !slices.Equal(got, want) {
@@ -573,6 +609,13 @@ func testPurge(t *testing.T, open Opener) {
 	for _, id := range []string{"m1", "m2", "m5"} {
 		gone(t, s, "unhcr", id, "ke-dra")
 	}
+}
+
+// checkNoRetentionKept checks that m3, without a retention period, is
+// never purged: its delivery stays queued, its record unmarked.
+func checkNoRetentionKept(t *testing.T, s store.Store) {
+	t.Helper()
+	const day = 24 * time.Hour
 	if got := purge(t, s, base.Add(1000*day)); len(got) != 0 {
 		t.Errorf("Purge at +1000d = %+v, want nothing (m3 has no retention period)", got)
 	}
@@ -644,22 +687,33 @@ func testPurgeBacklog(t *testing.T, open Opener) {
 // nowhere in the raw storage, in no key and no value, whatever state their
 // deliveries were in; an acknowledged envelope is gone too.
 func testPurgeLeavesNoPayload(t *testing.T, open Opener, rawContains func(*testing.T, []byte) bool) {
-	ctx := context.Background()
 	s := open(t)
-	secret := func(name string) []byte {
-		// Distinctive and long enough not to occur by chance; not valid
-		// UTF-8, so that no backend stores it in an escaped form that the
-		// scan would miss.
-		return []byte(fmt.Sprintf("\xffSECRET-PAYLOAD-%s-%x\xfe", name, time.Now().UnixNano()))
+	items := payloadItems()
+	acceptPayloadItems(t, s, items)
+	putPayloadItemsInState(t, s, items)
+	purgeDuePayloads(t, s)
+	// The raw scan reads the storage behind closed stores only.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
 	}
-	type item struct {
-		id        string
-		retention int
-		state     string
-		env       []byte // to ke-dra, in the given state
-		archive   []byte // to ke-dra-archive, queued
-	}
-	items := []*item{
+	checkPayloadsInStorage(t, items, rawContains)
+}
+
+// payloadItem is a message of testPurgeLeavesNoPayload, with its two
+// envelopes.
+type payloadItem struct {
+	id        string
+	retention int
+	state     string
+	env       []byte // to ke-dra, in the given state
+	archive   []byte // to ke-dra-archive, queued
+}
+
+// payloadItems are the messages of testPurgeLeavesNoPayload: five due, a
+// delivery of each in every state it can be in, and three kept (without a
+// retention period, or not due yet).
+func payloadItems() []*payloadItem {
+	return []*payloadItem{
 		{id: "queued", retention: 1, state: "queued"},
 		{id: "leased", retention: 1, state: "leased"},
 		{id: "released", retention: 1, state: "released"},
@@ -669,18 +723,39 @@ func testPurgeLeavesNoPayload(t *testing.T, open Opener, rawContains func(*testi
 		{id: "kept", retention: 0, state: "queued"},
 		{id: "not-due", retention: 30, state: "dead"},
 	}
+}
+
+// secretPayload is an envelope to look for in the raw storage.
+func secretPayload(name string) []byte {
+	// Distinctive and long enough not to occur by chance; not valid
+	// UTF-8, so that no backend stores it in an escaped form that the
+	// scan would miss.
+	return []byte(fmt.Sprintf("\xffSECRET-PAYLOAD-%s-%x\xfe", name, time.Now().UnixNano()))
+}
+
+// acceptPayloadItems accepts each item with two deliveries of secret
+// envelopes, one to ke-dra and one to ke-dra-archive.
+func acceptPayloadItems(t *testing.T, s store.Store, items []*payloadItem) {
+	t.Helper()
 	for _, it := range items {
-		it.env, it.archive = secret(it.id), secret(it.id+"-archive")
+		it.env, it.archive = secretPayload(it.id), secretPayload(it.id+"-archive")
 		m := message("unhcr", it.id, "ke-dra", base)
 		m.RetentionDays = it.retention
 		d := delivery("d-"+it.id, "ke-dra", base)
 		d.Envelope = it.env
 		archive := delivery("d-"+it.id+"-archive", "ke-dra-archive", base)
 		archive.Envelope = it.archive
-		if _, err := s.Accept(ctx, m, []store.Delivery{d, archive}); err != nil {
+		if _, err := s.Accept(context.Background(), m, []store.Delivery{d, archive}); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// putPayloadItemsInState leases every delivery to ke-dra once, then takes
+// each to its item's state.
+func putPayloadItemsInState(t *testing.T, s store.Store, items []*payloadItem) {
+	t.Helper()
+	ctx := context.Background()
 	lease(t, s, "ke-dra", len(items), time.Minute, base) // every one leased once
 	for _, it := range items {
 		var err error
@@ -702,6 +777,12 @@ func testPurgeLeavesNoPayload(t *testing.T, open Opener, rawContains func(*testi
 			t.Fatalf("%s: %v", it.id, err)
 		}
 	}
+}
+
+// purgeDuePayloads purges after three days: the five messages retained one
+// day, each with both its deliveries.
+func purgeDuePayloads(t *testing.T, s store.Store) {
+	t.Helper()
 	got := purge(t, s, base.Add(3*24*time.Hour))
 	if len(got) != 5 {
 		t.Fatalf("purged %+v, want the 5 messages with 1 day of retention", got)
@@ -711,10 +792,13 @@ func testPurgeLeavesNoPayload(t *testing.T, open Opener, rawContains func(*testi
 			t.Errorf("%s: %d deliveries purged, want 2", p.ID, p.Deliveries)
 		}
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
+}
 
+// checkPayloadsInStorage checks that the raw storage holds the envelopes
+// it must keep, and none of the purged or acknowledged ones: a scan that
+// finds what is kept is one that would find what is left behind.
+func checkPayloadsInStorage(t *testing.T, items []*payloadItem, rawContains func(*testing.T, []byte) bool) {
+	t.Helper()
 	for _, it := range items {
 		purged := it.retention == 1
 		if found := rawContains(t, it.env); found && (purged || it.state == "acked") {
