@@ -61,6 +61,37 @@ func invalid(field string) error { return newError(CodeInvalidMessage, field, ni
 // detail; a message outside its time window has detail "expired" (exp ≤ now)
 // or "not_yet_valid" (iat > now + clock skew).
 func ParseMessage(payload []byte, now time.Time, p Profile) (*Message, error) {
+	raw, err := decodeMessage(payload, p)
+	if err != nil {
+		return nil, err
+	}
+	m := &Message{Raw: raw}
+	if err := m.readAddressing(raw); err != nil {
+		return nil, err
+	}
+	if err := m.readLifetime(raw, p); err != nil {
+		return nil, err
+	}
+	if err := m.readInReplyTo(raw); err != nil {
+		return nil, err
+	}
+	if err := m.readSections(raw); err != nil {
+		return nil, err
+	}
+
+	if p.DeferTimeCheck {
+		return m, nil
+	}
+	if err := m.CheckTime(now, p); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// decodeMessage decodes payload into a JSON object whose top-level members
+// are all listed in PROTOCOL §2 and whose member names inside subject,
+// record and consent are all valid.
+func decodeMessage(payload []byte, p Profile) (map[string]any, error) {
 	v, err := DecodeStrict(payload, p.maxDepth())
 	if err != nil {
 		return nil, err
@@ -78,70 +109,88 @@ func ParseMessage(payload []byte, now time.Time, p Profile) (*Message, error) {
 			return nil, invalid(section + ": " + DetailMemberName)
 		}
 	}
-	m := &Message{Raw: raw}
+	return raw, nil
+}
 
+// readAddressing reads id, type, from, to, purpose and legal_basis.
+func (m *Message) readAddressing(raw map[string]any) error {
+	var ok bool
 	if m.ID, ok = uuidField(raw, "id"); !ok {
-		return nil, invalid("id")
+		return invalid("id")
 	}
 	if m.Type, ok = raw["type"].(string); !ok || !isMessageType(m.Type) {
-		return nil, invalid("type")
+		return invalid("type")
 	}
 	if m.From, ok = raw["from"].(string); !ok || !IsParticipantID(m.From) {
-		return nil, invalid("from")
+		return invalid("from")
 	}
 	if m.To, ok = raw["to"].(string); !ok || !IsParticipantID(m.To) || m.To == m.From {
-		return nil, invalid("to")
+		return invalid("to")
 	}
 	if m.Purpose, ok = raw["purpose"].(string); !ok || !isPurpose(m.Purpose) {
-		return nil, invalid("purpose")
+		return invalid("purpose")
 	}
 	if m.LegalBasis, ok = raw["legal_basis"].(string); !ok || strings.TrimSpace(m.LegalBasis) == "" {
-		return nil, invalid("legal_basis")
+		return invalid("legal_basis")
 	}
+	return nil
+}
+
+// readLifetime reads iat and exp: exp must come after iat, within the
+// profile's longest lifetime.
+func (m *Message) readLifetime(raw map[string]any, p Profile) error {
+	var ok bool
 	if m.IAT, ok = numericDate(raw, "iat"); !ok {
-		return nil, invalid("iat")
+		return invalid("iat")
 	}
 	if m.EXP, ok = numericDate(raw, "exp"); !ok {
-		return nil, invalid("exp")
+		return invalid("exp")
 	}
 	if m.EXP <= m.IAT || m.EXP-m.IAT > p.maxLifetime().Seconds() {
-		return nil, invalid("exp")
+		return invalid("exp")
 	}
+	return nil
+}
+
+// readInReplyTo reads in_reply_to, which a response requires.
+func (m *Message) readInReplyTo(raw map[string]any) error {
 	if _, present := raw["in_reply_to"]; present {
+		var ok bool
 		if m.InReplyTo, ok = uuidField(raw, "in_reply_to"); !ok {
-			return nil, invalid("in_reply_to")
+			return invalid("in_reply_to")
 		}
 	} else if strings.HasSuffix(m.Type, ".response") {
-		return nil, invalid("in_reply_to")
+		return invalid("in_reply_to")
 	}
+	return nil
+}
+
+// readSections reads subject, record and consent, which are objects when
+// present. Only a consent withdrawal goes without a subject, and a subject
+// needs a ref.
+func (m *Message) readSections(raw map[string]any) error {
+	var ok bool
 	if s, present := raw["subject"]; present {
 		if m.Subject, ok = s.(map[string]any); !ok {
-			return nil, invalid("subject")
+			return invalid("subject")
 		}
 		if ref, ok := m.Subject["ref"].(string); !ok || ref == "" {
-			return nil, invalid("subject.ref")
+			return invalid("subject.ref")
 		}
 	} else if m.Type != TypeConsentWithdrawal {
-		return nil, invalid("subject")
+		return invalid("subject")
 	}
 	if r, present := raw["record"]; present {
 		if m.Record, ok = r.(map[string]any); !ok {
-			return nil, invalid("record")
+			return invalid("record")
 		}
 	}
 	if c, present := raw["consent"]; present {
 		if m.Consent, ok = c.(map[string]any); !ok {
-			return nil, invalid("consent")
+			return invalid("consent")
 		}
 	}
-
-	if p.DeferTimeCheck {
-		return m, nil
-	}
-	if err := m.CheckTime(now, p); err != nil {
-		return nil, err
-	}
-	return m, nil
+	return nil
 }
 
 // CheckTime checks the message's time window (PROTOCOL §2, §6): iat within

@@ -161,191 +161,266 @@ type file struct {
 // generate makes every file in memory, the registry last, and checks the
 // registry with the trust package's rules.
 func generate(specs []Spec, hosts []string, now time.Time) ([]file, error) {
-	var files []file
-	add := func(name string, data []byte, mode fs.FileMode) {
-		files = append(files, file{name: name, data: data, mode: mode})
-	}
-
-	caKey, err := newKey()
+	var out fileList
+	ca, err := makeCA(&out, now)
 	if err != nil {
 		return nil, err
 	}
-	caTmpl, err := template(now, pkix.Name{
+	if err := makeGateway(&out, ca, hosts, now); err != nil {
+		return nil, err
+	}
+	reg, err := makeParticipants(&out, ca, specs, now)
+	if err != nil {
+		return nil, err
+	}
+	data, err := registryYAML(reg)
+	if err != nil {
+		return nil, err
+	}
+	out.add(RegistryFile, data, 0o644)
+	return out, nil
+}
+
+// fileList collects the generated files in the order they are to be
+// written.
+type fileList []file
+
+// add appends a file, to be written with the given mode.
+func (l *fileList) add(name string, data []byte, mode fs.FileMode) {
+	*l = append(*l, file{name: name, data: data, mode: mode})
+}
+
+// devCA is the development CA that issues every other certificate.
+type devCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+}
+
+// makeCA makes the self-signed development CA and adds its certificate and
+// key.
+func makeCA(out *fileList, now time.Time) (*devCA, error) {
+	key, err := newKey()
+	if err != nil {
+		return nil, err
+	}
+	tmpl, err := template(now, pkix.Name{
 		CommonName:   "xborder development CA",
 		Organization: []string{"xborder development PKI (not for production)"},
 	})
 	if err != nil {
 		return nil, err
 	}
-	caTmpl.IsCA = true
-	caTmpl.BasicConstraintsValid = true
-	caTmpl.MaxPathLenZero = true
-	caTmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	tmpl.IsCA = true
+	tmpl.BasicConstraintsValid = true
+	tmpl.MaxPathLenZero = true
+	tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		return nil, fmt.Errorf("pki: make CA: %w", err)
 	}
-	caCert, err := x509.ParseCertificate(caDER)
+	cert, err := x509.ParseCertificate(der)
 	if err != nil {
 		return nil, fmt.Errorf("pki: make CA: %w", err)
 	}
-	caKeyPEM, err := keyPEM(caKey)
+	kp, err := keyPEM(key)
 	if err != nil {
 		return nil, err
 	}
-	add(CACert, certPEM(caDER), 0o644)
-	add(CAKey, caKeyPEM, 0o600)
+	out.add(CACert, certPEM(der), 0o644)
+	out.add(CAKey, kp, 0o600)
+	return &devCA{cert: cert, key: key}, nil
+}
 
-	issue := func(tmpl *x509.Certificate) ([]byte, []byte, error) {
-		key, err := newKey()
-		if err != nil {
-			return nil, nil, err
-		}
-		tmpl.BasicConstraintsValid = true
-		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-		if err != nil {
-			return nil, nil, fmt.Errorf("pki: issue certificate: %w", err)
-		}
-		kp, err := keyPEM(key)
-		if err != nil {
-			return nil, nil, err
-		}
-		return certPEM(der), kp, nil
-	}
-	jwks := func(dir string) (sign, enc *envelope.PublicKey, err error) {
-		for _, use := range []string{envelope.UseSig, envelope.UseEnc} {
-			k, err := envelope.GenerateP256(use)
-			if err != nil {
-				return nil, nil, fmt.Errorf("pki: %w", err)
-			}
-			priv, err := jwkJSON(k)
-			if err != nil {
-				return nil, nil, err
-			}
-			pub, err := jwkJSON(k.Public())
-			if err != nil {
-				return nil, nil, err
-			}
-			name, pubName := SignJWK, SignPubJWK
-			if use == envelope.UseEnc {
-				name, pubName = EncJWK, EncPubJWK
-			}
-			add(path.Join(dir, name), priv, 0o600)
-			add(path.Join(dir, pubName), pub, 0o644)
-			if use == envelope.UseSig {
-				sign = k.Public()
-			} else {
-				enc = k.Public()
-			}
-		}
-		return sign, enc, nil
-	}
-
-	// The gateway.
-	gwTmpl, err := template(now, pkix.Name{CommonName: GatewayCN})
+// issue makes a new key and a certificate for it from tmpl, signed by the
+// CA, and returns both as PEM.
+func (ca *devCA) issue(tmpl *x509.Certificate) ([]byte, []byte, error) {
+	key, err := newKey()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	gwTmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			gwTmpl.IPAddresses = append(gwTmpl.IPAddresses, ip)
+	tmpl.BasicConstraintsValid = true
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: issue certificate: %w", err)
+	}
+	kp, err := keyPEM(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return certPEM(der), kp, nil
+}
+
+// addJWKs makes a signing and an encryption JWK, adds both halves of each
+// under dir, and returns the public halves.
+func addJWKs(out *fileList, dir string) (sign, enc *envelope.PublicKey, err error) {
+	for _, use := range []string{envelope.UseSig, envelope.UseEnc} {
+		k, err := envelope.GenerateP256(use)
+		if err != nil {
+			return nil, nil, fmt.Errorf("pki: %w", err)
+		}
+		priv, err := jwkJSON(k)
+		if err != nil {
+			return nil, nil, err
+		}
+		pub, err := jwkJSON(k.Public())
+		if err != nil {
+			return nil, nil, err
+		}
+		name, pubName := SignJWK, SignPubJWK
+		if use == envelope.UseEnc {
+			name, pubName = EncJWK, EncPubJWK
+		}
+		out.add(path.Join(dir, name), priv, 0o600)
+		out.add(path.Join(dir, pubName), pub, 0o644)
+		if use == envelope.UseSig {
+			sign = k.Public()
 		} else {
-			gwTmpl.DNSNames = append(gwTmpl.DNSNames, h)
+			enc = k.Public()
 		}
 	}
-	gwCert, gwKey, err := issue(gwTmpl)
-	if err != nil {
-		return nil, err
+	return sign, enc, nil
+}
+
+// addHost makes the certificate valid for h, an IP address or a DNS name.
+func addHost(tmpl *x509.Certificate, h string) {
+	if ip := net.ParseIP(h); ip != nil {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+	} else {
+		tmpl.DNSNames = append(tmpl.DNSNames, h)
 	}
-	add(path.Join(GatewayDir, TLSCert), gwCert, 0o644)
-	add(path.Join(GatewayDir, TLSKey), gwKey, 0o600)
+}
+
+// makeGateway adds the gateway's TLS certificate, audit key, JOSE keys and
+// operator token.
+func makeGateway(out *fileList, ca *devCA, hosts []string, now time.Time) error {
+	tmpl, err := template(now, pkix.Name{CommonName: GatewayCN})
+	if err != nil {
+		return err
+	}
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	for _, h := range hosts {
+		addHost(tmpl, h)
+	}
+	crt, key, err := ca.issue(tmpl)
+	if err != nil {
+		return err
+	}
+	out.add(path.Join(GatewayDir, TLSCert), crt, 0o644)
+	out.add(path.Join(GatewayDir, TLSKey), key, 0o600)
 	// The audit log's subject-hash key, made here so that a gateway whose
 	// key folder is read-only (docker-compose) finds it.
 	auditKey := make([]byte, 32)
 	if _, err := rand.Read(auditKey); err != nil {
-		return nil, fmt.Errorf("pki: %w", err)
+		return fmt.Errorf("pki: %w", err)
 	}
-	add(path.Join(GatewayDir, AuditKey), []byte(hex.EncodeToString(auditKey)+"\n"), 0o600)
-	if _, _, err := jwks(GatewayDir); err != nil {
-		return nil, err
+	out.add(path.Join(GatewayDir, AuditKey), []byte(hex.EncodeToString(auditKey)+"\n"), 0o600)
+	if _, _, err := addJWKs(out, GatewayDir); err != nil {
+		return err
 	}
 	// The operator listener's bearer token (opstoken.go).
 	opsToken, err := newOpsToken()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	add(OpsTokenFile, opsToken, 0o600)
+	out.add(OpsTokenFile, opsToken, 0o600)
+	return nil
+}
 
-	// The participants.
+// makeParticipants adds every participant's files and returns the registry
+// that lists them, once the trust package has accepted it.
+func makeParticipants(out *fileList, ca *devCA, specs []Spec, now time.Time) (trust.File, error) {
 	reg := trust.File{TrustAnchors: []string{CACert}}
 	var parts []*trust.Participant
 	for _, s := range specs {
-		subject := pkix.Name{CommonName: s.ID}
-		if s.Name != "" {
-			subject.Organization = []string{s.Name}
-		}
-		if s.Country != "" {
-			subject.Country = []string{s.Country}
-		}
-		tmpl, err := template(now, subject)
+		entry, part, err := makeParticipant(out, ca, s, now)
 		if err != nil {
-			return nil, err
+			return trust.File{}, err
 		}
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-		tmpl.URIs = []*url.URL{{Scheme: "urn", Opaque: "xborder:participant:" + s.ID}}
-		delivery := trust.Delivery{Adapter: trust.AdapterInbox}
-		if s.Delivery.Adapter != "" {
-			delivery = s.Delivery
-		}
-		if delivery.Adapter == trust.AdapterHTTPS {
-			// A push recipient serves its endpoint with the same certificate.
-			u, err := url.Parse(delivery.URL)
-			if err != nil || u.Hostname() == "" {
-				return nil, fmt.Errorf("pki: %s: invalid push URL", s.ID)
-			}
-			tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
-			if ip := net.ParseIP(u.Hostname()); ip != nil {
-				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-			} else {
-				tmpl.DNSNames = append(tmpl.DNSNames, u.Hostname())
-			}
-		}
-		crt, key, err := issue(tmpl)
-		if err != nil {
-			return nil, err
-		}
-		add(path.Join(s.ID, TLSCert), crt, 0o644)
-		add(path.Join(s.ID, TLSKey), key, 0o600)
-		bundle, err := p12(crt, key, caCert)
-		if err != nil {
-			return nil, err
-		}
-		add(path.Join(s.ID, TLSP12), bundle, 0o600)
-		sign, enc, err := jwks(s.ID)
-		if err != nil {
-			return nil, err
-		}
-		reg.Participants = append(reg.Participants, trust.FileParticipant{
-			ID:            s.ID,
-			Name:          s.Name,
-			Kind:          s.Kind,
-			Country:       s.Country,
-			Roles:         append([]string{}, s.Roles...),
-			SigningKeys:   []string{path.Join(s.ID, SignPubJWK)},
-			EncryptionKey: path.Join(s.ID, EncPubJWK),
-			Delivery:      delivery,
-		})
-		parts = append(parts, &trust.Participant{
-			ID: s.ID, Name: s.Name, Kind: s.Kind, Country: s.Country, Roles: s.Roles,
-			SigningKeys: []*envelope.PublicKey{sign}, EncryptionKey: enc, Delivery: delivery,
-		})
+		reg.Participants = append(reg.Participants, entry)
+		parts = append(parts, part)
 	}
-	if _, err := trust.New([]*x509.Certificate{caCert}, parts); err != nil {
-		return nil, fmt.Errorf("pki: participants do not make a valid registry: %w", err)
+	if _, err := trust.New([]*x509.Certificate{ca.cert}, parts); err != nil {
+		return trust.File{}, fmt.Errorf("pki: participants do not make a valid registry: %w", err)
 	}
+	return reg, nil
+}
 
+// makeParticipant adds one participant's TLS certificate, browser bundle
+// and JWKs, and returns its registry entry both as written to the file and
+// as the trust package checks it.
+func makeParticipant(out *fileList, ca *devCA, s Spec, now time.Time) (trust.FileParticipant, *trust.Participant, error) {
+	delivery := trust.Delivery{Adapter: trust.AdapterInbox}
+	if s.Delivery.Adapter != "" {
+		delivery = s.Delivery
+	}
+	tmpl, err := participantTemplate(s, delivery, now)
+	if err != nil {
+		return trust.FileParticipant{}, nil, err
+	}
+	crt, key, err := ca.issue(tmpl)
+	if err != nil {
+		return trust.FileParticipant{}, nil, err
+	}
+	out.add(path.Join(s.ID, TLSCert), crt, 0o644)
+	out.add(path.Join(s.ID, TLSKey), key, 0o600)
+	bundle, err := p12(crt, key, ca.cert)
+	if err != nil {
+		return trust.FileParticipant{}, nil, err
+	}
+	out.add(path.Join(s.ID, TLSP12), bundle, 0o600)
+	sign, enc, err := addJWKs(out, s.ID)
+	if err != nil {
+		return trust.FileParticipant{}, nil, err
+	}
+	entry := trust.FileParticipant{
+		ID:            s.ID,
+		Name:          s.Name,
+		Kind:          s.Kind,
+		Country:       s.Country,
+		Roles:         append([]string{}, s.Roles...),
+		SigningKeys:   []string{path.Join(s.ID, SignPubJWK)},
+		EncryptionKey: path.Join(s.ID, EncPubJWK),
+		Delivery:      delivery,
+	}
+	part := &trust.Participant{
+		ID: s.ID, Name: s.Name, Kind: s.Kind, Country: s.Country, Roles: s.Roles,
+		SigningKeys: []*envelope.PublicKey{sign}, EncryptionKey: enc, Delivery: delivery,
+	}
+	return entry, part, nil
+}
+
+// participantTemplate starts a participant's client certificate, named by
+// its id in the CN and the SAN URI.
+func participantTemplate(s Spec, delivery trust.Delivery, now time.Time) (*x509.Certificate, error) {
+	subject := pkix.Name{CommonName: s.ID}
+	if s.Name != "" {
+		subject.Organization = []string{s.Name}
+	}
+	if s.Country != "" {
+		subject.Country = []string{s.Country}
+	}
+	tmpl, err := template(now, subject)
+	if err != nil {
+		return nil, err
+	}
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	tmpl.URIs = []*url.URL{{Scheme: "urn", Opaque: "xborder:participant:" + s.ID}}
+	if delivery.Adapter == trust.AdapterHTTPS {
+		// A push recipient serves its endpoint with the same certificate.
+		u, err := url.Parse(delivery.URL)
+		if err != nil || u.Hostname() == "" {
+			return nil, fmt.Errorf("pki: %s: invalid push URL", s.ID)
+		}
+		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
+		addHost(tmpl, u.Hostname())
+	}
+	return tmpl, nil
+}
+
+// registryYAML encodes the registry under a warning that it is for
+// development only.
+func registryYAML(reg trust.File) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.WriteString("# Development trust registry written by `xborder pki init`.\n" +
 		"# Development only: never commit it, never use it in production.\n")
@@ -357,8 +432,7 @@ func generate(specs []Spec, hosts []string, now time.Time) ([]file, error) {
 	if err := enc.Close(); err != nil {
 		return nil, fmt.Errorf("pki: encode registry: %w", err)
 	}
-	add(RegistryFile, buf.Bytes(), 0o644)
-	return files, nil
+	return buf.Bytes(), nil
 }
 
 func newKey() (*ecdsa.PrivateKey, error) {

@@ -83,91 +83,18 @@ func Load(path string) (*Registry, error) {
 // FromFile builds a registry from a decoded file, resolving relative paths
 // against baseDir.
 func FromFile(f *File, baseDir string) (*Registry, error) {
-	var errs []error
-	fail := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("trust: "+format, args...))
-	}
-	resolve := func(p string) string {
-		if p == "" || filepath.IsAbs(p) {
-			return p
-		}
-		return filepath.Join(baseDir, p)
-	}
-
-	r := &Registry{}
-	for i, p := range f.TrustAnchors {
-		certs, err := readCerts(resolve(p))
-		if err != nil {
-			fail("trust_anchors[%d] (%s): %v", i, p, err)
-			continue
-		}
-		for _, c := range certs {
-			if !c.BasicConstraintsValid || !c.IsCA {
-				fail("trust_anchors[%d] (%s): not a CA certificate", i, p)
-				continue
-			}
-			r.anchors = append(r.anchors, c)
-		}
-	}
+	l := &loader{baseDir: baseDir}
+	r := &Registry{anchors: l.anchors(f.TrustAnchors)}
 	incomplete := make(map[*Participant]bool)
 	for i, fp := range f.Participants {
-		at := fmt.Sprintf("participants[%d] (%s)", i, fp.ID)
-		p := &Participant{
-			ID:        fp.ID,
-			Name:      fp.Name,
-			Kind:      fp.Kind,
-			Country:   fp.Country,
-			Roles:     fp.Roles,
-			Suspended: fp.Suspended,
-			Delivery:  fp.Delivery,
-		}
-		if p.Delivery.Dir != "" {
-			p.Delivery.Dir = resolve(p.Delivery.Dir)
-		}
-		for j, kp := range fp.SigningKeys {
-			k, err := readPublicJWK(resolve(kp))
-			if err != nil {
-				fail("%s: signing_keys[%d] (%s): %v", at, j, kp, err)
-				incomplete[p] = true
-				continue
-			}
-			p.SigningKeys = append(p.SigningKeys, k)
-		}
-		if fp.EncryptionKey != "" {
-			k, err := readPublicJWK(resolve(fp.EncryptionKey))
-			if err != nil {
-				fail("%s: encryption_key (%s): %v", at, fp.EncryptionKey, err)
-				incomplete[p] = true
-			} else {
-				p.EncryptionKey = k
-			}
-		}
-		if fp.TLSCert != "" {
-			certs, err := readCerts(resolve(fp.TLSCert))
-			switch {
-			case err != nil:
-				fail("%s: tls_cert (%s): %v", at, fp.TLSCert, err)
-			case len(certs) != 1:
-				fail("%s: tls_cert (%s): want exactly one certificate", at, fp.TLSCert)
-			default:
-				p.TLSCert = certs[0]
-			}
-		}
-		if fp.TLSCA != "" {
-			certs, err := readCerts(resolve(fp.TLSCA))
-			switch {
-			case err != nil:
-				fail("%s: tls_ca (%s): %v", at, fp.TLSCA, err)
-			case len(certs) != 1:
-				fail("%s: tls_ca (%s): want exactly one certificate", at, fp.TLSCA)
-			default:
-				p.TLSCA = certs[0]
-			}
+		p, keysUnreadable := l.participant(i, fp)
+		if keysUnreadable {
+			incomplete[p] = true
 		}
 		r.list = append(r.list, p)
 	}
 
-	errs = append(errs, r.validate(reported{
+	errs := append(l.errs, r.validate(reported{
 		anchors: len(f.TrustAnchors) > 0,
 		keys:    incomplete,
 	})...)
@@ -176,6 +103,101 @@ func FromFile(f *File, baseDir string) (*Registry, error) {
 	}
 	r.index()
 	return r, nil
+}
+
+// loader reads the files a registry file names, resolving relative paths
+// against baseDir. It records what it cannot read and goes on, so that
+// every problem is reported at once.
+type loader struct {
+	baseDir string
+	errs    problemList
+}
+
+// resolve makes a relative path relative to baseDir; empty and absolute
+// paths are kept as they are.
+func (l *loader) resolve(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(l.baseDir, p)
+}
+
+// anchors reads the trust anchors, keeping the CA certificates only.
+func (l *loader) anchors(paths []string) []*x509.Certificate {
+	var anchors []*x509.Certificate
+	for i, p := range paths {
+		certs, err := readCerts(l.resolve(p))
+		if err != nil {
+			l.errs.add("trust_anchors[%d] (%s): %v", i, p, err)
+			continue
+		}
+		for _, c := range certs {
+			if !c.BasicConstraintsValid || !c.IsCA {
+				l.errs.add("trust_anchors[%d] (%s): not a CA certificate", i, p)
+				continue
+			}
+			anchors = append(anchors, c)
+		}
+	}
+	return anchors
+}
+
+// participant builds entry i with its keys and pinned certificates read.
+// keysUnreadable reports that a key file failed, so that validate does not
+// report the resulting absence of a key a second time.
+func (l *loader) participant(i int, fp FileParticipant) (p *Participant, keysUnreadable bool) {
+	at := fmt.Sprintf("participants[%d] (%s)", i, fp.ID)
+	p = &Participant{
+		ID:        fp.ID,
+		Name:      fp.Name,
+		Kind:      fp.Kind,
+		Country:   fp.Country,
+		Roles:     fp.Roles,
+		Suspended: fp.Suspended,
+		Delivery:  fp.Delivery,
+	}
+	if p.Delivery.Dir != "" {
+		p.Delivery.Dir = l.resolve(p.Delivery.Dir)
+	}
+	for j, kp := range fp.SigningKeys {
+		k, err := readPublicJWK(l.resolve(kp))
+		if err != nil {
+			l.errs.add("%s: signing_keys[%d] (%s): %v", at, j, kp, err)
+			keysUnreadable = true
+			continue
+		}
+		p.SigningKeys = append(p.SigningKeys, k)
+	}
+	if fp.EncryptionKey != "" {
+		k, err := readPublicJWK(l.resolve(fp.EncryptionKey))
+		if err != nil {
+			l.errs.add("%s: encryption_key (%s): %v", at, fp.EncryptionKey, err)
+			keysUnreadable = true
+		} else {
+			p.EncryptionKey = k
+		}
+	}
+	p.TLSCert = l.pinnedCert(at, "tls_cert", fp.TLSCert)
+	p.TLSCA = l.pinnedCert(at, "tls_ca", fp.TLSCA)
+	return p, keysUnreadable
+}
+
+// pinnedCert reads the single certificate a pin (field) names; it returns
+// nil when there is no pin or the pin cannot be used.
+func (l *loader) pinnedCert(at, field, path string) *x509.Certificate {
+	if path == "" {
+		return nil
+	}
+	certs, err := readCerts(l.resolve(path))
+	switch {
+	case err != nil:
+		l.errs.add("%s: %s (%s): %v", at, field, path, err)
+	case len(certs) != 1:
+		l.errs.add("%s: %s (%s): want exactly one certificate", at, field, path)
+	default:
+		return certs[0]
+	}
+	return nil
 }
 
 // readCerts reads every CERTIFICATE block of a PEM file.

@@ -157,143 +157,192 @@ type reported struct {
 	keys    map[*Participant]bool // a key file of the participant failed
 }
 
-// validate returns the problems found.
+// validate returns the problems found: the trust anchors first, then each
+// participant in the order listed.
 func (r *Registry) validate(done reported) []error {
-	incomplete := done.keys
-	var errs []error
-	fail := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("trust: "+format, args...))
-	}
-
-	if len(r.anchors) == 0 && !done.anchors {
-		fail("no trust anchor")
-	}
-	for i, c := range r.anchors {
-		if c == nil || !c.BasicConstraintsValid || !c.IsCA {
-			fail("trust_anchors[%d]: not a CA certificate", i)
-		}
-	}
-
+	var errs problemList
+	r.checkAnchors(&errs, done.anchors)
 	seenID := make(map[string]int)
 	kidOwner := make(map[string]string)
 	for i, p := range r.list {
 		if p == nil {
-			fail("participants[%d]: empty entry", i)
+			errs.add("participants[%d]: empty entry", i)
 			continue
 		}
 		at := fmt.Sprintf("participants[%d] (%s)", i, p.ID)
-		pf := func(format string, args ...any) { fail(at+": "+format, args...) }
-
-		switch {
-		case p.ID == "":
-			pf("id is missing")
-		case !idRE.MatchString(p.ID):
-			pf("id does not match %s", IDPattern)
-		default:
-			if first, dup := seenID[p.ID]; dup {
-				pf("duplicate id (first at participants[%d])", first)
-			} else {
-				seenID[p.ID] = i
-			}
-		}
-		if strings.TrimSpace(p.Name) == "" {
-			pf("name is missing")
-		}
-
-		// The id prefix is only compared once the id itself is valid.
-		prefix, _, _ := strings.Cut(p.ID, "-")
-		validID := idRE.MatchString(p.ID)
-		switch p.Kind {
-		case KindMemberState:
-			switch {
-			case !countryRE.MatchString(p.Country):
-				pf("country must be an ISO 3166-1 alpha-2 code for a member-state")
-			case !validID:
-			case prefix == "UN":
-				pf("a member-state id cannot start with UN-")
-			case p.Country != prefix:
-				pf("country %q differs from the id prefix %q", p.Country, prefix)
-			}
-		case KindUNEntity:
-			if validID && prefix != "UN" {
-				pf("a un-entity id must start with UN-")
-			}
-			if p.Country != "" && !countryRE.MatchString(p.Country) {
-				pf("country must be an ISO 3166-1 alpha-2 code")
-			}
-		case "":
-			pf("kind is missing (%s or %s)", KindMemberState, KindUNEntity)
-		default:
-			pf("unknown kind %q (%s or %s)", p.Kind, KindMemberState, KindUNEntity)
-		}
-
-		seenRole := make(map[string]bool)
-		for _, role := range p.Roles {
-			switch {
-			case !IsRole(role):
-				pf("unknown role %q", role)
-			case seenRole[role]:
-				pf("role %q listed twice", role)
-			}
-			seenRole[role] = true
-		}
-
-		// Keys: presence, use, and kid uniqueness across the registry.
-		seenKID := func(k *envelope.PublicKey, what string) {
-			kid := k.KID()
-			owner, seen := kidOwner[kid]
-			switch {
-			case !seen:
-				kidOwner[kid] = p.ID
-			case owner == p.ID:
-				pf("%s: key %s is listed twice", what, kid)
-			default:
-				pf("%s: key %s is already registered to %s", what, kid, owner)
-			}
-		}
-		if len(p.SigningKeys) == 0 && !incomplete[p] {
-			pf("at least one signing key is required")
-		}
-		for j, k := range p.SigningKeys {
-			what := fmt.Sprintf("signing_keys[%d]", j)
-			if k == nil {
-				pf("%s: empty", what)
-				continue
-			}
-			if u := k.Use(); u != "" && u != envelope.UseSig {
-				pf("%s: key use is %q, want %q", what, u, envelope.UseSig)
-			}
-			seenKID(k, what)
-		}
-		if p.EncryptionKey == nil {
-			if !incomplete[p] {
-				pf("encryption_key is required")
-			}
-		} else {
-			if u := p.EncryptionKey.Use(); u != "" && u != envelope.UseEnc {
-				pf("encryption_key: key use is %q, want %q", u, envelope.UseEnc)
-			}
-			if !canEncrypt(p.EncryptionKey) {
-				pf("encryption_key: key type cannot be used for encryption")
-			}
-			seenKID(p.EncryptionKey, "encryption_key")
-		}
-
+		pf := errs.about(at)
+		checkIDAndName(pf, p, i, seenID)
+		checkKind(pf, p)
+		checkRoles(pf, p.Roles)
+		checkSigningKeys(pf, p, kidOwner, done.keys[p])
+		checkEncryptionKey(pf, p, kidOwner, done.keys[p])
 		errs = append(errs, validateDelivery(at, p.Delivery)...)
-
-		if p.TLSCert != nil && p.TLSCA != nil {
-			pf("tls_cert and tls_ca are exclusive")
-		}
-		if p.TLSCert != nil {
-			if id, err := identity(p.TLSCert); err != nil || id != p.ID {
-				pf("tls_cert does not name this participant (CN or SAN URI %s%s)", URIPrefix, p.ID)
-			}
-		}
-		if p.TLSCA != nil && (!p.TLSCA.BasicConstraintsValid || !p.TLSCA.IsCA) {
-			pf("tls_ca is not a CA certificate")
-		}
+		checkPinning(pf, p)
 	}
 	return errs
+}
+
+// problemList collects the problems a check finds, in the order found.
+type problemList []error
+
+// add records a problem; format and args are as for fmt.Errorf.
+func (l *problemList) add(format string, args ...any) {
+	*l = append(*l, fmt.Errorf("trust: "+format, args...))
+}
+
+// reportFunc records a problem of one registry entry.
+type reportFunc func(format string, args ...any)
+
+// about returns a reportFunc for the entry named at, whose problems it
+// prefixes with at.
+func (l *problemList) about(at string) reportFunc {
+	return func(format string, args ...any) { l.add(at+": "+format, args...) }
+}
+
+// checkAnchors requires a trust anchor, unless Load has already reported
+// every listed one as unreadable, and requires each to be a CA.
+func (r *Registry) checkAnchors(errs *problemList, alreadyReported bool) {
+	if len(r.anchors) == 0 && !alreadyReported {
+		errs.add("no trust anchor")
+	}
+	for i, c := range r.anchors {
+		if c == nil || !c.BasicConstraintsValid || !c.IsCA {
+			errs.add("trust_anchors[%d]: not a CA certificate", i)
+		}
+	}
+}
+
+// checkIDAndName checks the id's syntax and uniqueness (seenID maps each id
+// to the index of its first entry) and that the participant has a name.
+func checkIDAndName(pf reportFunc, p *Participant, i int, seenID map[string]int) {
+	switch {
+	case p.ID == "":
+		pf("id is missing")
+	case !idRE.MatchString(p.ID):
+		pf("id does not match %s", IDPattern)
+	default:
+		if first, dup := seenID[p.ID]; dup {
+			pf("duplicate id (first at participants[%d])", first)
+		} else {
+			seenID[p.ID] = i
+		}
+	}
+	if strings.TrimSpace(p.Name) == "" {
+		pf("name is missing")
+	}
+}
+
+// checkKind checks the kind, and the country and id prefix it requires.
+func checkKind(pf reportFunc, p *Participant) {
+	// The id prefix is only compared once the id itself is valid.
+	prefix, _, _ := strings.Cut(p.ID, "-")
+	validID := idRE.MatchString(p.ID)
+	switch p.Kind {
+	case KindMemberState:
+		switch {
+		case !countryRE.MatchString(p.Country):
+			pf("country must be an ISO 3166-1 alpha-2 code for a member-state")
+		case !validID:
+		case prefix == "UN":
+			pf("a member-state id cannot start with UN-")
+		case p.Country != prefix:
+			pf("country %q differs from the id prefix %q", p.Country, prefix)
+		}
+	case KindUNEntity:
+		if validID && prefix != "UN" {
+			pf("a un-entity id must start with UN-")
+		}
+		if p.Country != "" && !countryRE.MatchString(p.Country) {
+			pf("country must be an ISO 3166-1 alpha-2 code")
+		}
+	case "":
+		pf("kind is missing (%s or %s)", KindMemberState, KindUNEntity)
+	default:
+		pf("unknown kind %q (%s or %s)", p.Kind, KindMemberState, KindUNEntity)
+	}
+}
+
+// checkRoles refuses unknown and repeated roles.
+func checkRoles(pf reportFunc, roles []string) {
+	seenRole := make(map[string]bool)
+	for _, role := range roles {
+		switch {
+		case !IsRole(role):
+			pf("unknown role %q", role)
+		case seenRole[role]:
+			pf("role %q listed twice", role)
+		}
+		seenRole[role] = true
+	}
+}
+
+// checkSigningKeys requires at least one signing key, unless Load has
+// already reported an unreadable key file of the participant, and checks
+// each key's use and kid.
+func checkSigningKeys(pf reportFunc, p *Participant, kidOwner map[string]string, keysReported bool) {
+	if len(p.SigningKeys) == 0 && !keysReported {
+		pf("at least one signing key is required")
+	}
+	for j, k := range p.SigningKeys {
+		what := fmt.Sprintf("signing_keys[%d]", j)
+		if k == nil {
+			pf("%s: empty", what)
+			continue
+		}
+		if u := k.Use(); u != "" && u != envelope.UseSig {
+			pf("%s: key use is %q, want %q", what, u, envelope.UseSig)
+		}
+		claimKID(pf, kidOwner, p.ID, k, what)
+	}
+}
+
+// checkEncryptionKey requires the encryption key, unless Load has already
+// reported an unreadable key file of the participant, and checks its use,
+// type and kid.
+func checkEncryptionKey(pf reportFunc, p *Participant, kidOwner map[string]string, keysReported bool) {
+	if p.EncryptionKey == nil {
+		if !keysReported {
+			pf("encryption_key is required")
+		}
+		return
+	}
+	if u := p.EncryptionKey.Use(); u != "" && u != envelope.UseEnc {
+		pf("encryption_key: key use is %q, want %q", u, envelope.UseEnc)
+	}
+	if !canEncrypt(p.EncryptionKey) {
+		pf("encryption_key: key type cannot be used for encryption")
+	}
+	claimKID(pf, kidOwner, p.ID, p.EncryptionKey, "encryption_key")
+}
+
+// claimKID records k's kid as owner's: a kid is unique across the registry,
+// so one already claimed, by this participant or another, is a problem.
+func claimKID(pf reportFunc, kidOwner map[string]string, owner string, k *envelope.PublicKey, what string) {
+	kid := k.KID()
+	prev, seen := kidOwner[kid]
+	switch {
+	case !seen:
+		kidOwner[kid] = owner
+	case prev == owner:
+		pf("%s: key %s is listed twice", what, kid)
+	default:
+		pf("%s: key %s is already registered to %s", what, kid, prev)
+	}
+}
+
+// checkPinning checks the optional tls_cert and tls_ca pins.
+func checkPinning(pf reportFunc, p *Participant) {
+	if p.TLSCert != nil && p.TLSCA != nil {
+		pf("tls_cert and tls_ca are exclusive")
+	}
+	if p.TLSCert != nil {
+		if id, err := identity(p.TLSCert); err != nil || id != p.ID {
+			pf("tls_cert does not name this participant (CN or SAN URI %s%s)", URIPrefix, p.ID)
+		}
+	}
+	if p.TLSCA != nil && (!p.TLSCA.BasicConstraintsValid || !p.TLSCA.IsCA) {
+		pf("tls_ca is not a CA certificate")
+	}
 }
 
 func validateDelivery(at string, d Delivery) []error {
