@@ -502,43 +502,86 @@ func (b *builder) fittingConsent() string {
 	return "given:subject/assent:n/a"
 }
 
+// makeConsent writes the §5 consent: on a referral that needs one most of
+// the time, rarely elsewhere. A fitting consent is the common case; the
+// rest are wrong in one way each (R5, R9), so every denial has its cases.
+// The steps draw from the generator in turn, so their order is part of
+// what a seed means.
 func (b *builder) makeConsent() {
 	g := b.g
 	id := "C-2026-" + strconv.Itoa(100+g.r.IntN(900))
 	switch {
 	case b.typ == "consent.withdrawal":
-		b.consent = map[string]any{"id": id}
-		b.tags.Consent = []string{"withdrawal-message"}
-		if g.chance(0.2) {
-			b.consent["recipients"] = []any{b.recipient.ID, "UN-IOM"}
-			b.consent["given_by"] = "representative"
-			b.other("withdrawal:extra-members")
-		}
-		if g.chance(0.1) {
-			b.withdrawn = true
-			b.tags.Consent = append(b.tags.Consent, "withdrawn")
-		}
+		b.withdrawalConsent(id)
 		return
 	case b.typ == "referral" && b.p.ConsentRequired && g.chance(0.93),
 		b.typ == "referral" && g.chance(0.1), g.chance(0.03):
 	default:
-		b.tags.Consent = []string{"none"}
-		if g.chance(0.02) { // the gateway says so even without a consent here
-			b.withdrawn = true
-			b.tags.Consent = append(b.tags.Consent, "withdrawn")
-		}
+		b.noConsent()
 		return
 	}
 	fit := g.chance(0.7)
-	var primary string
+	primary := b.primaryConsent(fit)
+	c := b.consentGiven(id, primary)
+	mods := []string{primary}
+	mods = append(mods, b.consentScope(c, fit))
+	c["obtained_at"] = g.now.AddDate(0, 0, -1-g.r.IntN(300)).Format(time.RFC3339)
+	mods = append(mods, b.consentExpiry(c, fit))
+	if g.chance(0.06) {
+		b.withdrawn = true
+		mods = append(mods, "withdrawn")
+	}
+	b.consent = c
+	b.tags.Consent = mods
+}
+
+// withdrawalConsent is the consent of a consent.withdrawal message: its id,
+// now and then with members PROTOCOL.md §5.1 does not let through.
+func (b *builder) withdrawalConsent(id string) {
+	g := b.g
+	b.consent = map[string]any{"id": id}
+	b.tags.Consent = []string{"withdrawal-message"}
+	if g.chance(0.2) {
+		b.consent["recipients"] = []any{b.recipient.ID, "UN-IOM"}
+		b.consent["given_by"] = "representative"
+		b.other("withdrawal:extra-members")
+	}
+	if g.chance(0.1) {
+		b.withdrawn = true
+		b.tags.Consent = append(b.tags.Consent, "withdrawn")
+	}
+}
+
+// noConsent leaves the consent out. The gateway may still say a consent
+// was withdrawn, since it knows the subject and not the message (R16).
+func (b *builder) noConsent() {
+	b.tags.Consent = []string{"none"}
+	if b.g.chance(0.02) { // the gateway says so even without a consent here
+		b.withdrawn = true
+		b.tags.Consent = append(b.tags.Consent, "withdrawn")
+	}
+}
+
+// primaryConsent chooses the consent case: when it should fit, a
+// best-interests override now and then, else who R5 asks at the case's
+// age; otherwise any case, whether it fits or not.
+func (b *builder) primaryConsent(fit bool) string {
+	g := b.g
 	switch {
 	case fit && g.chance(0.1):
-		primary = "override:ok"
+		return "override:ok"
 	case fit:
-		primary = b.fittingConsent()
+		return b.fittingConsent()
 	default:
-		primary = g.pick(consentPrimaries)
+		return g.pick(consentPrimaries)
 	}
+}
+
+// consentGiven writes the consent's id, basis and who gave it as the
+// primary case says: a best-interests override with its override object,
+// or a consent with given_by and the child's assent.
+func (b *builder) consentGiven(id, primary string) map[string]any {
+	g := b.g
 	c := map[string]any{"id": id, "basis": "consent"}
 	switch primary {
 	case "basis:missing":
@@ -576,7 +619,14 @@ func (b *builder) makeConsent() {
 			c["child_assent"] = assent
 		}
 	}
-	mods := []string{primary}
+	return c
+}
+
+// consentScope writes the recipients and purposes the consent names and
+// returns the scope case: right most of the time when the consent should
+// fit, else leaving out the recipient or the purpose half of the time (R9).
+func (b *builder) consentScope(c map[string]any, fit bool) string {
+	g := b.g
 	scope := "scope:ok"
 	if r := g.r.Float64(); (fit && r < 0.15) || (!fit && r < 0.5) {
 		scope = g.pick([]string{"scope:no-recipient", "scope:no-purpose"})
@@ -601,8 +651,14 @@ func (b *builder) makeConsent() {
 	}
 	c["recipients"] = recipients
 	c["purposes"] = purposes
-	mods = append(mods, scope)
-	c["obtained_at"] = g.now.AddDate(0, 0, -1-g.r.IntN(300)).Format(time.RFC3339)
+	return scope
+}
+
+// consentExpiry writes when the consent expires and returns the expiry
+// case: unexpired most of the time when the consent should fit, else
+// expired, expiring at the decision time, or without an expires_at (R9).
+func (b *builder) consentExpiry(c map[string]any, fit bool) string {
+	g := b.g
 	expiry := "expiry:unexpired"
 	if r := g.r.Float64(); (fit && r < 0.15) || (!fit && r < 0.5) {
 		expiry = g.pick([]string{"expiry:expired", "expiry:at-now", "expiry:missing"})
@@ -615,13 +671,7 @@ func (b *builder) makeConsent() {
 	case "expiry:at-now":
 		c["expires_at"] = g.nowStr
 	}
-	mods = append(mods, expiry)
-	if g.chance(0.06) {
-		b.withdrawn = true
-		mods = append(mods, "withdrawn")
-	}
-	b.consent = c
-	b.tags.Consent = mods
+	return expiry
 }
 
 func splitConsent(primary string) (given, assent string) {
