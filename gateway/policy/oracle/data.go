@@ -100,62 +100,77 @@ func (r *rawAllow) rule() allowRule {
 	return a
 }
 
+// rawData is the policy data under xborder_data as it is written, before
+// parseRules turns its lists into sets.
+type rawData struct {
+	Purposes   map[string]rawPurpose           `json:"purposes"`
+	Responses  map[string]string               `json:"responses"`
+	Agreements []rawAgreement                  `json:"agreements"`
+	Thresholds rawThresholds                   `json:"thresholds"`
+	TopLevel   []string                        `json:"top_level_fields"`
+	AllowLists map[string]map[string]*rawAllow `json:"allow_lists"`
+	Levels     map[string][]string             `json:"levels"`
+	L4         struct {
+		Purposes       []string `json:"purposes"`
+		RecipientRoles []string `json:"recipient_roles"`
+		NeverPurposes  []string `json:"never_purposes"`
+	} `json:"l4"`
+	Screening struct {
+		NoChildrenPurposes     []string `json:"no_children_purposes"`
+		NoChildBiometricsRoles []string `json:"no_child_biometrics_roles"`
+	} `json:"screening"`
+	Prosecution struct {
+		Purposes           []string `json:"purposes"`
+		ChildRecipientRole string   `json:"child_recipient_role"`
+	} `json:"prosecution"`
+	Biometrics struct {
+		Purposes []string `json:"purposes"`
+		Types    []string `json:"types"`
+		Mode     string   `json:"mode"`
+	} `json:"biometrics"`
+	Consent struct {
+		OverrideApproverRole string `json:"override_approver_role"`
+	} `json:"consent"`
+	Verification struct {
+		AssertionFields map[string][]string `json:"assertion_fields"`
+	} `json:"verification"`
+}
+
+type rawPurpose struct {
+	Types           []string `json:"types"`
+	Senders         []string `json:"senders"`
+	Recipients      []string `json:"recipients"`
+	ConsentRequired bool     `json:"consent_required"`
+}
+
+type rawAgreement struct {
+	ID         string   `json:"id"`
+	Parties    []string `json:"parties"`
+	Purposes   []string `json:"purposes"`
+	ValidFrom  string   `json:"valid_from"`
+	ValidUntil string   `json:"valid_until"`
+}
+
+// rawThresholds holds pointers so that a threshold left out of the data
+// can be told from one set to 0.
+type rawThresholds struct {
+	Adult                   *int `json:"adult"`
+	RepresentativeOnlyUnder *int `json:"representative_only_under"`
+	ChildAssentFrom         *int `json:"child_assent_from"`
+	ChildAssentTo           *int `json:"child_assent_to"`
+	ChildOnlyFrom           *int `json:"child_only_from"`
+	CriminalResponsibility  struct {
+		Default   *int           `json:"default"`
+		ByCountry map[string]int `json:"by_country"`
+	} `json:"criminal_responsibility"`
+}
+
+// parseRules reads the policy data. It refuses data without the purposes,
+// the top-level fields or a threshold, since no rule could be judged
+// without them; it names every one missing at once.
 func parseRules(dataJSON []byte) (*rules, error) {
 	var raw struct {
-		D *struct {
-			Purposes map[string]struct {
-				Types           []string `json:"types"`
-				Senders         []string `json:"senders"`
-				Recipients      []string `json:"recipients"`
-				ConsentRequired bool     `json:"consent_required"`
-			} `json:"purposes"`
-			Responses  map[string]string `json:"responses"`
-			Agreements []struct {
-				ID         string   `json:"id"`
-				Parties    []string `json:"parties"`
-				Purposes   []string `json:"purposes"`
-				ValidFrom  string   `json:"valid_from"`
-				ValidUntil string   `json:"valid_until"`
-			} `json:"agreements"`
-			Thresholds struct {
-				Adult                   *int `json:"adult"`
-				RepresentativeOnlyUnder *int `json:"representative_only_under"`
-				ChildAssentFrom         *int `json:"child_assent_from"`
-				ChildAssentTo           *int `json:"child_assent_to"`
-				ChildOnlyFrom           *int `json:"child_only_from"`
-				CriminalResponsibility  struct {
-					Default   *int           `json:"default"`
-					ByCountry map[string]int `json:"by_country"`
-				} `json:"criminal_responsibility"`
-			} `json:"thresholds"`
-			TopLevel   []string                        `json:"top_level_fields"`
-			AllowLists map[string]map[string]*rawAllow `json:"allow_lists"`
-			Levels     map[string][]string             `json:"levels"`
-			L4         struct {
-				Purposes       []string `json:"purposes"`
-				RecipientRoles []string `json:"recipient_roles"`
-				NeverPurposes  []string `json:"never_purposes"`
-			} `json:"l4"`
-			Screening struct {
-				NoChildrenPurposes     []string `json:"no_children_purposes"`
-				NoChildBiometricsRoles []string `json:"no_child_biometrics_roles"`
-			} `json:"screening"`
-			Prosecution struct {
-				Purposes           []string `json:"purposes"`
-				ChildRecipientRole string   `json:"child_recipient_role"`
-			} `json:"prosecution"`
-			Biometrics struct {
-				Purposes []string `json:"purposes"`
-				Types    []string `json:"types"`
-				Mode     string   `json:"mode"`
-			} `json:"biometrics"`
-			Consent struct {
-				OverrideApproverRole string `json:"override_approver_role"`
-			} `json:"consent"`
-			Verification struct {
-				AssertionFields map[string][]string `json:"assertion_fields"`
-			} `json:"verification"`
-		} `json:"xborder_data"`
+		D *rawData `json:"xborder_data"`
 	}
 	if err := json.Unmarshal(dataJSON, &raw); err != nil {
 		return nil, fmt.Errorf("oracle: data: %w", err)
@@ -182,24 +197,8 @@ func parseRules(dataJSON []byte) (*rules, error) {
 	for _, a := range d.Agreements {
 		r.agreements = append(r.agreements, agreement{id: a.ID, parties: setOf(a.Parties), purposes: setOf(a.Purposes), validFrom: a.ValidFrom, validUntil: a.ValidUntil})
 	}
-	t := d.Thresholds
 	var missing []error
-	need := func(name string, p *int) int {
-		if p == nil {
-			missing = append(missing, fmt.Errorf("oracle: data: no thresholds.%s", name))
-			return 0
-		}
-		return *p
-	}
-	r.thresholds = thresholds{
-		adult:                   need("adult", t.Adult),
-		representativeOnlyUnder: need("representative_only_under", t.RepresentativeOnlyUnder),
-		assentFrom:              need("child_assent_from", t.ChildAssentFrom),
-		assentTo:                need("child_assent_to", t.ChildAssentTo),
-		childOnlyFrom:           need("child_only_from", t.ChildOnlyFrom),
-		criminal:                need("criminal_responsibility.default", t.CriminalResponsibility.Default),
-		criminalByCountry:       t.CriminalResponsibility.ByCountry,
-	}
+	r.thresholds, missing = d.Thresholds.read()
 	if len(r.topLevel) == 0 {
 		missing = append(missing, errors.New("oracle: data: no top_level_fields"))
 	}
@@ -209,6 +208,42 @@ func parseRules(dataJSON []byte) (*rules, error) {
 	if err := errors.Join(missing...); err != nil {
 		return nil, err
 	}
+	r.readAllowLists(d)
+	r.readNarrowing(d)
+	for a, fields := range d.Verification.AssertionFields {
+		for _, f := range fields {
+			r.answers[f] = append(r.answers[f], a)
+		}
+	}
+	return r, nil
+}
+
+// read returns the thresholds, and an error for each one the data leaves
+// out, in the order they are listed here.
+func (t rawThresholds) read() (thresholds, []error) {
+	var missing []error
+	need := func(name string, p *int) int {
+		if p == nil {
+			missing = append(missing, fmt.Errorf("oracle: data: no thresholds.%s", name))
+			return 0
+		}
+		return *p
+	}
+	th := thresholds{
+		adult:                   need("adult", t.Adult),
+		representativeOnlyUnder: need("representative_only_under", t.RepresentativeOnlyUnder),
+		assentFrom:              need("child_assent_from", t.ChildAssentFrom),
+		assentTo:                need("child_assent_to", t.ChildAssentTo),
+		childOnlyFrom:           need("child_only_from", t.ChildOnlyFrom),
+		criminal:                need("criminal_responsibility.default", t.CriminalResponsibility.Default),
+		criminalByCountry:       t.CriminalResponsibility.ByCountry,
+	}
+	return th, missing
+}
+
+// readAllowLists reads the R10 allow-lists by purpose and type. A null
+// list is left out, so that the purpose and type have no allow-list.
+func (r *rules) readAllowLists(d *rawData) {
 	for p, byType := range d.AllowLists {
 		r.allow[p] = map[string]allowRule{}
 		for typ, a := range byType {
@@ -217,6 +252,11 @@ func parseRules(dataJSON []byte) (*rules, error) {
 			}
 		}
 	}
+}
+
+// readNarrowing reads the lists of the rules that narrow what may go: L4
+// data (R8, R10), screening (R6), prosecution (R7) and biometrics (R12).
+func (r *rules) readNarrowing(d *rawData) {
 	r.l4.purposes = setOf(d.L4.Purposes)
 	r.l4.recipientRoles = setOf(d.L4.RecipientRoles)
 	r.l4.neverPurposes = setOf(d.L4.NeverPurposes)
@@ -227,12 +267,6 @@ func parseRules(dataJSON []byte) (*rules, error) {
 	r.biometrics.purposes = setOf(d.Biometrics.Purposes)
 	r.biometrics.types = setOf(d.Biometrics.Types)
 	r.biometrics.mode = d.Biometrics.Mode
-	for a, fields := range d.Verification.AssertionFields {
-		for _, f := range fields {
-			r.answers[f] = append(r.answers[f], a)
-		}
-	}
-	return r, nil
 }
 
 // The members DOMAIN.md fixes and the data does not hold.

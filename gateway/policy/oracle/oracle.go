@@ -172,67 +172,119 @@ func (o *Oracle) typeName(f *facts) string {
 }
 
 // mustDeny lists the rules that deny the input (DOMAIN.md §6), in rule order.
+// Each step below adds the violations of one rule or group of rules, and
+// the steps run in the order of the rules so that the list reads that way.
 func (o *Oracle) mustDeny(in policy.Input, f *facts) []Violation {
 	var out []Violation
-	add := func(rule, strict, why string) {
-		out = append(out, Violation{Rule: rule, Why: why, Strict: strict})
-	}
-	msg := in.Message
 	if !f.hasNow {
-		add("R1", "", "the input has no RFC 3339 decision time: no rule can be applied")
+		out = append(out, Violation{Rule: "R1", Why: "the input has no RFC 3339 decision time: no rule can be applied"})
+	}
+	out = append(out, messageProblems(in)...)
+	out = append(out, o.purposeProblems(in, f)...)
+	out = append(out, o.agreementProblems(in, f)...)
+	out = append(out, badAgeInput(f)...)
+	out = append(out, o.screeningProblems(f)...)
+
+	// R7 age of criminal responsibility.
+	if o.r.prosecute.purposes[f.purpose] {
+		out = append(out, o.criminalAge(in, f)...)
 	}
 
-	// PROTOCOL.md §2: refused as invalid_message before the policy runs.
+	// R9 referral consent.
+	if p, known := o.r.purposes[f.purpose]; f.typ == "referral" && known && p.consentRequired {
+		out = append(out, o.consentProblems(in, f)...)
+	}
+
+	out = append(out, suspensionProblems(in)...)
+	out = append(out, o.replyProblems(in, f)...)
+
+	// R16 withdrawn consent.
+	if in.ConsentWithdrawn && f.typ == "referral" {
+		out = append(out, Violation{Rule: "R16", Why: "the referral relies on a withdrawn consent"})
+	}
+	return out
+}
+
+// messageProblems is PROTOCOL.md §2: what makes a message invalid, so that
+// the gateway refuses it as invalid_message before the policy runs. The
+// oracle still lists it as a denial, since such a message must never go.
+func messageProblems(in policy.Input) []Violation {
+	var out []Violation
+	add := func(strict, why string) {
+		out = append(out, Violation{Rule: "PROTOCOL-2", Why: why, Strict: strict})
+	}
+	msg := in.Message
 	if bad := InvalidNames(msg); len(bad) > 0 {
 		for _, p := range bad {
 			out = append(out, Violation{Rule: "PROTOCOL-2", Path: p, Why: "a member name outside ^[A-Za-z0-9_-]{1,64}$ must be refused before the policy"})
 		}
 	}
+	// One unlisted member is enough: the violation names no member, so
+	// listing each would only repeat it.
 	for k := range msg {
 		if !protocolTopLevel[k] {
-			add("PROTOCOL-2", "", "an unlisted top-level member must be refused before the policy")
+			add("", "an unlisted top-level member must be refused before the policy")
 			break
 		}
 	}
 	from, _ := msg["from"].(string)
 	to, _ := msg["to"].(string)
 	if from == to {
-		add("PROTOCOL-2", "", "to must differ from from")
+		add("", "to must differ from from")
 	}
 	if from != in.Sender.ID || to != in.Recipient.ID {
-		add("PROTOCOL-2", StrictParties, "from and to must be the registry's sender and recipient")
+		add(StrictParties, "from and to must be the registry's sender and recipient")
 	}
+	return out
+}
 
-	// R2 purpose: catalogue, type, roles (reversed for a response).
+// purposeProblems is R2: the purpose is in the catalogue, allows the
+// message type, and the parties hold its roles. A response travels the
+// other way, so its sender holds a recipient role and the reverse.
+func (o *Oracle) purposeProblems(in policy.Input, f *facts) []Violation {
+	var out []Violation
+	add := func(why string) { out = append(out, Violation{Rule: "R2", Why: why}) }
 	p, known := o.r.purposes[f.purpose]
 	if !known {
-		add("R2", "", "the purpose is outside the catalogue")
-	} else {
-		if !p.types[f.typ] {
-			add("R2", "", "the message type is not allowed for "+f.purpose)
-		}
-		senders, recipients := p.senders, p.recipients
-		if f.isResponse {
-			senders, recipients = recipients, senders
-		}
-		if !hasRole(in.Sender, senders) {
-			add("R2", "", "the sender holds no sender role for "+f.purpose)
-		}
-		if !hasRole(in.Recipient, recipients) {
-			add("R2", "", "the recipient holds no recipient role for "+f.purpose)
-		}
+		add("the purpose is outside the catalogue")
+		return out
 	}
-
-	// R3 agreement: active at the decision's day, both parties, the purpose.
-	if !o.agreementCovers(in.Sender.ID, in.Recipient.ID, f.purpose, f.day) {
-		strict := ""
-		if f.typ == "consent.withdrawal" {
-			strict = StrictWithdrawalAgreement
-		}
-		add("R3", strict, "no active agreement covers both parties and "+o.purposeName(f))
+	if !p.types[f.typ] {
+		add("the message type is not allowed for " + f.purpose)
 	}
+	senders, recipients := p.senders, p.recipients
+	if f.isResponse {
+		senders, recipients = recipients, senders
+	}
+	if !hasRole(in.Sender, senders) {
+		add("the sender holds no sender role for " + f.purpose)
+	}
+	if !hasRole(in.Recipient, recipients) {
+		add("the recipient holds no recipient role for " + f.purpose)
+	}
+	return out
+}
 
-	// R4 bad input is denied, never read as unknown.
+// agreementProblems is R3: an agreement active on the decision's day
+// covers both parties and the purpose. Denying a consent.withdrawal for
+// it is a strict reading (StrictWithdrawalAgreement), since the withdrawal
+// would then not reach the recipients it concerns.
+func (o *Oracle) agreementProblems(in policy.Input, f *facts) []Violation {
+	if o.agreementCovers(in.Sender.ID, in.Recipient.ID, f.purpose, f.day) {
+		return nil
+	}
+	strict := ""
+	if f.typ == "consent.withdrawal" {
+		strict = StrictWithdrawalAgreement
+	}
+	return []Violation{{Rule: "R3", Why: "no active agreement covers both parties and " + o.purposeName(f), Strict: strict}}
+}
+
+// badAgeInput is R4: a birth_date or age_estimate that cannot be read is
+// denied, never read as an unknown age. A bad estimate beside a birth
+// date is a strict reading, since the date alone decides the age.
+func badAgeInput(f *facts) []Violation {
+	var out []Violation
 	if f.badBirth {
 		out = append(out, Violation{Rule: "R4", Path: "subject.birth_date", Why: "birth_date is not a real date in YYYY-MM-DD, YYYY-MM or YYYY"})
 	}
@@ -243,46 +295,46 @@ func (o *Oracle) mustDeny(in policy.Input, f *facts) []Violation {
 		}
 		out = append(out, v)
 	}
+	return out
+}
 
-	// R6 no screening of children.
-	if o.r.screening.noChildren[f.purpose] && f.child && !f.badBirth && !f.badEstimate {
-		strict := ""
-		if f.isResponse {
-			strict = StrictResponseAge
-		}
-		add("R6", strict, "a child's data is never sent for "+f.purpose+" (under 18 or age not known: R4)")
+// screeningProblems is R6: no child's data for a screening purpose. A bad
+// age input is already denied by R4, so it is not counted twice; for a
+// response it is a strict reading (StrictResponseAge).
+func (o *Oracle) screeningProblems(f *facts) []Violation {
+	if !o.r.screening.noChildren[f.purpose] || !f.child || f.badBirth || f.badEstimate {
+		return nil
 	}
-
-	// R7 age of criminal responsibility.
-	if o.r.prosecute.purposes[f.purpose] {
-		out = append(out, o.criminalAge(in, f)...)
+	strict := ""
+	if f.isResponse {
+		strict = StrictResponseAge
 	}
+	return []Violation{{Rule: "R6", Why: "a child's data is never sent for " + f.purpose + " (under 18 or age not known: R4)", Strict: strict}}
+}
 
-	// R9 referral consent.
-	if f.typ == "referral" && known && p.consentRequired {
-		out = append(out, o.consentProblems(in, f)...)
-	}
-
-	// R14 suspended parties.
+// suspensionProblems is R14: no message from or to a suspended party.
+func suspensionProblems(in policy.Input) []Violation {
+	var out []Violation
 	if in.Sender.Suspended {
-		add("R14", "", "the sender is suspended")
+		out = append(out, Violation{Rule: "R14", Why: "the sender is suspended"})
 	}
 	if in.Recipient.Suspended {
-		add("R14", "", "the recipient is suspended")
-	}
-
-	// R15 answers bind to requests.
-	if f.isResponse {
-		out = append(out, o.requestProblems(in, f)...)
-	} else if _, ok := msg["in_reply_to"]; ok {
-		add("R15", StrictInReplyTo, "in_reply_to on a message that is not a response")
-	}
-
-	// R16 withdrawn consent.
-	if in.ConsentWithdrawn && f.typ == "referral" {
-		add("R16", "", "the referral relies on a withdrawn consent")
+		out = append(out, Violation{Rule: "R14", Why: "the recipient is suspended"})
 	}
 	return out
+}
+
+// replyProblems is R15: a response binds to its request, and a message
+// that is not a response names no request it would answer (a strict
+// reading, StrictInReplyTo).
+func (o *Oracle) replyProblems(in policy.Input, f *facts) []Violation {
+	if f.isResponse {
+		return o.requestProblems(in, f)
+	}
+	if _, ok := in.Message["in_reply_to"]; ok {
+		return []Violation{{Rule: "R15", Why: "in_reply_to on a message that is not a response", Strict: StrictInReplyTo}}
+	}
+	return nil
 }
 
 // agreementCovers is R3: an agreement whose parties hold both ids and whose

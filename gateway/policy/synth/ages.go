@@ -57,16 +57,43 @@ var estimates = []string{"0", "5", "5.9", "6", "12", "12.9", "13", "14", "14.5",
 // each threshold birthday and the day before it, partial dates that
 // straddle a threshold, estimates only, and nothing known (R4, R5, R7);
 // then the bad inputs R4 says are denied, and odd but valid estimates.
+// A band draws from the generator only when a case uses it, so building
+// them draws nothing; their order matters all the same, since a case picks
+// a band by its index.
 func (g *Generator) buildBands() {
 	today := g.today
-	full := func(name string, birth time.Time) band {
-		return band{name: name, make: func(g *Generator) age {
-			return age{band: name, birth: ymd(birth), hasBirth: true, years: ageOn(birth, today)}
-		}}
+	g.bands = append(g.bands, wholeAgeBands(today)...)
+	for _, t := range g.spec.thresholdAges() {
+		g.bands = append(g.bands, thresholdBands(t, today)...)
 	}
+	g.bands = append(g.bands, estimateBands()...)
+	g.bands = append(g.bands, unknownBand(), leapDayBand(today))
+	g.bands = append(g.bands, oddEstimateBands()...)
+	g.bands = append(g.bands, badDateBands()...)
+	g.bands = append(g.bands, badEstimateBands(today)...)
+	for i, b := range g.bands {
+		if b.bad {
+			g.badBands = append(g.badBands, i)
+		} else {
+			g.goodBands = append(g.goodBands, i)
+		}
+	}
+}
+
+// fullDateBand is a band whose subject was born on one given day.
+func fullDateBand(name string, birth, today time.Time) band {
+	return band{name: name, make: func(g *Generator) age {
+		return age{band: name, birth: ymd(birth), hasBirth: true, years: ageOn(birth, today)}
+	}}
+}
+
+// wholeAgeBands are the ages 0 to 25, each born on a day drawn among those
+// that give that age today.
+func wholeAgeBands(today time.Time) []band {
+	var out []band
 	for n := 0; n <= 25; n++ {
 		name := "age:" + strconv.Itoa(n)
-		g.bands = append(g.bands, band{name: name, make: func(g *Generator) age {
+		out = append(out, band{name: name, make: func(g *Generator) age {
 			lo := today.AddDate(-(n + 1), 0, 1)
 			hi := today.AddDate(-n, 0, 0)
 			days := int(hi.Sub(lo).Hours()/24) + 1
@@ -74,62 +101,93 @@ func (g *Generator) buildBands() {
 			return age{band: name, birth: ymd(b), hasBirth: true, years: ageOn(b, today)}
 		}})
 	}
-	for _, t := range g.spec.thresholdAges() {
-		ts := strconv.Itoa(t)
-		g.bands = append(g.bands,
-			full("edge:"+ts+"-today", today.AddDate(-t, 0, 0)),
-			full("edge:"+ts+"-tomorrow", today.AddDate(-t, 0, 1)),
-		)
-		y := today.Year() - t
-		ylast := time.Date(y, 12, 31, 0, 0, 0, 0, time.UTC)
-		g.bands = append(g.bands, band{name: "year:" + ts + "-straddle", make: func(g *Generator) age {
-			return age{band: "year:" + ts + "-straddle", birth: strconv.Itoa(y), hasBirth: true, years: ageOn(ylast, today)}
-		}})
-		m := today.AddDate(-t, 0, 0)
-		first := time.Date(m.Year(), m.Month(), 1, 0, 0, 0, 0, time.UTC)
-		for _, v := range []struct {
-			name  string
-			first time.Time
-		}{{"month:" + ts + "-straddle", first}, {"month:" + ts + "-past", first.AddDate(0, -1, 0)}} {
-			last := v.first.AddDate(0, 1, -1)
-			name := v.name
-			val := v.first.Format("2006-01")
-			g.bands = append(g.bands, band{name: name, make: func(g *Generator) age {
-				return age{band: name, birth: val, hasBirth: true, years: ageOn(last, today)}
-			}})
-		}
+	return out
+}
+
+// thresholdBands are the cases about the threshold age t, where an off by
+// one day hides: born t years ago today and tomorrow, a birth year alone
+// that straddles it, and a birth month that straddles it or is just past.
+// A partial date is read at its last day, the youngest the subject can be.
+func thresholdBands(t int, today time.Time) []band {
+	ts := strconv.Itoa(t)
+	out := []band{
+		fullDateBand("edge:"+ts+"-today", today.AddDate(-t, 0, 0), today),
+		fullDateBand("edge:"+ts+"-tomorrow", today.AddDate(-t, 0, 1), today),
 	}
+	y := today.Year() - t
+	ylast := time.Date(y, 12, 31, 0, 0, 0, 0, time.UTC)
+	out = append(out, band{name: "year:" + ts + "-straddle", make: func(g *Generator) age {
+		return age{band: "year:" + ts + "-straddle", birth: strconv.Itoa(y), hasBirth: true, years: ageOn(ylast, today)}
+	}})
+	m := today.AddDate(-t, 0, 0)
+	first := time.Date(m.Year(), m.Month(), 1, 0, 0, 0, 0, time.UTC)
+	for _, v := range []struct {
+		name  string
+		first time.Time
+	}{{"month:" + ts + "-straddle", first}, {"month:" + ts + "-past", first.AddDate(0, -1, 0)}} {
+		last := v.first.AddDate(0, 1, -1)
+		name := v.name
+		val := v.first.Format("2006-01")
+		out = append(out, band{name: name, make: func(g *Generator) age {
+			return age{band: name, birth: val, hasBirth: true, years: ageOn(last, today)}
+		}})
+	}
+	return out
+}
+
+// estimateBands give an age_estimate alone; R4 and R5 read its whole years.
+func estimateBands() []band {
+	var out []band
 	for _, e := range estimates {
 		name := "est:" + e
 		years, _ := strconv.ParseFloat(e, 64)
-		g.bands = append(g.bands, band{name: name, make: func(g *Generator) age {
+		out = append(out, band{name: name, make: func(g *Generator) age {
 			return age{band: name, est: json.Number(e), hasEst: true, years: int(years)}
 		}})
 	}
-	g.bands = append(g.bands,
-		band{name: "unknown", make: func(g *Generator) age { return age{band: "unknown", years: -1} }},
-		band{name: "leap-day", make: func(g *Generator) age {
-			// The latest 29 February at least 17 years back: whether the
-			// subject is 18 on 28 February is the doubt R4 resolves.
-			y := today.Year() - 17
-			for !isLeap(y) {
-				y--
-			}
-			b := time.Date(y, 2, 29, 0, 0, 0, 0, time.UTC)
-			return age{band: "leap-day", birth: ymd(b), hasBirth: true, years: ageOn(b, today)}
-		}},
-	)
+	return out
+}
+
+// unknownBand says nothing of the age.
+func unknownBand() band {
+	return band{name: "unknown", make: func(g *Generator) age { return age{band: "unknown", years: -1} }}
+}
+
+// leapDayBand is a subject born on 29 February.
+func leapDayBand(today time.Time) band {
+	return band{name: "leap-day", make: func(g *Generator) age {
+		// The latest 29 February at least 17 years back: whether the
+		// subject is 18 on 28 February is the doubt R4 resolves.
+		y := today.Year() - 17
+		for !isLeap(y) {
+			y--
+		}
+		b := time.Date(y, 2, 29, 0, 0, 0, 0, time.UTC)
+		return age{band: "leap-day", birth: ymd(b), hasBirth: true, years: ageOn(b, today)}
+	}}
+}
+
+// oddEstimateBands are estimates that are valid numbers yet written in an
+// unusual way, which a reader must not take for bad input.
+func oddEstimateBands() []band {
 	odd := []struct{ name, v string }{
 		{"est-odd:huge", "1000000"}, {"est-odd:exponent", "1.2e1"}, {"est-odd:fraction", "12.75"},
 		{"est-odd:minus-zero", "-0"}, {"est-odd:zero-point", "0.0"},
 	}
+	var out []band
 	for _, o := range odd {
 		name, v := o.name, o.v
 		f, _ := strconv.ParseFloat(v, 64)
-		g.bands = append(g.bands, band{name: name, make: func(g *Generator) age {
+		out = append(out, band{name: name, make: func(g *Generator) age {
 			return age{band: name, est: json.Number(v), hasEst: true, years: int(f)}
 		}})
 	}
+	return out
+}
+
+// badDateBands are birth dates R4 denies, now and then beside a plausible
+// estimate, which must not make the date acceptable.
+func badDateBands() []band {
 	badDates := []struct {
 		name string
 		v    any
@@ -142,9 +200,10 @@ func (g *Generator) buildBands() {
 		{"bad-date:arabic-digits", "٢٠١٠"}, {"bad-date:not-leap", "2009-02-29"}, {"bad-date:day-00", "2010-02-00"},
 		{"bad-date:array", []any{"2010"}}, {"bad-date:bool", false},
 	}
+	var out []band
 	for _, d := range badDates {
 		name, v := d.name, d.v
-		g.bands = append(g.bands, band{name: name, bad: true, make: func(g *Generator) age {
+		out = append(out, band{name: name, bad: true, make: func(g *Generator) age {
 			a := age{band: name, birth: cloneValue(v), hasBirth: true, years: -1, bad: true}
 			if g.r.IntN(3) == 0 { // a plausible estimate beside it changes nothing
 				a.est, a.hasEst = json.Number("30"), true
@@ -152,6 +211,12 @@ func (g *Generator) buildBands() {
 			return a
 		}})
 	}
+	return out
+}
+
+// badEstimateBands are age estimates R4 denies, now and then beside a
+// good birth date, which must not make the estimate acceptable.
+func badEstimateBands(today time.Time) []band {
 	badEst := []struct {
 		name string
 		v    any
@@ -161,9 +226,10 @@ func (g *Generator) buildBands() {
 		{"bad-est:bool", true}, {"bad-est:array", []any{json.Number("17")}}, {"bad-est:object", map[string]any{"min": json.Number("16")}},
 		{"bad-est:empty", ""},
 	}
+	var out []band
 	for _, d := range badEst {
 		name, v := d.name, d.v
-		g.bands = append(g.bands, band{name: name, bad: true, make: func(g *Generator) age {
+		out = append(out, band{name: name, bad: true, make: func(g *Generator) age {
 			a := age{band: name, est: cloneValue(v), hasEst: true, years: -1, bad: true}
 			if g.r.IntN(3) == 0 { // a good date beside it: R4 still calls the estimate bad
 				b := today.AddDate(-30, 0, 0)
@@ -172,13 +238,7 @@ func (g *Generator) buildBands() {
 			return a
 		}})
 	}
-	for i, b := range g.bands {
-		if b.bad {
-			g.badBands = append(g.badBands, i)
-		} else {
-			g.goodBands = append(g.goodBands, i)
-		}
-	}
+	return out
 }
 
 func isLeap(y int) bool { return y%4 == 0 && (y%100 != 0 || y%400 == 0) }

@@ -131,33 +131,62 @@ func strings2any(s []string) []any {
 
 // makeSubject writes the §4 subject: the fields the allow-list names, most
 // of the time, and others now and then, so that R10 has work to do.
+// Each step draws from the generator in turn, so their order is part of
+// what a seed means: moving one changes every case that follows.
 func (b *builder) makeSubject() {
+	if b.shortSubject() {
+		return
+	}
+	in := b.fieldChance(b.allow().Subject)
+	s := make(map[string]any, 12)
+	s["ref"] = b.ref()
+	b.subjectNames(s, in)
+	b.subjectAge(s)
+	b.subjectOrigin(s, in)
+	b.subjectDocuments(s, in)
+	b.subjectTies(s, in)
+	b.subjectBiometrics(s)
+	b.subject = s
+}
+
+// shortSubject leaves out the subject, or writes its ref alone, as a
+// consent.withdrawal or a response often does; it says whether it did.
+// A response names the person by ref only (R11), so its age is unknown.
+func (b *builder) shortSubject() bool {
 	g := b.g
 	switch {
 	case b.typ == "consent.withdrawal":
 		switch r := g.r.Float64(); {
 		case r < 0.3:
 			b.tags.Age = "no-subject"
-			return
+			return true
 		case r < 0.7:
 			b.subject = map[string]any{"ref": b.ref()}
 			b.tags.Age = "ref-only"
-			return
+			return true
 		}
 	case g.spec.IsResponse(b.typ) && g.chance(0.5):
 		b.subject = map[string]any{"ref": b.ref()}
 		b.tags.Age = "ref-only"
-		return
+		return true
 	}
-	listed := b.allow().Subject
-	in := func(field string, pNot float64) bool {
+	return false
+}
+
+// fieldChance returns the draw that decides whether a field is written: a
+// field on the allow-list most of the time, any other with chance pNot.
+func (b *builder) fieldChance(listed []string) func(field string, pNot float64) bool {
+	g := b.g
+	return func(field string, pNot float64) bool {
 		if slices.Contains(listed, field) {
 			return g.chance(0.85)
 		}
 		return g.chance(pNot)
 	}
-	s := make(map[string]any, 12)
-	s["ref"] = b.ref()
+}
+
+func (b *builder) subjectNames(s map[string]any, in func(string, float64) bool) {
+	g := b.g
 	if in("names", 0.3) {
 		n := map[string]any{"primary": g.pick(surnames), "secondary": g.pick(givenNames)}
 		if g.chance(0.3) {
@@ -165,6 +194,12 @@ func (b *builder) makeSubject() {
 		}
 		s["names"] = n
 	}
+}
+
+// subjectAge writes the age case chosen for the message, and most of the
+// time the basis of its birth date ("unknown" when there is none).
+func (b *builder) subjectAge(s map[string]any) {
+	g := b.g
 	if b.age.hasBirth {
 		s["birth_date"] = b.age.birth
 	}
@@ -177,6 +212,11 @@ func (b *builder) makeSubject() {
 	case !b.age.hasBirth && g.chance(0.6):
 		s["birth_date_basis"] = "unknown"
 	}
+}
+
+// subjectOrigin writes sex, place of birth and the nationality claimed.
+func (b *builder) subjectOrigin(s map[string]any, in func(string, float64) bool) {
+	g := b.g
 	if in("sex", 0.3) {
 		s["sex"] = g.pick([]string{"F", "M", "X"})
 	}
@@ -186,6 +226,11 @@ func (b *builder) makeSubject() {
 	if in("nationality_claimed", 0.3) {
 		s["nationality_claimed"] = g.pick(nationalities)
 	}
+}
+
+// subjectDocuments writes one or two identity documents.
+func (b *builder) subjectDocuments(s map[string]any, in func(string, float64) bool) {
+	g := b.g
 	if in("documents", 0.3) {
 		docs := make([]any, 1+g.r.IntN(2))
 		for i := range docs {
@@ -197,6 +242,11 @@ func (b *builder) makeSubject() {
 		}
 		s["documents"] = docs
 	}
+}
+
+// subjectTies writes the subject's relatives and where the subject is now.
+func (b *builder) subjectTies(s map[string]any, in func(string, float64) bool) {
+	g := b.g
 	if in("relationships", 0.3) {
 		rels := make([]any, 1+g.r.IntN(2))
 		for i := range rels {
@@ -207,31 +257,38 @@ func (b *builder) makeSubject() {
 	if in("location", 0.35) {
 		s["location"] = map[string]any{"country": g.pick(countries), "facility_type": g.pick(facilities)}
 	}
+}
+
+// subjectBiometrics writes biometrics now and then, more often on an
+// identity verification request, whatever the allow-list says: R12 lets
+// them through only 1:1 with a DPIA, so some go 1:N or without a dpia_id.
+func (b *builder) subjectBiometrics(s map[string]any) {
+	g := b.g
 	pBio := 0.15
 	if b.typ == "identity.verification.request" {
 		pBio = 0.6
 	}
-	if g.chance(pBio) {
-		bio := map[string]any{"modality": g.pick(modalities), "template_ref": "tpl-" + strconv.Itoa(g.r.IntN(1000))}
-		mode := "1:1"
-		if g.chance(0.3) {
-			mode = "1:N"
-		}
-		bio["mode"] = mode
-		dpia := "dpia"
-		switch r := g.r.Float64(); {
-		case r < 0.75:
-			bio["dpia_id"] = "DPIA-2026-" + strconv.Itoa(10+g.r.IntN(90))
-		case r < 0.85:
-			bio["dpia_id"] = ""
-			dpia = "empty-dpia"
-		default:
-			dpia = "no-dpia"
-		}
-		s["biometrics"] = bio
-		b.other("bio:" + mode + "/" + dpia)
+	if !g.chance(pBio) {
+		return
 	}
-	b.subject = s
+	bio := map[string]any{"modality": g.pick(modalities), "template_ref": "tpl-" + strconv.Itoa(g.r.IntN(1000))}
+	mode := "1:1"
+	if g.chance(0.3) {
+		mode = "1:N"
+	}
+	bio["mode"] = mode
+	dpia := "dpia"
+	switch r := g.r.Float64(); {
+	case r < 0.75:
+		bio["dpia_id"] = "DPIA-2026-" + strconv.Itoa(10+g.r.IntN(90))
+	case r < 0.85:
+		bio["dpia_id"] = ""
+		dpia = "empty-dpia"
+	default:
+		dpia = "no-dpia"
+	}
+	s["biometrics"] = bio
+	b.other("bio:" + mode + "/" + dpia)
 }
 
 func (b *builder) makeRecord() {
@@ -445,43 +502,86 @@ func (b *builder) fittingConsent() string {
 	return "given:subject/assent:n/a"
 }
 
+// makeConsent writes the §5 consent: on a referral that needs one most of
+// the time, rarely elsewhere. A fitting consent is the common case; the
+// rest are wrong in one way each (R5, R9), so every denial has its cases.
+// The steps draw from the generator in turn, so their order is part of
+// what a seed means.
 func (b *builder) makeConsent() {
 	g := b.g
 	id := "C-2026-" + strconv.Itoa(100+g.r.IntN(900))
 	switch {
 	case b.typ == "consent.withdrawal":
-		b.consent = map[string]any{"id": id}
-		b.tags.Consent = []string{"withdrawal-message"}
-		if g.chance(0.2) {
-			b.consent["recipients"] = []any{b.recipient.ID, "UN-IOM"}
-			b.consent["given_by"] = "representative"
-			b.other("withdrawal:extra-members")
-		}
-		if g.chance(0.1) {
-			b.withdrawn = true
-			b.tags.Consent = append(b.tags.Consent, "withdrawn")
-		}
+		b.withdrawalConsent(id)
 		return
 	case b.typ == "referral" && b.p.ConsentRequired && g.chance(0.93),
 		b.typ == "referral" && g.chance(0.1), g.chance(0.03):
 	default:
-		b.tags.Consent = []string{"none"}
-		if g.chance(0.02) { // the gateway says so even without a consent here
-			b.withdrawn = true
-			b.tags.Consent = append(b.tags.Consent, "withdrawn")
-		}
+		b.noConsent()
 		return
 	}
 	fit := g.chance(0.7)
-	var primary string
+	primary := b.primaryConsent(fit)
+	c := b.consentGiven(id, primary)
+	mods := []string{primary}
+	mods = append(mods, b.consentScope(c, fit))
+	c["obtained_at"] = g.now.AddDate(0, 0, -1-g.r.IntN(300)).Format(time.RFC3339)
+	mods = append(mods, b.consentExpiry(c, fit))
+	if g.chance(0.06) {
+		b.withdrawn = true
+		mods = append(mods, "withdrawn")
+	}
+	b.consent = c
+	b.tags.Consent = mods
+}
+
+// withdrawalConsent is the consent of a consent.withdrawal message: its id,
+// now and then with members PROTOCOL.md §5.1 does not let through.
+func (b *builder) withdrawalConsent(id string) {
+	g := b.g
+	b.consent = map[string]any{"id": id}
+	b.tags.Consent = []string{"withdrawal-message"}
+	if g.chance(0.2) {
+		b.consent["recipients"] = []any{b.recipient.ID, "UN-IOM"}
+		b.consent["given_by"] = "representative"
+		b.other("withdrawal:extra-members")
+	}
+	if g.chance(0.1) {
+		b.withdrawn = true
+		b.tags.Consent = append(b.tags.Consent, "withdrawn")
+	}
+}
+
+// noConsent leaves the consent out. The gateway may still say a consent
+// was withdrawn, since it knows the subject and not the message (R16).
+func (b *builder) noConsent() {
+	b.tags.Consent = []string{"none"}
+	if b.g.chance(0.02) { // the gateway says so even without a consent here
+		b.withdrawn = true
+		b.tags.Consent = append(b.tags.Consent, "withdrawn")
+	}
+}
+
+// primaryConsent chooses the consent case: when it should fit, a
+// best-interests override now and then, else who R5 asks at the case's
+// age; otherwise any case, whether it fits or not.
+func (b *builder) primaryConsent(fit bool) string {
+	g := b.g
 	switch {
 	case fit && g.chance(0.1):
-		primary = "override:ok"
+		return "override:ok"
 	case fit:
-		primary = b.fittingConsent()
+		return b.fittingConsent()
 	default:
-		primary = g.pick(consentPrimaries)
+		return g.pick(consentPrimaries)
 	}
+}
+
+// consentGiven writes the consent's id, basis and who gave it as the
+// primary case says: a best-interests override with its override object,
+// or a consent with given_by and the child's assent.
+func (b *builder) consentGiven(id, primary string) map[string]any {
+	g := b.g
 	c := map[string]any{"id": id, "basis": "consent"}
 	switch primary {
 	case "basis:missing":
@@ -519,7 +619,14 @@ func (b *builder) makeConsent() {
 			c["child_assent"] = assent
 		}
 	}
-	mods := []string{primary}
+	return c
+}
+
+// consentScope writes the recipients and purposes the consent names and
+// returns the scope case: right most of the time when the consent should
+// fit, else leaving out the recipient or the purpose half of the time (R9).
+func (b *builder) consentScope(c map[string]any, fit bool) string {
+	g := b.g
 	scope := "scope:ok"
 	if r := g.r.Float64(); (fit && r < 0.15) || (!fit && r < 0.5) {
 		scope = g.pick([]string{"scope:no-recipient", "scope:no-purpose"})
@@ -544,8 +651,14 @@ func (b *builder) makeConsent() {
 	}
 	c["recipients"] = recipients
 	c["purposes"] = purposes
-	mods = append(mods, scope)
-	c["obtained_at"] = g.now.AddDate(0, 0, -1-g.r.IntN(300)).Format(time.RFC3339)
+	return scope
+}
+
+// consentExpiry writes when the consent expires and returns the expiry
+// case: unexpired most of the time when the consent should fit, else
+// expired, expiring at the decision time, or without an expires_at (R9).
+func (b *builder) consentExpiry(c map[string]any, fit bool) string {
+	g := b.g
 	expiry := "expiry:unexpired"
 	if r := g.r.Float64(); (fit && r < 0.15) || (!fit && r < 0.5) {
 		expiry = g.pick([]string{"expiry:expired", "expiry:at-now", "expiry:missing"})
@@ -558,13 +671,7 @@ func (b *builder) makeConsent() {
 	case "expiry:at-now":
 		c["expires_at"] = g.nowStr
 	}
-	mods = append(mods, expiry)
-	if g.chance(0.06) {
-		b.withdrawn = true
-		mods = append(mods, "withdrawn")
-	}
-	b.consent = c
-	b.tags.Consent = mods
+	return expiry
 }
 
 func splitConsent(primary string) (given, assent string) {
