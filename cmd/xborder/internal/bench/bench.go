@@ -147,8 +147,10 @@ type Report struct {
 	AnonRSSGrowth float64 `json:"anon_rss_growth_pct"`
 	// The same growths from the second tenth of the run on (the working
 	// set under load reached): what a leak would show.
-	// The live heap after GC (runtime/metrics /gc/heap/live:bytes) at one
-	// fifth of the run (minute 1 of a 5-minute run) and at its end.
+	// The live heap after GC (runtime/metrics /gc/heap/live:bytes) around
+	// one fifth of the run (minute 1 of a 5-minute run) and at its end: the
+	// median of the samples taken from 15 to 25 % and from 90 to 100 % of
+	// the run (one sample is whatever was in flight at the last GC).
 	LiveHeapFifth       float64 `json:"live_heap_fifth_mb,omitempty"`
 	LiveHeapEnd         float64 `json:"live_heap_end_mb,omitempty"`
 	LiveHeapGrowth      float64 `json:"live_heap_growth_pct,omitempty"`
@@ -283,36 +285,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}()
 		}
 	}
-	var heapFifth float64
-	heapDone := make(chan struct{})
+	var heap *heapSampler
 	if o.Metrics != "" {
-		go func() {
-			defer close(heapDone)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(o.Duration / 5):
-			}
-			v, err := LiveHeap(ctx, o.Metrics)
-			if err != nil {
-				logf("live heap: %v", err)
-			}
-			heapFifth = v
-		}()
-	} else {
-		close(heapDone)
+		heap = sampleLiveHeap(ctx, o.Metrics, o.Duration, logf)
 	}
 	sent := drive(ctx, o, clients, envs, results, start)
 	elapsed := time.Since(start)
-	<-heapDone
-	if o.Metrics != "" && heapFifth > 0 {
-		end, err := LiveHeap(ctx, o.Metrics)
-		if err != nil {
-			logf("live heap: %v", err)
-		} else {
-			rep.LiveHeapFifth, rep.LiveHeapEnd = heapFifth/(1<<20), end/(1<<20)
-			rep.LiveHeapGrowth = 100 * (end - heapFifth) / heapFifth
-		}
+	if heap != nil {
+		rep.LiveHeapFifth, rep.LiveHeapEnd, rep.LiveHeapGrowth = heap.stop()
 	}
 	stopDrain()
 	dwg.Wait()
@@ -700,7 +680,7 @@ func (r *Report) Table(w io.Writer) {
 	fmt.Fprintf(tw, "gateway RSS peak / start / end\t%.1f / %.1f / %.1f MiB (growth %.1f %%; %.1f %% after the first tenth)\n", r.PeakRSS, r.StartRSS, r.EndRSS, r.RSSGrowth, r.SteadyRSSGrowth)
 	fmt.Fprintf(tw, "  anonymous (heap, stacks)\t%.1f / %.1f / %.1f MiB (growth %.1f %%; %.1f %% after the first tenth)\n", r.PeakAnonRSS, r.StartAnonRSS, r.EndAnonRSS, r.AnonRSSGrowth, r.SteadyAnonRSSGrowth)
 	if r.LiveHeapEnd > 0 {
-		fmt.Fprintf(tw, "live heap after GC, one fifth in / end\t%.1f / %.1f MiB (%+.1f %%)\n", r.LiveHeapFifth, r.LiveHeapEnd, r.LiveHeapGrowth)
+		fmt.Fprintf(tw, "live heap after GC, at a fifth / at the end (medians)\t%.1f / %.1f MiB (%+.1f %%)\n", r.LiveHeapFifth, r.LiveHeapEnd, r.LiveHeapGrowth)
 	}
 	if r.Drained > 0 {
 		fmt.Fprintf(tw, "deliveries pulled and acked\t%d\n", r.Drained)
