@@ -21,7 +21,6 @@ import (
 	"github.com/xborder/xborder/gateway"
 	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/client"
-	"github.com/xborder/xborder/gateway/config"
 	"github.com/xborder/xborder/gateway/envelope"
 )
 
@@ -34,10 +33,18 @@ func newAudit(stdout, stderr io.Writer) *cobra.Command {
 	return c
 }
 
-// openAuditLog opens the configured store, which keeps the audit log, for
-// reading (an embedded store while the gateway is stopped).
-func openAuditLog(ctx context.Context, cfg config.Config) (audit.Backend, error) {
-	return gateway.OpenStore(ctx, cfg, gateway.StoreOptions{ReadOnly: true})
+// openAuditLog opens t's store, which keeps the audit log, read-only, for
+// a command that runs while no gateway answers; a missing embedded store
+// file or one that cannot be opened is explained (storeError).
+func (t *gatewayTarget) openAuditLog(ctx context.Context) (audit.Backend, error) {
+	if err := t.storeMissing(); err != nil {
+		return nil, err
+	}
+	b, err := gateway.OpenStore(ctx, t.cfg, gateway.StoreOptions{ReadOnly: true})
+	if err != nil {
+		return nil, t.storeError(err)
+	}
+	return b, nil
 }
 
 // gatewayVerifyKeys reads the gateway's signing keys from its key folder:
@@ -263,12 +270,9 @@ func newAuditExport(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := t.storeMissing(); err != nil {
-				return err
-			}
-			b, err := openAuditLog(ctx, t.cfg)
+			b, err := t.openAuditLog(ctx)
 			if err != nil {
-				return t.storeError(err)
+				return err
 			}
 			defer b.Close()
 			if err := audit.Export(ctx, b, w, key); err != nil {
@@ -319,12 +323,9 @@ func newAuditSubject(stdout, stderr io.Writer) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if err := t.storeMissing(); err != nil {
-					return err
-				}
-				b, err := openAuditLog(ctx, t.cfg)
+				b, err := t.openAuditLog(ctx)
 				if err != nil {
-					return t.storeError(err)
+					return err
 				}
 				defer b.Close()
 				if entries, err = audit.Subject(ctx, b, audit.SubjectHash(key, ref)); err != nil {

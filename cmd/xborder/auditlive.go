@@ -44,12 +44,9 @@ func (t *gatewayTarget) liveLog(ctx context.Context, keys envelope.KeyFunc) (*li
 			return audit.VerifyExport(bytes.NewReader(raw), keys)
 		}}, nil
 	}
-	if err := t.storeMissing(); err != nil {
-		return nil, err
-	}
-	b, err := openAuditLog(ctx, t.cfg)
+	b, err := t.openAuditLog(ctx)
 	if err != nil {
-		return nil, t.storeError(err)
+		return nil, err
 	}
 	return &liveAudit{Backend: b, verify: func(ctx context.Context) (audit.Summary, error) {
 		return audit.VerifyLive(ctx, b, keys)
