@@ -16,8 +16,8 @@
 # The work per message is set arithmetic on field names: the fields present,
 # minus those that pass, plus those a rule of its own may remove. Only the
 # fields that end up removed get a reason. The sets built from data alone
-# (_lists, _levels, _l4_fields, _top_level) do not depend on the message: the
-# gateway computes them once per policy version (gateway/policy).
+# (_lists, _levels, _l4_fields, _top_level, _forms) do not depend on the
+# message: the gateway computes them once per policy version (gateway/policy).
 # METADATA
 # title: R10 minimisation, and the removals of R6, R8, R11, R12, R15
 # custom:
@@ -330,28 +330,41 @@ _leveled(section) := {f |
 # shapes): a string, a list of strings, a number, a boolean, an object (its
 # members: above) or a list of objects. Anything else is removed and listed
 # (R10), so that an allowed field cannot carry other content inside it (a
-# protection section hidden in requested_assertions, say).
+# protection section hidden in requested_assertions, say). The members of a
+# structured field are checked too, in the object or in every object of the
+# list, whatever the form of the field itself.
+#
+# The forms are checked in one pass over the message, by a JSON Schema built
+# from the data (_forms, computed once per policy version). Each value out of
+# its form is reported by its path, with the index of a list element in it
+# ("subject.documents.1.code"); only the fields and members that pass are
+# listed, as the others are removed anyway.
 removals[path] := _wrong_form(path) if {
-	some section, fields in _kept
-	some field in (fields & _shaped_fields[section])
-	not _has_shape(lib.msg[section][field], _field_shapes[section][field])
-	path := concat(".", [section, field])
-}
-
-# The members of a structured field that passes, in every object of a list
-# of objects.
-removals[path] := _wrong_form(path) if {
-	some section, fields in _kept
-	some field in (fields & _shaped_parents[section])
-	parent := concat(".", [section, field])
-	some member, shape in _member_shapes[parent]
-	member in _member_lists[parent]
-	some value in _values_in(lib.msg[section][field], member)
-	not _has_shape(value, shape)
-	path := concat(".", [parent, member])
+	[_, errors] := json.match_schema(lib.msg, _forms)
+	some e in errors
+	e.type == "invalid_type"
+	path := _form_path(split(e.field, "."))
 }
 
 _wrong_form(path) := {"rule": "R10", "message": sprintf("removed %s: it is not of the form DOMAIN §4-§5 gives it", [path])}
+
+# The path a form error removes: a field of a section (the field itself, or
+# an element of its list), or a member of a structured field (in the object,
+# or in an element of the list); only what is kept.
+_form_path([section, field]) := concat(".", [section, field]) if field in _kept[section]
+
+_form_path([section, field, x]) := concat(".", [section, field]) if {
+	field in _kept[section]
+	is_array(lib.msg[section][field])
+} else := concat(".", [section, field, x]) if {
+	field in _kept[section]
+	x in _member_lists[concat(".", [section, field])]
+}
+
+_form_path([section, field, _, member]) := concat(".", [section, field, member]) if {
+	field in _kept[section]
+	member in _member_lists[concat(".", [section, field])]
+}
 
 # The fields of each section, and the members of consent, that reach the
 # recipient as far as their names go.
@@ -361,22 +374,32 @@ _kept := {
 	"consent": object.keys(lib.consent) & _member_lists.consent,
 }
 
-# The member's value in an object, or in every object of a list.
-_values_in(v, member) := [v[member]] if is_object(v)
+# The JSON Schema of the forms: for each section, its fields with their
+# forms and the forms of their members. A section that is not an object is
+# not checked here (it is removed whole). A field's form and its members'
+# forms are two schemas of an allOf, because JSON Schema checks nothing
+# inside a value of the wrong type; allOf also reports that one of them
+# failed (an error of its own type, which removals ignores).
+_forms := {"properties": {section: {"properties": _section_forms(section)} | some section in _all_sections}}
 
-_values_in(v, member) := [e[member] | some e in v; is_object(e)] if is_array(v)
+_section_forms(section) := {field: {"allOf": [
+	_form(object.get(cfg.shapes, parent, null)),
+	_members_form(object.get(_member_forms, parent, {})),
+]} |
+	some field in _form_fields[section]
+	parent := concat(".", [section, field])
+}
 
-# Views of the shapes (computed once per policy version): section -> field
-# -> shape; "section.field" -> member -> shape; and section -> the fields
-# whose members have shapes.
-_field_shapes := {section: {field: shape |
-	some path, shape in cfg.shapes
-	[section, field] = split(path, ".")
+# section -> the fields that have a form or members with forms.
+_form_fields := {section: {field |
+	some path, _ in cfg.shapes
+	[section, field] = array.slice(split(path, "."), 0, 2)
 } |
 	some section in _all_sections
 }
 
-_member_shapes := {parent: {member: shape |
+# "section.field" -> member -> the member's form.
+_member_forms := {parent: {member: _form(shape) |
 	some path, shape in cfg.shapes
 	[section, field, member] = split(path, ".")
 	parent == concat(".", [section, field])
@@ -386,33 +409,21 @@ _member_shapes := {parent: {member: shape |
 	parent := concat(".", [section0, field0])
 }
 
-_shaped_fields := {section: object.keys(shapes) | some section, shapes in _field_shapes}
+# The forms of the members of a structured field apply in the object and in
+# every element of a list (JSON Schema applies "properties" to objects and
+# "items" to lists only).
+_members_form(members) := {"properties": members, "items": {"properties": members}}
 
-_shaped_parents := {section: {field |
-	some path, _ in cfg.shapes
-	[section, field, _] = split(path, ".")
-} |
-	some section in _all_sections
-}
+_form("string") := {"type": "string"}
 
-_has_shape(v, "string") if is_string(v)
+_form("number") := {"type": "number"}
 
-_has_shape(v, "number") if is_number(v)
+_form("boolean") := {"type": "boolean"}
 
-_has_shape(v, "boolean") if is_boolean(v)
+_form("object") := {"type": "object"}
 
-_has_shape(v, "object") if is_object(v)
+_form("strings") := {"type": "array", "items": {"type": "string"}}
 
-_has_shape(v, "strings") if {
-	is_array(v)
-	every e in v {
-		is_string(e)
-	}
-}
+_form("objects") := {"type": "array", "items": {"type": "object"}}
 
-_has_shape(v, "objects") if {
-	is_array(v)
-	every e in v {
-		is_object(e)
-	}
-}
+_form(null) := {}

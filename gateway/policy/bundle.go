@@ -16,6 +16,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/topdown/cache"
 	"github.com/open-policy-agent/opa/v1/util"
 )
 
@@ -80,6 +81,11 @@ type Bundle struct {
 	roots    dataRoots            // the data as the store returns it (cache.go)
 	seeds    *seeds               // the data-only rules, evaluated once (seed.go)
 	strings  map[string]ast.Value // the strings of the data, shared by inputs (decide.go)
+	// values keeps what a built-in prepares from a ground argument for
+	// every decision of this bundle: the compiled JSON Schema of the
+	// forms (json.match_schema in minimise.rego) is compiled once, not
+	// once per decision.
+	values cache.InterQueryValueCache
 }
 
 // Capabilities are this OPA version's, minus the built-ins that reach the
@@ -182,6 +188,7 @@ func Compile(ctx context.Context, fsys fs.FS, opts Options) (*Bundle, error) {
 		return nil, fmt.Errorf("policy: prepare: %w", err)
 	}
 	b.compiler, b.query, b.docs = sc, query, store
+	b.values = newValueCache(ctx)
 	if b.roots, err = readDataRoots(ctx, store); err != nil {
 		return nil, fmt.Errorf("policy: prepare: %w", err)
 	}

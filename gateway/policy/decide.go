@@ -10,6 +10,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/topdown"
+	"github.com/open-policy-agent/opa/v1/topdown/cache"
 )
 
 // ErrUndefined is returned (wrapped) when the entrypoint yields no decision.
@@ -74,7 +75,8 @@ func (b *Bundle) eval(ctx context.Context, input ast.Value) (Decision, error) {
 		WithInput(ast.NewTerm(input)).
 		WithStrictBuiltinErrors(true).
 		WithCancel(cancel).
-		WithMetrics(noMetrics)
+		WithMetrics(noMetrics).
+		WithInterQueryBuiltinValueCache(b.values)
 	var seed *refTable
 	if b.seeds != nil {
 		seed = b.seeds.cache
@@ -109,6 +111,18 @@ func (b *Bundle) eval(ctx context.Context, input ast.Value) (Decision, error) {
 }
 
 var noMetrics = metrics.NoOp()
+
+// valueCacheEntries bounds a bundle's cache of prepared built-in arguments.
+// The policy's only entry is the schema of the forms; the bound keeps a
+// policy that passes computed arguments from growing it.
+const valueCacheEntries = 64
+
+func newValueCache(ctx context.Context) cache.InterQueryValueCache {
+	n := valueCacheEntries
+	return cache.NewInterQueryValueCache(ctx, &cache.Config{
+		InterQueryBuiltinValueCache: cache.InterQueryBuiltinValueCacheConfig{MaxNumEntries: &n},
+	})
+}
 
 // inputValue converts the input to an AST value without a JSON round trip
 // or intermediate Go maps. Strings the policy data knows (field names,
