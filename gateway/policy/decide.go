@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -38,15 +39,24 @@ func (b *Bundle) decide(ctx context.Context, in Input, timeout time.Duration) (D
 	if err != nil {
 		return Deny("the decision input could not be read"), err
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if err := ctx.Err(); err != nil {
+	// The deadline bounds the evaluation, from when an evaluator takes it
+	// (evaluator.go); the caller's context bounds the wait as well.
+	var (
+		d         Decision
+		cancelled error
+	)
+	werr := evaluators().do(ctx, func() {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
 		// OPA notices a cancellation asynchronously; a done context must
 		// never let a fast evaluation through.
-		return Deny("the policy evaluation was cancelled"), fmt.Errorf("policy: evaluate: %w", err)
+		if cancelled = ctx.Err(); cancelled == nil {
+			d, err = b.eval(ctx, value)
+		}
+	})
+	if cerr := cmp.Or(werr, cancelled); cerr != nil {
+		return Deny("the policy evaluation was cancelled"), fmt.Errorf("policy: evaluate: %w", cerr)
 	}
-	var d Decision
-	evaluators().do(func() { d, err = b.eval(ctx, value) })
 	return d, err
 }
 

@@ -1,53 +1,125 @@
 package policy
 
 import (
+	"context"
+	"errors"
+	"runtime"
 	"sync"
 	"testing"
+	"testing/fstest"
+	"time"
 )
 
 func TestEvaluatorPool(t *testing.T) {
 	t.Parallel()
-	p := newEvaluatorPool(1)
+	ctx := context.Background()
 
 	t.Run("runs the function before returning", func(t *testing.T) {
+		p := newEvaluatorPool(1)
 		ran := false
-		p.do(func() { ran = true })
-		if !ran {
-			t.Fatal("the function did not run")
+		if err := p.do(ctx, func() { ran = true }); err != nil || !ran {
+			t.Fatalf("ran %v, err %v", ran, err)
 		}
 	})
 
 	t.Run("a panic is raised in the caller", func(t *testing.T) {
+		p := newEvaluatorPool(1)
 		defer func() {
 			if v := recover(); v != "boom" {
 				t.Fatalf("recovered %v, want boom", v)
 			}
 		}()
-		for range 3 { // whether an evaluator or the caller runs it
-			p.do(func() { panic("boom") })
-		}
+		_ = p.do(ctx, func() { panic("boom") })
 		t.Fatal("no panic")
 	})
 
-	t.Run("the caller evaluates when no evaluator is idle", func(t *testing.T) {
+	t.Run("the evaluator survives a panic", func(t *testing.T) {
+		p := newEvaluatorPool(1)
+		func() {
+			defer func() { _ = recover() }()
+			_ = p.do(ctx, func() { panic("boom") })
+		}()
+		ran := false
+		if err := p.do(ctx, func() { ran = true }); err != nil || !ran {
+			t.Fatalf("after a panic: ran %v, err %v", ran, err)
+		}
+	})
+
+	t.Run("a decision waits for a free evaluator, not in the caller", func(t *testing.T) {
+		p := newEvaluatorPool(1)
 		release := make(chan struct{})
-		var busy sync.WaitGroup
-		busy.Add(1)
 		started := make(chan struct{})
-		go p.do(func() {
-			close(started)
-			<-release
-			busy.Done()
-		})
+		first := make(chan error)
+		go func() { first <- p.do(ctx, func() { close(started); <-release }) }()
 		<-started
-		// The only evaluator is busy (or the goroutine above evaluates
-		// itself): either way this must not wait for release.
-		done := false
-		p.do(func() { done = true })
-		if !done {
-			t.Fatal("the function did not run")
+		// The only evaluator is busy: the second decision must not run
+		// until the first is done, and then it runs.
+		ran := make(chan struct{})
+		second := make(chan error)
+		go func() { second <- p.do(ctx, func() { close(ran) }) }()
+		select {
+		case <-ran:
+			t.Fatal("a decision ran while the only evaluator was busy")
+		case <-time.After(50 * time.Millisecond):
 		}
 		close(release)
-		busy.Wait()
+		if err := <-first; err != nil {
+			t.Fatal(err)
+		}
+		if err := <-second; err != nil {
+			t.Fatal(err)
+		}
+		<-ran
 	})
+
+	t.Run("a decision whose context ends while it waits does not run", func(t *testing.T) {
+		p := newEvaluatorPool(1)
+		release := make(chan struct{})
+		defer close(release)
+		started := make(chan struct{})
+		go func() { _ = p.do(ctx, func() { close(started); <-release }) }()
+		<-started
+		cctx, cancel := context.WithCancel(ctx)
+		go func() { time.Sleep(10 * time.Millisecond); cancel() }()
+		ran := false
+		err := p.do(cctx, func() { ran = true })
+		if !errors.Is(err, context.Canceled) || ran {
+			t.Fatalf("ran %v, err %v; want not run, context.Canceled", ran, err)
+		}
+	})
+}
+
+// The deadline of a decision bounds its evaluation, not its wait for an
+// evaluator: a burst queues rather than turning into denials.
+func TestDeadlineStartsWhenEvaluationStarts(t *testing.T) {
+	t.Parallel()
+	const allow = "package xborder\n\ndecision := {\"allow\": true, \"reasons\": [], \"redact\": [], \"obligations\": {\"retention_days\": 1, \"review\": false}}\n"
+	ctx := context.Background()
+	const timeout = time.Second
+	b, err := Compile(ctx, fstest.MapFS{"allow.rego": {Data: []byte(allow)}}, Options{Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every evaluator busy for longer than the deadline.
+	p := evaluators()
+	release := make(chan struct{})
+	var busy sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		started := make(chan struct{})
+		busy.Go(func() { _ = p.do(ctx, func() { close(started); <-release }) })
+		<-started
+	}
+	done := make(chan error, 1)
+	var d Decision
+	go func() {
+		var err error
+		d, err = b.Decide(ctx, Input{Now: "2026-12-01T00:00:00Z", Message: map[string]any{}})
+		done <- err
+	}()
+	time.Sleep(timeout + timeout/2)
+	close(release)
+	busy.Wait()
+	if err := <-done; err != nil || !d.Allow {
+		t.Fatalf("after waiting %v for an evaluator: %+v, %v; want allowed", timeout+timeout/2, d, err)
+	}
 }
