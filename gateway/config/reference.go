@@ -25,7 +25,7 @@ var docs = map[string]string{
 	"body_limit":            "Largest request body accepted, in bytes (1 KiB to 64 MiB).",
 	"inbox_visibility":      "How long a fetched inbox delivery stays hidden before it is offered again (at least 1s).",
 	"clock_skew":            "Tolerance on a message's `iat`/`exp` (0 to 1h).",
-	"policy_timeout":        "Deadline of one policy decision; a decision that misses it is a denial (R1). It also bounds each decision of the scenarios run at start-up and at each policy reload.",
+	"policy_timeout":        "Deadline of one policy evaluation; a decision that misses it is a denial (R1). Decisions run on one evaluator per processor, in order of arrival, and the deadline starts when an evaluator takes the decision: a burst queues (bounded by the request) rather than turning into denials. It also bounds each decision of the scenarios run at start-up and at each policy reload.",
 	"policy_watch":          "How often `policies/` and the registry are checked for edits (`0s`: never).",
 	"policy_verdicts":       "Folder where the policy versions that passed their Rego tests and scenarios under this very program are remembered (by policy digest and executable digest), so that a restart serves at once instead of testing them again; a changed policy is always tested before it serves. `off`: test at every start. Default: `policy-verdicts` beside the bolt store file (on Redis, beside the config file).",
 	"allow_rsa_oaep_256":    "Also accept `RSA-OAEP-256` key wrapping (PROTOCOL §3, optional).",
