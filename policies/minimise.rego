@@ -68,11 +68,21 @@ removals[path] := _not_a_member("consent", key, path) if {
 }
 
 removals[path] := _not_a_member(parent, key, path) if {
-	some section, fields in _kept
-	some field in (fields & _member_fields[section])
+	some [section, field] in _other_members
 	parent := concat(".", [section, field])
 	some key in (_member_names(lib.msg[section][field]) - _member_lists[parent])
 	path := concat(".", [parent, key])
+}
+
+# The structured fields that pass and carry a member outside their list:
+# the schema of the forms (below) lists the members of each structured
+# field and reports the value that carries another, so that the members
+# are enumerated only where one is out of its list.
+_other_members contains [section, field] if {
+	some e in _form_errors
+	e.type == "additional_property_not_allowed"
+	[section, field] = array.slice(split(e.field, "."), 0, 2)
+	field in _kept[section]
 }
 
 _not_a_member(parent, key, path) := {"rule": "R10", "message": sprintf("removed %s: %s carries only the members DOMAIN §4-§5 define for it", [_shown_member(parent, key, path), parent])}
@@ -299,15 +309,6 @@ _members := {parent: {m | some m in names} | some parent, names in cfg.members}
 # Every member name the data knows for a parent (for reason sentences).
 _member_lists_all := _members
 
-# section -> the fields of subject, record and consent that have members
-# of their own in the data ("subject.names" -> "names" under "subject").
-_member_fields := {section: {field |
-	some parent, _ in cfg.members
-	[section, field] = split(parent, ".")
-} |
-	some section in _all_sections
-}
-
 # section -> every field name the data knows in it: the allow-lists and the
 # levels (a field the data names may be named in a reason).
 _known := {section: (_listed(section) | _leveled(section)) | some section in _sections}
@@ -340,11 +341,13 @@ _leveled(section) := {f |
 # ("subject.documents.1.code"); only the fields and members that pass are
 # listed, as the others are removed anyway.
 removals[path] := _wrong_form(path) if {
-	[_, errors] := json.match_schema(lib.msg, _forms)
-	some e in errors
+	some e in _form_errors
 	e.type == "invalid_type"
 	path := _form_path(split(e.field, "."))
 }
+
+# What the schema of the forms reports of the message.
+_form_errors := errors if [_, errors] := json.match_schema(lib.msg, _forms)
 
 _wrong_form(path) := {"rule": "R10", "message": sprintf("removed %s: it is not of the form DOMAIN §4-§5 gives it", [path])}
 
@@ -385,18 +388,26 @@ _forms := {"properties": {section: {"properties": _section_forms(section)} | som
 _section_forms(section) := {field: {"allOf": [
 	_form(object.get(cfg.shapes, parent, null)),
 	_members_form(object.get(_member_forms, parent, {})),
+	_member_list_form(parent),
 ]} |
 	some field in _form_fields[section]
 	parent := concat(".", [section, field])
 }
 
-# section -> the fields that have a form or members with forms.
+# section -> the fields that have a form, members with forms, or a list of
+# members.
 _form_fields := {section: {field |
-	some path, _ in cfg.shapes
+	some path in (object.keys(cfg.shapes) | object.keys(cfg.members))
 	[section, field] = array.slice(split(path, "."), 0, 2)
 } |
 	some section in _all_sections
 }
+
+# A structured field with a list of members (data: members) carries no
+# other, in the object or in any element of the list.
+_member_list_form(parent) := {"properties": m, "additionalProperties": false, "items": {"properties": m, "additionalProperties": false}} if {
+	m := {member: {} | some member in cfg.members[parent]}
+} else := {}
 
 # "section.field" -> member -> the member's form.
 _member_forms := {parent: {member: _form(shape) |
