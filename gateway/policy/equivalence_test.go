@@ -177,7 +177,7 @@ func equivalenceCases(t *testing.T, n int) []equivalenceCase {
 // scalars for lists. The forms are what the policy checks, so these inputs
 // make a rewrite of that check prove itself on every path it reports.
 func reformed(r *rand.Rand, msg map[string]any) map[string]any {
-	out, _ := deepCopy(msg).(map[string]any)
+	out, _ := synth.CloneValue(msg).(map[string]any)
 	for _, section := range []string{"subject", "record", "consent"} {
 		sec, ok := out[section].(map[string]any)
 		if !ok {
@@ -225,24 +225,6 @@ func reform(r *rand.Rand, v any) any {
 		}
 	}
 	return others[r.IntN(len(others))]
-}
-
-func deepCopy(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(x))
-		for k, e := range x {
-			m[k] = deepCopy(e)
-		}
-		return m
-	case []any:
-		a := make([]any, len(x))
-		for i, e := range x {
-			a[i] = deepCopy(e)
-		}
-		return a
-	}
-	return v
 }
 
 // reference is the policy evaluated the textbook way: the rego package,

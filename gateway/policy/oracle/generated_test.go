@@ -95,7 +95,7 @@ func TestUnredactedDeliveriesFail(t *testing.T) {
 	perRule := map[string]int{}
 	for range n {
 		c := g.Next()
-		vs := o.Check(c.Input, true, clone(c.Input.Message).(map[string]any), nil)
+		vs := o.Check(c.Input, true, synth.CloneValue(c.Input.Message).(map[string]any), nil)
 		total += len(vs)
 		if len(vs) > 0 {
 			caught++
@@ -205,7 +205,7 @@ func TestViolationsRepeatNoValue(t *testing.T) {
 		c := g.Next()
 		var values []string
 		strs(c.Input.Message, &values)
-		for _, v := range o.Check(c.Input, true, clone(c.Input.Message).(map[string]any), []string{"subject.x", "record"}) {
+		for _, v := range o.Check(c.Input, true, synth.CloneValue(c.Input.Message).(map[string]any), []string{"subject.x", "record"}) {
 			for _, s := range values {
 				if len(s) < 3 || codeRE.MatchString(s) {
 					continue

@@ -56,24 +56,6 @@ func decode(t testing.TB, s string) map[string]any {
 	return m
 }
 
-func clone(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(x))
-		for k, e := range x {
-			m[k] = clone(e)
-		}
-		return m
-	case []any:
-		a := make([]any, len(x))
-		for i, e := range x {
-			a[i] = clone(e)
-		}
-		return a
-	}
-	return v
-}
-
 // put sets the value at a path of member names (a name may hold a dot).
 func put(m map[string]any, v any, names ...string) {
 	for _, n := range names[:len(names)-1] {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/xborder/xborder/gateway/policy"
 	"github.com/xborder/xborder/gateway/policy/oracle"
+	"github.com/xborder/xborder/gateway/policy/synth"
 )
 
 // minimal is a correct delivery of a test message written by hand from
@@ -37,7 +38,7 @@ func build(t *testing.T, m minimal) (policy.Input, map[string]any) {
 	if m.in != nil {
 		m.in(t, &in)
 	}
-	d := clone(in.Message).(map[string]any)
+	d := synth.CloneValue(in.Message).(map[string]any)
 	for _, p := range m.remove {
 		drop(d, p...)
 	}
@@ -79,7 +80,7 @@ func TestLeaks(t *testing.T) {
 	add := func(v any, names ...string) func(t *testing.T, in *policy.Input, d map[string]any, red []string) []string {
 		return func(t *testing.T, in *policy.Input, d map[string]any, red []string) []string {
 			put(in.Message, v, names...)
-			put(d, clone(v), names...)
+			put(d, synth.CloneValue(v), names...)
 			return red
 		}
 	}
@@ -94,14 +95,14 @@ func TestLeaks(t *testing.T) {
 			put(in.Message, "best_interests_override", "consent", "basis")
 			put(in.Message, ov, "consent", "override")
 			put(d, "best_interests_override", "consent", "basis")
-			put(d, clone(ov), "consent", "override")
+			put(d, synth.CloneValue(ov), "consent", "override")
 			return []string{"record.allegations"}
 		}, "R10", "consent.override.<unlisted>"},
 		{"an unknown member inside names", "referral", add("x", "subject", "names", "nickname"), "R10", "subject.names.<unlisted>"},
 		{"a member of another structure inside documents", "verification", func(t *testing.T, in *policy.Input, d map[string]any, red []string) []string {
 			docs := []any{map[string]any{"code": "P", "ref": "S-0002"}}
 			put(in.Message, docs, "subject", "documents")
-			put(d, clone(docs), "subject", "documents")
+			put(d, synth.CloneValue(docs), "subject", "documents")
 			return nil
 		}, "R10", "subject.documents.ref"},
 		{"L4 to a humanitarian recipient", "referral", func(t *testing.T, in *policy.Input, d map[string]any, red []string) []string {
@@ -111,7 +112,7 @@ func TestLeaks(t *testing.T) {
 			return []string{"record.allegations"}
 		}, "R10", "record.psychosocial"},
 		{"L4 for prosecution", "evidence", func(t *testing.T, in *policy.Input, d map[string]any, red []string) []string {
-			put(d, clone(in.Message["record"].(map[string]any)["psychosocial"]), "record", "psychosocial")
+			put(d, synth.CloneValue(in.Message["record"].(map[string]any)["psychosocial"]), "record", "psychosocial")
 			return nil
 		}, "R8", "record.psychosocial"},
 		{"a child's biometrics to law enforcement", "verification", func(t *testing.T, in *policy.Input, d map[string]any, red []string) []string {
@@ -129,7 +130,7 @@ func TestLeaks(t *testing.T) {
 			return nil
 		}, "R12", "subject.biometrics"},
 		{"the registry record in an answer", "answer", func(t *testing.T, in *policy.Input, d map[string]any, red []string) []string {
-			put(d, clone(in.Message["record"].(map[string]any)["registry_record"]), "record", "registry_record")
+			put(d, synth.CloneValue(in.Message["record"].(map[string]any)["registry_record"]), "record", "registry_record")
 			return []string{"subject.birth_date"}
 		}, "R11", "record.<unlisted>"},
 		{"a birth date in an answer", "answer", func(t *testing.T, in *policy.Input, d map[string]any, red []string) []string {
@@ -147,7 +148,7 @@ func TestLeaks(t *testing.T) {
 		{"a child's notes in a repatriation referral", "referral", func(t *testing.T, in *policy.Input, d map[string]any, red []string) []string {
 			in.Message["purpose"], d["purpose"] = "repatriation-logistics", "repatriation-logistics"
 			rec := map[string]any{"service_type": "travel", "notes": "x"}
-			in.Message["record"], d["record"] = rec, clone(rec)
+			in.Message["record"], d["record"] = rec, synth.CloneValue(rec)
 			return nil
 		}, "R10", "record.notes"},
 		{"protection data smuggled inside a value field", "referral", add(map[string]any{"gbv": "x"}, "record", "priority"), "R10", "record.priority.gbv"},
@@ -176,7 +177,7 @@ func TestLeaks(t *testing.T) {
 		{"a withdrawal carries only consent.id", "referral", func(t *testing.T, in *policy.Input, d map[string]any, red []string) []string {
 			in.Message["type"], d["type"] = "consent.withdrawal", "consent.withdrawal"
 			c := map[string]any{"id": "C-2026-001", "recipients": []any{"UN-UNICEF", "UN-IOM"}}
-			in.Message["consent"], d["consent"] = c, clone(c)
+			in.Message["consent"], d["consent"] = c, synth.CloneValue(c)
 			delete(d, "record")
 			d["subject"] = map[string]any{"ref": "S-0001"}
 			return []string{"record", "subject.birth_date", "subject.birth_date_basis", "subject.location", "subject.names",

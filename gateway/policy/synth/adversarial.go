@@ -235,7 +235,7 @@ func (b *builder) wrongType(spots []spot, smuggle bool) {
 		}
 	} else {
 		v = []any{json.Number("42"), json.Number("-1.5"), map[string]any{"value": "x"}, []any{"x"}, nil, true}[g.r.IntN(6)]
-		v = cloneValue(v)
+		v = CloneValue(v)
 	}
 	cands[i].m[keys[i]] = v
 	b.other("adv-at:" + cands[i].at)

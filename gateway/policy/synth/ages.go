@@ -204,7 +204,7 @@ func badDateBands() []band {
 	for _, d := range badDates {
 		name, v := d.name, d.v
 		out = append(out, band{name: name, bad: true, make: func(g *Generator) age {
-			a := age{band: name, birth: cloneValue(v), hasBirth: true, years: -1, bad: true}
+			a := age{band: name, birth: CloneValue(v), hasBirth: true, years: -1, bad: true}
 			if g.r.IntN(3) == 0 { // a plausible estimate beside it changes nothing
 				a.est, a.hasEst = json.Number("30"), true
 			}
@@ -230,7 +230,7 @@ func badEstimateBands(today time.Time) []band {
 	for _, d := range badEst {
 		name, v := d.name, d.v
 		out = append(out, band{name: name, bad: true, make: func(g *Generator) age {
-			a := age{band: name, est: cloneValue(v), hasEst: true, years: -1, bad: true}
+			a := age{band: name, est: CloneValue(v), hasEst: true, years: -1, bad: true}
 			if g.r.IntN(3) == 0 { // a good date beside it: R4 still calls the estimate bad
 				b := today.AddDate(-30, 0, 0)
 				a.birth, a.hasBirth = ymd(b), true
@@ -253,19 +253,19 @@ func AgeBands(spec *Spec) []string {
 	return out
 }
 
-// cloneValue copies a JSON value so that no two messages share a map.
-func cloneValue(v any) any {
+// CloneValue copies a JSON value so that no two messages share a map.
+func CloneValue(v any) any {
 	switch x := v.(type) {
 	case map[string]any:
 		m := make(map[string]any, len(x))
 		for k, e := range x {
-			m[k] = cloneValue(e)
+			m[k] = CloneValue(e)
 		}
 		return m
 	case []any:
 		a := make([]any, len(x))
 		for i, e := range x {
-			a[i] = cloneValue(e)
+			a[i] = CloneValue(e)
 		}
 		return a
 	}
