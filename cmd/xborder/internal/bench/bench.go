@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -509,7 +510,8 @@ func quantile(sorted []float64, q float64) float64 {
 // Floor measures, in this process and on one goroutine, what the gateway
 // cannot avoid for the messages sent: open the JWE and verify the JWS of
 // each, and sign and seal a delivery for each accepted one. It returns
-// microseconds of this process's CPU (GC included) per accepted message.
+// microseconds of this process's CPU (GC included) per accepted message,
+// the median of floorPasses passes.
 func measureFloor(o Options, envs []sealed, results []result) (float64, error) {
 	gwEnc, err := envelope.LoadPrivateJWK(filepath.Join(o.GatewayKeys, "enc.jwk"))
 	if err != nil {
@@ -546,39 +548,63 @@ func measureFloor(o Options, envs []sealed, results []result) (float64, error) {
 		return 0, nil
 	}
 	keys := []*envelope.PrivateKey{gwEnc}
-	runtime.GC()
-	accepted := 0
-	c0 := selfCPU()
-	for i := range n {
-		f := o.Flows[envs[i].flow]
-		jws, err := envelope.Decrypt(envs[i].body, keys, envelope.Profile{})
+	return medianOfPasses(n, func(m int) (float64, error) {
+		runtime.GC()
+		accepted := 0
+		c0 := selfCPU()
+		for i := range m {
+			f := o.Flows[envs[i].flow]
+			jws, err := envelope.Decrypt(envs[i].body, keys, envelope.Profile{})
+			if err != nil {
+				return 0, fmt.Errorf("bench: floor: %w", err)
+			}
+			payload, _, err := envelope.Verify(jws, envelope.TypMessage, func(string) (*envelope.PublicKey, bool) { return signers[f.From], true }, envelope.Profile{})
+			if err != nil {
+				return 0, fmt.Errorf("bench: floor: %w", err)
+			}
+			if results[i].code != "" {
+				continue
+			}
+			accepted++
+			if _, err := envelope.Seal(payload, gwSig, envelope.TypDelivery, encTo[f.To]); err != nil {
+				return 0, fmt.Errorf("bench: floor: %w", err)
+			}
+		}
+		if accepted == 0 {
+			return 0, nil
+		}
+		return float64((selfCPU() - c0).Microseconds()) / float64(accepted), nil
+	})
+}
+
+// floorPasses: a floor is measured in passes over the first messages, and
+// the median pass is the figure. On cores shared with other tenants one
+// pass can meet a burst of steal or a neighbour's cache: a floor measured
+// once varied by a third between runs (1.56-2.14 ms of decisions per
+// accepted message), and the work floor ratio with it.
+const floorPasses = 3
+
+// medianOfPasses runs pass floorPasses times on the first n/floorPasses
+// messages (n in all, as one pass over n took) and returns the median.
+func medianOfPasses(n int, pass func(m int) (float64, error)) (float64, error) {
+	m := max(n/floorPasses, 1)
+	figures := make([]float64, 0, floorPasses)
+	for range floorPasses {
+		f, err := pass(m)
 		if err != nil {
-			return 0, fmt.Errorf("bench: floor: %w", err)
+			return 0, err
 		}
-		payload, _, err := envelope.Verify(jws, envelope.TypMessage, func(string) (*envelope.PublicKey, bool) { return signers[f.From], true }, envelope.Profile{})
-		if err != nil {
-			return 0, fmt.Errorf("bench: floor: %w", err)
-		}
-		if results[i].code != "" {
-			continue
-		}
-		accepted++
-		if _, err := envelope.Seal(payload, gwSig, envelope.TypDelivery, encTo[f.To]); err != nil {
-			return 0, fmt.Errorf("bench: floor: %w", err)
-		}
+		figures = append(figures, f)
 	}
-	used := selfCPU() - c0
-	if accepted == 0 {
-		return 0, nil
-	}
-	return float64(used.Microseconds()) / float64(accepted), nil
+	slices.Sort(figures)
+	return figures[len(figures)/2], nil
 }
 
 // measureDecisionFloor measures, in this process and on one goroutine, the
 // embedded policy engine deciding each sent message (allowed and denied
 // alike: the gateway decides every message), with the registry facts of
 // its parties. It returns microseconds of this process's CPU (GC included)
-// per accepted message, after a warm-up.
+// per accepted message, after a warm-up: the median of floorPasses passes.
 func measureDecisionFloor(ctx context.Context, o Options, envs []sealed, results []result) (float64, error) {
 	fail := func(err error) (float64, error) { return 0, fmt.Errorf("bench: decision floor: %w", err) }
 	bundle, err := policy.Compile(ctx, o.Policies, policy.Options{Timeout: time.Minute})
@@ -634,14 +660,25 @@ func measureDecisionFloor(ctx context.Context, o Options, envs []sealed, results
 			return fail(err)
 		}
 	}
-	runtime.GC()
-	c0 := selfCPU()
-	for _, in := range inputs {
-		if _, err := bundle.Decide(ctx, in); err != nil {
-			return fail(err)
+	return medianOfPasses(len(inputs), func(m int) (float64, error) {
+		accepted := 0
+		for i := range m {
+			if results[i].code == "" {
+				accepted++
+			}
 		}
-	}
-	return float64((selfCPU() - c0).Microseconds()) / float64(accepted), nil
+		if accepted == 0 {
+			return 0, nil
+		}
+		runtime.GC()
+		c0 := selfCPU()
+		for _, in := range inputs[:m] {
+			if _, err := bundle.Decide(ctx, in); err != nil {
+				return fail(err)
+			}
+		}
+		return float64((selfCPU() - c0).Microseconds()) / float64(accepted), nil
+	})
 }
 
 func partyOf(p *trust.Participant) policy.Party {

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"errors"
 	"math"
 	"testing"
 )
@@ -31,5 +32,25 @@ func TestSummarise(t *testing.T) {
 	}
 	if r := summarise([]float64{5, 6}); r.steady != 0 || r.end != 6 {
 		t.Errorf("two samples: %+v", r)
+	}
+}
+
+// A floor is the median of its passes, each over n/floorPasses messages:
+// one pass that met a burst of steal does not move it.
+func TestMedianOfPasses(t *testing.T) {
+	figures := []float64{900, 3000, 1000} // the second pass met a burst
+	var sizes []int
+	got, err := medianOfPasses(2000, func(m int) (float64, error) {
+		sizes = append(sizes, m)
+		return figures[len(sizes)-1], nil
+	})
+	if err != nil || got != 1000 {
+		t.Fatalf("median %v, %v; want 1000", got, err)
+	}
+	if len(sizes) != floorPasses || sizes[0] != 2000/floorPasses {
+		t.Fatalf("passes over %v messages; want %d passes over %d", sizes, floorPasses, 2000/floorPasses)
+	}
+	if _, err := medianOfPasses(2000, func(int) (float64, error) { return 0, errors.New("boom") }); err == nil {
+		t.Fatal("a failed pass gave no error")
 	}
 }
