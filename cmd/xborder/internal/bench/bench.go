@@ -124,6 +124,11 @@ type Report struct {
 	// EnvelopeBytes is the mean size of a sent envelope.
 	EnvelopeBytes int `json:"envelope_bytes"`
 
+	// StealPct is the share of the machine's CPU time the hypervisor gave
+	// to other guests while the load ran (/proc/stat): on shared cores,
+	// runs with a high steal are not comparable with quiet ones.
+	StealPct float64 `json:"machine_steal_pct"`
+
 	GatewayCPU      float64 `json:"gateway_cpu_s"`
 	GatewayCPUPerOK float64 `json:"gateway_cpu_us_per_msg"` // per accepted message
 	// Floor: open+verify of every sent message plus sign+seal of each
@@ -244,6 +249,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 	var rss *rssSampler
 	var cpu0 time.Duration
+	// The machine's steal during the load: a figure measured while other
+	// tenants took a fifth of the cores is not comparable with one that was
+	// not, so the report says which it is.
+	mach0, machErr := machineCPU()
 	if o.PID > 0 {
 		if cpu0, err = ProcCPU(o.PID); err != nil {
 			return nil, err
@@ -299,6 +308,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	dwg.Wait()
 	rep.Drained = int(drained.Load())
 
+	if mach1, err := machineCPU(); err == nil && machErr == nil {
+		rep.StealPct = stealPct(mach0, mach1)
+	}
 	if o.PID > 0 {
 		cpu1, err := ProcCPU(o.PID)
 		if err != nil {
@@ -704,6 +716,7 @@ func (r *Report) Table(w io.Writer) {
 	for _, c := range codes {
 		fmt.Fprintf(tw, "  %s\t%d\n", c, r.Errors[c])
 	}
+	fmt.Fprintf(tw, "machine CPU steal during the load\t%.1f %%\n", r.StealPct)
 	fmt.Fprintf(tw, "throughput\t%.0f msg/s\n", r.Throughput)
 	fmt.Fprintf(tw, "latency p50 / p95 / p99 / max\t%.2f / %.2f / %.2f / %.2f ms\n", r.P50, r.P95, r.P99, r.Max)
 	fmt.Fprintf(tw, "gateway CPU per accepted message\t%.0f µs\n", r.GatewayCPUPerOK)

@@ -70,6 +70,51 @@ func procStatusMiB(pid int, key string) (float64, error) {
 	return 0, errors.New("bench: no " + key)
 }
 
+// cpuStat is the machine's CPU time from the first line of /proc/stat, in
+// clock ticks: all of it, and the part stolen by the hypervisor for other
+// guests (on cores shared with other tenants, time this machine wanted
+// and did not get).
+type cpuStat struct{ total, steal uint64 }
+
+func machineCPU() (cpuStat, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuStat{}, fmt.Errorf("bench: %w", err)
+	}
+	return parseCPUStat(string(b))
+}
+
+// parseCPUStat reads "cpu  user nice system idle iowait irq softirq steal
+// guest guest_nice": total is the sum of the first eight (guest time is
+// already counted in user), steal the eighth.
+func parseCPUStat(s string) (cpuStat, error) {
+	line, _, _ := strings.Cut(s, "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return cpuStat{}, errors.New("bench: /proc/stat: no cpu line with steal")
+	}
+	var c cpuStat
+	for i, v := range f[1:9] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return cpuStat{}, fmt.Errorf("bench: /proc/stat: %w", err)
+		}
+		c.total += n
+		if i == 7 {
+			c.steal = n
+		}
+	}
+	return c, nil
+}
+
+// stealPct is the share of the machine's CPU time stolen between a and b.
+func stealPct(a, b cpuStat) float64 {
+	if b.total <= a.total {
+		return 0
+	}
+	return 100 * float64(b.steal-a.steal) / float64(b.total-a.total)
+}
+
 // selfCPU is this process's user+system CPU time.
 func selfCPU() time.Duration {
 	var ru syscall.Rusage

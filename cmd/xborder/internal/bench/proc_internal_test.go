@@ -54,3 +54,25 @@ func TestMedianOfPasses(t *testing.T) {
 		t.Fatal("a failed pass gave no error")
 	}
 }
+
+func TestParseCPUStat(t *testing.T) {
+	const stat = "cpu  3075862 5098 214370 712287 30814 0 20061 252995 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n"
+	c, err := parseCPUStat(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := uint64(3075862 + 5098 + 214370 + 712287 + 30814 + 0 + 20061 + 252995); c.total != want || c.steal != 252995 {
+		t.Fatalf("total %d steal %d; want %d and 252995", c.total, c.steal, want)
+	}
+	if got := stealPct(cpuStat{total: 1000, steal: 10}, cpuStat{total: 1200, steal: 50}); got != 20 {
+		t.Errorf("steal %v %%, want 20", got)
+	}
+	if got := stealPct(c, c); got != 0 {
+		t.Errorf("steal over no time %v, want 0", got)
+	}
+	for _, bad := range []string{"", "cpu 1 2 3\n", "intr 1 2 3 4 5 6 7 8 9\n", "cpu 1 2 3 4 5 6 7 x 0 0\n"} {
+		if _, err := parseCPUStat(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
