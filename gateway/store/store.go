@@ -69,6 +69,29 @@ func ValidKeys(keys ...string) error {
 	return nil
 }
 
+// ValidMessage refuses what no store can keep: no message, or a message
+// whose from, id or to cannot be a key.
+func ValidMessage(m *Message) error {
+	if m == nil {
+		return errNilMessage
+	}
+	return ValidKeys(m.From, m.ID, m.To)
+}
+
+// ValidAcceptance is ValidMessage for an acceptance, which also indexes the
+// message under its consent id when it has one.
+func ValidAcceptance(m *Message) error {
+	if err := ValidMessage(m); err != nil {
+		return err
+	}
+	if m.ConsentID != "" && ValidKeys(m.ConsentID) != nil {
+		return fmt.Errorf("consent: %w", ErrInvalidKey)
+	}
+	return nil
+}
+
+var errNilMessage = errors.New("nil message")
+
 // Message is the metadata of one message the gateway decided on. It is
 // the message's replay reservation (PROTOCOL §6) and the status its sender
 // and recipient read (§5), and it is kept until ForgetAt; then Purge

@@ -477,14 +477,8 @@ func checkAccept(ctx context.Context, m *store.Message) error {
 	if err := ctx.Err(); err != nil {
 		return unavailable("accept", err)
 	}
-	if m == nil {
-		return errors.New("bolt: accept: nil message")
-	}
-	if err := store.ValidKeys(m.From, m.ID, m.To); err != nil {
+	if err := store.ValidAcceptance(m); err != nil {
 		return fmt.Errorf("bolt: accept: %w", err)
-	}
-	if m.ConsentID != "" && store.ValidKeys(m.ConsentID) != nil {
-		return fmt.Errorf("bolt: accept: consent: %w", store.ErrInvalidKey)
 	}
 	return nil
 }
@@ -731,10 +725,7 @@ func (s *Store) RecordDenial(ctx context.Context, m *store.Message, e audit.Entr
 	if err := ctx.Err(); err != nil {
 		return unavailable("record denial", err)
 	}
-	if m == nil {
-		return errors.New("bolt: record denial: nil message")
-	}
-	if err := store.ValidKeys(m.From, m.ID, m.To); err != nil {
+	if err := store.ValidMessage(m); err != nil {
 		return fmt.Errorf("bolt: record denial: %w", err)
 	}
 	prepared, err := s.prepare("record denial", []audit.Entry{e})

@@ -345,14 +345,8 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 // checkAccept refuses, before anything is prepared, a message that cannot
 // be stored under its keys.
 func checkAccept(m *store.Message) error {
-	if m == nil {
-		return errors.New("redis: accept: nil message")
-	}
-	if err := store.ValidKeys(m.From, m.ID, m.To); err != nil {
+	if err := store.ValidAcceptance(m); err != nil {
 		return fmt.Errorf("redis: accept: %w", err)
-	}
-	if m.ConsentID != "" && store.ValidKeys(m.ConsentID) != nil {
-		return fmt.Errorf("redis: accept: consent: %w", store.ErrInvalidKey)
 	}
 	return nil
 }
@@ -454,10 +448,7 @@ func acceptSkipped(res any) (*store.Message, error) {
 // RecordDenial implements store.Messages. The denial is not recorded when
 // (from, id) was accepted before; its entry is appended in either case.
 func (s *Store) RecordDenial(ctx context.Context, m *store.Message, e audit.Entry) error {
-	if m == nil {
-		return errors.New("redis: record denial: nil message")
-	}
-	if err := store.ValidKeys(m.From, m.ID, m.To); err != nil {
+	if err := store.ValidMessage(m); err != nil {
 		return fmt.Errorf("redis: record denial: %w", err)
 	}
 	prepared, err := s.prepare("record denial", []audit.Entry{e})
