@@ -94,8 +94,7 @@ func (c *fileCheck) buckets() error {
 // messages checks that every message record decodes and sits at the key of
 // the (from, id) it names.
 func (c *fileCheck) messages() error {
-	n := 0
-	err := c.tx.Bucket(bucketMessages).ForEach(func(k, v []byte) error {
+	n, err := countEach(c.tx.Bucket(bucketMessages), func(k, v []byte) error {
 		var rec messageRecord
 		if err := json.Unmarshal(v, &rec); err != nil {
 			return c.bad("message record %s: %v", printable(k), err)
@@ -103,7 +102,6 @@ func (c *fileCheck) messages() error {
 		if !bytes.Equal(k, pairKey(rec.From, rec.ID)) {
 			return c.bad("message record %s names %s/%s", printable(k), rec.From, rec.ID)
 		}
-		n++
 		return nil
 	})
 	if err != nil {
@@ -154,8 +152,7 @@ func (c *fileCheck) queue(name []byte, q *bbolt.Bucket) (int, error) {
 // queueDeliveries checks that every delivery record of the queue decodes
 // and has its index entry, and counts them.
 func (c *fileCheck) queueDeliveries(name []byte, idx, dlv *bbolt.Bucket) (int, error) {
-	count := 0
-	err := dlv.ForEach(func(id, v []byte) error {
+	return countEach(dlv, func(id, v []byte) error {
 		var r deliveryRecord
 		if err := r.unmarshal(v); err != nil {
 			return c.bad("delivery record %s/%s: %v", printable(name), printable(id), err)
@@ -163,10 +160,8 @@ func (c *fileCheck) queueDeliveries(name []byte, idx, dlv *bbolt.Bucket) (int, e
 		if !bytes.Equal(idx.Get(indexKey(r.visible, r.seq)), id) {
 			return c.bad("delivery %s/%s: its index entry is missing", printable(name), printable(id))
 		}
-		count++
 		return nil
 	})
-	return count, err
 }
 
 // queueIndex checks that every index entry of the queue is a well-formed
@@ -186,9 +181,8 @@ func (c *fileCheck) queueIndex(name []byte, idx, dlv *bbolt.Bucket) error {
 // deadLetters checks that every dead letter decodes and has its index
 // entry.
 func (c *fileCheck) deadLetters() error {
-	n := 0
 	dead, deadIdx := c.tx.Bucket(bucketDead), c.tx.Bucket(bucketDeadIndex)
-	err := dead.ForEach(func(k, v []byte) error {
+	n, err := countEach(dead, func(k, v []byte) error {
 		var r deliveryRecord
 		if err := r.unmarshal(v); err != nil {
 			return c.bad("dead letter %s: %v", printable(k), err)
@@ -196,7 +190,6 @@ func (c *fileCheck) deadLetters() error {
 		if !bytes.Equal(deadIdx.Get(indexKey(r.visible, r.seq)), k) {
 			return c.bad("dead letter %s: its index entry is missing", printable(k))
 		}
-		n++
 		return nil
 	})
 	if err != nil {
@@ -209,12 +202,10 @@ func (c *fileCheck) deadLetters() error {
 // retention checks that every key of the retention index is a time
 // followed by a message key.
 func (c *fileCheck) retention() error {
-	n := 0
-	err := c.tx.Bucket(bucketRetention).ForEach(func(k, _ []byte) error {
+	n, err := countEach(c.tx.Bucket(bucketRetention), func(k, _ []byte) error {
 		if _, ok := keyTime(k); !ok || len(k) == 12 {
 			return c.bad("retention index key %x", k)
 		}
-		n++
 		return nil
 	})
 	if err != nil {
@@ -242,11 +233,11 @@ func (c *fileCheck) chain(replica []byte, chain *bbolt.Bucket) error {
 	es := chain.Bucket(bucketEntries)
 	n := 0
 	if es != nil {
-		err := es.ForEach(func(k, v []byte) error {
+		var err error
+		n, err = countEach(es, func(k, v []byte) error {
 			if !json.Valid(v) {
 				return c.bad("audit chain %s: entry %x does not decode", printable(replica), k)
 			}
-			n++
 			return nil
 		})
 		if err != nil {
@@ -268,4 +259,18 @@ func (c *fileCheck) quarantine() {
 		n = qb.Stats().KeyN
 	}
 	fmt.Fprintf(c.w, "quarantine: %d records moved aside earlier\n", n)
+}
+
+// countEach runs check on every key and value of b, in order, and returns
+// how many passed before the first that did not.
+func countEach(b *bbolt.Bucket, check func(k, v []byte) error) (int, error) {
+	n := 0
+	err := b.ForEach(func(k, v []byte) error {
+		if err := check(k, v); err != nil {
+			return err
+		}
+		n++
+		return nil
+	})
+	return n, err
 }
