@@ -68,38 +68,35 @@ func (c *deliveryCheck) walk(d, src any, sent bool, comps []string) {
 
 func (c *deliveryCheck) walkObject(x map[string]any, src any, sent bool, comps []string) {
 	sm, ok := src.(map[string]any)
-	if sent && !ok {
-		c.changed(comps, "an object where the sender sent something else")
-	}
-	if !sent {
-		c.changed(comps, "an object the sender did not send")
-	}
-	sent = sent && ok
-	// An empty object is a leaf the recipient can read.
-	if len(x) == 0 && len(comps) > 0 {
-		c.judge(comps, true)
-	}
+	sent = c.container("an object", sent, ok, len(x) == 0, comps)
 	for k, e := range x {
 		sv, has := sm[k]
 		c.walk(e, sv, sent && has, append(comps[:len(comps):len(comps)], k))
 	}
 }
 
+// container judges an object or an array the recipient reads at comps:
+// changed when the sender sent something else there (sameKind false) or
+// nothing; an empty one is a leaf the recipient can read. It returns
+// whether the members or elements below were sent.
+func (c *deliveryCheck) container(what string, sent, sameKind, empty bool, comps []string) bool {
+	if sent && !sameKind {
+		c.changed(comps, what+" where the sender sent something else")
+	}
+	if !sent {
+		c.changed(comps, what+" the sender did not send")
+	}
+	if empty && len(comps) > 0 {
+		c.judge(comps, true)
+	}
+	return sent && sameKind
+}
+
 // walkArray compares elements by index; paths leave indices out, so every
 // element is judged at the array's own path.
 func (c *deliveryCheck) walkArray(x []any, src any, sent bool, comps []string) {
 	sa, ok := src.([]any)
-	if sent && !ok {
-		c.changed(comps, "an array where the sender sent something else")
-	}
-	if !sent {
-		c.changed(comps, "an array the sender did not send")
-	}
-	sent = sent && ok
-	// An empty array is a leaf the recipient can read.
-	if len(x) == 0 && len(comps) > 0 {
-		c.judge(comps, true)
-	}
+	sent = c.container("an array", sent, ok, len(x) == 0, comps)
 	for i, e := range x {
 		var sv any
 		has := i < len(sa)
