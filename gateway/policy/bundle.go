@@ -236,6 +236,11 @@ func readPolicyFiles(fsys fs.FS) ([]policyFile, error) {
 		if err != nil {
 			return err
 		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			if err := linkInside(fsys, p); err != nil {
+				return err
+			}
+		}
 		if d.IsDir() {
 			if p != "." && strings.HasPrefix(d.Name(), ".") {
 				return fs.SkipDir
