@@ -250,6 +250,9 @@ func readPolicyFiles(fsys fs.FS) ([]policyFile, error) {
 		if !strings.HasSuffix(p, ".rego") && d.Name() != DataFile {
 			return nil
 		}
+		if err := regularFile(fsys, p); err != nil {
+			return err
+		}
 		content, err := fs.ReadFile(fsys, p)
 		if err != nil {
 			return err

@@ -71,3 +71,17 @@ func resolveInside(fsys fs.FS, name string, hops *int) (string, error) {
 	}
 	return cur, nil
 }
+
+// regularFile refuses a policy file that is not a regular file (through
+// its links): reading a named pipe waits for a writer forever, and a
+// device has no end.
+func regularFile(fsys fs.FS, name string) error {
+	fi, err := fs.Stat(fsys, name)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("policy: read: %s: not a regular file (a pipe, a device or a socket is refused)", name)
+	}
+	return nil
+}

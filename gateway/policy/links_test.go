@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/xborder/xborder/gateway/policy"
 	"github.com/xborder/xborder/policies"
@@ -79,6 +81,31 @@ func TestPolicyFolderLinks(t *testing.T) {
 			}
 		})
 	}
+	// A named pipe would be waited on for ever.
+	t.Run("a named pipe", func(t *testing.T) {
+		dir, _ := fresh(t)
+		pipe := filepath.Join(dir, "decision.rego")
+		if err := syscall.Mkfifo(pipe, 0o600); err != nil {
+			t.Skipf("mkfifo: %v", err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := policy.Digest(os.DirFS(dir))
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+				t.Errorf("digest: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			// Let the reader go: open the pipe for writing, then close it.
+			if f, err := os.OpenFile(pipe, os.O_WRONLY, 0); err == nil {
+				f.Close()
+			}
+			t.Error("reading the policy folder waited on a named pipe")
+		}
+	})
 	// Compile (what policy impact --candidate and a reload call) refuses.
 	dir, outside := fresh(t)
 	link(t, filepath.Join(outside, "decision.rego"), filepath.Join(dir, "decision.rego"))
