@@ -241,7 +241,7 @@ _leak_paths := [b | b := input.message.subject.birth_date]
 
 // groupKeys are the drill-down keys the job page links to.
 func groupKeys(page, job, source, by string) []string {
-	re := regexp.MustCompile(regexp.QuoteMeta("/console/impact/"+job+"/diffs?"+strings.ReplaceAll(source, "=", "=")+"&amp;by="+by+"&amp;key=") + `([^"]*)"`)
+	re := regexp.MustCompile(regexp.QuoteMeta("/console/impact/"+job+"/diffs?"+source+"&amp;by="+by+"&amp;key=") + `([^"]*)"`)
 	var out []string
 	for _, m := range re.FindAllStringSubmatch(page, -1) {
 		k, err := url.QueryUnescape(strings.ReplaceAll(m[1], "&amp;", "&"))
