@@ -48,7 +48,7 @@ func TestAccountability(t *testing.T) {
 	}
 
 	// The compliance officer asks about S-ACCT-1.
-	r, err := env.Client("UN-UNOCT").Do(ctx, http.MethodGet, "/v1/audit/subject?ref=S-ACCT-1", "", nil)
+	r, err := env.Client("UN-UNOCT").Do(ctx, http.MethodPost, "/v1/audit/subject", "application/json", []byte(`{"ref":"S-ACCT-1"}`))
 	if err != nil || r.Status != http.StatusOK {
 		t.Fatalf("subject report: %v %d %s", err, r.Status, r.Body)
 	}
@@ -85,7 +85,7 @@ func TestAccountability(t *testing.T) {
 	if strings.Contains(string(r.Body), "CANARY") || strings.Contains(string(r.Body), "S-ACCT-1") {
 		t.Errorf("the report shows personal data: %s", r.Body)
 	}
-	if r, _ := unicef.Do(ctx, http.MethodGet, "/v1/audit/subject?ref=S-ACCT-1", "", nil); r.Status != http.StatusForbidden {
+	if r, _ := unicef.Do(ctx, http.MethodPost, "/v1/audit/subject", "application/json", []byte(`{"ref":"S-ACCT-1"}`)); r.Status != http.StatusForbidden {
 		t.Errorf("a non-compliance participant read the report: %d", r.Status)
 	}
 
@@ -113,7 +113,7 @@ func TestAccountability(t *testing.T) {
 		t.Errorf("the referral's status: %+v", st)
 	}
 	// The report reads the audit chain, which keeps what was forgotten.
-	r, err = env.Client("UN-UNOCT").Do(ctx, http.MethodGet, "/v1/audit/subject?ref=S-ACCT-1", "", nil)
+	r, err = env.Client("UN-UNOCT").Do(ctx, http.MethodPost, "/v1/audit/subject", "application/json", []byte(`{"ref":"S-ACCT-1"}`))
 	if err != nil || r.Status != http.StatusOK {
 		t.Fatalf("subject report after the purge: %v %d %s", err, r.Status, r.Body)
 	}

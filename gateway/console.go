@@ -3,20 +3,27 @@ package gateway
 import (
 	"context"
 	"net/http"
+	"path"
 	"strings"
+	"time"
 
 	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/console"
 	"github.com/xborder/xborder/gateway/envelope"
 	"github.com/xborder/xborder/gateway/policy"
+	"github.com/xborder/xborder/gateway/ratelimit"
 )
 
 // buildConsole makes the compliance console (served under /console/ on
 // the exchange listener) and hangs the policy's change hook: every
 // accepted or refused reload is audited, counted and kept for the
 // console's history.
-func (g *Gateway) buildConsole() error {
+func (g *Gateway) buildConsole(o options) error {
 	g.consoleHistory = &console.History{}
+	g.subjectQuota = &ratelimit.Limiter{Default: SubjectReports, Counter: &ratelimit.Memory{}}
+	if c, ok := g.Store.(ratelimit.Counter); ok {
+		g.subjectQuota.Counter = c // every replica counts against the same quota
+	}
 	g.certificates = console.NewCertificates()
 	c, err := console.New(console.Options{
 		Registry: g.Registry, Policy: g.Policy, Audit: g.Store,
@@ -32,11 +39,13 @@ func (g *Gateway) buildConsole() error {
 			entries, err := audit.Subject(ctx, g.Store, h)
 			return h, entries, err
 		},
+		SubjectLimit: g.subjectLimit,
 		Depths:       g.Store.Depths,
 		DeadLetters:  g.Store.DeadLetters,
 		Certificates: g.certificates,
 		History:      g.consoleHistory,
 		Logger:       g.log,
+		Inputs:       o.inputs,
 	})
 	if err != nil {
 		return err
@@ -69,15 +78,46 @@ func (g *Gateway) policyChanged(old, new *policy.Bundle, err error) {
 	g.record(context.Background(), e)
 }
 
+// WithImpactInputs gives the console's impact runs another generator of
+// inputs than impact.Synth (for tests that must hold a run while they
+// look at it).
+func WithImpactInputs(f console.InputsFunc) Option {
+	return func(o *options) { o.inputs = f }
+}
+
+// SubjectReports bounds the subject reports ("who received what about
+// this person") a participant may ask for, over the API and the console
+// together: each one names a person, and a burst of them is a search, not
+// an accountability request.
+var SubjectReports = ratelimit.Quota{Limit: 30, Window: time.Minute}
+
+// subjectLimit counts one subject report of participant and says how long
+// it must wait when its quota is spent.
+func (g *Gateway) subjectLimit(ctx context.Context, participant string) (time.Duration, error) {
+	return g.subjectQuota.Wait(ctx, "subject-report/"+participant)
+}
+
 // withConsole serves the console under /console/ and everything else with
 // the exchange API; the client certificate of every request is noted
-// (for the console's list of certificates that expire soon).
+// (for the console's list of certificates that expire soon). The paths are
+// dispatched as they came: no cleaning and no redirect (http.ServeMux
+// would answer /v1/inbox/../messages/ack with a 307 to another endpoint),
+// so that the API answers every path it does not serve with 404
+// problem+json. A console path whose clean form leaves /console/ is the
+// API's too.
 func (g *Gateway) withConsole(api http.Handler) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle(console.Prefix, g.Console.Handler())
-	mux.Handle("/console", http.RedirectHandler(console.Prefix, http.StatusMovedPermanently))
-	mux.Handle("/", api)
-	return g.certificates.Wrap(mux)
+	cons := g.Console.Handler()
+	return g.certificates.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		switch {
+		case p == "/console":
+			http.Redirect(w, r, console.Prefix, http.StatusMovedPermanently)
+		case strings.HasPrefix(p, console.Prefix) && strings.HasPrefix(path.Clean(p)+"/", console.Prefix):
+			cons.ServeHTTP(w, r)
+		default:
+			api.ServeHTTP(w, r)
+		}
+	}))
 }
 
 // shadowReport is the shadow run's report for GET /v1/policy/shadow.

@@ -49,6 +49,7 @@ type Gateway struct {
 
 	consoleHistory *console.History
 	certificates   *console.Certificates
+	subjectQuota   *ratelimit.Limiter // subject reports, per participant (console.go)
 
 	jobs []job          // started by Serve, each waited for by Close before the store closes
 	bg   sync.WaitGroup // the jobs running
@@ -71,6 +72,7 @@ type Option func(*options)
 type options struct {
 	storeFault func(op string) error
 	clock      func() time.Time
+	inputs     console.InputsFunc // the console's generated inputs (WithImpactInputs)
 }
 
 // WithStoreFault makes the store ask fault inside each of its writes (op
@@ -119,7 +121,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 			st.Close()
 		}
 	}()
-	if err = g.buildConsole(); err != nil {
+	if err = g.buildConsole(o); err != nil {
 		return nil, err
 	}
 	box, err := g.buildRoad(o)
@@ -235,7 +237,7 @@ func (g *Gateway) buildServers(box *inbox.Inbox, token []byte) error {
 		Exchange: g.Exchange, Registry: g.Registry, Inbox: box, Policy: g.Policy,
 		JWKS: func() []byte { return g.Keys.JWKS }, BodyLimit: g.cfg.BodyLimit,
 		Logger: g.log.With("component", "api"), Metrics: g.Metrics, Subject: g.SubjectReport,
-		Limiter: g.limiter().Wait, ShadowReport: g.shadowReport,
+		Limiter: g.limiter().Wait, ShadowReport: g.shadowReport, SubjectLimiter: g.subjectLimit,
 	})
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -48,8 +49,11 @@ type Options struct {
 	BodyLimit int64
 	Logger    *slog.Logger
 	// Subject, when set, answers compliance officers' "who received what
-	// about this person" (GET /v1/audit/subject?ref=REF).
+	// about this person" (POST /v1/audit/subject, {"ref": REF}).
 	Subject func(ctx context.Context, ref string) (any, error)
+	// SubjectLimiter, when set, is asked before each subject report; it
+	// returns how long the participant must wait when its quota is spent.
+	SubjectLimiter func(ctx context.Context, participant string) (time.Duration, error)
 	// Metrics, when set, counts requests by route and status.
 	Metrics *Metrics
 	// Limiter, when set, is asked before a message is opened; it returns
@@ -81,6 +85,9 @@ func New(o Options) (http.Handler, error) {
 		return nil, err
 	}
 	r.HandleMethodNotAllowed = true
+	// No path cleaning: a path that is not one of the API's answers 404
+	// problem+json, never a redirect to another endpoint.
+	r.RedirectTrailingSlash, r.RedirectFixedPath, r.RemoveExtraSlash = false, false, false
 	if o.Metrics != nil {
 		r.Use(o.Metrics.Observe)
 	}
@@ -100,7 +107,7 @@ func New(o Options) (http.Handler, error) {
 	v1.GET("/policy", h.compliance, h.policyStatus)
 	v1.POST("/policy/evaluate", h.compliance, h.policyEvaluate)
 	v1.GET("/policy/shadow", h.compliance, h.policyShadow)
-	v1.GET("/audit/subject", h.compliance, h.subject)
+	v1.POST("/audit/subject", h.compliance, h.subject)
 	return r, nil
 }
 
@@ -253,11 +260,32 @@ func (h *handlers) policyStatus(c *gin.Context) {
 
 // subject lists, for one subject reference, which participants received
 // which data categories, when, for which purpose, under which decision —
-// from the audit log, without the data.
+// from the audit log, without the data. The reference travels in the body
+// ({"ref": …}): a URL lands in proxy and access logs. Reports are counted
+// per participant: each one names a person.
 func (h *handlers) subject(c *gin.Context) {
-	ref := c.Query("ref")
-	if ref == "" || len(ref) > 200 || h.o.Subject == nil {
-		writeProblem(c, h.log, problem(CodeBadRequest, "ref is required"), nil)
+	if h.o.SubjectLimiter != nil {
+		wait, err := h.o.SubjectLimiter(c.Request.Context(), c.GetString(identityKey))
+		if err != nil {
+			renderError(c, h.log, &exchange.Error{Code: exchange.CodeUnavailable, Detail: "the gateway cannot count requests now", Err: err})
+			return
+		}
+		if wait > 0 {
+			c.Header("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+			writeProblem(c, h.log, problem(CodeRateLimited, "too many subject reports from this participant; wait and try again"), nil)
+			return
+		}
+	}
+	var req struct {
+		Ref string `json:"ref"`
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, 4<<10))
+	if err == nil {
+		err = json.Unmarshal(body, &req)
+	}
+	ref := req.Ref
+	if err != nil || ref == "" || len(ref) > 200 || h.o.Subject == nil {
+		writeProblem(c, h.log, problem(CodeBadRequest, `the body must be {"ref": "<subject reference>"} (at most 200 characters)`), nil)
 		return
 	}
 	out, err := h.o.Subject(c.Request.Context(), ref)

@@ -192,7 +192,7 @@ func KeyFunc(keys ...*envelope.PublicKey) envelope.KeyFunc {
 // SubjectReport is the accountability report for one subject reference:
 // every entry about it, across replicas, oldest first — who received which
 // data categories about the person, when, for which purpose, under which
-// decision — without any data (GET /v1/audit/subject).
+// decision — without any data (POST /v1/audit/subject).
 type SubjectReport struct {
 	SubjectHash string  `json:"subject_hash"`
 	Entries     []Entry `json:"entries"`

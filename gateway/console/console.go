@@ -33,6 +33,7 @@ import (
 	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/impact"
 	"github.com/xborder/xborder/gateway/policy"
+	"github.com/xborder/xborder/gateway/ratelimit"
 	"github.com/xborder/xborder/gateway/store"
 	"github.com/xborder/xborder/gateway/trust"
 )
@@ -71,6 +72,9 @@ type Options struct {
 	VerifyAudit func(ctx context.Context) (audit.Summary, error)
 	// Subject returns the subject hash of ref and its audit entries.
 	Subject func(ctx context.Context, ref string) (string, []audit.Entry, error)
+	// SubjectLimit, when set, counts one subject report of an officer and
+	// says how long the officer must wait when the quota is spent.
+	SubjectLimit func(ctx context.Context, participant string) (time.Duration, error)
 	// Depths are the deliveries waiting per recipient.
 	Depths func(ctx context.Context) (map[string]int, error)
 	// DeadLetters are the dead-lettered deliveries.
@@ -85,10 +89,13 @@ type Options struct {
 	Variants int
 	// Inputs makes the generator of an impact run (impact.Synth, the
 	// adversarial generator of gateway/policy/synth, when nil).
-	Inputs func(seed int64, live *policy.Bundle, parties []policy.Party, now time.Time) (impact.Source, error)
+	Inputs InputsFunc
 	Logger *slog.Logger
 	Now    func() time.Time
 }
+
+// InputsFunc makes the generator of an impact run.
+type InputsFunc func(seed int64, live *policy.Bundle, parties []policy.Party, now time.Time) (impact.Source, error)
 
 // Console is the handler and the state of the running comparisons.
 type Console struct {
@@ -106,6 +113,7 @@ type Console struct {
 	shadow  atomic.Pointer[impact.Shadow]
 
 	cspReports atomic.Int64
+	cspQuota   *ratelimit.Limiter // CSP reports per officer
 }
 
 // New checks the options and parses the templates.
@@ -133,7 +141,8 @@ func New(o Options) (*Console, error) {
 	if o.History == nil {
 		o.History = &History{}
 	}
-	c := &Console{o: o, log: o.Logger.With("component", "console"), csrf: make([]byte, 32)}
+	c := &Console{o: o, log: o.Logger.With("component", "console"), csrf: make([]byte, 32),
+		cspQuota: &ratelimit.Limiter{Default: cspReportQuota, Counter: &ratelimit.Memory{}, Clock: o.Now}}
 	if _, err := rand.Read(c.csrf); err != nil {
 		return nil, err
 	}
@@ -185,7 +194,8 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /console/shadow", c.shadowPage)
 	mux.HandleFunc("GET /console/shadow/diffs", c.shadowDiffs)
 	mux.HandleFunc("POST /console/shadow/stop", c.shadowStop)
-	mux.HandleFunc("GET /console/subject", c.subject)
+	mux.HandleFunc("GET /console/subject", c.subjectForm)
+	mux.HandleFunc("POST /console/subject", c.subject)
 	mux.Handle("GET /console/static/", c.static)
 	mux.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, http.StatusNotFound, "No such page.")
@@ -198,13 +208,9 @@ func (c *Console) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		secure(w)
 		// CSP reports come from the browser without a form token; they are
-		// counted and logged, nothing else.
-		if r.URL.Path == Prefix+"csp-report" && r.Method == http.MethodPost {
-			c.cspReport(w, r)
-			return
-		}
-		if r.URL.Path == Prefix+"csp-report" && r.Method == http.MethodGet {
-			c.cspCount(w, r)
+		// counted and logged, nothing else — and only from officers (below).
+		if r.URL.Path == Prefix+"csp-report" && (r.Method == http.MethodPost || r.Method == http.MethodGet) {
+			c.csp(w, r)
 			return
 		}
 		// The stylesheet and the icon are the same for everyone (the 403
@@ -286,15 +292,33 @@ func (c *Console) tokenOK(r *http.Request) bool {
 	return want != "" && subtle.ConstantTimeCompare([]byte(want), []byte(got)) == 1
 }
 
-func (c *Console) cspReport(w http.ResponseWriter, r *http.Request) {
-	c.cspReports.Add(1)
-	c.log.Warn("content security policy violation reported by a browser", "path", r.URL.Path)
-	w.WriteHeader(http.StatusNoContent)
-}
+// cspReportQuota bounds the CSP reports one officer's browser may send: a
+// page with a violation reports it on each load, nothing more.
+var cspReportQuota = ratelimit.Quota{Limit: 60, Window: time.Minute}
 
-// cspCount tells how many violations browsers reported (for the browser
-// test; no content).
-func (c *Console) cspCount(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, _ = w.Write([]byte(itoa(int(c.cspReports.Load())) + "\n"))
+// csp takes a browser's CSP report (POST) or tells how many were taken
+// (GET, for the browser test; no content). Both only for whom the console
+// opens (a registered, unsuspended participant with the compliance role):
+// anyone else of the CA would fill the log with warnings, or learn of
+// officers' pages. Reports beyond an officer's quota are answered 429 and
+// neither counted nor logged.
+func (c *Console) csp(w http.ResponseWriter, r *http.Request) {
+	id, ok := c.officer(r)
+	if !ok {
+		c.forbidden(w, r)
+		return
+	}
+	if r.Method == http.MethodGet {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte(itoa(int(c.cspReports.Load())) + "\n"))
+		return
+	}
+	if wait, err := c.cspQuota.Wait(r.Context(), id); err != nil || wait > 0 {
+		w.Header().Set("Retry-After", itoa(int((wait+time.Second-1)/time.Second)))
+		w.WriteHeader(http.StatusTooManyRequests)
+		return
+	}
+	c.cspReports.Add(1)
+	c.log.Warn("content security policy violation reported by a browser", "officer", id)
+	w.WriteHeader(http.StatusNoContent)
 }

@@ -81,20 +81,27 @@ func (c *Console) impactStart(w http.ResponseWriter, r *http.Request) {
 		seed = s
 	}
 	live := c.o.Policy.Current()
-	fsys, err := impact.Candidate(live.FS(), upload)
-	if err != nil {
-		c.fail(w, r, http.StatusUnprocessableEntity, err.Error())
-		return
-	}
+	// One at a time, checked before the upload is even unpacked: unpacking
+	// is work an upload controls, and it must not run beside a comparison.
 	c.mu.Lock()
 	if c.running {
 		c.mu.Unlock()
 		c.fail(w, r, http.StatusConflict, "A comparison is already running; wait for it to finish.")
 		return
 	}
+	c.running = true
+	c.mu.Unlock()
+	fsys, err := impact.Candidate(live.FS(), upload)
+	if err != nil {
+		c.mu.Lock()
+		c.running = false
+		c.mu.Unlock()
+		c.fail(w, r, http.StatusUnprocessableEntity, err.Error())
+		return
+	}
 	j := &job{ID: newID(), By: officer(r), Started: c.o.Now().UTC(), File: fh.Filename, Seed: seed, Variants: variants,
 		Stage: "compiling", Live: live.Version}
-	c.running = true
+	c.mu.Lock()
 	c.jobs = append(c.jobs, j)
 	if len(c.jobs) > maxJobs {
 		c.jobs = c.jobs[len(c.jobs)-maxJobs:]

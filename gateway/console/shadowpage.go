@@ -30,8 +30,9 @@ func (c *Console) shadowStart(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, http.StatusBadRequest, "Give a duration in minutes, up to 24 hours.")
 		return
 	}
-	s, err := impact.StartShadow(context.Background(), cand, c.o.Policy.Current().Version,
-		impact.ShadowOptions{For: time.Duration(minutes * float64(time.Minute))})
+	live := c.o.Policy.Current()
+	s, err := impact.StartShadow(context.Background(), cand, live.Version,
+		impact.ShadowOptions{For: time.Duration(minutes * float64(time.Minute)), Listed: impact.ListedOf(live)})
 	if err != nil {
 		c.fail(w, r, http.StatusBadRequest, err.Error())
 		return

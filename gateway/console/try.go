@@ -64,14 +64,26 @@ func (c *Console) try(w http.ResponseWriter, r *http.Request) {
 	d := tryData{Version: b.Version}
 	raw := strings.TrimSpace(r.PostFormValue("input"))
 	file := r.PostFormValue("scenario")
-	if raw == "" && file != "" {
-		data, err := fs.ReadFile(b.FS(), file)
-		if err != nil || !strings.HasPrefix(file, policy.ScenarioDir+"/") {
-			d.Err = "No such scenario."
-		}
-		raw = string(data)
-	}
 	d.Scenarios = c.scenarioOptions(file)
+	if raw == "" && file != "" {
+		// Only a scenario of the list is read: any other name (a file of
+		// the policy folder that is not a scenario, a path) is refused
+		// before anything is opened, so that nothing of it reaches the page.
+		listed := false
+		for _, s := range d.Scenarios {
+			listed = listed || s.File == file
+		}
+		var data []byte
+		err := fs.ErrNotExist
+		if listed {
+			data, err = fs.ReadFile(b.FS(), file)
+		}
+		if err != nil {
+			d.Err = "No such scenario."
+		} else {
+			raw = string(data)
+		}
+	}
 	d.Input = raw
 	status := http.StatusOK
 	if d.Err == "" {

@@ -19,8 +19,11 @@ import (
 const (
 	MaxUpload    = 4 << 20  // bytes, compressed
 	MaxUnpacked  = 16 << 20 // bytes, all files
-	MaxFiles     = 1000
+	MaxFiles     = 1000     // entries of an archive, folders and headers included
 	maxFileBytes = 4 << 20
+	// maxStream bounds the decompressed archive, headers and padding
+	// included: what a header-only archive expands to counts too.
+	maxStream = MaxUnpacked + (MaxFiles+1)*2048
 )
 
 // ErrCandidate is wrapped by every refusal of an uploaded candidate.
@@ -70,16 +73,25 @@ func untar(upload []byte) (fs.FS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: not gzip: %v", ErrCandidate, err)
 	}
-	tr := tar.NewReader(zr)
+	stream := &io.LimitedReader{R: zr, N: maxStream + 1}
+	tr := tar.NewReader(stream)
 	files := map[string][]byte{}
-	total := 0
+	total, entries := 0, 0
 	for {
 		h, err := tr.Next()
+		if stream.N <= 0 {
+			return nil, fmt.Errorf("%w: more than %d bytes unpacked", ErrCandidate, maxStream)
+		}
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: not a tar archive: %v", ErrCandidate, err)
+		}
+		// Every header counts, folders included: an archive of folder
+		// headers alone is no smaller a job to unpack.
+		if entries++; entries > MaxFiles {
+			return nil, fmt.Errorf("%w: more than %d entries", ErrCandidate, MaxFiles)
 		}
 		if h.Typeflag == tar.TypeDir || h.Typeflag == tar.TypeXGlobalHeader {
 			continue // folders are implied by the files' paths

@@ -169,6 +169,7 @@ type Tally struct {
 	purposes map[string]*Group
 	roles    map[string]*Group
 	rules    map[string]*Group
+	listed   *Listed // what the report may show (listed.go)
 }
 
 // DefaultMaxDiffs bounds the differences a report keeps for drill-down.
@@ -189,20 +190,21 @@ func (t *Tally) Add(id, label string, in policy.Input, before, after Outcome, at
 	d := Diff{Source: t.r.Source, ID: id, Label: label, Purpose: str(in.Message["purpose"]), Type: str(in.Message["type"]),
 		Roles: roles(in.Sender) + " → " + roles(in.Recipient), Before: before, After: after, At: at}
 	changed := !before.Equal(after)
+	d = t.listed.diff(d)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.r.Inputs++
 	if before.Error || after.Error {
 		t.r.Errors++
 	}
-	gp, gr := group(t.purposes, d.Purpose), group(t.roles, d.Roles)
+	gp, gr := boundedGroup(t.purposes, d.Purpose), boundedGroup(t.roles, d.Roles)
 	gp.Inputs++
 	gr.Inputs++
 	if !changed {
 		return false
 	}
 	t.r.Changed++
-	gk := group(t.rules, d.RuleChange())
+	gk := boundedGroup(t.rules, d.RuleChange())
 	gk.Inputs++
 	for _, g := range []*Group{gp, gr, gk} {
 		g.Changed++
@@ -293,7 +295,7 @@ func str(v any) string {
 // every processor) and returns the report. A nil src or n ≤ 0 compares
 // nothing.
 func Compare(ctx context.Context, live, candidate *policy.Bundle, src Source, n int, maxDiffs int) (Report, error) {
-	t := NewTally("synthetic", maxDiffs)
+	t := NewTally("synthetic", maxDiffs).Only(ListedOf(live))
 	if src == nil || n <= 0 {
 		t.Finish()
 		return t.Report(), nil
@@ -344,7 +346,7 @@ type ScenarioResult struct {
 // CompareScenarios decides every scenario of live's and candidate's
 // folders (the candidate's copy when both have one) with both policies.
 func CompareScenarios(ctx context.Context, live, candidate *policy.Bundle) (Report, []ScenarioResult, error) {
-	t := NewTally("scenario", 0)
+	t := NewTally("scenario", 0).Only(ListedOf(live))
 	files := map[string]fsName{}
 	for _, b := range []*policy.Bundle{live, candidate} {
 		names, err := policy.ScenarioFiles(b.FS(), policy.ScenarioDir)
@@ -371,7 +373,7 @@ func CompareScenarios(ctx context.Context, live, candidate *policy.Bundle) (Repo
 		ad, aerr := decide(ctx, candidate, s.Input)
 		before, after := OutcomeOf(bd, berr), OutcomeOf(ad, aerr)
 		changed := t.Add(k, s.Name, s.Input, before, after, time.Time{})
-		out = append(out, ScenarioResult{File: k, Name: s.Name, Before: before, After: after, Changed: changed,
+		out = append(out, ScenarioResult{File: k, Name: s.Name, Before: t.listed.Outcome(before), After: t.listed.Outcome(after), Changed: changed,
 			ExpectOK: aerr == nil && len(s.Expect.Check(ad)) == 0})
 	}
 	t.Finish()

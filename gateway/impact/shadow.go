@@ -43,6 +43,9 @@ type ShadowOptions struct {
 	For      time.Duration // how long live decisions are observed
 	Queue    int           // queued decisions at most (default 256)
 	MaxDiffs int           // differences kept (default DefaultMaxDiffs)
+	// Listed is what the report may show (ListedOf the policy in force;
+	// DOMAIN's rules when nil).
+	Listed *Listed
 }
 
 // StartShadow starts comparing liveVersion's decisions with cand until
@@ -59,7 +62,7 @@ func StartShadow(ctx context.Context, cand *policy.Bundle, liveVersion string, o
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.For)
 	s := &Shadow{Candidate: cand.Version, Until: time.Now().Add(o.For), cand: cand,
-		tally: NewTally("shadow", o.MaxDiffs), queue: make(chan shadowJob, o.Queue),
+		tally: NewTally("shadow", o.MaxDiffs).Only(o.Listed), queue: make(chan shadowJob, o.Queue),
 		live: liveVersion, done: make(chan struct{}), stop: cancel}
 	go s.run(ctx)
 	return s, nil

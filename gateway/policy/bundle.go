@@ -236,6 +236,11 @@ func readPolicyFiles(fsys fs.FS) ([]policyFile, error) {
 		if err != nil {
 			return err
 		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			if err := linkInside(fsys, p); err != nil {
+				return err
+			}
+		}
 		if d.IsDir() {
 			if p != "." && strings.HasPrefix(d.Name(), ".") {
 				return fs.SkipDir
@@ -244,6 +249,9 @@ func readPolicyFiles(fsys fs.FS) ([]policyFile, error) {
 		}
 		if !strings.HasSuffix(p, ".rego") && d.Name() != DataFile {
 			return nil
+		}
+		if err := regularFile(fsys, p); err != nil {
+			return err
 		}
 		content, err := fs.ReadFile(fsys, p)
 		if err != nil {

@@ -274,3 +274,21 @@ func (in Input) LogValue() slog.Value {
 		slog.Bool("consent_withdrawn", in.ConsentWithdrawn),
 	)
 }
+
+// ListedPath reports whether p is a field path of DOMAIN.md: a member of a
+// message (PROTOCOL §2), or a section (subject, record, consent) followed
+// by DOMAIN field names of that section. Anything else — a value, a name
+// of the sender's choosing — is not, and is never shown as a path.
+func ListedPath(p string) bool {
+	parts := strings.Split(p, ".")
+	known := fieldNames[parts[0]]
+	if known == nil {
+		return len(parts) == 1 && TopLevelFields[parts[0]]
+	}
+	for _, s := range parts[1:] {
+		if !known[s] {
+			return false
+		}
+	}
+	return true
+}
