@@ -26,7 +26,11 @@ type liveAudit struct {
 // liveLog opens the live audit log through the running gateway, or in the
 // store when none answers.
 func (t *gatewayTarget) liveLog(ctx context.Context, keys envelope.KeyFunc) (*liveAudit, error) {
-	if t.useGateway(ctx) {
+	viaGateway, err := t.useGateway(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if viaGateway {
 		resp, err := t.call(ctx, http.MethodGet, "/audit/export", nil)
 		if err != nil {
 			return nil, err

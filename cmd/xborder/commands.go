@@ -196,6 +196,8 @@ func newPKIRetire(stdout io.Writer) *cobra.Command {
 // clientFlags are shared by send and inbox.
 type clientFlags struct {
 	as, cfgPath, pkiDir, gatewayURL string
+	retries                         int
+	base                            string // the gateway's base URL, once client() ran
 }
 
 func (f *clientFlags) add(c *cobra.Command) {
@@ -203,11 +205,45 @@ func (f *clientFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&f.cfgPath, "config", "", "gateway configuration (for its address)")
 	c.Flags().StringVar(&f.pkiDir, "pki", "", "development PKI folder (default: the config's dev_pki, certs/dev)")
 	c.Flags().StringVar(&f.gatewayURL, "gateway", "", "gateway base URL (default: https:// + the config's listen)")
+	c.Flags().IntVar(&f.retries, "retries", 3, "how often a failed connection or a 503 is retried, with backoff (send: with the same signed bytes)")
 	_ = c.MarkFlagRequired("as")
 	_ = c.RegisterFlagCompletionFunc("as", completeParticipants)
 }
 
-func (f *clientFlags) client() (*client.Client, error) {
+// retry is the retry policy of every request the command makes; each
+// retry is said on stderr.
+func (f *clientFlags) retry(stderr io.Writer, what string) client.Retry {
+	return client.Retry{Attempts: f.retries + 1, OnRetry: func(attempt int, r *client.Response, err error, wait time.Duration) {
+		why := fmt.Sprint(err)
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			why = "connection refused"
+		}
+		if r != nil {
+			why = fmt.Sprintf("HTTP %d %s", r.Status, r.Problem().Detail)
+		}
+		fmt.Fprintf(stderr, "xborder: the gateway at %s: %s; trying again in %v%s (retry %d of %d)\n",
+			f.base, why, wait.Round(time.Millisecond), what, attempt, f.retries)
+	}}
+}
+
+// unreachable explains a request that failed after its retries: a gateway
+// that is not there is named, with how to start it.
+func (f *clientFlags) unreachable(err error) error {
+	if err == nil || !client.NotSent(err) {
+		return err
+	}
+	why := "cannot connect"
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		why = "connection refused"
+	}
+	return fmt.Errorf("no gateway answers at %s (%s; tried %d times): start it with `go run ./cmd/xborder serve` "+
+		"(or `xborder serve --config FILE`), or give the running one's address with --gateway URL or its --config", f.base, why, f.retries+1)
+}
+
+func (f *clientFlags) client(stderr io.Writer) (*client.Client, error) {
+	if f.retries < 0 {
+		return nil, fmt.Errorf("--retries %d: want 0 or more", f.retries)
+	}
 	cfg, err := config.Load(f.cfgPath)
 	if err != nil {
 		return nil, err
@@ -234,18 +270,29 @@ func (f *clientFlags) client() (*client.Client, error) {
 		}
 		base = "https://" + net.JoinHostPort(host, port)
 	}
-	return client.New(base, me), nil
+	f.base = base
+	cl := client.New(base, me)
+	r := f.retry(stderr, "")
+	cl.Retry = &r
+	return cl, nil
 }
 
 func newSend(stdout io.Writer) *cobra.Command {
 	var f clientFlags
 	var to, typ, purpose, inReplyTo, legalBasis, output string
 	var ttl time.Duration
-	var retries int
 	c := &cobra.Command{
 		Use:   "send --as ID --to ID --type T --purpose P FILE",
 		Short: "Sign FILE's subject/record/consent as ID, send it, print the answer",
-		Args:  requiredFlagsFirst(cobra.ExactArgs(1)),
+		Args: requiredFlagsFirst(func(_ *cobra.Command, args []string) error {
+			switch {
+			case len(args) == 0:
+				return errors.New("send: FILE is missing: the JSON file with the message's subject, record and consent (e.g. cmd/xborder/examples/verify-request.json)")
+			case len(args) > 1:
+				return fmt.Errorf("send: one FILE, not %d (%s)", len(args), strings.Join(args, " "))
+			}
+			return nil
+		}),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			raw, err := os.ReadFile(args[0])
 			if err != nil {
@@ -279,7 +326,7 @@ func newSend(stdout io.Writer) *cobra.Command {
 			if inReplyTo != "" {
 				msg["in_reply_to"] = inReplyTo
 			}
-			cl, err := f.client()
+			cl, err := f.client(cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -289,18 +336,11 @@ func newSend(stdout io.Writer) *cobra.Command {
 			// the message again under a new id (PROTOCOL §3.2).
 			sealed, err := cl.Seal(ctx, msg)
 			if err != nil {
-				return err
+				return f.unreachable(err)
 			}
-			resp, err := cl.PostRetry(ctx, sealed, client.Retry{Attempts: retries + 1,
-				OnRetry: func(_ int, r *client.Response, err error, wait time.Duration) {
-					why := fmt.Sprint(err)
-					if r != nil {
-						why = fmt.Sprintf("HTTP %d %s", r.Status, r.Problem().Detail)
-					}
-					fmt.Fprintf(cmd.ErrOrStderr(), "xborder: %s; sending the same signed message again in %v\n", why, wait.Round(time.Millisecond))
-				}})
+			resp, err := cl.PostRetry(ctx, sealed, f.retry(cmd.ErrOrStderr(), " with the same signed message"))
 			if err != nil {
-				return err
+				return f.unreachable(err)
 			}
 			if resp.Status != 200 && resp.Status != 202 {
 				printJSON(stdout, resp.Body)
@@ -331,8 +371,10 @@ func newSend(stdout io.Writer) *cobra.Command {
 	c.Flags().StringVar(&inReplyTo, "in-reply-to", "", "id of the request a response answers")
 	c.Flags().StringVar(&legalBasis, "legal-basis", "data-sharing agreement on file", "legal basis relied on")
 	c.Flags().DurationVar(&ttl, "ttl", 5*time.Minute, "validity of the message (exp - iat, at most 1h)")
-	c.Flags().StringVarP(&output, "output", "o", "json", "json (the whole answer) or id (the message id only)")
-	c.Flags().IntVar(&retries, "retries", 3, "how often a 503 (or a failed connection) is retried with the same signed bytes, with backoff")
+	c.Flags().StringVarP(&output, "output", "o", "json", "json (the whole answer) or id (the message id only); --out is the same flag")
+	// --out as in audit export: both commands take -o, --out and --output.
+	c.Flags().StringVar(&output, "out", "json", "the same as --output")
+	_ = c.Flags().MarkHidden("out")
 	for _, n := range []string{"to", "type", "purpose"} {
 		_ = c.MarkFlagRequired(n)
 	}
@@ -362,7 +404,7 @@ func newInbox(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Fetch, decrypt and verify ID's deliveries; print them as JSON lines",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := f.client()
+			cl, err := f.client(stderr)
 			if err != nil {
 				return err
 			}
@@ -370,7 +412,7 @@ func newInbox(stdout, stderr io.Writer) *cobra.Command {
 			defer cancel()
 			ds, err := cl.Inbox(ctx, max)
 			if err != nil {
-				return err
+				return f.unreachable(err)
 			}
 			if len(ds) == 0 {
 				// On stderr: stdout stays JSON lines, here none.
@@ -387,7 +429,7 @@ func newInbox(stdout, stderr io.Writer) *cobra.Command {
 				}
 				if ack {
 					if err := cl.Ack(ctx, d.DeliveryID); err != nil {
-						return err
+						return f.unreachable(err)
 					}
 				}
 			}
