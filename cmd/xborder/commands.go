@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
 
 	"github.com/xborder/xborder/gateway"
 	"github.com/xborder/xborder/gateway/client"
@@ -139,6 +141,11 @@ func newPKIInit(stdout io.Writer) *cobra.Command {
 					return fmt.Errorf("--push %q: want ID=https://host:port/path for a participant being made", p)
 				}
 			}
+			if !force {
+				if done, err := pkiExists(cmd.ErrOrStderr(), dir, participants, specs, len(push) > 0 || len(hosts) > 0); done || err != nil {
+					return err
+				}
+			}
 			if err := pki.Init(pki.Options{Dir: dir, Participants: specs, Force: force, GatewayHosts: hosts}); err != nil {
 				return err
 			}
@@ -150,8 +157,50 @@ func newPKIInit(stdout io.Writer) *cobra.Command {
 	c.Flags().StringVar(&participants, "participants", "", "comma-separated participant ids (default: the demo federation)")
 	c.Flags().StringArrayVar(&push, "push", nil, "ID=URL: deliver to ID by HTTPS push at URL (private addresses allowed; repeatable)")
 	c.Flags().StringSliceVar(&hosts, "gateway-hosts", nil, "names and addresses of the gateway certificate (default localhost,127.0.0.1,::1)")
-	c.Flags().BoolVar(&force, "force", false, "overwrite existing material")
+	c.Flags().BoolVar(&force, "force", false, "replace a PKI already in --dir: a new CA and new keys for everyone (what the old CA issued stops working)")
 	return c
+}
+
+// pkiExists tells, when dir already holds a PKI (its registry.yaml), that
+// it was left alone, what --force would do, and whether the participants
+// asked for are in it: if some are not, the answer is no (exit 1), since
+// what was asked was not made. It reports whether dir held one.
+func pkiExists(stderr io.Writer, dir, participants string, specs []pki.Spec, otherFlags bool) (bool, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, pki.RegistryFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return true, fmt.Errorf("pki init: %w", err)
+	}
+	have := map[string]bool{}
+	var f trust.File
+	if yaml.Unmarshal(raw, &f) == nil {
+		for _, p := range f.Participants {
+			have[p.ID] = true
+		}
+	}
+	fmt.Fprintf(stderr, "pki init: %s already holds a development PKI (%s, %d participants): left it as it is, nothing made or changed.\n",
+		dir, pki.RegistryFile, len(have))
+	var missing []string
+	if participants != "" {
+		for _, s := range specs {
+			if !have[s.ID] {
+				missing = append(missing, s.ID)
+			}
+		}
+	}
+	if len(missing) > 0 {
+		fmt.Fprintf(stderr, "pki init: not made: %s (not in that PKI).\n", strings.Join(missing, ", "))
+	}
+	if otherFlags {
+		fmt.Fprintln(stderr, "pki init: --push and --gateway-hosts were not applied either.")
+	}
+	fmt.Fprintln(stderr, "pki init: --force makes a new PKI in its place: a new CA and new keys for every participant asked for; whatever the old CA issued stops working.")
+	if len(missing) > 0 {
+		return true, exitError{1}
+	}
+	return true, nil
 }
 
 func newPKIRotate(stdout io.Writer) *cobra.Command {
