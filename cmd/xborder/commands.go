@@ -493,18 +493,32 @@ func newInbox(stdout, stderr io.Writer) *cobra.Command {
 
 // policyFS is --policies DIR, else ./policies when it exists (the copy a
 // compliance officer edits), else the copy embedded in this binary. Which
-// one is said on stderr.
-func policyFS(cmd *cobra.Command, dir string) fsys {
+// one is said on stderr. A --policies that is not a folder is named.
+func policyFS(cmd *cobra.Command, dir string) (fsys, error) {
 	src := fsys{os.DirFS(dir), dir}
 	switch {
 	case dir != "":
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return src, fmt.Errorf("--policies %s: %s", dir, notAFolder(err))
+		}
 	case isDir(policies.DirName):
 		src = fsys{os.DirFS(policies.DirName), "./" + policies.DirName}
 	default:
 		src = fsys{policies.FS(), "the copy embedded in this binary (no ./" + policies.DirName + " here)"}
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "policies: %s\n", src.name)
-	return src
+	return src, nil
+}
+
+// notAFolder says why a path given as a folder is not one.
+func notAFolder(err error) string {
+	switch {
+	case err == nil:
+		return "not a folder"
+	case errors.Is(err, fs.ErrNotExist):
+		return "no such file or folder"
+	}
+	return err.Error()
 }
 
 func isDir(p string) bool {
@@ -528,7 +542,10 @@ func newPolicyEval(stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%s: not a decision input (DOMAIN.md §7) or a scenario file", input)
 			}
-			src := policyFS(cmd, dir)
+			src, err := policyFS(cmd, dir)
+			if err != nil {
+				return err
+			}
 			b, err := policy.Compile(cmd.Context(), src.fs, policy.Options{Timeout: offlinePolicyTimeout})
 			if err != nil {
 				return err
@@ -555,7 +572,10 @@ func newPolicyTest(stdout io.Writer) *cobra.Command {
 		Short: "Run the Rego tests and the scenarios",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			src := policyFS(cmd, dir)
+			src, err := policyFS(cmd, dir)
+			if err != nil {
+				return err
+			}
 			b, err := policy.Compile(cmd.Context(), src.fs, policy.Options{Timeout: offlinePolicyTimeout})
 			if err != nil {
 				return err
