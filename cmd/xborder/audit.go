@@ -176,6 +176,19 @@ func newAuditVerify(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil && (live || jwks == "") {
 				return err
 			}
+			// Which way the live log is read is settled first: a gateway
+			// named but not answering is the first thing to say.
+			var viaGateway bool
+			if live {
+				if viaGateway, err = t.useGateway(ctx); err != nil {
+					return err
+				}
+				if !viaGateway {
+					if err := t.storeMissing(); err != nil {
+						return err
+					}
+				}
+			}
 			var keys envelope.KeyFunc
 			if jwks != "" {
 				keys, err = jwksKeys(ctx, jwks, as, pkiDir)
@@ -204,7 +217,7 @@ func newAuditVerify(stdout, stderr io.Writer) *cobra.Command {
 					return nil
 				}
 			}
-			b, err := t.liveLog(ctx, keys)
+			b, err := t.liveLog(ctx, keys, viaGateway)
 			if err != nil {
 				return broken(stdout, err)
 			}
