@@ -113,6 +113,9 @@ func TestExplicitGatewayNeverFallsBack(t *testing.T) {
 // too) as documented, then names the address and how to start the
 // gateway; inbox takes the same care.
 func TestSendRetriesAStoppedGateway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out send's three backoffs (2-3.5 s)")
+	}
 	t.Parallel()
 	dir := t.TempDir()
 	pkiDir := filepath.Join(dir, "pki")
