@@ -1,12 +1,14 @@
 package policies_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xborder/xborder/gateway/policy"
 	"github.com/xborder/xborder/policies"
@@ -32,27 +34,98 @@ func TestScenarioLayout(t *testing.T) {
 }
 
 // opaBinary is the real opa: $XBORDER_OPA, else opa on the PATH, else
-// /tmp/opa (where the README says to build it).
-func opaBinary() string {
+// /tmp/opa (where policies/README.md builds it), else the one .ci/run
+// builds, else one this test builds from the module cache (as .ci/run
+// does) into the user's cache folder, kept for the next run. The empty
+// string comes with the reason.
+func opaBinary(t *testing.T) (string, string) {
 	if p := os.Getenv("XBORDER_OPA"); p != "" {
-		return p
+		return p, ""
 	}
 	if p, err := exec.LookPath("opa"); err == nil {
-		return p
+		return p, ""
 	}
 	if _, err := os.Stat("/tmp/opa"); err == nil {
-		return "/tmp/opa"
+		return "/tmp/opa", ""
 	}
-	return ""
+	root := filepath.Dir(dir())
+	goCmd := func(args ...string) (string, error) {
+		cmd := exec.Command("go", args...)
+		cmd.Dir = root
+		out, err := cmd.Output()
+		if ee, ok := err.(*exec.ExitError); ok {
+			err = fmt.Errorf("go %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(ee.Stderr)))
+		}
+		return strings.TrimSpace(string(out)), err
+	}
+	version, err := goCmd("list", "-m", "-f", "{{.Version}}", opaModule)
+	if err != nil {
+		return "", "no opa binary, and the module version of opa is unknown: " + err.Error()
+	}
+	ci := filepath.Join(os.TempDir(), "xborder-ci-opa-"+version) // .ci/run's
+	if _, err := os.Stat(ci); err == nil {
+		return ci, ""
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", "no opa binary, and no cache folder to build one into: " + err.Error()
+	}
+	bin := filepath.Join(cache, "xborder", "opa-"+version)
+	if _, err := os.Stat(bin); err == nil {
+		return bin, ""
+	}
+	if testing.Short() {
+		return "", "no opa binary, and building one from the module cache takes minutes (not under -short; set XBORDER_OPA)"
+	}
+	if _, err := goCmd("mod", "download", opaModule); err != nil {
+		return "", "no opa binary, and the opa module cannot be downloaded to build one: " + err.Error()
+	}
+	src, err := goCmd("list", "-m", "-f", "{{.Dir}}", opaModule)
+	if err != nil || src == "" {
+		return "", fmt.Sprintf("no opa binary, and the opa module is not in the module cache: %v", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		return "", "no opa binary, and no cache folder to build one into: " + err.Error()
+	}
+	// Built beside its final name and renamed: a run beside this one, or
+	// one cut short, never finds half a binary.
+	tmp := fmt.Sprintf("%s.%d.partial", bin, os.Getpid())
+	defer os.Remove(tmp)
+	t.Logf("building opa %s from %s into %s (once; later runs reuse it)", version, src, bin)
+	start := time.Now()
+	build := exec.Command("go", "build", "-o", tmp, ".")
+	build.Dir = src
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Sprintf("no opa binary, and building opa %s from %s failed: %v\n%s", version, src, err, out)
+	}
+	if err := os.Rename(tmp, bin); err != nil {
+		return "", "no opa binary: " + err.Error()
+	}
+	t.Logf("built opa in %s", time.Since(start).Round(time.Second))
+	return bin, ""
+}
+
+const opaModule = "github.com/open-policy-agent/opa"
+
+// skipVisibly skips with the reason, and writes it to the terminal as
+// well: go test shows a passing package's output only with -v, and a test
+// of the policy against the real opa must not go missing unseen.
+func skipVisibly(t *testing.T, reason string) {
+	t.Helper()
+	if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil {
+		fmt.Fprintf(tty, "--- SKIP: %s: %s\n", t.Name(), reason)
+		tty.Close()
+	}
+	t.Skip(reason)
 }
 
 // TestWithRealOPA runs `opa test policies/` and `opa check --strict
-// policies/` with the opa binary of the module version in go.mod, when one
-// is present (.ci/run builds it).
+// policies/` with the opa binary of the module version in go.mod: given,
+// found, or built from the module cache (opaBinary).
 func TestWithRealOPA(t *testing.T) {
-	bin := opaBinary()
+	bin, why := opaBinary(t)
 	if bin == "" {
-		t.Skip("no opa binary (set XBORDER_OPA, or build it: see policies/README.md)")
+		skipVisibly(t, why)
 	}
 	out, err := exec.Command(bin, "version").CombinedOutput()
 	if err != nil {

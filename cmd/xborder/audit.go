@@ -165,7 +165,7 @@ func newAuditVerify(stdout, stderr io.Writer) *cobra.Command {
 	var f opsFlags
 	var file, jwks, as, pkiDir string
 	c := &cobra.Command{
-		Use:   "verify [--config FILE | --ops URL] [--file EXPORT [--jwks FILE|URL]]",
+		Use:   "verify [--config FILE [--offline] | --ops URL] [--file EXPORT [--jwks FILE|URL]]",
 		Short: "Check the live audit log, or an export offline (exit 1 and the first bad entry if broken)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -175,6 +175,19 @@ func newAuditVerify(stdout, stderr io.Writer) *cobra.Command {
 			t, err := f.target(stderr)
 			if err != nil && (live || jwks == "") {
 				return err
+			}
+			// Which way the live log is read is settled first: a gateway
+			// named but not answering is the first thing to say.
+			var viaGateway bool
+			if live {
+				if viaGateway, err = t.useGateway(ctx); err != nil {
+					return err
+				}
+				if !viaGateway {
+					if err := t.storeMissing(); err != nil {
+						return err
+					}
+				}
 			}
 			var keys envelope.KeyFunc
 			if jwks != "" {
@@ -204,7 +217,7 @@ func newAuditVerify(stdout, stderr io.Writer) *cobra.Command {
 					return nil
 				}
 			}
-			b, err := t.liveLog(ctx, keys)
+			b, err := t.liveLog(ctx, keys, viaGateway)
 			if err != nil {
 				return broken(stdout, err)
 			}
@@ -236,7 +249,7 @@ func newAuditExport(stdout, stderr io.Writer) *cobra.Command {
 	var f opsFlags
 	var out string
 	c := &cobra.Command{
-		Use:   "export [--config FILE | --ops URL] [--out FILE]",
+		Use:   "export [--config FILE [--offline] | --ops URL] [-o|--out FILE]",
 		Short: "Write the audit log as JSON lines, ending with a checkpoint signed now",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -245,26 +258,23 @@ func newAuditExport(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			w, finish := stdout, func() error { return nil }
-			if out != "" && out != "-" {
-				fh, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-				if err != nil {
-					return fmt.Errorf("audit: %w", err)
-				}
-				defer fh.Close()
-				w, finish = fh, fh.Close
+			viaGateway, err := t.useGateway(ctx)
+			if err != nil {
+				return err
 			}
-			if t.useGateway(ctx) {
+			if viaGateway {
 				// The gateway signs the closing checkpoints with its own key.
 				resp, err := t.call(ctx, http.MethodGet, "/audit/export", nil)
 				if err != nil {
 					return err
 				}
 				defer resp.Body.Close()
-				if _, err := io.Copy(w, resp.Body); err != nil {
-					return fmt.Errorf("audit: export: %w", err)
-				}
-				return finish()
+				return writeOutput(stdout, out, func(w io.Writer) error {
+					if _, err := io.Copy(w, resp.Body); err != nil {
+						return fmt.Errorf("audit: export: %w", err)
+					}
+					return nil
+				})
 			}
 			key, err := envelope.LoadPrivateJWK(filepath.Join(t.cfg.GatewayKeys, "sign.jwk"))
 			if err != nil {
@@ -275,17 +285,14 @@ func newAuditExport(stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			defer b.Close()
-			if err := audit.Export(ctx, b, w, key); err != nil {
-				return err
-			}
-			if err := finish(); err != nil {
-				return fmt.Errorf("audit: %w", err)
-			}
-			return nil
+			return writeOutput(stdout, out, func(w io.Writer) error { return audit.Export(ctx, b, w, key) })
 		},
 	}
 	f.add(c, "gateway configuration (its operator listener, store and key folder)")
-	c.Flags().StringVarP(&out, "out", "o", "", "output file (default: standard output)")
+	c.Flags().StringVarP(&out, "out", "o", "", "output file (default: standard output); --output is the same flag")
+	// --output as in send: both commands take -o, --out and --output.
+	c.Flags().StringVar(&out, "output", "", "the same as --out")
+	_ = c.Flags().MarkHidden("output")
 	return c
 }
 
@@ -294,7 +301,7 @@ func newAuditSubject(stdout, stderr io.Writer) *cobra.Command {
 	var ref string
 	var asJSON bool
 	c := &cobra.Command{
-		Use:   "subject --ref REF [--config FILE | --ops URL]",
+		Use:   "subject --ref REF [--config FILE [--offline] | --ops URL]",
 		Short: "List who received which data categories about one subject, when, why and under which decision",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -304,7 +311,11 @@ func newAuditSubject(stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			var entries []audit.Entry
-			if t.useGateway(ctx) {
+			viaGateway, err := t.useGateway(ctx)
+			if err != nil {
+				return err
+			}
+			if viaGateway {
 				body, _ := json.Marshal(map[string]string{"ref": ref})
 				resp, err := t.call(ctx, http.MethodPost, "/audit/subject", bytes.NewReader(body))
 				if err != nil {
@@ -360,4 +371,29 @@ func newAuditSubject(stdout, stderr io.Writer) *cobra.Command {
 	c.Flags().BoolVar(&asJSON, "json", false, "print the entries as JSON lines")
 	_ = c.MarkFlagRequired("ref")
 	return c
+}
+
+// writeOutput writes through write to standard output, or (out set and not
+// "-") to the file out: into a temporary file beside it, renamed once all
+// is written, so that a failure leaves no file, or the earlier one as it was.
+func writeOutput(stdout io.Writer, out string, write func(io.Writer) error) error {
+	if out == "" || out == "-" {
+		return write(stdout)
+	}
+	fh, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*.partial")
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	defer os.Remove(fh.Name()) // after the rename, nothing is there
+	if err := write(fh); err != nil {
+		fh.Close()
+		return err
+	}
+	if err := fh.Close(); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	if err := os.Rename(fh.Name(), out); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
 }

@@ -44,7 +44,8 @@ func auditSetup(t *testing.T, store string) (cfgPath, dir string) {
 		store = "bolt:" + filepath.Join(dir, "data", "xborder.db")
 	}
 	cfgPath = filepath.Join(dir, "xborder.yaml")
-	// No gateway answers at this ops_listen: the commands read the store.
+	// No gateway answers at this ops_listen: the commands read the store
+	// (--offline).
 	os.WriteFile(cfgPath, []byte("gateway_keys: keys\nstore: "+store+"\nregistry: r.yaml\npolicies: p\nops_listen: "+freeAddr(t)+"\n"), 0o600)
 
 	ctx := context.Background()
@@ -106,11 +107,11 @@ func TestAuditCommands(t *testing.T) {
 			cfg, dir := auditSetup(t, store)
 			export := filepath.Join(dir, "audit.jsonl")
 
-			out, code := runAudit(t, "verify", "--config", cfg)
+			out, code := runAudit(t, "verify", "--config", cfg, "--offline")
 			if code != 0 || !strings.Contains(out, "gw-1: 3 entries, 1 checkpoints") || !strings.Contains(out, "reading the store") {
 				t.Fatalf("verify live: %d\n%s", code, out)
 			}
-			if out, code = runAudit(t, "export", "--config", cfg, "--out", export); code != 0 {
+			if out, code = runAudit(t, "export", "--config", cfg, "--offline", "--out", export); code != 0 {
 				t.Fatalf("export: %d\n%s", code, out)
 			}
 			tests := []struct {
@@ -122,7 +123,7 @@ func TestAuditCommands(t *testing.T) {
 			}{
 				{"offline with the JWKS", []string{"--jwks", filepath.Join(dir, "jwks.json")}, nil, 0, "export verified"},
 				{"offline with one JWK", []string{"--jwks", filepath.Join(dir, "sign.pub.jwk")}, nil, 0, "export verified"},
-				{"offline with the key folder", []string{"--config", cfg}, nil, 0, "consistent with the live log"},
+				{"offline with the key folder", []string{"--config", cfg, "--offline"}, nil, 0, "consistent with the live log"},
 				{"an edited entry", []string{"--jwks", filepath.Join(dir, "jwks.json")},
 					func(s string) string { return strings.Replace(s, `"to":"KZ-MJ"`, `"to":"KZ-GP"`, 1) },
 					1, `BROKEN: audit: replica "gw-1": entry 2: hash does not match`},
@@ -147,7 +148,7 @@ func TestAuditCommands(t *testing.T) {
 				})
 			}
 
-			out, code = runAudit(t, "subject", "--config", cfg, "--ref", "ref-CANARY-1")
+			out, code = runAudit(t, "subject", "--config", cfg, "--offline", "--ref", "ref-CANARY-1")
 			if code != 0 || !strings.Contains(out, "KZ-MTSZN") || !strings.Contains(out, "UZ-MFA") ||
 				strings.Contains(out, "KZ-MJ") || !strings.Contains(out, "2 entries") {
 				t.Fatalf("subject: %d\n%s", code, out)

@@ -23,10 +23,10 @@ type liveAudit struct {
 	verify func(ctx context.Context) (audit.Summary, error)
 }
 
-// liveLog opens the live audit log through the running gateway, or in the
-// store when none answers.
-func (t *gatewayTarget) liveLog(ctx context.Context, keys envelope.KeyFunc) (*liveAudit, error) {
-	if t.useGateway(ctx) {
+// liveLog opens the live audit log through the running gateway
+// (viaGateway, as useGateway decided), or in the store.
+func (t *gatewayTarget) liveLog(ctx context.Context, keys envelope.KeyFunc, viaGateway bool) (*liveAudit, error) {
+	if viaGateway {
 		resp, err := t.call(ctx, http.MethodGet, "/audit/export", nil)
 		if err != nil {
 			return nil, err

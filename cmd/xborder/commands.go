@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
 
 	"github.com/xborder/xborder/gateway"
 	"github.com/xborder/xborder/gateway/client"
@@ -139,6 +141,11 @@ func newPKIInit(stdout io.Writer) *cobra.Command {
 					return fmt.Errorf("--push %q: want ID=https://host:port/path for a participant being made", p)
 				}
 			}
+			if !force {
+				if done, err := pkiExists(cmd.ErrOrStderr(), dir, participants, specs, len(push) > 0 || len(hosts) > 0); done || err != nil {
+					return err
+				}
+			}
 			if err := pki.Init(pki.Options{Dir: dir, Participants: specs, Force: force, GatewayHosts: hosts}); err != nil {
 				return err
 			}
@@ -150,8 +157,50 @@ func newPKIInit(stdout io.Writer) *cobra.Command {
 	c.Flags().StringVar(&participants, "participants", "", "comma-separated participant ids (default: the demo federation)")
 	c.Flags().StringArrayVar(&push, "push", nil, "ID=URL: deliver to ID by HTTPS push at URL (private addresses allowed; repeatable)")
 	c.Flags().StringSliceVar(&hosts, "gateway-hosts", nil, "names and addresses of the gateway certificate (default localhost,127.0.0.1,::1)")
-	c.Flags().BoolVar(&force, "force", false, "overwrite existing material")
+	c.Flags().BoolVar(&force, "force", false, "replace a PKI already in --dir: a new CA and new keys for everyone (what the old CA issued stops working)")
 	return c
+}
+
+// pkiExists tells, when dir already holds a PKI (its registry.yaml), that
+// it was left alone, what --force would do, and whether the participants
+// asked for are in it: if some are not, the answer is no (exit 1), since
+// what was asked was not made. It reports whether dir held one.
+func pkiExists(stderr io.Writer, dir, participants string, specs []pki.Spec, otherFlags bool) (bool, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, pki.RegistryFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return true, fmt.Errorf("pki init: %w", err)
+	}
+	have := map[string]bool{}
+	var f trust.File
+	if yaml.Unmarshal(raw, &f) == nil {
+		for _, p := range f.Participants {
+			have[p.ID] = true
+		}
+	}
+	fmt.Fprintf(stderr, "pki init: %s already holds a development PKI (%s, %d participants): left it as it is, nothing made or changed.\n",
+		dir, pki.RegistryFile, len(have))
+	var missing []string
+	if participants != "" {
+		for _, s := range specs {
+			if !have[s.ID] {
+				missing = append(missing, s.ID)
+			}
+		}
+	}
+	if len(missing) > 0 {
+		fmt.Fprintf(stderr, "pki init: not made: %s (not in that PKI).\n", strings.Join(missing, ", "))
+	}
+	if otherFlags {
+		fmt.Fprintln(stderr, "pki init: --push and --gateway-hosts were not applied either.")
+	}
+	fmt.Fprintln(stderr, "pki init: --force makes a new PKI in its place: a new CA and new keys for every participant asked for; whatever the old CA issued stops working.")
+	if len(missing) > 0 {
+		return true, exitError{1}
+	}
+	return true, nil
 }
 
 func newPKIRotate(stdout io.Writer) *cobra.Command {
@@ -196,6 +245,8 @@ func newPKIRetire(stdout io.Writer) *cobra.Command {
 // clientFlags are shared by send and inbox.
 type clientFlags struct {
 	as, cfgPath, pkiDir, gatewayURL string
+	retries                         int
+	base                            string // the gateway's base URL, once client() ran
 }
 
 func (f *clientFlags) add(c *cobra.Command) {
@@ -203,11 +254,45 @@ func (f *clientFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&f.cfgPath, "config", "", "gateway configuration (for its address)")
 	c.Flags().StringVar(&f.pkiDir, "pki", "", "development PKI folder (default: the config's dev_pki, certs/dev)")
 	c.Flags().StringVar(&f.gatewayURL, "gateway", "", "gateway base URL (default: https:// + the config's listen)")
+	c.Flags().IntVar(&f.retries, "retries", 3, "how often a failed connection or a 503 is retried, with backoff (send: with the same signed bytes)")
 	_ = c.MarkFlagRequired("as")
 	_ = c.RegisterFlagCompletionFunc("as", completeParticipants)
 }
 
-func (f *clientFlags) client() (*client.Client, error) {
+// retry is the retry policy of every request the command makes; each
+// retry is said on stderr.
+func (f *clientFlags) retry(stderr io.Writer, what string) client.Retry {
+	return client.Retry{Attempts: f.retries + 1, OnRetry: func(attempt int, r *client.Response, err error, wait time.Duration) {
+		why := fmt.Sprint(err)
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			why = "connection refused"
+		}
+		if r != nil {
+			why = fmt.Sprintf("HTTP %d %s", r.Status, r.Problem().Detail)
+		}
+		fmt.Fprintf(stderr, "xborder: the gateway at %s: %s; trying again in %v%s (retry %d of %d)\n",
+			f.base, why, wait.Round(time.Millisecond), what, attempt, f.retries)
+	}}
+}
+
+// unreachable explains a request that failed after its retries: a gateway
+// that is not there is named, with how to start it.
+func (f *clientFlags) unreachable(err error) error {
+	if err == nil || !client.NotSent(err) {
+		return err
+	}
+	why := "cannot connect"
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		why = "connection refused"
+	}
+	return fmt.Errorf("no gateway answers at %s (%s; tried %d times): start it with `go run ./cmd/xborder serve` "+
+		"(or `xborder serve --config FILE`), or give the running one's address with --gateway URL or its --config", f.base, why, f.retries+1)
+}
+
+func (f *clientFlags) client(stderr io.Writer) (*client.Client, error) {
+	if f.retries < 0 {
+		return nil, fmt.Errorf("--retries %d: want 0 or more", f.retries)
+	}
 	cfg, err := config.Load(f.cfgPath)
 	if err != nil {
 		return nil, err
@@ -234,18 +319,29 @@ func (f *clientFlags) client() (*client.Client, error) {
 		}
 		base = "https://" + net.JoinHostPort(host, port)
 	}
-	return client.New(base, me), nil
+	f.base = base
+	cl := client.New(base, me)
+	r := f.retry(stderr, "")
+	cl.Retry = &r
+	return cl, nil
 }
 
 func newSend(stdout io.Writer) *cobra.Command {
 	var f clientFlags
 	var to, typ, purpose, inReplyTo, legalBasis, output string
 	var ttl time.Duration
-	var retries int
 	c := &cobra.Command{
 		Use:   "send --as ID --to ID --type T --purpose P FILE",
 		Short: "Sign FILE's subject/record/consent as ID, send it, print the answer",
-		Args:  requiredFlagsFirst(cobra.ExactArgs(1)),
+		Args: requiredFlagsFirst(func(_ *cobra.Command, args []string) error {
+			switch {
+			case len(args) == 0:
+				return errors.New("send: FILE is missing: the JSON file with the message's subject, record and consent (e.g. cmd/xborder/examples/verify-request.json)")
+			case len(args) > 1:
+				return fmt.Errorf("send: one FILE, not %d (%s)", len(args), strings.Join(args, " "))
+			}
+			return nil
+		}),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			raw, err := os.ReadFile(args[0])
 			if err != nil {
@@ -279,7 +375,7 @@ func newSend(stdout io.Writer) *cobra.Command {
 			if inReplyTo != "" {
 				msg["in_reply_to"] = inReplyTo
 			}
-			cl, err := f.client()
+			cl, err := f.client(cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -289,18 +385,11 @@ func newSend(stdout io.Writer) *cobra.Command {
 			// the message again under a new id (PROTOCOL §3.2).
 			sealed, err := cl.Seal(ctx, msg)
 			if err != nil {
-				return err
+				return f.unreachable(err)
 			}
-			resp, err := cl.PostRetry(ctx, sealed, client.Retry{Attempts: retries + 1,
-				OnRetry: func(_ int, r *client.Response, err error, wait time.Duration) {
-					why := fmt.Sprint(err)
-					if r != nil {
-						why = fmt.Sprintf("HTTP %d %s", r.Status, r.Problem().Detail)
-					}
-					fmt.Fprintf(cmd.ErrOrStderr(), "xborder: %s; sending the same signed message again in %v\n", why, wait.Round(time.Millisecond))
-				}})
+			resp, err := cl.PostRetry(ctx, sealed, f.retry(cmd.ErrOrStderr(), " with the same signed message"))
 			if err != nil {
-				return err
+				return f.unreachable(err)
 			}
 			if resp.Status != 200 && resp.Status != 202 {
 				printJSON(stdout, resp.Body)
@@ -331,8 +420,10 @@ func newSend(stdout io.Writer) *cobra.Command {
 	c.Flags().StringVar(&inReplyTo, "in-reply-to", "", "id of the request a response answers")
 	c.Flags().StringVar(&legalBasis, "legal-basis", "data-sharing agreement on file", "legal basis relied on")
 	c.Flags().DurationVar(&ttl, "ttl", 5*time.Minute, "validity of the message (exp - iat, at most 1h)")
-	c.Flags().StringVarP(&output, "output", "o", "json", "json (the whole answer) or id (the message id only)")
-	c.Flags().IntVar(&retries, "retries", 3, "how often a 503 (or a failed connection) is retried with the same signed bytes, with backoff")
+	c.Flags().StringVarP(&output, "output", "o", "json", "json (the whole answer) or id (the message id only); --out is the same flag")
+	// --out as in audit export: both commands take -o, --out and --output.
+	c.Flags().StringVar(&output, "out", "json", "the same as --output")
+	_ = c.Flags().MarkHidden("out")
 	for _, n := range []string{"to", "type", "purpose"} {
 		_ = c.MarkFlagRequired(n)
 	}
@@ -362,7 +453,7 @@ func newInbox(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Fetch, decrypt and verify ID's deliveries; print them as JSON lines",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := f.client()
+			cl, err := f.client(stderr)
 			if err != nil {
 				return err
 			}
@@ -370,7 +461,7 @@ func newInbox(stdout, stderr io.Writer) *cobra.Command {
 			defer cancel()
 			ds, err := cl.Inbox(ctx, max)
 			if err != nil {
-				return err
+				return f.unreachable(err)
 			}
 			if len(ds) == 0 {
 				// On stderr: stdout stays JSON lines, here none.
@@ -387,7 +478,7 @@ func newInbox(stdout, stderr io.Writer) *cobra.Command {
 				}
 				if ack {
 					if err := cl.Ack(ctx, d.DeliveryID); err != nil {
-						return err
+						return f.unreachable(err)
 					}
 				}
 			}
@@ -402,18 +493,32 @@ func newInbox(stdout, stderr io.Writer) *cobra.Command {
 
 // policyFS is --policies DIR, else ./policies when it exists (the copy a
 // compliance officer edits), else the copy embedded in this binary. Which
-// one is said on stderr.
-func policyFS(cmd *cobra.Command, dir string) fsys {
+// one is said on stderr. A --policies that is not a folder is named.
+func policyFS(cmd *cobra.Command, dir string) (fsys, error) {
 	src := fsys{os.DirFS(dir), dir}
 	switch {
 	case dir != "":
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return src, fmt.Errorf("--policies %s: %s", dir, notAFolder(err))
+		}
 	case isDir(policies.DirName):
 		src = fsys{os.DirFS(policies.DirName), "./" + policies.DirName}
 	default:
 		src = fsys{policies.FS(), "the copy embedded in this binary (no ./" + policies.DirName + " here)"}
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "policies: %s\n", src.name)
-	return src
+	return src, nil
+}
+
+// notAFolder says why a path given as a folder is not one.
+func notAFolder(err error) string {
+	switch {
+	case err == nil:
+		return "not a folder"
+	case errors.Is(err, fs.ErrNotExist):
+		return "no such file or folder"
+	}
+	return err.Error()
 }
 
 func isDir(p string) bool {
@@ -437,7 +542,10 @@ func newPolicyEval(stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%s: not a decision input (DOMAIN.md §7) or a scenario file", input)
 			}
-			src := policyFS(cmd, dir)
+			src, err := policyFS(cmd, dir)
+			if err != nil {
+				return err
+			}
 			b, err := policy.Compile(cmd.Context(), src.fs, policy.Options{Timeout: offlinePolicyTimeout})
 			if err != nil {
 				return err
@@ -464,7 +572,10 @@ func newPolicyTest(stdout io.Writer) *cobra.Command {
 		Short: "Run the Rego tests and the scenarios",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			src := policyFS(cmd, dir)
+			src, err := policyFS(cmd, dir)
+			if err != nil {
+				return err
+			}
 			b, err := policy.Compile(cmd.Context(), src.fs, policy.Options{Timeout: offlinePolicyTimeout})
 			if err != nil {
 				return err

@@ -24,8 +24,8 @@ func newDeadLetters(stdout, stderr io.Writer) *cobra.Command {
 	var f opsFlags
 	var requeue string
 	c := &cobra.Command{
-		Use:   "deadletters [--config FILE | --ops URL [--ops-token-file FILE]] [--requeue RECIPIENT/DELIVERY_ID]",
-		Short: "List dead-lettered deliveries, or re-queue one (through a running gateway, or in its store)",
+		Use:   "deadletters [--config FILE [--offline] | --ops URL [--ops-token-file FILE]] [--requeue RECIPIENT/DELIVERY_ID]",
+		Short: "List dead-lettered deliveries, or re-queue one (through a running gateway, or in a stopped one's store with --offline)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var recipient, id string
@@ -42,13 +42,17 @@ func newDeadLetters(stdout, stderr io.Writer) *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
-			if t.useGateway(ctx) {
+			viaGateway, err := t.useGateway(ctx)
+			if err != nil {
+				return err
+			}
+			if viaGateway {
 				return deadLettersViaGateway(ctx, t, stdout, requeue, recipient, id)
 			}
 			return deadLettersInStore(ctx, t, stdout, requeue, recipient, id)
 		},
 	}
-	f.add(c, "gateway configuration (its ops_listen, ops_token_file and store)")
+	f.add(c, "gateway configuration (its ops_listen, ops_token_file and, with --offline, its store)")
 	c.Flags().StringVar(&requeue, "requeue", "", "RECIPIENT/DELIVERY_ID to put back in its queue")
 	return c
 }
@@ -61,7 +65,8 @@ func deadLettersViaGateway(ctx context.Context, t *gatewayTarget, stdout io.Writ
 	resp, err := t.call(ctx, method, path, nil)
 	var p *opsProblem
 	if errors.As(err, &p) && p.Code == "not_found" {
-		printJSON(stdout, p.Body)
+		// The same words as in the store (deadLettersInStore).
+		fmt.Fprintf(stdout, "no dead letter %s\n", requeue)
 		return exitError{1}
 	}
 	if err != nil {

@@ -21,21 +21,26 @@ import (
 )
 
 // The commands that read or change what a gateway keeps (audit verify,
-// export and subject, deadletters) work in both of its states: while a
-// gateway runs they ask it through its operator listener, with the operator
-// token (the embedded store's file is locked by it); when none answers they
-// read the store itself. Each says on stderr which it used.
+// export and subject, deadletters) ask a running gateway through its
+// operator listener, with the operator token (the embedded store's file is
+// locked by it). A gateway named by --ops or --config must answer: nothing
+// else is read in its place. Only the development default (neither flag)
+// reads the store itself when no gateway answers, and says so; --offline
+// reads the store of a stopped gateway on purpose. Each says on stderr
+// which it used.
 
 // opsFlags locate a gateway: its configuration, its operator listener and
 // the operator token.
 type opsFlags struct {
 	cfgPath, ops, tokenFile string
+	offline                 bool
 }
 
 func (f *opsFlags) add(c *cobra.Command, cfgUsage string) {
 	c.Flags().StringVar(&f.cfgPath, "config", "", cfgUsage)
 	c.Flags().StringVar(&f.ops, "ops", "", "the gateway's operator listener, e.g. http://127.0.0.1:9090 (default: http:// + the config's ops_listen)")
 	c.Flags().StringVar(&f.tokenFile, "ops-token-file", "", "the operator token (default: the config's ops_token_file; development setup: certs/dev/ops.token)")
+	c.Flags().BoolVar(&f.offline, "offline", false, "read the store of --config (or of the development setup) itself, for a stopped gateway; no gateway is asked")
 }
 
 // gatewayTarget is a gateway as the CLI reaches it.
@@ -44,15 +49,22 @@ type gatewayTarget struct {
 	base      string // operator listener base URL
 	tokenFile string
 	stderr    io.Writer
+	// explicit: --ops or --config named the gateway, so its store is
+	// never read in its place; offline: --offline asked for the store.
+	explicit, offline bool
 }
 
 // target resolves the flags against the configuration.
 func (f *opsFlags) target(stderr io.Writer) (*gatewayTarget, error) {
+	if f.offline && f.ops != "" {
+		return nil, errors.New("--offline reads the store of --config (or of the development setup) and asks no gateway: it does not go with --ops")
+	}
 	cfg, err := config.Load(f.cfgPath)
 	if err != nil {
 		return nil, err
 	}
-	t := &gatewayTarget{cfg: cfg, base: strings.TrimRight(f.ops, "/"), tokenFile: f.tokenFile, stderr: stderr}
+	t := &gatewayTarget{cfg: cfg, base: strings.TrimRight(f.ops, "/"), tokenFile: f.tokenFile, stderr: stderr,
+		explicit: f.ops != "" || f.cfgPath != "", offline: f.offline}
 	if t.base == "" {
 		t.base = "http://" + dialable(cfg.OpsListen)
 	}
@@ -91,15 +103,24 @@ func (t *gatewayTarget) running(ctx context.Context) bool {
 	return true
 }
 
-// useGateway probes the operator listener and says on stderr which way
-// the command goes: through the running gateway, or to the store itself.
-func (t *gatewayTarget) useGateway(ctx context.Context) bool {
-	if t.running(ctx) {
+// useGateway says which way the command goes, and says it on stderr:
+// through the running gateway (true), or to the store itself (false). A
+// gateway named by --ops or --config that does not answer is an error:
+// nothing is read in its place.
+func (t *gatewayTarget) useGateway(ctx context.Context) (bool, error) {
+	switch {
+	case t.offline:
+		fmt.Fprintf(t.stderr, "xborder: --offline: reading the store %s directly (no gateway is asked)\n", t.cfg.Store)
+		return false, nil
+	case t.running(ctx):
 		fmt.Fprintf(t.stderr, "xborder: using the running gateway's operator listener at %s\n", t.base)
-		return true
+		return true, nil
+	case t.explicit:
+		return false, fmt.Errorf("no gateway answers at %s; nothing was read (a gateway named by --ops or --config is never replaced by a store): "+
+			"start it, or check the address; to read a stopped gateway's store, give its --config with --offline", t.base)
 	}
-	fmt.Fprintf(t.stderr, "xborder: no gateway answers at %s; reading the store %s directly\n", t.base, t.cfg.Store)
-	return false
+	fmt.Fprintf(t.stderr, "xborder: no gateway answers at %s; reading the store %s directly (the development default: no --ops or --config given)\n", t.base, t.cfg.Store)
+	return false, nil
 }
 
 // storeError explains why the store cannot be read while no gateway

@@ -37,7 +37,8 @@ func gatewayConfig(t *testing.T, env *gatewaytest.Env, ops string) string {
 
 // audit verify, export and subject and deadletters work while the gateway
 // runs (through its operator listener, with the token) and once it has
-// stopped (in the store file), and say on stderr which they used.
+// stopped (in the store file, with --offline), and say on stderr which
+// they used.
 func TestOperatorCommandsInBothGatewayStates(t *testing.T) {
 	t.Parallel()
 	env := gatewaytest.Start(t)
@@ -71,7 +72,7 @@ func TestOperatorCommandsInBothGatewayStates(t *testing.T) {
 		{"compare the export with the live log, running", []string{"audit", "verify", "--file", export, "--config", cfg}, 0, "consistent with the live log", "using the running gateway"},
 		{"subject, running", []string{"audit", "subject", "--config", cfg, "--ref", ref}, 0, "1 entries", "using the running gateway"},
 		{"deadletters, running", []string{"deadletters", "--config", cfg}, 0, `"dead_letters": []`, "using the running gateway"},
-		{"requeue of an unknown dead letter, running", []string{"deadletters", "--config", cfg, "--requeue", "UN-IOM/3f1c2a90-0000-4000-8000-000000000001"}, 1, "not_found", ""},
+		{"requeue of an unknown dead letter, running", []string{"deadletters", "--config", cfg, "--requeue", "UN-IOM/3f1c2a90-0000-4000-8000-000000000001"}, 1, "no dead letter", ""},
 		{"deadletters with --ops and a wrong token", []string{"deadletters", "--ops", env.OpsURL(), "--ops-token-file", wrong}, 2, "", "ops_token_invalid"},
 		{"deadletters with --ops and no token", []string{"deadletters", "--ops", env.OpsURL(), "--config", tokenless}, 2, "", "no operator token is given"},
 	}
@@ -87,18 +88,18 @@ func TestOperatorCommandsInBothGatewayStates(t *testing.T) {
 	// A gateway that holds the store file but whose operator listener is
 	// not where the config says: the error says what to do.
 	elsewhere := gatewayConfig(t, env, freeAddr(t))
-	_, errOut, code := runCLI("audit", "verify", "--config", elsewhere)
+	_, errOut, code := runCLI("audit", "verify", "--config", elsewhere, "--offline")
 	if code != 2 || !strings.Contains(errOut, "is locked by another process") || !strings.Contains(errOut, "--ops URL") {
 		t.Errorf("locked store: exit %d: %s", code, errOut)
 	}
 
 	env.Stop()
 	stopped := []step{
-		{"verify, stopped", []string{"audit", "verify", "--config", cfg}, 0, "audit log verified", "reading the store"},
-		{"compare the export with the live log, stopped", []string{"audit", "verify", "--file", export, "--config", cfg}, 0, "consistent with the live log", "reading the store"},
-		{"subject, stopped", []string{"audit", "subject", "--config", cfg, "--ref", ref}, 0, "1 entries", "reading the store"},
-		{"deadletters, stopped", []string{"deadletters", "--config", cfg}, 0, `"dead_letters": []`, "reading the store"},
-		{"requeue of an unknown dead letter, stopped", []string{"deadletters", "--config", cfg, "--requeue", "UN-IOM/3f1c2a90-0000-4000-8000-000000000001"}, 1, "no dead letter", "reading the store"},
+		{"verify, stopped", []string{"audit", "verify", "--config", cfg, "--offline"}, 0, "audit log verified", "reading the store"},
+		{"compare the export with the live log, stopped", []string{"audit", "verify", "--file", export, "--config", cfg, "--offline"}, 0, "consistent with the live log", "reading the store"},
+		{"subject, stopped", []string{"audit", "subject", "--config", cfg, "--offline", "--ref", ref}, 0, "1 entries", "reading the store"},
+		{"deadletters, stopped", []string{"deadletters", "--config", cfg, "--offline"}, 0, `"dead_letters": []`, "reading the store"},
+		{"requeue of an unknown dead letter, stopped", []string{"deadletters", "--config", cfg, "--offline", "--requeue", "UN-IOM/3f1c2a90-0000-4000-8000-000000000001"}, 1, "no dead letter", "reading the store"},
 	}
 	for _, s := range stopped {
 		t.Run(s.name, func(t *testing.T) {
@@ -112,7 +113,7 @@ func TestOperatorCommandsInBothGatewayStates(t *testing.T) {
 	// No gateway and no store file: say so, and do not make an empty one.
 	missing := filepath.Join(t.TempDir(), "none.yaml")
 	os.WriteFile(missing, []byte("ops_listen: "+freeAddr(t)+"\nstore: bolt:nothing/x.db\nregistry: r.yaml\ngateway_keys: "+env.Config.GatewayKeys+"\npolicies: p\n"), 0o600)
-	for _, args := range [][]string{{"deadletters", "--config", missing}, {"audit", "verify", "--config", missing}} {
+	for _, args := range [][]string{{"deadletters", "--config", missing, "--offline"}, {"audit", "verify", "--config", missing, "--offline"}} {
 		_, errOut, code := runCLI(args...)
 		if code != 2 || !strings.Contains(errOut, "there is no store file") || !strings.Contains(errOut, "xborder serve") {
 			t.Errorf("%v: exit %d: %s", args, code, errOut)

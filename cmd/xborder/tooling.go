@@ -38,17 +38,20 @@ func newVersion(stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				out, _ := json.MarshalIndent(struct {
-					api.Build
-					PolicyVersion string `json:"policy_version"`
-				}{b, pv}, "", "  ")
-				fmt.Fprintln(stdout, string(out))
-				return nil
-			}
 			rev := b.Revision
 			if rev == "" {
 				rev = "unknown"
+			}
+			if asJSON {
+				// commit is always there, as in the text form ("unknown"
+				// for a build without VCS information).
+				out, _ := json.MarshalIndent(struct {
+					api.Build
+					Commit        string `json:"commit"`
+					PolicyVersion string `json:"policy_version"`
+				}{b, rev, pv}, "", "  ")
+				fmt.Fprintln(stdout, string(out))
+				return nil
 			}
 			if b.Modified {
 				rev += " (modified)"
@@ -66,14 +69,14 @@ func newVersion(stdout io.Writer) *cobra.Command {
 }
 
 // newHealth is `xborder health`: the gateway's readiness, for container
-// health checks (the image has no curl). Exit 0 ready, 1 not ready, 2 no
-// answer.
+// health checks (the image has no curl). Exit 0 ready, 1 not ready or no
+// answer (Docker reserves 2; it stays the code of a usage error).
 func newHealth(stdout io.Writer) *cobra.Command {
 	var cfgPath, ops string
 	var timeout time.Duration
 	c := &cobra.Command{
 		Use:   "health [--ops URL | --config FILE]",
-		Short: "Ask a gateway's operator listener whether it is ready (GET /readyz); exit 0 ready, 1 not ready",
+		Short: "Ask a gateway's operator listener whether it is ready (GET /readyz); exit 0 ready, 1 not ready or not answering",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ops == "" {
@@ -91,7 +94,8 @@ func newHealth(stdout io.Writer) *cobra.Command {
 			}
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
-				return fmt.Errorf("no gateway answers at %s: %w", ops, err)
+				fmt.Fprintf(cmd.ErrOrStderr(), "xborder: no gateway answers at %s: %v\n", ops, err)
+				return exitError{1}
 			}
 			defer resp.Body.Close()
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))

@@ -66,6 +66,10 @@ type Client struct {
 	Base string // https://host:port
 	Me   *Identity
 	HTTP *http.Client
+	// Retry, when set, retries the key fetch, the inbox and its
+	// acknowledgements while the connection fails or the gateway answers
+	// 503 (PostRetry takes its own).
+	Retry *Retry
 
 	mu       sync.Mutex
 	gwKeys   []*envelope.PublicKey
@@ -136,7 +140,7 @@ func (c *Client) GatewayKeys(ctx context.Context) ([]*envelope.PublicKey, *envel
 	if c.gwKeys != nil {
 		return c.gwKeys, c.gwEncKey, nil
 	}
-	r, err := c.Do(ctx, http.MethodGet, "/v1/jwks", "", nil)
+	r, err := c.do(ctx, http.MethodGet, "/v1/jwks", "", nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -228,7 +232,7 @@ type Delivery struct {
 
 // Inbox fetches up to max deliveries, and decrypts and verifies each.
 func (c *Client) Inbox(ctx context.Context, max int) ([]Delivery, error) {
-	r, err := c.Do(ctx, http.MethodGet, "/v1/inbox?max="+strconv.Itoa(max), "", nil)
+	r, err := c.do(ctx, http.MethodGet, "/v1/inbox?max="+strconv.Itoa(max), "", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -285,7 +289,7 @@ func (c *Client) OpenDelivery(ctx context.Context, jwe []byte) (*wire.DeliveryPa
 
 // Ack acknowledges a delivery.
 func (c *Client) Ack(ctx context.Context, deliveryID string) error {
-	r, err := c.Do(ctx, http.MethodPost, "/v1/inbox/"+deliveryID+"/ack", "", nil)
+	r, err := c.do(ctx, http.MethodPost, "/v1/inbox/"+deliveryID+"/ack", "", nil)
 	if err != nil {
 		return err
 	}

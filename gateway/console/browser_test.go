@@ -67,7 +67,8 @@ func chromiumPath() string {
 // effect is computed here independently), a shadow run over live traffic,
 // the audit verification, and the 403 page for a participant that is not
 // a compliance officer. No console error, page error or CSP violation is
-// allowed. Screenshots of every page go to a folder named in the log.
+// allowed. Screenshots of every page go to a folder named in the log when
+// the test fails (and are removed when it passes).
 func TestConsoleInBrowser(t *testing.T) {
 	t.Parallel()
 	chromium := chromiumPath()
@@ -91,11 +92,25 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Fatalf("npm ci: %v\n%s", err, out)
 		}
 	}
+	// The screenshots are kept only when the test fails, for looking at;
+	// the browser's own temporary files (its profile folders) go under a
+	// folder of the test's, removed whatever happens.
 	shots, err := os.MkdirTemp("", "xborder-console-shots-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("screenshots: %s", shots)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("screenshots kept: %s", shots)
+			return
+		}
+		os.RemoveAll(shots)
+	})
+	browserTmp, err := os.MkdirTemp("", "xborder-console-browser-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(browserTmp) })
 
 	env := gatewaytest.Start(t)
 	ctx := context.Background()
@@ -175,6 +190,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Helper()
 		cmd := exec.Command(node, "console.mjs", cfgPath, phase)
 		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "TMPDIR="+browserTmp)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		start := time.Now()

@@ -295,7 +295,28 @@ func str(v any) string {
 // every processor) and returns the report. A nil src or n ≤ 0 compares
 // nothing.
 func Compare(ctx context.Context, live, candidate *policy.Bundle, src Source, n int, maxDiffs int) (Report, error) {
+	return CompareProgress(ctx, live, candidate, src, n, maxDiffs, nil)
+}
+
+// Progress is told how many of n inputs are decided both ways, after each
+// one; calls are one at a time.
+type Progress func(done, n int)
+
+// CompareProgress is Compare that tells progress (when not nil) as it goes,
+// for a caller that shows a long comparison advancing.
+func CompareProgress(ctx context.Context, live, candidate *policy.Bundle, src Source, n int, maxDiffs int, progress Progress) (Report, error) {
 	t := NewTally("synthetic", maxDiffs).Only(ListedOf(live))
+	var pmu sync.Mutex
+	done := 0
+	tell := func() {
+		if progress == nil {
+			return
+		}
+		pmu.Lock()
+		defer pmu.Unlock()
+		done++
+		progress(done, n)
+	}
 	if src == nil || n <= 0 {
 		t.Finish()
 		return t.Report(), nil
@@ -313,6 +334,7 @@ func Compare(ctx context.Context, live, candidate *policy.Bundle, src Source, n 
 				b, berr := decide(ctx, live, j.c.Input)
 				a, aerr := decide(ctx, candidate, j.c.Input)
 				t.Add(fmt.Sprintf("#%d", j.i+1), j.c.Label, j.c.Input, OutcomeOf(b, berr), OutcomeOf(a, aerr), time.Time{})
+				tell()
 			}
 		})
 	}
