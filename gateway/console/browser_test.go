@@ -70,6 +70,9 @@ func chromiumPath() string {
 // allowed. Screenshots of every page go to a folder named in the log.
 func TestConsoleInBrowser(t *testing.T) {
 	t.Parallel()
+	if testing.Short() {
+		t.Skip("drives chromium through every page of the console")
+	}
 	chromium := chromiumPath()
 	if _, err := os.Stat(chromium); err != nil {
 		t.Skipf("no chromium at %s (apt-get install chromium): %v", chromium, err)
