@@ -32,6 +32,10 @@ import (
 // Nothing of the transaction was written; run it again.
 var ErrConflict = errors.New("kv: conflict: a key the transaction read changed before its commit")
 
+// ErrUnknown: a commit was sent and its answer lost (a network or a server
+// failing); it may have been applied, or not.
+var ErrUnknown = errors.New("kv: the commit's outcome is unknown")
+
 // Stop, returned by a Scan callback, ends the scan without an error.
 var Stop = errors.New("kv: stop scan")
 
@@ -41,9 +45,8 @@ type DB interface {
 	View(ctx context.Context, fn func(Reader) error) error
 	// Update runs fn and commits its writes atomically, all or none, if
 	// no key it read has changed; otherwise it returns ErrConflict. If fn
-	// returns an error nothing is written. Any other error of a commit
-	// over a network may leave its outcome unknown (the answer was lost):
-	// the caller reads back.
+	// returns an error nothing is written. ErrUnknown: the commit was
+	// sent and its answer lost; the caller reads back.
 	Update(ctx context.Context, fn func(Tx) error) error
 	Close() error
 }

@@ -51,6 +51,7 @@ func Open(ctx context.Context, url, name string) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
+	o.MaxRetries = -1
 	c := redis.NewClient(o)
 	d, err := New(ctx, c, name)
 	if err != nil {
@@ -62,9 +63,24 @@ func Open(ctx context.Context, url, name string) (*DB, error) {
 }
 
 // New uses a client (Close leaves it open) and loads the function library.
+// The client must not retry commands (MaxRetries -1): a commit retried
+// after its first answer was lost would find its own writes and be
+// reported as a conflict, and the caller would apply it again.
 func New(ctx context.Context, c redis.UniversalClient, name string) (*DB, error) {
 	if name == "" {
 		return nil, errors.New("rediskv: empty store name")
+	}
+	var retries int
+	switch c := c.(type) {
+	case *redis.Client:
+		retries = c.Options().MaxRetries
+	case *redis.ClusterClient:
+		retries = c.Options().MaxRetries
+	default:
+		return nil, fmt.Errorf("rediskv: a %T, whose retries cannot be checked", c)
+	}
+	if retries > 0 {
+		return nil, errors.New("rediskv: the client retries commands (set MaxRetries to -1)")
 	}
 	if err := c.FunctionLoadReplace(ctx, library).Err(); err != nil {
 		return nil, fmt.Errorf("rediskv: loading the function library: %w", err)
@@ -306,7 +322,10 @@ func (t *tx) end(ferr error, commit bool) error {
 		}
 	}
 	n, err := call(t.ctx, fnName, keys, args...).Int()
+	var reply redis.Error
 	switch {
+	case err != nil && ferr == nil && write && !errors.As(err, &reply):
+		return fmt.Errorf("%w: %w", kv.ErrUnknown, err)
 	case err != nil && ferr == nil:
 		return fmt.Errorf("rediskv: commit: %w", err)
 	case err == nil && n == 0:

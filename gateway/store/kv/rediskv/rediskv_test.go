@@ -2,6 +2,7 @@ package rediskv_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -66,11 +67,11 @@ func TestNoPartialCommit(t *testing.T) {
 		}
 		return tx.Put("second", []byte("k"), []byte("v"))
 	})
-	if err == nil || !strings.Contains(err.Error(), "not a zset") {
-		t.Fatalf("Update returned %v", err)
-	}
 	if n, err := c.Exists(ctx, "{p}:h:first", "{p}:z:first", "{p}:h:second", "{p}:rev").Result(); err != nil || n != 0 {
 		t.Errorf("a refused update wrote %d keys (%v)", n, err)
+	}
+	if err == nil || !strings.Contains(err.Error(), "not a zset") {
+		t.Errorf("Update returned %v", err)
 	}
 }
 
@@ -96,6 +97,58 @@ func TestFunctionLoaded(t *testing.T) {
 	libs, err := c.FunctionList(ctx, redis.FunctionListQuery{}).Result()
 	if err != nil || len(libs) != 1 || libs[0].Name != "xkv1" {
 		t.Errorf("function libraries: %+v %v", libs, err)
+	}
+}
+
+// A commit whose answer is lost is ErrUnknown, never ErrConflict (a
+// retried commit would find its own writes), and reading back tells.
+func TestLostAnswer(t *testing.T) {
+	srv, err := redistest.StartServer(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Kill() })
+	proxy := redistest.NewProxy(t, srv.Addr())
+	db := open(t, proxy.URL(), "lost")
+	defer db.Close()
+	for _, c := range []struct {
+		key     string
+		cut     func(marker []byte, then func()) <-chan struct{}
+		applied bool
+	}{
+		{"reply-lost", proxy.CutReply, true},
+		{"request-lost", proxy.CutRequest, false},
+	} {
+		done := c.cut([]byte("xkv1_apply"), nil)
+		err := db.Update(ctx, func(tx kv.Tx) error {
+			if _, _, err := tx.Get("a", []byte(c.key)); err != nil {
+				return err
+			}
+			return tx.Put("a", []byte(c.key), []byte("v"))
+		})
+		<-done
+		if !errors.Is(err, kv.ErrUnknown) {
+			t.Errorf("%s: Update returned %v, want kv.ErrUnknown", c.key, err)
+		}
+		var ok bool
+		if err := db.View(ctx, func(r kv.Reader) (err error) {
+			_, ok, err = r.Get("a", []byte(c.key))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if ok != c.applied {
+			t.Errorf("%s: read back %v, want %v", c.key, ok, c.applied)
+		}
+	}
+}
+
+// A client that retries commands is refused.
+func TestRetryingClientRefused(t *testing.T) {
+	c := redis.NewClient(&redis.Options{Addr: strings.TrimSuffix(strings.TrimPrefix(redistest.Start(t), "redis://"), "/0")})
+	defer c.Close()
+	if _, err := rediskv.New(ctx, c, "r"); err == nil {
+		t.Error("a client with go-redis's default retries was accepted")
 	}
 }
 
