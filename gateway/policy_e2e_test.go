@@ -112,6 +112,9 @@ func TestComplianceAPI(t *testing.T) {
 // flowing on the last good version; a good edit is swapped in.
 func TestPolicyHotReload(t *testing.T) {
 	t.Parallel()
+	if testing.Short() {
+		t.Skip("compiles and tests the policy three times under a running gateway")
+	}
 	dir := copyPolicies(t)
 	env := gatewaytest.Start(t, func(c *config.Config) {
 		c.Policies = dir

@@ -32,6 +32,9 @@ func TestBenchUsage(t *testing.T) {
 // TestBenchStartsGateway runs a short bench against the gateway it starts
 // itself and checks the report's keys (never its timings).
 func TestBenchStartsGateway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the bench against a gateway it starts")
+	}
 	// The gateway bench starts inherits the environment: a generous
 	// decision deadline, so that its start-up scenarios pass on a loaded machine.
 	t.Setenv("XBORDER_POLICY_TIMEOUT", gatewaytest.TestPolicyTimeout.String())

@@ -623,8 +623,8 @@ type fsys struct {
 // tuneMemory runs once the gateway is built. Its start-up (compiling the
 // policy, running its tests and scenarios) leaves garbage that is returned
 // to the system now rather than carried as the heap's baseline. Unless
-// GOGC is set, the collector runs at 200 % instead of 100 %: about 15 % less
-// CPU a message for a few MiB more heap (README "Performance").
+// GOGC is set, the collector runs at 200 % instead of 100 %: less CPU a
+// message for a little more heap (figures: README "Performance").
 func tuneMemory() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(200)

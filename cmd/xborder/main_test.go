@@ -238,6 +238,9 @@ func runScript(t *testing.T, dir string, env []string, script string, wantExit i
 // recipient's inbox after a restart.
 func TestKill9LosesNothing(t *testing.T) {
 	t.Parallel()
+	if testing.Short() {
+		t.Skip("a crash test: kills the built binary with SIGKILL and restarts it")
+	}
 	dir := t.TempDir()
 	if code := run([]string{"pki", "init", "--dir", filepath.Join(dir, "pki")}, &bytes.Buffer{}, os.Stderr); code != 0 {
 		t.Fatalf("pki init exit %d", code)
@@ -315,6 +318,9 @@ func TestKill9LosesNothing(t *testing.T) {
 
 func TestPolicyCommands(t *testing.T) {
 	t.Parallel()
+	if testing.Short() {
+		t.Skip("runs the policy's whole test suite (gateway/policy's TestBundleTest runs it under -short)")
+	}
 	var out bytes.Buffer
 	if code := run([]string{"policy", "test"}, &out, &out); code != 0 {
 		t.Fatalf("policy test exit %d:\n%s", code, out.String())
@@ -401,6 +407,9 @@ func TestCIRunMatchesReadme(t *testing.T) {
 	testCmd := strings.TrimSpace(shellBlock(t, string(readme), "## Two commands", 1))
 	if testCmd != "go test ./..." {
 		t.Fatalf("README's test command is %q", testCmd)
+	}
+	if inner := strings.TrimSpace(shellBlock(t, string(readme), "## Two commands", 2)); inner != "go test -short ./..." {
+		t.Errorf("README's inner loop is %q, want %q", inner, "go test -short ./...")
 	}
 	var ran bool
 	for _, l := range strings.Split(string(ci), "\n") {

@@ -40,6 +40,9 @@ func copyPolicies(t *testing.T, dir string) string {
 // test and eval judge that copy, not the one compiled into the binary, and
 // say so on stderr; elsewhere they say they use the embedded copy.
 func TestPolicyTestUsesTheWorkingCopy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the policy's whole test suite twice")
+	}
 	dir := t.TempDir()
 	pol := copyPolicies(t, dir)
 	data := filepath.Join(pol, "data.json")
@@ -69,6 +72,9 @@ func TestPolicyTestUsesTheWorkingCopy(t *testing.T) {
 
 func TestPolicyImpact(t *testing.T) {
 	t.Parallel()
+	if testing.Short() {
+		t.Skip("compares 300 generated inputs and every scenario under the live and a candidate policy")
+	}
 	dir := t.TempDir()
 	cand := copyPolicies(t, dir)
 	data := filepath.Join(cand, "data.json")

@@ -71,6 +71,9 @@ func chromiumPath() string {
 // the test fails (and are removed when it passes).
 func TestConsoleInBrowser(t *testing.T) {
 	t.Parallel()
+	if testing.Short() {
+		t.Skip("drives chromium through every page of the console")
+	}
 	chromium := chromiumPath()
 	if _, err := os.Stat(chromium); err != nil {
 		t.Skipf("no chromium at %s (apt-get install chromium): %v", chromium, err)

@@ -34,10 +34,11 @@ import (
 // an oracle written from DOMAIN.md and the policy data alone
 // (gateway/policy/oracle), never from the Rego or the redactor, judges
 // every leaf the recipient can read. It runs in `go test ./...` with a
-// fixed seed; -property.n and -property.seed run more, or another draw.
+// fixed seed, at 20,000 messages (1,000 under -short, the inner loop);
+// -property.n and -property.seed run more, or another draw.
 
 var (
-	propertyN    = flag.Int("property.n", 20000, "generated messages the minimisation property suite runs")
+	propertyN    = flag.Int("property.n", 0, "generated messages the minimisation property suite runs (0: 20,000, or 1,000 under -short)")
 	propertySeed = flag.Int64("property.seed", 20261201, "seed of the minimisation property suite")
 )
 
@@ -219,6 +220,13 @@ func (r *rig) open(recipient string, d store.Delivery) (*wire.DeliveryPayload, e
 func TestMinimisationProperty(t *testing.T) {
 	t.Parallel()
 	n := *propertyN
+	switch {
+	case n > 0:
+	case testing.Short():
+		n = 1000
+	default:
+		n = 20000
+	}
 	r := newRig(t, nil)
 	workers := runtime.GOMAXPROCS(0)
 	type tally struct {
@@ -306,8 +314,11 @@ func TestDecisionLogCarriesNoMessageContent(t *testing.T) {
 	var logs bytes.Buffer
 	r := newRig(t, &logs)
 	g := synth.New(*propertySeed+1000, r.spec, nil, synth.Options{})
-	checked := 0
-	for range 1500 {
+	checked, n := 0, 1500
+	if testing.Short() {
+		n = 300 // the inner loop: a fifth of the draw
+	}
+	for range n {
 		c := g.Next()
 		logs.Reset()
 		if _, err := r.walk(context.Background(), c); err != nil {
@@ -345,7 +356,7 @@ func TestDecisionLogCarriesNoMessageContent(t *testing.T) {
 			}
 		}
 	}
-	if checked < 500 {
+	if checked < n/3 {
 		t.Fatalf("only %d decisions were logged", checked)
 	}
 }

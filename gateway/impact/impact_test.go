@@ -57,6 +57,9 @@ var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 
 func TestSameCandidateChangesNothing(t *testing.T) {
 	t.Parallel()
+	if testing.Short() {
+		t.Skip("compares 500 generated decisions and every scenario under one policy twice")
+	}
 	b := mustLive(t)
 	g, err := impact.Synth(1, b, impact.DemoParties(), now)
 	if err != nil {
@@ -81,6 +84,9 @@ func TestSameCandidateChangesNothing(t *testing.T) {
 // time of the conduct for R7).
 func TestAdult21(t *testing.T) {
 	t.Parallel()
+	if testing.Short() {
+		t.Skip("compares 1,000 generated decisions under the live and a candidate policy")
+	}
 	const n = 1000
 	b, cand := mustLive(t), adult21(t)
 	g, _ := impact.Synth(7, b, impact.DemoParties(), now)

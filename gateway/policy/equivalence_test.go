@@ -44,6 +44,9 @@ var equivalenceN = flag.Int("equivalence", 1000, "generated inputs TestFastPathE
 // generated inputs (gateway/policy/synth), some of them at decision times
 // that are odd, at the edges of agreements and leap days, or invalid.
 func TestFastPathEquivalence(t *testing.T) {
+	if testing.Short() {
+		t.Skip("decides 1,000 generated inputs and every scenario on both evaluation paths")
+	}
 	ctx := context.Background()
 	ref := newReference(t)
 	// A deadline no loaded machine misses: the test compares decisions.

@@ -23,9 +23,9 @@ import (
 //
 // (The pool used to hand a decision over only when an evaluator was idle,
 // and otherwise evaluate in the caller. Under load no evaluator is idle:
-// at 500 msg/s the gateway spent 5-6 % of its CPU growing stacks, and with
-// 64 requests in flight 64 evaluations shared two processors, so that one
-// decision in some 50,000 missed its deadline and was denied.)
+// callers grew their stacks for every evaluation, and every request in
+// flight evaluated at once on the same processors, so that decisions
+// missed their deadline and were denied.)
 
 // evaluators is shared by every bundle of the process: the goroutines hold no
 // state of their own, only their grown stacks.

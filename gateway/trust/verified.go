@@ -10,7 +10,7 @@ import (
 
 // verifiedCache remembers the client certificate chains a registry has
 // verified, so that a connection's every request does not redo the chain's
-// signature checks (≈ 0.1–0.2 ms each). A registry is immutable once built:
+// signature checks. A registry is immutable once built:
 // a reload makes a new registry with an empty cache, so a suspension, a
 // removed CA or a new pin applies to the next request. A hit is honoured only
 // inside the verified chain's validity window, and only successes are kept.

@@ -95,6 +95,9 @@ func read(t *testing.T, path string, off int64, n int) []byte {
 // says what to do — not a panic (bbolt panics on these, some in goroutines
 // of its own where nothing can recover) — and Check finds it too.
 func TestOpenDamaged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a crash test: damages pages of store files and opens each")
+	}
 	cases := []struct {
 		name   string
 		damage func(t *testing.T, path string)

@@ -218,6 +218,9 @@ func deliveries(id string) []store.Delivery {
 // A stopped server makes every call fail with ErrUnavailable; once it is back
 // on the same port and data, the same client works again and nothing is lost.
 func TestOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stops redis-server and starts it again")
+	}
 	ctx := context.Background()
 	srv, err := redistest.StartServer(t.TempDir())
 	if err != nil {

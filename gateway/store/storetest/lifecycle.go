@@ -656,6 +656,9 @@ func cmpString(a, b string) int {
 // purged (and forgotten: their exp passed long before), in purge-time
 // order.
 func testPurgeBacklog(t *testing.T, open Opener) {
+	if testing.Short() {
+		t.Skip("accepts 600 messages and purges the backlog")
+	}
 	ctx := context.Background()
 	s := openStore(t, open)
 	const n = 600

@@ -103,6 +103,9 @@ func Run(t *testing.T, open Opener, opts Options) {
 		})
 	}
 	t.Run("PingWrites", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("waits for the write probe to fail, then to pass again")
+		}
 		if opts.Fault == nil {
 			t.Skip("the backend injects no fault")
 		}
@@ -121,6 +124,9 @@ func Run(t *testing.T, open Opener, opts Options) {
 		testPurgeLeavesNoPayload(t, open, opts.RawContains)
 	})
 	t.Run("BoundedByWhatIsDue", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("accepts and purges 2,000 messages (XBORDER_STORE_GROWTH)")
+		}
 		if opts.Footprint == nil {
 			t.Skip("the backend measures no footprint")
 		}

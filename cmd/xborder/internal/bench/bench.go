@@ -591,9 +591,8 @@ func measureFloor(o Options, envs []sealed, results []result) (float64, error) {
 
 // floorPasses: a floor is measured in passes over the first messages, and
 // the median pass is the figure. On cores shared with other tenants one
-// pass can meet a burst of steal or a neighbour's cache: a floor measured
-// once varied by a third between runs (1.56-2.14 ms of decisions per
-// accepted message), and the work floor ratio with it.
+// pass can meet a burst of steal or a neighbour's cache, and a floor
+// measured once moved the work floor ratio with it.
 const floorPasses = 3
 
 // medianOfPasses runs pass floorPasses times on the first n/floorPasses

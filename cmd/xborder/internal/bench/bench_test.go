@@ -3,10 +3,10 @@ package bench_test
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,6 +19,9 @@ import (
 // report's accounting (never its timings). XBORDER_BENCH_DURATION and
 // XBORDER_BENCH_RATE make it a longer run, e.g. under -cpuprofile.
 func TestRunInProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("drives an in-process gateway for 2 s")
+	}
 	env := gatewaytest.Start(t, func(c *config.Config) { c.LogLevel = "warn" })
 	dur, rate := 2*time.Second, 50
 	if v := os.Getenv("XBORDER_BENCH_DURATION"); v != "" {
@@ -60,11 +63,14 @@ func TestProcCPUAndRSS(t *testing.T) {
 	}
 }
 
+// The lookup needs a listening socket of this process, not a gateway.
 func TestPIDByPort(t *testing.T) {
-	env := gatewaytest.Start(t)
-	_, port, _ := strings.Cut(env.Gateway.Addr(), ":")
-	p, _ := strconv.Atoi(port)
-	pid, err := bench.PIDByPort(p)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	pid, err := bench.PIDByPort(l.Addr().(*net.TCPAddr).Port)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,335 @@
+// Package rediskv is the kv contract over Redis (7.0 or later) through
+// go-redis. A bucket is a hash of "version:value" per key and a sorted set
+// of its keys for ordered scans (ZRANGEBYLEX); a version is the revision of
+// the commit that wrote the key. A transaction reads with plain commands,
+// buffers its writes, and commits them with one call of a generic Redis
+// function (apply.lua: guards, then writes), loaded with FUNCTION LOAD
+// REPLACE: functions are replicated and persisted, so a new primary has
+// it after a failover.
+//
+// Every key of a store shares one hash tag ({name}), so that a store
+// lives in one Redis Cluster slot.
+package rediskv
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/xborder/xborder/gateway/store/kv"
+)
+
+//go:embed apply.lua
+var library string
+
+const (
+	fnApply = "xkv1_apply"
+	fnCheck = "xkv1_check"
+)
+
+// page is how many keys a scan reads per round trip.
+const page = 256
+
+// DB is a kv.DB on a Redis database.
+type DB struct {
+	c     redis.UniversalClient
+	name  string
+	owned bool
+}
+
+var _ kv.DB = (*DB)(nil)
+
+// Open connects to url (redis://host:port/db) and loads the function
+// library; Close closes the connection. name is the store's namespace.
+func Open(ctx context.Context, url, name string) (*DB, error) {
+	o, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	o.MaxRetries = -1
+	c := redis.NewClient(o)
+	d, err := New(ctx, c, name)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	d.owned = true
+	return d, nil
+}
+
+// New uses a client (Close leaves it open) and loads the function library.
+// The client must not retry commands (MaxRetries -1): a commit retried
+// after its first answer was lost would find its own writes and be
+// reported as a conflict, and the caller would apply it again.
+func New(ctx context.Context, c redis.UniversalClient, name string) (*DB, error) {
+	if name == "" {
+		return nil, errors.New("rediskv: empty store name")
+	}
+	var retries int
+	switch c := c.(type) {
+	case *redis.Client:
+		retries = c.Options().MaxRetries
+	case *redis.ClusterClient:
+		retries = c.Options().MaxRetries
+	default:
+		return nil, fmt.Errorf("rediskv: a %T, whose retries cannot be checked", c)
+	}
+	if retries > 0 {
+		return nil, errors.New("rediskv: the client retries commands (set MaxRetries to -1)")
+	}
+	if err := c.FunctionLoadReplace(ctx, library).Err(); err != nil {
+		return nil, fmt.Errorf("rediskv: loading the function library: %w", err)
+	}
+	return &DB{c: c, name: name}, nil
+}
+
+// Close closes the client if Open made it.
+func (d *DB) Close() error {
+	if d.owned {
+		return d.c.Close()
+	}
+	return nil
+}
+
+func (d *DB) hash(bucket string) string { return "{" + d.name + "}:h:" + bucket }
+func (d *DB) zset(bucket string) string { return "{" + d.name + "}:z:" + bucket }
+
+// View runs fn; if fn read with more than one round trip, the versions it
+// saw are checked afterwards (Redis has no snapshot to read from).
+func (d *DB) View(ctx context.Context, fn func(kv.Reader) error) error {
+	t := d.begin(ctx)
+	err := fn(t)
+	return t.end(err, false)
+}
+
+// Update runs fn and commits its writes with one call of the apply
+// function, if every key fn read still has the version fn saw.
+func (d *DB) Update(ctx context.Context, fn func(kv.Tx) error) error {
+	t := d.begin(ctx)
+	err := fn(t)
+	return t.end(err, true)
+}
+
+type ref struct{ bucket, key string }
+
+type write struct {
+	del   bool
+	value []byte
+}
+
+type tx struct {
+	d        *DB
+	ctx      context.Context
+	guards   map[ref]string // the version read ("" for absent)
+	writes   map[ref]write
+	reads    int // round trips that returned values
+	scanning map[string]int
+}
+
+func (d *DB) begin(ctx context.Context) *tx {
+	return &tx{d: d, ctx: ctx, guards: map[ref]string{}, writes: map[ref]write{}}
+}
+
+// guard records a key read at version v. A key seen at two versions in
+// one transaction is a conflict at once.
+func (t *tx) guard(r ref, v string) error {
+	if old, ok := t.guards[r]; ok && old != v {
+		return kv.ErrConflict
+	}
+	t.guards[r] = v
+	return nil
+}
+
+// split cuts a stored "version:value".
+func split(s string) (version string, value []byte, err error) {
+	i := strings.IndexByte(s[:min(len(s), 21)], ':')
+	if i < 0 {
+		return "", nil, errors.New("rediskv: a stored value without its version")
+	}
+	return s[:i], []byte(s[i+1:]), nil
+}
+
+func (t *tx) Get(bucket string, key []byte) ([]byte, bool, error) {
+	if err := kv.Check(bucket, key); err != nil {
+		return nil, false, err
+	}
+	r := ref{bucket, string(key)}
+	if w, ok := t.writes[r]; ok {
+		return w.value, !w.del, nil
+	}
+	s, err := t.d.c.HGet(t.ctx, t.d.hash(bucket), r.key).Result()
+	if err == redis.Nil {
+		t.reads++
+		return nil, false, t.guard(r, "")
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	t.reads++
+	v, value, err := split(s)
+	if err != nil {
+		return nil, false, err
+	}
+	return value, true, t.guard(r, v)
+}
+
+func (t *tx) Scan(bucket string, from, to []byte, fn func(k, v []byte) error) error {
+	if err := kv.CheckBucket(bucket); err != nil {
+		return err
+	}
+	if t.scanning == nil {
+		t.scanning = map[string]int{}
+	}
+	t.scanning[bucket]++
+	defer func() { t.scanning[bucket]-- }()
+	// The transaction's own writes in the range, merged in key order.
+	var mine []string
+	for r := range t.writes {
+		if r.bucket == bucket && (from == nil || r.key >= string(from)) && (to == nil || r.key < string(to)) {
+			mine = append(mine, r.key)
+		}
+	}
+	slices.Sort(mine)
+	emitMine := func(k string) error {
+		if w := t.writes[ref{bucket, k}]; !w.del {
+			return fn([]byte(k), w.value)
+		}
+		return nil
+	}
+	lo, hi := "-", "+"
+	if from != nil {
+		lo = "[" + string(from)
+	}
+	if to != nil {
+		hi = "(" + string(to)
+	}
+	for {
+		keys, err := t.d.c.ZRangeByLex(t.ctx, t.d.zset(bucket), &redis.ZRangeBy{Min: lo, Max: hi, Count: page}).Result()
+		if err != nil || len(keys) == 0 {
+			return stop(err)
+		}
+		vals, err := t.d.c.HMGet(t.ctx, t.d.hash(bucket), keys...).Result()
+		if err != nil {
+			return err
+		}
+		t.reads++
+		for i, k := range keys {
+			for ; len(mine) > 0 && mine[0] < k; mine = mine[1:] {
+				if err := emitMine(mine[0]); err != nil {
+					return stop(err)
+				}
+			}
+			if len(mine) > 0 && mine[0] == k {
+				if err := emitMine(k); err != nil {
+					return stop(err)
+				}
+				mine = mine[1:]
+				continue
+			}
+			s, ok := vals[i].(string)
+			if !ok {
+				continue // deleted since the range was read
+			}
+			v, value, err := split(s)
+			if err != nil {
+				return err
+			}
+			if err := t.guard(ref{bucket, k}, v); err != nil {
+				return err
+			}
+			if err := fn([]byte(k), value); err != nil {
+				return stop(err)
+			}
+		}
+		if len(keys) < page {
+			break
+		}
+		lo = "(" + keys[len(keys)-1]
+	}
+	for _, k := range mine {
+		if err := emitMine(k); err != nil {
+			return stop(err)
+		}
+	}
+	return nil
+}
+
+func stop(err error) error {
+	if err == kv.Stop {
+		return nil
+	}
+	return err
+}
+
+func (t *tx) Put(bucket string, key, value []byte) error {
+	return t.set(bucket, key, write{value: append([]byte{}, value...)})
+}
+
+func (t *tx) Delete(bucket string, key []byte) error {
+	return t.set(bucket, key, write{del: true})
+}
+
+func (t *tx) set(bucket string, key []byte, w write) error {
+	if err := kv.Check(bucket, key); err != nil {
+		return err
+	}
+	if t.scanning[bucket] > 0 {
+		return kv.ErrScanWrite
+	}
+	t.writes[ref{bucket, string(key)}] = w
+	return nil
+}
+
+// end commits (or checks) the transaction after fn returned ferr.
+func (t *tx) end(ferr error, commit bool) error {
+	if errors.Is(ferr, kv.ErrConflict) {
+		return kv.ErrConflict
+	}
+	write := commit && ferr == nil && len(t.writes) > 0
+	if !write && t.reads <= 1 {
+		return ferr // one read is consistent with itself
+	}
+	keys := []string{"{" + t.d.name + "}:rev"}
+	index := map[string]int{}
+	bucket := func(b string) int {
+		i, ok := index[b]
+		if !ok {
+			i = len(index) + 1
+			index[b] = i
+			keys = append(keys, t.d.hash(b), t.d.zset(b))
+		}
+		return i
+	}
+	args := make([]any, 0, 1+3*len(t.guards)+4*len(t.writes))
+	args = append(args, len(t.guards))
+	for r, v := range t.guards {
+		args = append(args, bucket(r.bucket), r.key, v)
+	}
+	fnName, call := fnCheck, t.d.c.FCallRO
+	if write {
+		fnName, call = fnApply, t.d.c.FCall
+		for r, w := range t.writes {
+			op := "p"
+			if w.del {
+				op = "d"
+			}
+			args = append(args, op, bucket(r.bucket), r.key, w.value)
+		}
+	}
+	n, err := call(t.ctx, fnName, keys, args...).Int()
+	var reply redis.Error
+	switch {
+	case err != nil && ferr == nil && write && !errors.As(err, &reply):
+		return fmt.Errorf("%w: %w", kv.ErrUnknown, err)
+	case err != nil && ferr == nil:
+		return fmt.Errorf("rediskv: commit: %w", err)
+	case err == nil && n == 0:
+		return kv.ErrConflict
+	}
+	return ferr
+}

@@ -1,0 +1,159 @@
+package rediskv_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/xborder/xborder/gateway/store/kv"
+	"github.com/xborder/xborder/gateway/store/kv/kvtest"
+	"github.com/xborder/xborder/gateway/store/kv/rediskv"
+	"github.com/xborder/xborder/gateway/store/redistest"
+)
+
+var ctx = context.Background()
+
+func open(t testing.TB, url, name string) *rediskv.DB {
+	t.Helper()
+	db, err := rediskv.Open(ctx, url, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// One server for the suite; each test its own namespace.
+func TestContract(t *testing.T) {
+	url := redistest.Start(t)
+	var n atomic.Int32
+	kvtest.Run(t, func(t *testing.T) kv.DB {
+		return open(t, url, fmt.Sprint("s", n.Add(1)))
+	}, kvtest.Options{})
+}
+
+func TestTwoProcesses(t *testing.T) {
+	if kvtest.IsChild() {
+		db := open(t, os.Getenv("REDISKV_URL"), "two")
+		defer db.Close()
+		kvtest.Child(t, db)
+		return
+	}
+	url := redistest.Start(t)
+	db := open(t, url, "two")
+	defer db.Close()
+	kvtest.TwoProcesses(t, db, "REDISKV_URL="+url)
+}
+
+// A write the apply function cannot make (a bucket's key holds another
+// type) is refused before its first write: nothing of the update lands.
+func TestNoPartialCommit(t *testing.T) {
+	url := redistest.Start(t)
+	db := open(t, url, "p")
+	defer db.Close()
+	c := redis.NewClient(&redis.Options{Addr: strings.TrimSuffix(strings.TrimPrefix(url, "redis://"), "/0")})
+	defer c.Close()
+	if err := c.Set(ctx, "{p}:z:second", "not a sorted set", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	err := db.Update(ctx, func(tx kv.Tx) error {
+		if err := tx.Put("first", []byte("k"), []byte("v")); err != nil {
+			return err
+		}
+		return tx.Put("second", []byte("k"), []byte("v"))
+	})
+	if n, err := c.Exists(ctx, "{p}:h:first", "{p}:z:first", "{p}:h:second", "{p}:rev").Result(); err != nil || n != 0 {
+		t.Errorf("a refused update wrote %d keys (%v)", n, err)
+	}
+	if err == nil || !strings.Contains(err.Error(), "not a zset") {
+		t.Errorf("Update returned %v", err)
+	}
+}
+
+// The library is a function (replicated, persisted), loaded again by
+// every Open; a server that lost it gets it back.
+func TestFunctionLoaded(t *testing.T) {
+	url := redistest.Start(t)
+	db := open(t, url, "f")
+	c := redis.NewClient(&redis.Options{Addr: strings.TrimSuffix(strings.TrimPrefix(url, "redis://"), "/0")})
+	defer c.Close()
+	if err := c.FunctionFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(ctx, func(tx kv.Tx) error { return tx.Put("a", []byte("k"), nil) }); err == nil {
+		t.Fatal("a commit without the function succeeded")
+	}
+	db.Close()
+	db = open(t, url, "f")
+	defer db.Close()
+	if err := db.Update(ctx, func(tx kv.Tx) error { return tx.Put("a", []byte("k"), nil) }); err != nil {
+		t.Fatal(err)
+	}
+	libs, err := c.FunctionList(ctx, redis.FunctionListQuery{}).Result()
+	if err != nil || len(libs) != 1 || libs[0].Name != "xkv1" {
+		t.Errorf("function libraries: %+v %v", libs, err)
+	}
+}
+
+// A commit whose answer is lost is ErrUnknown, never ErrConflict (a
+// retried commit would find its own writes), and reading back tells.
+func TestLostAnswer(t *testing.T) {
+	srv, err := redistest.StartServer(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Kill() })
+	proxy := redistest.NewProxy(t, srv.Addr())
+	db := open(t, proxy.URL(), "lost")
+	defer db.Close()
+	for _, c := range []struct {
+		key     string
+		cut     func(marker []byte, then func()) <-chan struct{}
+		applied bool
+	}{
+		{"reply-lost", proxy.CutReply, true},
+		{"request-lost", proxy.CutRequest, false},
+	} {
+		done := c.cut([]byte("xkv1_apply"), nil)
+		err := db.Update(ctx, func(tx kv.Tx) error {
+			if _, _, err := tx.Get("a", []byte(c.key)); err != nil {
+				return err
+			}
+			return tx.Put("a", []byte(c.key), []byte("v"))
+		})
+		<-done
+		if !errors.Is(err, kv.ErrUnknown) {
+			t.Errorf("%s: Update returned %v, want kv.ErrUnknown", c.key, err)
+		}
+		var ok bool
+		if err := db.View(ctx, func(r kv.Reader) (err error) {
+			_, ok, err = r.Get("a", []byte(c.key))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if ok != c.applied {
+			t.Errorf("%s: read back %v, want %v", c.key, ok, c.applied)
+		}
+	}
+}
+
+// A client that retries commands is refused.
+func TestRetryingClientRefused(t *testing.T) {
+	c := redis.NewClient(&redis.Options{Addr: strings.TrimSuffix(strings.TrimPrefix(redistest.Start(t), "redis://"), "/0")})
+	defer c.Close()
+	if _, err := rediskv.New(ctx, c, "r"); err == nil {
+		t.Error("a client with go-redis's default retries was accepted")
+	}
+}
+
+func BenchmarkUpdate(b *testing.B) {
+	db := open(b, redistest.Start(b), "bench")
+	defer db.Close()
+	kvtest.BenchUpdate(b, db)
+}
