@@ -54,7 +54,8 @@ func TestNoPathCleaningRedirects(t *testing.T) {
 	}
 }
 
-// A subject report names its subject in the body, never in the URL, and
+// A subject report names its subject in the body (PROTOCOL's GET ?ref=
+// stays for clients written from it), and
 // a participant gets a bounded number of them per window (429
 // problem+json, code rate_limited), over the API and the console alike.
 func TestSubjectReportInTheBodyAndLimited(t *testing.T) {
@@ -62,9 +63,9 @@ func TestSubjectReportInTheBodyAndLimited(t *testing.T) {
 	env := gatewaytest.Start(t)
 	officer := env.Client("UN-UNOCT")
 	const ref = "S-CANARY-URL"
-	if r, _ := officer.Do(ctx, http.MethodGet, "/v1/audit/subject?ref="+ref, "", nil); r.Status != http.StatusMethodNotAllowed ||
-		r.Problem().Code != "method_not_allowed" {
-		t.Errorf("GET with ?ref=: %d %s", r.Status, r.Body)
+	// PROTOCOL §5's GET ?ref= is answered, and counts against the quota.
+	if r, _ := officer.Do(ctx, http.MethodGet, "/v1/audit/subject?ref="+ref, "", nil); r.Status != http.StatusOK {
+		t.Errorf("GET with ?ref= (PROTOCOL §5): %d %s", r.Status, r.Body)
 	}
 	if r, _ := officer.Do(ctx, http.MethodPost, "/v1/audit/subject?ref="+ref, "application/json", nil); r.Status != http.StatusBadRequest ||
 		r.Problem().Code != "bad_request" {
@@ -80,7 +81,7 @@ func TestSubjectReportInTheBodyAndLimited(t *testing.T) {
 		[]byte("csrf="+token+"&ref="+ref)); r.Status != http.StatusOK || !bytes.Contains(r.Body, []byte(`id="subject-report"`)) {
 		t.Errorf("console subject report: %d", r.Status)
 	}
-	taken := 2 // the refused POST and the console's report counted
+	taken := 3 // the GET, the refused POST and the console's report counted
 	for range gateway.SubjectReports.Limit * 2 {
 		r, _ := officer.Do(ctx, http.MethodPost, "/v1/audit/subject", "application/json", []byte(`{"ref":"`+ref+`"}`))
 		if r.Status == http.StatusTooManyRequests {

@@ -108,6 +108,11 @@ func New(o Options) (http.Handler, error) {
 	v1.POST("/policy/evaluate", h.compliance, h.policyEvaluate)
 	v1.GET("/policy/shadow", h.compliance, h.policyShadow)
 	v1.POST("/audit/subject", h.compliance, h.subject)
+	// PROTOCOL §5 (revision 2) names GET with ?ref=, and clients are
+	// written from it: it stays, under the same quota. POST keeps the
+	// reference out of URLs (proxies and access logs keep those) and is
+	// what our own tools use.
+	v1.GET("/audit/subject", h.compliance, h.subject)
 	return r, nil
 }
 
@@ -279,13 +284,19 @@ func (h *handlers) subject(c *gin.Context) {
 	var req struct {
 		Ref string `json:"ref"`
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, 4<<10))
-	if err == nil {
-		err = json.Unmarshal(body, &req)
+	var err error
+	if c.Request.Method == http.MethodGet {
+		req.Ref = c.Query("ref")
+	} else {
+		var body []byte
+		body, err = io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, 4<<10))
+		if err == nil {
+			err = json.Unmarshal(body, &req)
+		}
 	}
 	ref := req.Ref
 	if err != nil || ref == "" || len(ref) > 200 || h.o.Subject == nil {
-		writeProblem(c, h.log, problem(CodeBadRequest, `the body must be {"ref": "<subject reference>"} (at most 200 characters)`), nil)
+		writeProblem(c, h.log, problem(CodeBadRequest, `the reference is missing or too long: POST {"ref": "<subject reference>"} (or GET ?ref=), at most 200 characters`), nil)
 		return
 	}
 	out, err := h.o.Subject(c.Request.Context(), ref)
