@@ -13,12 +13,20 @@ import (
 	boltstore "github.com/xborder/xborder/gateway/store/bolt"
 )
 
-// checkStore reads the whole store once at start, as `xborder store
-// check` does (every page and record), so that a damaged store is said
+// checkStore reads the whole embedded store once at start, as `xborder
+// store check` does (every page and record), so that a damaged store is said
 // before anything is served. A damaged store is refused unless
 // serve_damaged_store asks to serve what can still be read; then the log,
 // /readyz (store_check: degraded) and xborder_store_damaged say so.
+//
+// Only the embedded store: its file is this process's alone while it runs.
+// A shared Redis changes under the check while other replicas serve (a
+// delivery acknowledged between reading its queue and its record), which
+// the check, made for a stopped gateway, would take for damage.
 func (g *Gateway) checkStore(ctx context.Context) error {
+	if kind, _ := g.cfg.StoreKind(); kind != "bolt" {
+		return nil
+	}
 	ck, ok := g.Store.(interface {
 		Check(context.Context, io.Writer) error
 	})

@@ -22,7 +22,7 @@ var docs = map[string]string{
 	"policies":              "Folder of Rego modules, their tests, `data.json` and `scenarios/`.",
 	"store":                 "`bolt:PATH` (embedded, one process) or `redis://host:port/db` (shared by replicas).",
 	"min_free":              "Free space, in bytes, the embedded store wants on the disk of its file to be ready (`/readyz` and the log say how much is free when it is not); `0`: no check. Not used on Redis.",
-	"serve_damaged_store":   "Start on a store that the start-up check (`xborder store check`'s reading of every page and record) finds damaged, serving what can still be read; `/readyz` (`store_check: degraded`), the log and `xborder_store_damaged` say so. `false`: refuse to start, naming the first problem.",
+	"serve_damaged_store":   "Start on an embedded store that the start-up check (`xborder store check`'s reading of every page and record) finds damaged, serving what can still be read; `/readyz` (`store_check: degraded`), the log and `xborder_store_damaged` say so. `false`: refuse to start, naming the first problem.",
 	"redis_require_durable": "Refuse to start on a Redis without `appendonly yes` and `appendfsync always` (the durability a 202 relies on). `false` only for tests and throwaway setups.",
 	"body_limit":            "Largest request body accepted, in bytes (1 KiB to 64 MiB).",
 	"inbox_visibility":      "How long a fetched inbox delivery stays hidden before it is offered again (at least 1s).",
