@@ -45,7 +45,8 @@ func devSetup(cfg config.Config, log *slog.Logger) error {
 	return nil
 }
 
-// opsToken reads the operator token, if one is configured.
+// opsToken reads the operator token, if one is configured (its mode was
+// checked by preflight).
 func opsToken(cfg config.Config, log *slog.Logger) ([]byte, error) {
 	if cfg.OpsTokenFile == "" {
 		log.Warn("no ops_token_file: the operator listener refuses dead letters, audit export and subject reports")
@@ -54,10 +55,6 @@ func opsToken(cfg config.Config, log *slog.Logger) ([]byte, error) {
 	tok, err := pki.ReadOpsToken(cfg.OpsTokenFile)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: ops_token_file: %w", err)
-	}
-	if st, err := os.Stat(cfg.OpsTokenFile); err == nil && st.Mode().Perm()&0o077 != 0 {
-		log.Warn("ops_token_file is readable by others than its owner: chmod 600 it",
-			"ops_token_file", cfg.OpsTokenFile, "mode", st.Mode().Perm().String())
 	}
 	return tok, nil
 }

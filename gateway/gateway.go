@@ -58,6 +58,10 @@ type Gateway struct {
 	apiLn, opsLn net.Listener
 	closeOnce    sync.Once
 	stopJobs     context.CancelFunc
+
+	// damaged is the start-up check's problem with a store served all the
+	// same (serve_damaged_store).
+	damaged error
 }
 
 // job is a background job of a running gateway.
@@ -89,7 +93,11 @@ func WithClock(clock func() time.Time) Option {
 	return func(o *options) { o.clock = clock }
 }
 
-// New builds every component; nothing listens and no job runs yet.
+// New builds every component; nothing listens and no job runs yet. It
+// checks every input first (Preflight) and makes nothing before they all
+// pass: the development PKI, the operator token and the store's file are
+// made only then, and a shared store is asked before the policy's tests
+// run, so that a refusing or non-durable Redis is said at once.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (g *Gateway, err error) {
 	var o options
 	for _, opt := range opts {
@@ -101,6 +109,24 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if log == nil {
 		log = slog.Default()
 	}
+	if err := Preflight(cfg); err != nil {
+		return nil, err
+	}
+	g = &Gateway{cfg: cfg, log: log, Metrics: api.NewMetrics()}
+	gw := g // g is nil by the time a failed New's deferred calls run
+	defer func() {
+		if err != nil && gw.Store != nil {
+			gw.Store.Close()
+		}
+	}()
+	if kind, _ := cfg.StoreKind(); kind == "redis" {
+		if err := g.openStore(ctx, o); err != nil {
+			return nil, err
+		}
+	}
+	if err := g.loadPolicy(ctx); err != nil {
+		return nil, err
+	}
 	if err := devSetup(cfg, log); err != nil {
 		return nil, err
 	}
@@ -108,19 +134,20 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err != nil {
 		return nil, err
 	}
-	g = &Gateway{cfg: cfg, log: log}
-	if err := g.loadTrust(ctx); err != nil {
+	if err := g.loadTrust(); err != nil {
 		return nil, err
 	}
-	if err := g.openState(ctx, o); err != nil {
-		return nil, err
-	}
-	st := g.Store // g is nil by the time a failed New's deferred calls run
-	defer func() {
-		if err != nil {
-			st.Close()
+	if g.Store == nil {
+		if err := g.openStore(ctx, o); err != nil {
+			return nil, err
 		}
-	}()
+	}
+	if err := g.checkStore(ctx); err != nil {
+		return nil, err
+	}
+	if err := g.openAudit(); err != nil {
+		return nil, err
+	}
 	if err = g.buildConsole(o); err != nil {
 		return nil, err
 	}
@@ -135,46 +162,53 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	return g, nil
 }
 
-// loadTrust reads the registry, the gateway's keys and the policy.
-func (g *Gateway) loadTrust(ctx context.Context) error {
-	reg, err := trust.Load(g.cfg.Registry)
-	if err != nil {
-		return err
-	}
-	g.Registry = trust.NewHolder(reg)
-	if g.Keys, err = LoadKeys(g.cfg.GatewayKeys); err != nil {
-		return err
-	}
+// loadPolicy compiles the policy and runs its tests and scenarios (unless
+// this program passed this version before: policy.Verdicts).
+func (g *Gateway) loadPolicy(ctx context.Context) (err error) {
 	// The engine adds component=policy to its logger itself (one key per line).
 	g.Policy, err = policy.NewEngine(ctx, os.DirFS(g.cfg.Policies), policy.Options{Timeout: g.cfg.PolicyTimeout, Logger: g.log,
 		Verdicts: policy.Verdicts{Dir: g.cfg.VerdictDir()}})
 	return err
 }
 
-// openState opens the store, which keeps the audit chains too: one write
+// loadTrust reads the registry and the gateway's keys.
+func (g *Gateway) loadTrust() error {
+	reg, err := trust.Load(g.cfg.Registry)
+	if err != nil {
+		return err
+	}
+	g.Registry = trust.NewHolder(reg)
+	g.Keys, err = LoadKeys(g.cfg.GatewayKeys)
+	return err
+}
+
+// openStore opens the store, which keeps the audit chains too: one write
 // path, whatever the backend (the store appends the audit entry of each of
 // its changes atomically with it).
-func (g *Gateway) openState(ctx context.Context, o options) error {
+func (g *Gateway) openStore(ctx context.Context, o options) error {
 	created := newStoreFile(g.cfg)
-	g.Metrics = api.NewMetrics()
-	replica := Replica(g.cfg)
 	var err error
-	g.Store, err = OpenStore(ctx, g.cfg, StoreOptions{Replica: replica, Logger: g.log, Fault: o.storeFault,
+	g.Store, err = OpenStore(ctx, g.cfg, StoreOptions{Replica: Replica(g.cfg), Logger: g.log, Fault: o.storeFault,
 		OnQuarantine: func(kind string) { g.Metrics.Quarantined.WithLabelValues(kind).Inc() }})
 	if err != nil {
+		g.Store = nil
 		return err
 	}
 	if created != "" {
 		g.log.Info("store file created", "path", created)
 	}
 	g.Metrics.QueueDepths(g.Store.Depths)
+	return nil
+}
+
+// openAudit makes the audit log on the store, with the gateway's keys.
+func (g *Gateway) openAudit() error {
 	subjectKey, err := audit.LoadOrCreateKey(filepath.Join(g.cfg.GatewayKeys, "audit.key"))
 	if err == nil {
-		g.Audit, err = audit.New(g.Store, audit.Options{Replica: replica, Signer: g.Keys.Signing,
+		g.Audit, err = audit.New(g.Store, audit.Options{Replica: Replica(g.cfg), Signer: g.Keys.Signing,
 			SubjectKey: subjectKey, Logger: g.log}) // audit.New adds component=audit itself
 	}
 	if err != nil {
-		g.Store.Close()
 		return err
 	}
 	g.Registry.OnChange(g.registryChanged)
@@ -259,13 +293,7 @@ func (g *Gateway) buildServers(box *inbox.Inbox, token []byte) error {
 			AuditExport: func(ctx context.Context, w io.Writer) error {
 				return audit.Export(ctx, g.Store, w, g.Keys.Signing)
 			},
-			Logger: g.log.With("component", "ops"), Checks: map[string]api.Check{
-				"store":  g.Store.Ping,
-				"policy": func(context.Context) error { return nilIf(g.Policy.Current() != nil, "no policy loaded") },
-				"keys": func(context.Context) error {
-					return nilIf(g.Keys.Signing != nil && len(g.Keys.Encryption) > 0, "no keys")
-				},
-			}}),
+			Logger: g.log.With("component", "ops"), Checks: g.readiness()}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,

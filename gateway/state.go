@@ -42,7 +42,11 @@ func OpenStore(ctx context.Context, cfg config.Config, o StoreOptions) (store.St
 					"verify and export it with that version, then move it out of this folder", legacy, target)
 			}
 		}
-		return boltstore.Open(target, boltstore.Options{Replica: o.Replica, ReadOnly: o.ReadOnly,
+		minFree := cfg.MinFree
+		if minFree == 0 {
+			minFree = -1 // min_free 0: no check
+		}
+		return boltstore.Open(target, boltstore.Options{Replica: o.Replica, ReadOnly: o.ReadOnly, MinFree: minFree,
 			Logger: o.Logger, OnQuarantine: o.OnQuarantine, Fault: o.Fault})
 	case "redis":
 		return redisstore.Open(ctx, target, redisstore.Options{RequireDurable: cfg.RedisRequireDurable && !o.ReadOnly,

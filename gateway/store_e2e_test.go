@@ -444,9 +444,11 @@ func TestRedisKilledBetweenAcceptAndReply(t *testing.T) {
 	t.Run("server killed", func(t *testing.T) { send(t, true) })
 }
 
-// A delivery record that cannot be decoded is quarantined: the recipient's
-// other deliveries still reach it, the metric counts one, and the gateway is
-// ready.
+// A delivery record that cannot be decoded: the start-up check refuses the
+// store unless serve_damaged_store asks to serve what can be read; then
+// the record is quarantined, the recipient's other deliveries still reach
+// it, the metrics count it, and the gateway is ready, /readyz saying the
+// store is degraded.
 func TestCorruptDeliveryQuarantined(t *testing.T) {
 	t.Parallel()
 	env := gatewaytest.Start(t)
@@ -474,7 +476,12 @@ func TestCorruptDeliveryQuarantined(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	env = gatewaytest.StartWith(t, env.PKI, env.Config)
+	if _, err := gateway.New(ctx, env.Config, nil); err == nil || !strings.Contains(err.Error(), "serve_damaged_store") {
+		t.Fatalf("start on a damaged store: %v", err)
+	}
+	cfg := env.Config
+	cfg.ServeDamagedStore = true
+	env = gatewaytest.StartWith(t, env.PKI, cfg)
 	ds, err := env.Client("KZ-MJ").Inbox(ctx, 10)
 	if err != nil {
 		t.Fatalf("inbox with a damaged record: %v", err)
@@ -493,5 +500,17 @@ func TestCorruptDeliveryQuarantined(t *testing.T) {
 	if !strings.Contains(env.Logs.String(), "KZ-MJ/"+bad) {
 		t.Error("the quarantine is not logged with the record's key")
 	}
+	if n := metric(t, env, "xborder_store_damaged"); n != 1 {
+		t.Errorf("xborder_store_damaged = %v, want 1", n)
+	}
 	waitReadyz(t, env, http.StatusOK)
+	resp, err := http.Get(env.OpsURL() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"store_check":"degraded"`) {
+		t.Errorf("/readyz: %s", body)
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/client"
 	"github.com/xborder/xborder/gateway/envelope"
+	"github.com/xborder/xborder/gateway/store"
 )
 
 // newAudit is `xborder audit verify|export|subject`. Each works through a
@@ -141,10 +142,11 @@ func parseVerifyKeys(data []byte) ([]*envelope.PublicKey, error) {
 	return nil, errors.New(`neither a JWK set ({"keys": [...]}) nor one JWK`)
 }
 
-// broken reports a failed verification: the first bad entry, exit code 1.
+// broken reports a failed verification: the first bad entry (or record of
+// the store that does not decode), exit code 1.
 func broken(stdout io.Writer, err error) error {
 	var ae *audit.Error
-	if errors.As(err, &ae) {
+	if errors.As(err, &ae) || errors.Is(err, store.ErrDamaged) {
 		fmt.Fprintf(stdout, "BROKEN: %v\n", err)
 		return exitError{1}
 	}

@@ -82,6 +82,7 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 
 func newServe(stderr io.Writer) *cobra.Command {
 	var cfgPath string
+	var serveDamaged bool
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the gateway (with no --config: the development setup on the demo federation)",
@@ -89,8 +90,10 @@ func newServe(stderr io.Writer) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(cfgPath)
 			if err != nil {
-				return err
+				// The files and ports too: every problem in one go.
+				return errors.Join(err, gateway.Preflight(cfg))
 			}
+			cfg.ServeDamagedStore = cfg.ServeDamagedStore || serveDamaged
 			log := newLogger(stderr, cfg.LogLevel)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -109,6 +112,7 @@ func newServe(stderr io.Writer) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&cfgPath, "config", "", "configuration file (YAML)")
+	c.Flags().BoolVar(&serveDamaged, "serve-damaged", false, "start on a store the start-up check finds damaged, serving what can still be read (serve_damaged_store)")
 	return c
 }
 

@@ -24,6 +24,7 @@ type composeFile struct {
 		Volumes []string          `yaml:"volumes"`
 		Ports   []string          `yaml:"ports"`
 		Pull    string            `yaml:"pull_policy"`
+		Restart string            `yaml:"restart"`
 		Health  *struct {
 			Test []string `yaml:"test"`
 		} `yaml:"healthcheck"`
@@ -75,6 +76,10 @@ func TestComposeFile(t *testing.T) {
 			continue
 		}
 		replicas = append(replicas, name)
+		// A replica that stopped (a crash, a Redis not up yet) comes back.
+		if s.Restart != "unless-stopped" {
+			t.Errorf("%s: restart %q, want unless-stopped", name, s.Restart)
+		}
 		cfgPath := flagValue(s.Command, "--config")
 		var mounted string
 		for _, v := range s.Volumes {
@@ -89,6 +94,12 @@ func TestComposeFile(t *testing.T) {
 		}
 		for k, v := range s.Env {
 			t.Setenv(k, v)
+		}
+		// As in the container: TestMain's shared verdict cache is not set
+		// there (top-level tests that are not parallel run alone).
+		if v, ok := os.LookupEnv("XBORDER_POLICY_VERDICTS"); ok {
+			os.Unsetenv("XBORDER_POLICY_VERDICTS")
+			t.Cleanup(func() { os.Setenv("XBORDER_POLICY_VERDICTS", v) })
 		}
 		c, err := config.Load(filepath.Join(root, mounted))
 		if err != nil {
@@ -106,6 +117,11 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("%s: replica name %q (empty or shared)", name, c.Replica)
 		}
 		replicaNames[c.Replica] = true
+		// The verdict cache is not beside the config, which is mounted
+		// read-only, but in the image's writable /data.
+		if vd := c.VerdictDir(); !strings.HasPrefix(vd, "/data/") {
+			t.Errorf("%s: policy verdicts in %q, not under /data", name, vd)
+		}
 		// The operator listener is published on the host's loopback only.
 		_, opsPort, _ := net.SplitHostPort(c.OpsListen)
 		for _, p := range s.Ports {
@@ -170,6 +186,7 @@ func TestComposeFile(t *testing.T) {
 	}
 	// The healthcheck's command line is one the CLI accepts.
 	env := gatewaytest.Start(t)
+	composeWalkthroughPushes(t, root, id, env)
 	for _, name := range replicas {
 		args := append([]string{}, cf.Services[name].Health.Test[2:]...)
 		args[slices.Index(args, "--ops")+1] = env.OpsURL()
@@ -211,5 +228,36 @@ func TestDockerignore(t *testing.T) {
 		if strings.HasPrefix(a, "certs") || strings.HasPrefix(a, "data") || strings.HasPrefix(a, ".git") {
 			t.Errorf("%s is let in", a)
 		}
+	}
+}
+
+// composeWalkthroughPushes checks that the README's compose walkthrough
+// sends something to the push recipient (id) before it shows the
+// recipient's log, and that this send is accepted by a gateway of the demo
+// federation (env), as the stack's would.
+func composeWalkthroughPushes(t *testing.T, root, id string, env *gatewaytest.Env) {
+	t.Helper()
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := strings.ReplaceAll(shellBlock(t, string(readme), "## Running several replicas", 0), "\\\n", " ")
+	logs := strings.Index(block, "logs recipient")
+	var send []string
+	for _, l := range strings.Split(block[:max(logs, 0)], "\n") {
+		f := strings.Fields(strings.SplitN(l, "#", 2)[0])
+		if len(f) > 1 && f[1] == "send" && flagValue(f, "--to") == id {
+			send = f[1:]
+		}
+	}
+	if logs < 0 || send == nil {
+		t.Fatalf("the compose walkthrough sends nothing to %s before `logs recipient`:\n%s", id, block)
+	}
+	send[slices.Index(send, "--pki")+1] = env.PKI
+	send[slices.Index(send, "--gateway")+1] = env.URL()
+	send[len(send)-1] = filepath.Join(root, send[len(send)-1])
+	var out strings.Builder
+	if code := run(send, &out, &out); code != 0 || !strings.Contains(out.String(), "accepted") {
+		t.Errorf("%v: exit %d\n%s", send, code, out.String())
 	}
 }

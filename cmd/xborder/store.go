@@ -68,7 +68,7 @@ func newStoreCheck(stdout io.Writer) *cobra.Command {
 			sum, err := audit.VerifyLive(ctx, s, keys)
 			if err != nil {
 				var ae *audit.Error
-				if errors.As(err, &ae) {
+				if errors.As(err, &ae) || errors.Is(err, store.ErrDamaged) {
 					return problem(err)
 				}
 				return err

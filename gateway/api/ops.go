@@ -20,8 +20,21 @@ import (
 	"github.com/xborder/xborder/gateway/store"
 )
 
-// Check is one readiness check: nil when ready.
+// Check is one readiness check: nil when ready. An error that is (or
+// wraps) a *CheckError shows its Detail on /readyz; other errors show as
+// "failing" alone (the log says why).
 type Check func(ctx context.Context) error
+
+// CheckError is a readiness check's answer that /readyz may show: what
+// fails and by how much, in words fit for any caller on a private network
+// (no paths, no personal data). Degraded: the gateway serves all the same
+// (ready stays true) and says what is wrong.
+type CheckError struct {
+	Detail   string
+	Degraded bool
+}
+
+func (e *CheckError) Error() string { return e.Detail }
 
 // Metrics are the gateway's Prometheus collectors, on their own registry.
 // Names and labels follow the Prometheus conventions (base units, _total
@@ -42,6 +55,9 @@ type Metrics struct {
 	oldRequests *prometheus.CounterVec   // xborder_requests_total by route and status
 	oldLatency  *prometheus.HistogramVec // xborder_request_seconds by route
 	Quarantined *prometheus.CounterVec   // store records that could not be decoded, by kind
+	// StoreDamaged is 1 while the gateway serves a store its start-up
+	// check found damaged (serve_damaged_store).
+	StoreDamaged prometheus.Gauge
 }
 
 // DeliveryOutcomes are the values of xborder_deliveries_total's outcome
@@ -101,8 +117,11 @@ func NewMetrics() *Metrics {
 	for _, k := range []string{"message", "delivery"} {
 		m.Quarantined.WithLabelValues(k)
 	}
+	m.StoreDamaged = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "xborder_store_damaged", Help: "1 while the gateway serves a store its start-up check found damaged (serve_damaged_store), else 0.",
+	})
 	m.Registry.MustRegister(m.Requests, m.Latency, m.Decisions, m.DecisionRules, m.Deliveries, m.AuditFailures,
-		m.Quarantined, m.oldRequests, m.oldLatency, buildInfo,
+		m.Quarantined, m.StoreDamaged, m.oldRequests, m.oldLatency, buildInfo,
 		// The Go collector's defaults, plus the live heap after the last
 		// collection (go_gc_heap_live_bytes): the memory the gateway keeps,
 		// which the heap's current size hides between cycles.
@@ -249,21 +268,34 @@ func Ops(o OpsOptions) http.Handler {
 	open.GET("/readyz", func(c *gin.Context) {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
 		defer cancel()
-		out := gin.H{}
+		out, details := gin.H{}, gin.H{}
 		ready := true
 		for name, check := range checks {
-			if err := check(ctx); err != nil {
-				ready = false
-				out[name] = "failing"
+			err := check(ctx)
+			if err == nil {
+				out[name] = "ok"
 				continue
 			}
-			out[name] = "ok"
+			var ce *CheckError
+			if errors.As(err, &ce) {
+				details[name] = ce.Detail
+				if ce.Degraded {
+					out[name] = "degraded"
+					continue
+				}
+			}
+			ready = false
+			out[name] = "failing"
 		}
 		status := http.StatusOK
 		if !ready {
 			status = http.StatusServiceUnavailable
 		}
-		c.JSON(status, gin.H{"ready": ready, "checks": out})
+		body := gin.H{"ready": ready, "checks": out}
+		if len(details) > 0 {
+			body["details"] = details
+		}
+		c.JSON(status, body)
 	})
 	if m != nil {
 		open.GET("/metrics", gin.WrapH(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})))

@@ -115,3 +115,48 @@ func TestVerdictDir(t *testing.T) {
 		t.Errorf("configured: %q", got)
 	}
 }
+
+// Config errors name the key as an operator writes it (YAML key and
+// environment variable), suggest the key meant, and come all at once: a
+// value of the wrong type hides neither the other keys' range errors nor
+// the unknown keys.
+func TestProblemsAllAtOnce(t *testing.T) {
+	t.Setenv("XBORDER_RATE_LIMIT", "many")
+	_, err := config.Load(write(t, "listen_ops: 127.0.0.1:1\nbody_limit: big\nlog_level: loud\nclock_skew: 2h\nregistr: x\n"))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		`unknown key "listen_ops" (did you mean "ops_listen"?)`,
+		`unknown key "registr" (did you mean "registry"?)`,
+		`body_limit (XBORDER_BODY_LIMIT): "big" is not a whole number`,
+		`log_level (XBORDER_LOG_LEVEL): "loud"`,
+		`clock_skew (XBORDER_CLOCK_SKEW): 2h0m0s is not between 0 and 1h`,
+		`environment XBORDER_RATE_LIMIT (rate_limit): "many" is not a whole number`,
+		"line 2",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("missing %q in:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "config.Config") {
+		t.Errorf("a Go type name in:\n%s", msg)
+	}
+}
+
+// On Redis the verdict cache is in the user's cache directory, not beside
+// the config file (which may be mounted read-only) nor in the working
+// directory.
+func TestVerdictDirOnRedis(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
+	t.Setenv("HOME", cache)
+	c, err := config.Load(write(t, "store: redis://127.0.0.1:6379/0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.VerdictDir(), filepath.Join(cache, "xborder", "policy-verdicts"); got != want {
+		t.Errorf("verdicts in %q, want %q", got, want)
+	}
+}

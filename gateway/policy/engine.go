@@ -157,6 +157,12 @@ func (e *Engine) Watch(ctx context.Context, dir string, interval time.Duration) 
 			continue
 		}
 		seen = v
+		if v == e.Current().Version {
+			// Back to the files in service (an edit undone after its
+			// version was refused): nothing new to test or serve.
+			e.log.Info("policy watch: the files are the version in service again; nothing reloaded", "version", v)
+			continue
+		}
 		if err := e.Reload(ctx, fsys); err == nil {
 			e.log.Info("policy watch: new version in service", "version", v)
 		}

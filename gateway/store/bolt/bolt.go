@@ -299,6 +299,9 @@ func (s *Store) result(op string, err error) error {
 // size is ErrInvalidInput (the content, not the disk); anything else
 // ErrUnavailable, nothing written.
 func (s *Store) failed(op string, err error) error {
+	if errors.Is(err, store.ErrDamaged) {
+		return fmt.Errorf("bolt: %s: %w", op, err)
+	}
 	if errors.Is(err, berrors.ErrKeyTooLarge) || errors.Is(err, berrors.ErrValueTooLarge) ||
 		errors.Is(err, berrors.ErrKeyRequired) {
 		return fmt.Errorf("bolt: %s: %w: %w", op, store.ErrInvalidInput, err)
@@ -385,6 +388,17 @@ type probe struct {
 	err error
 }
 
+// LowSpaceError is Ping's answer when the disk of the store's file has
+// less than MinFree bytes free.
+type LowSpaceError struct {
+	Path       string
+	Free, Want uint64
+}
+
+func (e *LowSpaceError) Error() string {
+	return fmt.Sprintf("%d bytes free on the disk of %s, want at least %d (min_free)", e.Free, e.Path, e.Want)
+}
+
 // DefaultMinFree is Options.MinFree's default.
 const DefaultMinFree = 32 << 20
 
@@ -419,7 +433,7 @@ func (s *Store) Ping(ctx context.Context) error {
 		if free, ferr := freeBytes(s.path); ferr != nil {
 			err = unavailable("ping", ferr)
 		} else if free < uint64(min) {
-			err = unavailable("ping", fmt.Errorf("%d bytes free on the disk of %s, want at least %d", free, s.path, min))
+			err = unavailable("ping", &LowSpaceError{Path: s.path, Free: free, Want: uint64(min)})
 		}
 	}
 	s.probe.at, s.probe.err = time.Now(), err

@@ -171,7 +171,7 @@ func (s *Store) Entries(ctx context.Context, replica string, from uint64, fn fun
 			for k, v := c.Seek(seqKey(next)); k != nil && len(page) < chainPage; k, v = c.Next() {
 				var e audit.Entry
 				if err := json.Unmarshal(v, &e); err != nil {
-					return fmt.Errorf("entry %d: %w", binary.BigEndian.Uint64(k), err)
+					return damagedFile(s.path, "audit chain %s: entry %d does not decode: %v", replica, binary.BigEndian.Uint64(k), err)
 				}
 				page = append(page, e)
 				last = binary.BigEndian.Uint64(k)
@@ -262,10 +262,10 @@ func (s *Store) Checkpoints(ctx context.Context, replica string) ([]audit.Checkp
 		if chain == nil || chain.Bucket(bucketCheckpoints) == nil {
 			return nil
 		}
-		return chain.Bucket(bucketCheckpoints).ForEach(func(_, v []byte) error {
+		return chain.Bucket(bucketCheckpoints).ForEach(func(k, v []byte) error {
 			var cp audit.Checkpoint
 			if err := json.Unmarshal(v, &cp); err != nil {
-				return err
+				return damagedFile(s.path, "audit chain %s: checkpoint %x does not decode: %v", replica, k, err)
 			}
 			out = append(out, cp)
 			return nil

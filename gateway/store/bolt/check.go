@@ -9,6 +9,7 @@ import (
 
 	bbolt "go.etcd.io/bbolt"
 
+	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/store"
 )
 
@@ -235,8 +236,9 @@ func (c *fileCheck) chain(replica []byte, chain *bbolt.Bucket) error {
 	if es != nil {
 		var err error
 		n, err = countEach(es, func(k, v []byte) error {
-			if !json.Valid(v) {
-				return c.bad("audit chain %s: entry %x does not decode", printable(replica), k)
+			var e audit.Entry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return c.bad("audit chain %s: entry %x does not decode: %v", printable(replica), k, err)
 			}
 			return nil
 		})
@@ -247,7 +249,21 @@ func (c *fileCheck) chain(replica []byte, chain *bbolt.Bucket) error {
 	if uint64(n) != count {
 		return c.bad("audit chain %s: head says %d entries, %d stored", printable(replica), count, n)
 	}
-	fmt.Fprintf(c.w, "audit chain %s: %d entries read\n", printable(replica), n)
+	cps := 0
+	if b := chain.Bucket(bucketCheckpoints); b != nil {
+		var err error
+		cps, err = countEach(b, func(k, v []byte) error {
+			var cp audit.Checkpoint
+			if err := json.Unmarshal(v, &cp); err != nil {
+				return c.bad("audit chain %s: checkpoint %x does not decode: %v", printable(replica), k, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(c.w, "audit chain %s: %d entries read, %d checkpoints read\n", printable(replica), n, cps)
 	return nil
 }
 

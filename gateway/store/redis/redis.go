@@ -49,11 +49,15 @@
 package redis
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -145,6 +149,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		log: log.With("component", "store"), seqs: map[string]*sequencer{}}
 	if err := s.c.Ping(ctx).Err(); err != nil {
 		s.closeClients()
+		if words := serverWords(ctx, o, err); words != nil {
+			return nil, fmt.Errorf("redis: open: the server at %s refused the connection: %w: %w", o.Addr, store.ErrUnavailable, words)
+		}
 		return nil, unavailable("open", err)
 	}
 	if opts.RequireDurable {
@@ -154,6 +161,39 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		}
 	}
 	return s, nil
+}
+
+// serverWords looks, after a connection failed with err, for the
+// server's own reason: a Redis that refuses a client (protected mode:
+// "-DENIED …") writes its reason as soon as it accepts the connection, and
+// closes it; go-redis, which writes its handshake first, meets the closed
+// socket and reports "broken pipe". So this connects once more, sends
+// nothing and reads what the server says first, for half a second. It
+// returns the server's error line, or nil when it said nothing.
+func serverWords(ctx context.Context, o *goredis.Options, err error) error {
+	var rerr goredis.Error
+	if errors.As(err, &rerr) {
+		return nil // already the server's own words
+	}
+	dctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var conn net.Conn
+	var derr error
+	if o.TLSConfig != nil {
+		conn, derr = (&tls.Dialer{Config: o.TLSConfig}).DialContext(dctx, o.Network, o.Addr)
+	} else {
+		conn, derr = (&net.Dialer{}).DialContext(dctx, o.Network, o.Addr)
+	}
+	if derr != nil {
+		return nil
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	line, _ := bufio.NewReader(io.LimitReader(conn, 1024)).ReadString('\n')
+	if msg, ok := strings.CutPrefix(line, "-"); ok {
+		return fmt.Errorf("the server says %q", strings.TrimSpace(msg))
+	}
+	return nil
 }
 
 // checkDurable reads the server's persistence settings.
