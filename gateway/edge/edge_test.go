@@ -1,0 +1,351 @@
+package edge_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xborder/xborder/gateway/audit"
+	"github.com/xborder/xborder/gateway/config"
+	"github.com/xborder/xborder/gateway/edge"
+	"github.com/xborder/xborder/gateway/envelope"
+	"github.com/xborder/xborder/gateway/gatewaytest"
+	"github.com/xborder/xborder/gateway/pki"
+)
+
+// running is one edge started for a test.
+type running struct {
+	t    *testing.T
+	e    *edge.Edge
+	cfg  config.Edge
+	logs *gatewaytest.SyncBuffer
+	stop func()
+}
+
+func (r *running) url(path string) string { return "http://" + r.e.Addr() + path }
+func (r *running) ops(path string) string { return "http://" + r.e.OpsAddr() + path }
+
+// startEdge runs an edge for participant id against the hub at hubURL,
+// with the PKI folder's registry and keys, on free loopback ports.
+func startEdge(t *testing.T, pkiDir, hubURL, id, deliver string, edit func(*config.Edge), o edge.Options) *running {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := config.Edge{
+		Participant: id, ParticipantKeys: filepath.Join(pkiDir, id), Hub: hubURL,
+		Registry: filepath.Join(pkiDir, pki.RegistryFile), Listen: "127.0.0.1:0", OpsListen: "127.0.0.1:0",
+		Store: "bolt:" + filepath.Join(dir, "edge.db"), Deliver: deliver,
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	logs := &gatewaytest.SyncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithCancel(context.Background())
+	e, err := edge.New(ctx, cfg, log, o)
+	if err != nil {
+		cancel()
+		t.Fatalf("edge %s: %v", id, err)
+	}
+	if err := e.Listen(); err != nil {
+		cancel()
+		t.Fatalf("edge %s: %v", id, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.Serve(ctx) }()
+	r := &running{t: t, e: e, cfg: cfg, logs: logs}
+	r.stop = func() {
+		if cancel == nil {
+			return
+		}
+		cancel()
+		cancel = nil
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Errorf("edge %s did not stop", id)
+		}
+		if err := gatewaytest.CheckLogLines([]byte(logs.String())); err != nil {
+			t.Errorf("edge %s log: %v", id, err)
+		}
+	}
+	t.Cleanup(r.stop)
+	return r
+}
+
+type answer struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+func (a answer) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(a.Body, &m); err != nil {
+		t.Fatalf("answer %d %s: %v", a.Status, a.Body, err)
+	}
+	return m
+}
+
+func call(t *testing.T, method, url string, body any, hdr map[string]string) answer {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return answer{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// waitFor polls cond until it holds (the event), failing after within.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// finalStatus waits until the message leaves "queued" and returns its status document.
+func finalStatus(t *testing.T, r *running, statusURL string) map[string]any {
+	t.Helper()
+	var doc map[string]any
+	waitFor(t, 30*time.Second, "a final answer at "+statusURL, func() bool {
+		a := call(t, http.MethodGet, r.url(statusURL), nil, nil)
+		if a.Status != http.StatusOK {
+			t.Fatalf("status: %d %s", a.Status, a.Body)
+		}
+		doc = a.json(t)
+		return doc["status"] != "queued"
+	})
+	return doc
+}
+
+func verificationRequest(subject map[string]any) map[string]any {
+	return map[string]any{
+		"to": "KZ-MJ", "type": "identity.verification.request", "purpose": "identity-verification",
+		"subject": subject,
+		"record":  map[string]any{"requested_assertions": []string{"identity_match", "nationality_confirmed"}},
+	}
+}
+
+func assertNoCanary(t *testing.T, who, logs string, canaries ...string) {
+	t.Helper()
+	if logs == "" {
+		t.Fatalf("%s: no logs were captured: the canary check would prove nothing", who)
+	}
+	for _, c := range canaries {
+		if strings.Contains(logs, c) {
+			t.Errorf("%s: personal data %q reached the logs", who, c)
+		}
+	}
+}
+
+// The proof of issue 21: UNICEF's system posts plain JSON to its edge, the
+// hub accepts it, KZ-MJ's edge hands it to a folder, KZ-MJ's system answers
+// through its edge, and UNICEF's system reads the answer from its edge's
+// local inbox. No JOSE on either system's side; nothing personal in any log.
+func TestEdgesRoundTrip(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a hub and two edges and waits for the exchange")
+	}
+	hub := gatewaytest.Start(t)
+	drop := filepath.Join(t.TempDir(), "kz-inbox")
+	unicef := startEdge(t, hub.PKI, hub.URL(), "UN-UNICEF", "local", nil, edge.Options{Poll: 50 * time.Millisecond})
+	kz := startEdge(t, hub.PKI, hub.URL(), "KZ-MJ", "file:"+drop, nil, edge.Options{Poll: 50 * time.Millisecond})
+
+	subject := gatewaytest.ChildSubject("CANARYPRIMARY", "CANARYSECOND")
+	req := verificationRequest(subject)
+	a := call(t, http.MethodPost, unicef.url("/v1/outbox"), req, map[string]string{"Idempotency-Key": "case-4711-verify"})
+	if a.Status != http.StatusAccepted {
+		t.Fatalf("POST /v1/outbox: %d %s", a.Status, a.Body)
+	}
+	ans := a.json(t)
+	id, _ := ans["id"].(string)
+	if ans["status"] != "queued" || ans["status_url"] != "/v1/outbox/"+id || len(id) != 36 {
+		t.Fatalf("answer %v", ans)
+	}
+
+	// The same key and body: the same message, not a second one.
+	again := call(t, http.MethodPost, unicef.url("/v1/outbox"), req, map[string]string{"Idempotency-Key": "case-4711-verify"})
+	if again.Status != http.StatusOK || again.json(t)["id"] != id {
+		t.Fatalf("idempotent repeat: %d %s", again.Status, again.Body)
+	}
+	other := verificationRequest(gatewaytest.ChildSubject("CANARYPRIMARY", "OTHER"))
+	if c := call(t, http.MethodPost, unicef.url("/v1/outbox"), other, map[string]string{"Idempotency-Key": "case-4711-verify"}); c.Status != http.StatusConflict ||
+		c.json(t)["code"] != "idempotency_conflict" || c.Header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("same key, other body: %d %s", c.Status, c.Body)
+	}
+
+	st := finalStatus(t, unicef, "/v1/outbox/"+id)
+	rc, _ := st["receipt"].(map[string]any)
+	if st["status"] != "accepted" || rc == nil || rc["decision_id"] == "" || !strings.HasPrefix(rc["policy_version"].(string), "sha256:") || st["attempts"] != float64(1) {
+		t.Fatalf("status %v", st)
+	}
+
+	// KZ-MJ's edge hands it over as DELIVERY_ID.json.
+	var file string
+	waitFor(t, 30*time.Second, "the hand-over file", func() bool {
+		m, _ := filepath.Glob(filepath.Join(drop, "*.json"))
+		if len(m) == 1 {
+			file = m[0]
+		}
+		return file != ""
+	})
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc edge.HandOver
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatalf("hand-over %s: %v", raw, err)
+	}
+	if filepath.Base(file) != doc.DeliveryID+".json" || doc.Message["id"] != id || doc.Message["from"] != "UN-UNICEF" ||
+		doc.Provenance.DecisionID != rc["decision_id"] || len(doc.Provenance.SenderJWSSHA256) != 64 {
+		t.Fatalf("hand-over %s: %+v", file, doc)
+	}
+	ref := doc.Message["subject"].(map[string]any)["ref"]
+
+	// KZ-MJ's system answers through its edge.
+	resp := map[string]any{
+		"to": "UN-UNICEF", "type": "identity.verification.response", "purpose": "identity-verification", "in_reply_to": id,
+		"subject": map[string]any{"ref": ref},
+		"record":  map[string]any{"outcome": "match", "nationality_confirmed": true, "decided_by": "registrar"},
+	}
+	a2 := call(t, http.MethodPost, kz.url("/v1/outbox"), resp, nil)
+	if a2.Status != http.StatusAccepted {
+		t.Fatalf("answer: %d %s", a2.Status, a2.Body)
+	}
+	if st := finalStatus(t, kz, a2.json(t)["status_url"].(string)); st["status"] != "accepted" {
+		t.Fatalf("answer status %v", st)
+	}
+
+	// UNICEF's system reads it from its edge's local inbox, and acknowledges it.
+	var got []map[string]any
+	waitFor(t, 30*time.Second, "the answer in UNICEF's local inbox", func() bool {
+		var l struct {
+			Deliveries []map[string]any `json:"deliveries"`
+		}
+		a := call(t, http.MethodGet, unicef.url("/v1/inbox"), nil, nil)
+		if a.Status != http.StatusOK || json.Unmarshal(a.Body, &l) != nil {
+			t.Fatalf("inbox: %d %s", a.Status, a.Body)
+		}
+		got = l.Deliveries
+		return len(got) > 0
+	})
+	msg := got[0]["message"].(map[string]any)
+	if len(got) != 1 || msg["in_reply_to"] != id || msg["record"].(map[string]any)["outcome"] != "match" || got[0]["provenance"] == nil {
+		t.Fatalf("UNICEF inbox: %v", got)
+	}
+	did := got[0]["delivery_id"].(string)
+	// Offered again until acknowledged.
+	if a := call(t, http.MethodGet, unicef.url("/v1/inbox"), nil, nil); !strings.Contains(string(a.Body), did) {
+		t.Fatalf("unacknowledged delivery not offered again: %s", a.Body)
+	}
+	if a := call(t, http.MethodPost, unicef.url("/v1/inbox/"+did+"/ack"), nil, nil); a.Status != http.StatusNoContent {
+		t.Fatalf("ack: %d %s", a.Status, a.Body)
+	}
+	if a := call(t, http.MethodPost, unicef.url("/v1/inbox/"+did+"/ack"), nil, nil); a.Status != http.StatusNotFound {
+		t.Fatalf("second ack: %d %s", a.Status, a.Body)
+	}
+	if a := call(t, http.MethodGet, unicef.url("/v1/inbox"), nil, nil); strings.Contains(string(a.Body), did) {
+		t.Fatalf("acknowledged delivery offered again: %s", a.Body)
+	}
+
+	// Each edge's evidence: a verifying chain with what left and what arrived.
+	unicef.stop()
+	kz.stop()
+	for _, c := range []struct {
+		r     *running
+		id    string
+		kinds []string
+	}{
+		{unicef, "UN-UNICEF", []string{audit.KindQueued, audit.KindSent, audit.KindAccepted, audit.KindReceived, audit.KindHandedOver}},
+		{kz, "KZ-MJ", []string{audit.KindReceived, audit.KindHandedOver, audit.KindQueued, audit.KindSent, audit.KindAccepted}},
+	} {
+		kinds := auditKinds(t, hub.PKI, c.r.cfg.StorePath(), c.id)
+		for _, k := range c.kinds {
+			if !strings.Contains(kinds, k) {
+				t.Errorf("%s audit lacks %s: %s", c.id, k, kinds)
+			}
+		}
+	}
+	for _, r := range []*running{unicef, kz} {
+		assertNoCanary(t, r.cfg.Participant, r.logs.String(), "CANARYPRIMARY", "CANARYSECOND", subject["birth_date"].(string), subject["ref"].(string))
+	}
+}
+
+// auditKinds verifies an edge's chain (links and its shutdown checkpoint,
+// signed with the participant's key) and lists its kinds in order.
+func auditKinds(t *testing.T, pkiDir, storePath, id string) string {
+	t.Helper()
+	st, err := edge.OpenStore(storePath, "edge-"+id, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	pub, err := envelope.LoadPublicJWK(filepath.Join(pkiDir, id, "sign.pub.jwk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := audit.VerifyLive(context.Background(), st, audit.KeyFunc(pub))
+	if err != nil {
+		t.Fatalf("%s audit: %v", id, err)
+	}
+	if rs, ok := sum.Replica("edge-" + id); !ok || rs.Checkpoints == 0 {
+		t.Errorf("%s audit: no signed checkpoint: %+v", id, sum)
+	}
+	var kinds []string
+	_ = st.Entries(context.Background(), "edge-"+id, 1, func(e audit.Entry) error {
+		kinds = append(kinds, e.Kind)
+		return nil
+	})
+	return strings.Join(kinds, ",")
+}
+
+// freeAddr is a loopback address nothing listens on (yet).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
