@@ -37,6 +37,7 @@ const (
 	CodeInboxNotLocal        = "inbox_not_local"
 	CodeUnavailable          = "unavailable"
 	CodeNotReady             = "not_ready"
+	CodeBadRequest           = "bad_request"
 )
 
 var titles = map[string]string{
@@ -53,6 +54,7 @@ var titles = map[string]string{
 	CodeInboxNotLocal:        "The local inbox is not in use",
 	CodeUnavailable:          "Unavailable",
 	CodeNotReady:             "Not ready",
+	CodeBadRequest:           "Bad request",
 }
 
 // Reason is one rule's reason in a denial.
@@ -172,7 +174,7 @@ func (e *Edge) postOutbox(c *gin.Context) {
 	}
 	raw, err := io.ReadAll(io.LimitReader(c.Request.Body, bodyLimit+1))
 	if err != nil {
-		e.writeProblem(c, newProblem(http.StatusBadRequest, CodeInvalidMessage, "the body could not be read"))
+		e.writeProblem(c, newProblem(http.StatusBadRequest, CodeBadRequest, "the body could not be read"))
 		return
 	}
 	if len(raw) > bodyLimit {
@@ -398,7 +400,7 @@ func (e *Edge) getInbox(c *gin.Context) {
 	if s := c.Query("max"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 100 {
-			e.writeProblem(c, newProblem(http.StatusBadRequest, CodeInvalidMessage, "max: an integer from 1 to 100"))
+			e.writeProblem(c, newProblem(http.StatusBadRequest, CodeBadRequest, "max: an integer from 1 to 100"))
 			return
 		}
 		max = n

@@ -349,3 +349,151 @@ func freeAddr(t *testing.T) string {
 	ln.Close()
 	return addr
 }
+
+// What the edge refuses itself, before anything is queued, with the codes
+// the hub would answer; and a refusal by the hub, whose rule ids the
+// sender's system reads at the status_url.
+func TestEdgeRefusals(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a hub and an edge")
+	}
+	hub := gatewaytest.Start(t)
+	unicef := startEdge(t, hub.PKI, hub.URL(), "UN-UNICEF", "local", nil, edge.Options{})
+	subject := gatewaytest.ChildSubject("CANARYPRIMARY", "CANARYSECOND")
+	with := func(k string, v any) map[string]any {
+		m := verificationRequest(subject)
+		if v == nil {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+		return m
+	}
+	for _, c := range []struct {
+		name   string
+		body   any
+		ctype  string
+		status int
+		code   string
+	}{
+		{"from is the edge's", with("from", "UN-UNICEF"), "", 422, "invalid_message"},
+		{"id is the edge's", with("id", "3f1c2a90-0000-4000-8000-00000000ffff"), "", 422, "invalid_message"},
+		{"iat is the edge's", with("iat", 1), "", 422, "invalid_message"},
+		{"unlisted field", with("note", "x"), "", 422, "invalid_message"},
+		{"no subject", with("subject", nil), "", 422, "invalid_message"},
+		{"exp passed", with("exp", 1000), "", 422, "invalid_message"},
+		{"exp beyond an hour", with("exp", time.Now().Unix()+7200), "", 422, "invalid_message"},
+		{"to itself", with("to", "UN-UNICEF"), "", 422, "invalid_message"},
+		{"not JSON", []byte(`{"to": `), "", 422, "invalid_message"},
+		{"duplicate member", []byte(`{"to":"KZ-MJ","to":"KZ-MVD"}`), "", 422, "invalid_message"},
+		{"not an object", []byte(`[1]`), "", 422, "invalid_message"},
+		{"unregistered recipient", with("to", "ZZ-NOBODY"), "", 403, "unknown_participant"},
+		{"purpose outside the catalogue", with("purpose", "curiosity"), "", 403, "policy_denied"},
+		{"not JSON media type", verificationRequest(subject), "text/plain", 415, "unsupported_media_type"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			hdr := map[string]string{}
+			if c.ctype != "" {
+				hdr["Content-Type"] = c.ctype
+			}
+			a := call(t, http.MethodPost, unicef.url("/v1/outbox"), c.body, hdr)
+			if a.Status != c.status || a.Header.Get("Content-Type") != "application/problem+json" || a.json(t)["code"] != c.code {
+				t.Fatalf("got %d %s, want %d %s", a.Status, a.Body, c.status, c.code)
+			}
+		})
+	}
+	if a := call(t, http.MethodGet, unicef.url("/v1/outbox/3f1c2a90-0000-4000-8000-00000000ffff"), nil, nil); a.Status != 404 || a.json(t)["code"] != "not_found" {
+		t.Errorf("unknown message: %d %s", a.Status, a.Body)
+	}
+	if a := call(t, http.MethodGet, unicef.url("/v1/nothing"), nil, nil); a.Status != 404 || a.json(t)["code"] != "not_found" {
+		t.Errorf("unknown path: %d %s", a.Status, a.Body)
+	}
+	if a := call(t, http.MethodDelete, unicef.url("/v1/outbox"), nil, nil); a.Status != 405 || a.json(t)["code"] != "method_not_allowed" {
+		t.Errorf("DELETE: %d %s", a.Status, a.Body)
+	}
+	if a := call(t, http.MethodPost, unicef.url("/v1/outbox"), verificationRequest(subject), map[string]string{"Idempotency-Key": strings.Repeat("k", 256)}); a.Status != 400 || a.json(t)["code"] != "invalid_idempotency_key" {
+		t.Errorf("long key: %d %s", a.Status, a.Body)
+	}
+	if n := strings.Count(unicef.logs.String(), `"msg":"message queued"`); n != 0 {
+		t.Fatalf("%d refused messages were queued", n)
+	}
+
+	// The hub refuses by its policy (UNICEF may not send for prosecution
+	// evidence): the sender's system reads the hub's problem document.
+	a := call(t, http.MethodPost, unicef.url("/v1/outbox"), with("purpose", "prosecution-evidence"), nil)
+	if a.Status != http.StatusAccepted {
+		t.Fatalf("POST: %d %s", a.Status, a.Body)
+	}
+	st := finalStatus(t, unicef, a.json(t)["status_url"].(string))
+	p, _ := st["problem"].(map[string]any)
+	if st["status"] != "refused" || p == nil || p["code"] != "policy_denied" || p["decision_id"] == "" {
+		t.Fatalf("status %v", st)
+	}
+	rules := []string{}
+	for _, r := range p["reasons"].([]any) {
+		rules = append(rules, r.(map[string]any)["rule"].(string))
+	}
+	if !strings.Contains(strings.Join(rules, ","), "R2") {
+		t.Errorf("the hub's rule ids are not shown: %v", p)
+	}
+	assertNoCanary(t, "UN-UNICEF", unicef.logs.String(), "CANARYPRIMARY", "CANARYSECOND", subject["birth_date"].(string))
+}
+
+// Hub down: the edge takes messages (202), /readyz says why it is not
+// ready, a message whose exp passes is expired and never sent, and once the
+// hub is up everything else flows.
+func TestEdgeHubDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for an exp to pass and for a hub to start")
+	}
+	hubAddr := freeAddr(t)
+	pkiDir, hubCfg := gatewaytest.Config(t, pki.DemoFederation(), func(c *config.Config) { c.Listen = hubAddr })
+	unicef := startEdge(t, pkiDir, "https://"+hubAddr, "UN-UNICEF", "local", nil,
+		edge.Options{HubFresh: 2 * time.Second, Poll: 50 * time.Millisecond, Backoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+
+	subject := gatewaytest.ChildSubject("CANARYPRIMARY", "CANARYSECOND")
+	queued := call(t, http.MethodPost, unicef.url("/v1/outbox"), verificationRequest(subject), nil)
+	short := verificationRequest(subject)
+	short["exp"] = time.Now().Unix() + 2
+	doomed := call(t, http.MethodPost, unicef.url("/v1/outbox"), short, nil)
+	if queued.Status != http.StatusAccepted || doomed.Status != http.StatusAccepted {
+		t.Fatalf("while the hub is down: %d %s / %d %s", queued.Status, queued.Body, doomed.Status, doomed.Body)
+	}
+	r := call(t, http.MethodGet, unicef.ops("/readyz"), nil, nil)
+	if r.Status != http.StatusServiceUnavailable || !strings.Contains(r.json(t)["detail"].(string), "hub") {
+		t.Fatalf("readyz with the hub down: %d %s", r.Status, r.Body)
+	}
+	t.Logf("readyz while the hub is down: %s", r.Body)
+	if m := call(t, http.MethodGet, unicef.ops("/metrics"), nil, nil); !strings.Contains(string(m.Body), "xborder_edge_outbox_depth 2") {
+		t.Errorf("metrics: %s", m.Body)
+	}
+
+	doomedID := doomed.json(t)["id"].(string)
+	st := finalStatus(t, unicef, "/v1/outbox/"+doomedID)
+	if st["status"] != "expired" {
+		t.Fatalf("doomed: %v", st)
+	}
+	if q := call(t, http.MethodGet, unicef.url(queued.json(t)["status_url"].(string)), nil, nil).json(t); q["status"] != "queued" {
+		t.Fatalf("the other message: %v", q)
+	}
+
+	hub := gatewaytest.StartWith(t, pkiDir, hubCfg)
+	if st := finalStatus(t, unicef, queued.json(t)["status_url"].(string)); st["status"] != "accepted" {
+		t.Fatalf("after the hub came up: %v", st)
+	}
+	waitFor(t, 10*time.Second, "readyz 200", func() bool {
+		return call(t, http.MethodGet, unicef.ops("/readyz"), nil, nil).Status == http.StatusOK
+	})
+	// The expired one never reached the hub.
+	if a, err := hub.Client("UN-UNICEF").Do(context.Background(), http.MethodGet, "/v1/messages/"+doomedID, "", nil); err != nil || a.Status != http.StatusNotFound {
+		t.Fatalf("the hub knows the expired message: %v %d %s", err, a.Status, a.Body)
+	}
+	if st := call(t, http.MethodGet, unicef.url("/v1/outbox/"+doomedID), nil, nil).json(t); st["status"] != "expired" || st["attempts"] != float64(0) {
+		t.Fatalf("expired message afterwards: %v", st)
+	}
+	unicef.stop()
+	if kinds := auditKinds(t, pkiDir, unicef.cfg.StorePath(), "UN-UNICEF"); !strings.Contains(kinds, audit.KindExpired) {
+		t.Errorf("no expired entry: %s", kinds)
+	}
+	assertNoCanary(t, "UN-UNICEF", unicef.logs.String(), "CANARYPRIMARY", "CANARYSECOND", subject["birth_date"].(string))
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 
 	"github.com/xborder/xborder/gateway/policy"
 	"github.com/xborder/xborder/policies"
@@ -62,6 +63,7 @@ func (e *Edge) readyz(c *gin.Context) {
 	if !ok {
 		c.Header("Content-Type", "application/problem+json")
 		p := newProblem(http.StatusServiceUnavailable, CodeNotReady, why)
+		p.ErrorID = uuid.NewString()
 		c.AbortWithStatusJSON(p.Status, p)
 		return
 	}
