@@ -108,6 +108,9 @@ func New(ctx context.Context, cfg config.Edge, log *slog.Logger, o Options) (*Ed
 		return nil, err
 	}
 	o = o.withDefaults()
+	if log == nil {
+		log = slog.Default()
+	}
 	log = log.With("component", "edge", "participant", cfg.Participant)
 	reg, err := trust.Load(cfg.Registry)
 	if err != nil {

@@ -1,0 +1,75 @@
+package edge_test
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/xborder/xborder/gateway/config"
+	"github.com/xborder/xborder/gateway/edge"
+	"github.com/xborder/xborder/gateway/gatewaytest"
+	"github.com/xborder/xborder/gateway/pki"
+)
+
+// The example outbound policy shipped for the demo federation.
+var exampleOutbound = filepath.Join(gatewaytest.RepoRoot(), "cmd", "xborder", "examples", "outbound")
+
+// An outbound denial answers 403 policy_denied with the participant's rule
+// ids at POST time, is audited, and nothing is queued or sent; an allowed
+// message is queued. No hub runs: nothing could have been sent.
+func TestOutboundPolicy(t *testing.T) {
+	pkiDir, _ := gatewaytest.Config(t, pki.DemoFederation())
+	r := startEdge(t, pkiDir, "https://"+freeAddr(t), "UN-UNICEF", "local",
+		func(c *config.Edge) { c.OutboundPolicies = exampleOutbound }, edge.Options{})
+
+	referral := map[string]any{
+		"to": "KZ-MJ", "type": "referral", "purpose": "rehabilitation-referral",
+		"subject": gatewaytest.ChildSubject("CANARYPRIMARY", "CANARYSECOND"), "record": map[string]any{"service": "psychosocial"},
+	}
+	a := call(t, http.MethodPost, r.url("/v1/outbox"), referral, nil)
+	doc := a.json(t)
+	if a.Status != http.StatusForbidden || doc["code"] != "policy_denied" || !strings.Contains(string(a.Body), `"rule":"OUT2"`) || doc["decision_id"] == "" {
+		t.Fatalf("referral without consent: %d %s", a.Status, a.Body)
+	}
+	referral["consent"] = map[string]any{"id": "C-2026-7"}
+	if a := call(t, http.MethodPost, r.url("/v1/outbox"), referral, nil); a.Status != http.StatusAccepted {
+		t.Fatalf("referral with consent: %d %s", a.Status, a.Body)
+	}
+	m := string(call(t, http.MethodGet, r.ops("/metrics"), nil, nil).Body)
+	if !strings.Contains(m, "xborder_edge_outbound_denied_total 1") || !strings.Contains(m, "xborder_edge_outbox_depth 1") {
+		t.Errorf("metrics: %s", m)
+	}
+	r.stop()
+	if kinds := auditKinds(t, pkiDir, r.cfg.StorePath(), "UN-UNICEF"); kinds != "denied,queued" {
+		t.Errorf("audit kinds %s, want denied,queued", kinds)
+	}
+	assertNoCanary(t, "UN-UNICEF", r.logs.String(), "CANARYPRIMARY", "CANARYSECOND")
+}
+
+// An outbound policy whose own tests fail does not serve: the edge does
+// not start.
+func TestOutboundPolicyTestsGateStart(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"outbound.rego", "outbound_test.rego", "data.json"} {
+		b, err := os.ReadFile(filepath.Join(exampleOutbound, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f == "data.json" {
+			b = []byte(strings.Replace(string(b), `"prosecutor-desk": ["prosecution-evidence"]`, `"prosecutor-desk": []`, 1))
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pkiDir, _ := gatewaytest.Config(t, pki.DemoFederation())
+	cfg := config.Edge{Participant: "KZ-MJ", ParticipantKeys: filepath.Join(pkiDir, "KZ-MJ"), Hub: "https://127.0.0.1:1",
+		Registry: filepath.Join(pkiDir, pki.RegistryFile), Listen: "127.0.0.1:0", OpsListen: "127.0.0.1:0",
+		Store: "bolt:" + filepath.Join(t.TempDir(), "e.db"), Deliver: "local", OutboundPolicies: dir}
+	_, err := edge.New(t.Context(), cfg, nil, edge.Options{})
+	if err == nil || !strings.Contains(err.Error(), "tests failed") {
+		t.Fatalf("edge with failing policy tests: %v", err)
+	}
+}
