@@ -181,6 +181,26 @@ func (e *Edge) postOutbox(c *gin.Context) {
 		e.writeProblem(c, newProblem(http.StatusRequestEntityTooLarge, CodePayloadTooLarge, "the body exceeds 1 MiB"))
 		return
 	}
+	// A repeat with a known Idempotency-Key is answered before the body
+	// is checked again: the answer must not change because time passed.
+	if idemKey != "" {
+		if canon, ok := canonical(raw); ok {
+			o, same, known, err := e.store.Idempotent(idemKey, canon)
+			switch {
+			case err != nil:
+				e.writeProblem(c, newProblem(http.StatusServiceUnavailable, CodeUnavailable, "the edge's store cannot be read"))
+				return
+			case known && !same:
+				e.writeProblem(c, newProblem(http.StatusConflict, CodeIdempotencyConflict, "this Idempotency-Key was used with another body"))
+				return
+			case known:
+				c.Header("Cache-Control", "no-store")
+				c.Header("Location", "/v1/outbox/"+o.ID)
+				c.JSON(http.StatusOK, outboxAnswer{ID: o.ID, Status: o.Status, StatusURL: "/v1/outbox/" + o.ID})
+				return
+			}
+		}
+	}
 	now := e.o.Now()
 	msg, canon, p := e.prepare(raw, now)
 	if p != nil {
@@ -229,8 +249,7 @@ func (e *Edge) postOutbox(c *gin.Context) {
 	sum := sha256.Sum256(jws)
 	o := &Outgoing{ID: msg.ID, To: msg.To, Type: msg.Type, Purpose: msg.Purpose, Status: StatusQueued,
 		CreatedAt: now.UTC(), UpdatedAt: now.UTC(), Exp: msg.EXP, JWS: jws, NextAt: now.UTC()}
-	bodySum := sha256.Sum256(canon)
-	got, fresh, err := e.store.Enqueue(o, idemKey, hex.EncodeToString(bodySum[:]), audit.Entry{
+	got, fresh, err := e.store.Enqueue(o, idemKey, canon, audit.Entry{
 		Kind: audit.KindQueued, MessageID: msg.ID, From: msg.From, To: msg.To, Purpose: msg.Purpose, Type: msg.Type,
 		PayloadSHA256: hex.EncodeToString(sum[:]),
 	})
@@ -270,13 +289,28 @@ func validIdemKey(k string) bool {
 	return true
 }
 
+// canonical is the digest of a body as the Idempotency-Key compares it:
+// after parsing (member order and white space do not matter).
+func canonical(raw []byte) (string, bool) {
+	v, err := envelope.DecodeStrict(raw, 32)
+	if err != nil {
+		return "", false
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", false
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), true
+}
+
 // prepare checks the caller's body as the hub would (envelope.ParseMessage,
 // the registry, the purpose catalogue) and returns the message as it will
 // be signed, and the body in canonical form (for Idempotency-Key).
-func (e *Edge) prepare(raw []byte, now time.Time) (*envelope.Message, []byte, *Problem) {
-	invalid := func(detail string) (*envelope.Message, []byte, *Problem) {
+func (e *Edge) prepare(raw []byte, now time.Time) (*envelope.Message, string, *Problem) {
+	invalid := func(detail string) (*envelope.Message, string, *Problem) {
 		p := newProblem(http.StatusUnprocessableEntity, CodeInvalidMessage, detail)
-		return nil, nil, &p
+		return nil, "", &p
 	}
 	v, err := envelope.DecodeStrict(raw, 32)
 	if err != nil {
@@ -294,8 +328,8 @@ func (e *Edge) prepare(raw []byte, now time.Time) (*envelope.Message, []byte, *P
 			return invalid(envelope.DetailUnlistedField)
 		}
 	}
-	canon, err := json.Marshal(body)
-	if err != nil {
+	canon, ok := canonical(raw)
+	if !ok {
 		return invalid("the body cannot be encoded")
 	}
 	iat := now.Unix()
@@ -328,19 +362,19 @@ func (e *Edge) prepare(raw []byte, now time.Time) (*envelope.Message, []byte, *P
 	switch {
 	case !ok:
 		p := newProblem(http.StatusForbidden, CodeUnknownParticipant, "recipient is not in the registry")
-		return nil, nil, &p
+		return nil, "", &p
 	case to.Suspended:
 		p := newProblem(http.StatusForbidden, CodeUnknownParticipant, "recipient is suspended")
-		return nil, nil, &p
+		return nil, "", &p
 	}
 	if self, ok := e.reg.Participant(m.From); !ok || self.Suspended {
 		p := newProblem(http.StatusForbidden, CodeUnknownParticipant, "sender is suspended")
-		return nil, nil, &p
+		return nil, "", &p
 	}
 	if !e.catalogue[m.Purpose] {
 		p := newProblem(http.StatusForbidden, CodePolicyDenied, "the hub's policy would refuse it; nothing was sent")
 		p.Reasons = []Reason{{Rule: "R2", Message: "message.purpose is not in the purpose catalogue"}}
-		return nil, nil, &p
+		return nil, "", &p
 	}
 	return m, canon, nil
 }

@@ -188,6 +188,29 @@ func (s *Store) Enqueue(o *Outgoing, idemKey, bodySHA string, e audit.Entry) (go
 	return got, fresh, nil
 }
 
+// Idempotent looks up an Idempotency-Key: the message it made, whether the
+// body was the same, and whether the key is known at all.
+func (s *Store) Idempotent(key, bodySHA string) (o *Outgoing, same, known bool, err error) {
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketIdem).Get([]byte(key))
+		if v == nil {
+			return nil
+		}
+		known = true
+		var r idemRecord
+		if err := json.Unmarshal(v, &r); err != nil {
+			return err
+		}
+		if r.BodySHA256 != bodySHA {
+			return nil
+		}
+		same = true
+		o, err = getOutgoing(tx, r.ID)
+		return err
+	})
+	return o, same, known, err
+}
+
 // Update changes an outgoing message with fn inside one transaction, and
 // appends the entries fn returns; a message no longer queued leaves the
 // pending index.
