@@ -1,0 +1,159 @@
+package main
+
+import (
+	"bytes"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xborder/xborder/gateway/gatewaytest"
+)
+
+// edgeProcess runs `xborder edge ARGS` as a real process in dir and, when
+// waitReady, waits until its /readyz answers 200 (the hub answered it).
+func edgeProcess(t *testing.T, dir, name, ops string, env []string, waitReady bool, args ...string) *bytes.Buffer {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"edge"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	out := &bytes.Buffer{}
+	logf, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = out, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_, _ = cmd.Process.Wait()
+		logf.Close()
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + ops + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK || !waitReady {
+				return out
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	logs, _ := os.ReadFile(filepath.Join(dir, name+".log"))
+	t.Fatalf("edge %s did not become ready:\n%s", name, logs)
+	return nil
+}
+
+// The README's "Connecting an agency" walkthrough, run as pasted against
+// the hub and two edges as real processes (on free ports instead of the
+// README's): UNICEF's system posts plain JSON to its edge, the registry's
+// edge drops it in a folder, the registry answers through its edge, UNICEF
+// reads the answer from its edge's local inbox. `xborder health --config`
+// works against an edge.
+func TestEdgeWalkthrough(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a hub and two edges as processes and the README's curl walkthrough")
+	}
+	t.Parallel()
+	root := gatewaytest.RepoRoot()
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, name := range []string{"cmd", "policies"} {
+		if err := os.Symlink(filepath.Join(root, name), filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hub := freeAddr(t)
+	serveProcess(t, dir, []string{"XBORDER_LISTEN=" + hub, "XBORDER_OPS_LISTEN=" + freeAddr(t)})
+
+	start := shellBlock(t, string(readme), "### Walkthrough with two edges", 0)
+	for _, want := range []string{
+		"XBORDER_LISTEN=127.0.0.1:8600 XBORDER_OPS_LISTEN=127.0.0.1:8601 ./xborder edge --as UN-UNICEF",
+		"XBORDER_LISTEN=127.0.0.1:8700 XBORDER_OPS_LISTEN=127.0.0.1:8701 XBORDER_DELIVER=file:kz-inbox ./xborder edge --as KZ-MJ",
+	} {
+		if !strings.Contains(start, want) {
+			t.Fatalf("the README starts the edges otherwise than this test does: want %q in\n%s", want, start)
+		}
+	}
+	unicef, unicefOps, kz, kzOps := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	line := edgeProcess(t, dir, "unicef-edge", unicefOps,
+		[]string{"XBORDER_LISTEN=" + unicef, "XBORDER_OPS_LISTEN=" + unicefOps, "XBORDER_HUB=https://" + hub}, true, "--as", "UN-UNICEF")
+	if s := line.String(); !strings.HasPrefix(s, "edge UN-UNICEF: keys certs/dev/UN-UNICEF, hub https://"+hub) || strings.Count(s, "\n") != 1 {
+		t.Errorf("start line: %q", s)
+	}
+	// The registry's edge from a config file, as a deployment runs it.
+	kzCfg := filepath.Join(dir, "kz-edge.yaml")
+	if err := os.WriteFile(kzCfg, []byte("participant: KZ-MJ\nparticipant_keys: certs/dev/KZ-MJ\nhub: https://"+hub+
+		"\nregistry: certs/dev/registry.yaml\nlisten: "+kz+"\nops_listen: "+kzOps+"\nstore: bolt:data/edge-KZ-MJ.db\ndeliver: file:kz-inbox\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	edgeProcess(t, dir, "kz-edge", kzOps, nil, true, "--config", kzCfg)
+
+	if out, err := exec.Command(binary, "health", "--config", kzCfg).CombinedOutput(); err != nil || !strings.Contains(string(out), `"ready"`) {
+		t.Fatalf("health --config EDGE_CONFIG: %v\n%s", err, out)
+	}
+
+	script := shellBlock(t, string(readme), "### Walkthrough with two edges", 1)
+	script = strings.NewReplacer("127.0.0.1:8600", unicef, "127.0.0.1:8700", kz).Replace(script)
+	out := runScript(t, dir, nil, script, 0)
+	for _, want := range []string{`"status":"queued"`, `"status":"accepted"`, `"outcome": "match"`, "204"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("walkthrough output lacks %s:\n%s", want, out)
+		}
+	}
+	// Nothing personal from the example reached either edge's log.
+	for _, name := range []string{"unicef-edge", "kz-edge"} {
+		logs, _ := os.ReadFile(filepath.Join(dir, name+".log"))
+		if err := gatewaytest.CheckLogLines(logs); err != nil {
+			t.Errorf("%s log: %v", name, err)
+		}
+		for _, canary := range []string{"ABENOVA", "AIGERIM", "2018-04-12", "S-0001"} {
+			if bytes.Contains(logs, []byte(canary)) {
+				t.Errorf("%s logged %q", name, canary)
+			}
+		}
+	}
+}
+
+// An edge whose local API listens beyond loopback without local tokens
+// does not start; an edge that cannot reach its hub is not ready, and says
+// why through `xborder health --config`.
+func TestEdgeCommand(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if out, err := exec.Command(binary, "pki", "init", "--dir", filepath.Join(dir, "pki"), "--participants", "KZ-MJ,UN-UNICEF").CombinedOutput(); err != nil {
+		t.Fatalf("pki init: %v\n%s", err, out)
+	}
+	ops := freeAddr(t)
+	base := "participant: KZ-MJ\nparticipant_keys: pki/KZ-MJ\nhub: https://" + freeAddr(t) + "\nregistry: pki/registry.yaml\nops_listen: " + ops + "\nstore: bolt:data/edge.db\n"
+	open := filepath.Join(dir, "open.yaml")
+	if err := os.WriteFile(open, []byte(base+"listen: 0.0.0.0:"+strings.Split(freeAddr(t), ":")[1]+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(binary, "edge", "--config", open).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "local_token_file is required") {
+		t.Fatalf("edge beyond loopback without tokens: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(binary, "edge").CombinedOutput(); err == nil || !strings.Contains(string(out), "--as") {
+		t.Fatalf("edge with neither --config nor --as: %v\n%s", err, out)
+	}
+
+	cfg := filepath.Join(dir, "edge.yaml")
+	if err := os.WriteFile(cfg, []byte(base+"listen: "+freeAddr(t)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	edgeProcess(t, dir, "edge", ops, nil, false, "--config", cfg)
+	out, err = exec.Command(binary, "health", "--config", cfg).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "not_ready") || !strings.Contains(string(out), "hub") {
+		t.Fatalf("health of an edge without its hub: %v\n%s", err, out)
+	}
+}
