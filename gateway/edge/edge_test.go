@@ -14,12 +14,15 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/config"
 	"github.com/xborder/xborder/gateway/edge"
 	"github.com/xborder/xborder/gateway/envelope"
 	"github.com/xborder/xborder/gateway/gatewaytest"
 	"github.com/xborder/xborder/gateway/pki"
+	"github.com/xborder/xborder/gateway/trust"
 )
 
 // running is one edge started for a test.
@@ -496,4 +499,73 @@ func TestEdgeHubDown(t *testing.T) {
 		t.Errorf("no expired entry: %s", kinds)
 	}
 	assertNoCanary(t, "UN-UNICEF", unicef.logs.String(), "CANARYPRIMARY", "CANARYSECOND", subject["birth_date"].(string))
+}
+
+// A delivery that fails the edge's checks is quarantined, audited and
+// counted, never handed over, and acknowledged to the hub. Here the
+// registry's copy at the registry edge names another signing key for UNICEF
+// than the one the hub verified (a stale or tampered copy): the provenance
+// does not match it.
+func TestEdgeQuarantine(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a hub and an edge and waits for a delivery")
+	}
+	hub := gatewaytest.Start(t)
+	raw, err := os.ReadFile(filepath.Join(hub.PKI, pki.RegistryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f trust.File
+	if err := yaml.Unmarshal(raw, &f); err != nil {
+		t.Fatal(err)
+	}
+	other, err := envelope.GenerateP256(envelope.UseSig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := json.Marshal(other.Public())
+	if err := os.WriteFile(filepath.Join(hub.PKI, "other.pub.jwk"), pub, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i := range f.Participants {
+		if f.Participants[i].ID == "UN-UNICEF" {
+			f.Participants[i].SigningKeys = []string{"other.pub.jwk"}
+		}
+	}
+	stale, _ := yaml.Marshal(f)
+	if err := os.WriteFile(filepath.Join(hub.PKI, "stale-registry.yaml"), stale, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	drop := filepath.Join(t.TempDir(), "drop")
+	kz := startEdge(t, hub.PKI, hub.URL(), "KZ-MJ", "file:"+drop,
+		func(c *config.Edge) { c.Registry = filepath.Join(hub.PKI, "stale-registry.yaml") }, edge.Options{Poll: 50 * time.Millisecond})
+
+	unicef := hub.Client("UN-UNICEF")
+	msg := gatewaytest.Message("UN-UNICEF", "KZ-MJ", "identity.verification.request", "identity-verification", map[string]any{
+		"subject": gatewaytest.ChildSubject("CANARYPRIMARY", "CANARYSECOND"),
+		"record":  map[string]any{"requested_assertions": []string{"identity_match"}},
+	})
+	if r, err := unicef.Send(context.Background(), msg); err != nil || r.Status != http.StatusAccepted {
+		t.Fatalf("send: %v %d %s", err, r.Status, r.Body)
+	}
+	waitFor(t, 30*time.Second, "the quarantine", func() bool {
+		return strings.Contains(string(call(t, http.MethodGet, kz.ops("/metrics"), nil, nil).Body), "xborder_edge_quarantined 1")
+	})
+	// Acknowledged to the hub: the message is delivered there.
+	waitFor(t, 10*time.Second, "the hub's delivered status", func() bool {
+		r, err := unicef.Do(context.Background(), http.MethodGet, "/v1/messages/"+msg["id"].(string), "", nil)
+		return err == nil && strings.Contains(string(r.Body), `"delivered"`)
+	})
+	if m, _ := filepath.Glob(filepath.Join(drop, "*")); len(m) != 0 {
+		t.Fatalf("a quarantined delivery was handed over: %v", m)
+	}
+	if !strings.Contains(kz.logs.String(), "provenance.sender_kid is not a signing key of the sender") {
+		t.Errorf("the reason was not logged:\n%s", kz.logs.String())
+	}
+	kz.stop()
+	kinds := auditKinds(t, hub.PKI, kz.cfg.StorePath(), "KZ-MJ")
+	if kinds != "quarantined" {
+		t.Errorf("audit kinds %s, want quarantined only", kinds)
+	}
+	assertNoCanary(t, "KZ-MJ", kz.logs.String(), "CANARYPRIMARY", "CANARYSECOND")
 }
