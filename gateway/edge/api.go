@@ -38,23 +38,26 @@ const (
 	CodeUnavailable          = "unavailable"
 	CodeNotReady             = "not_ready"
 	CodeBadRequest           = "bad_request"
+	// The operator listener's.
+	CodeOpsTokenNotConfigured = "ops_token_not_configured"
 )
 
 var titles = map[string]string{
-	CodeInvalidMessage:       "Invalid message",
-	CodeUnknownParticipant:   "Unknown participant",
-	CodePolicyDenied:         "Denied by policy",
-	CodeIdempotencyConflict:  "Idempotency-Key used with another body",
-	CodeInvalidIdempotency:   "Invalid Idempotency-Key",
-	CodePayloadTooLarge:      "Payload too large",
-	CodeUnsupportedMediaType: "Unsupported media type",
-	CodeUnauthorized:         "Unauthorized",
-	CodeNotFound:             "Not found",
-	CodeMethodNotAllowed:     "Method not allowed",
-	CodeInboxNotLocal:        "The local inbox is not in use",
-	CodeUnavailable:          "Unavailable",
-	CodeNotReady:             "Not ready",
-	CodeBadRequest:           "Bad request",
+	CodeInvalidMessage:        "Invalid message",
+	CodeUnknownParticipant:    "Unknown participant",
+	CodePolicyDenied:          "Denied by policy",
+	CodeIdempotencyConflict:   "Idempotency-Key used with another body",
+	CodeInvalidIdempotency:    "Invalid Idempotency-Key",
+	CodePayloadTooLarge:       "Payload too large",
+	CodeUnsupportedMediaType:  "Unsupported media type",
+	CodeUnauthorized:          "Unauthorized",
+	CodeNotFound:              "Not found",
+	CodeMethodNotAllowed:      "Method not allowed",
+	CodeInboxNotLocal:         "The local inbox is not in use",
+	CodeUnavailable:           "Unavailable",
+	CodeNotReady:              "Not ready",
+	CodeBadRequest:            "Bad request",
+	CodeOpsTokenNotConfigured: "No operator token configured",
 }
 
 // Reason is one rule's reason in a denial.

@@ -27,6 +27,7 @@ import (
 	"github.com/xborder/xborder/gateway/client"
 	"github.com/xborder/xborder/gateway/config"
 	"github.com/xborder/xborder/gateway/envelope"
+	"github.com/xborder/xborder/gateway/pki"
 	"github.com/xborder/xborder/gateway/trust"
 )
 
@@ -71,16 +72,17 @@ func (o Options) withDefaults() Options {
 
 // Edge is one running edge.
 type Edge struct {
-	cfg   config.Edge
-	o     Options
-	log   *slog.Logger
-	me    *client.Identity
-	reg   *trust.Registry
-	store *Store
-	hub   atomic.Pointer[client.Client]
-	out   *outboundPolicy // nil: no outbound policy configured
-	hand  handOver
-	local []localToken // empty: loopback without tokens
+	cfg      config.Edge
+	o        Options
+	log      *slog.Logger
+	me       *client.Identity
+	reg      *trust.Registry
+	store    *Store
+	hub      atomic.Pointer[client.Client]
+	out      *outboundPolicy // nil: no outbound policy configured
+	hand     handOver
+	local    []localToken // empty: loopback without tokens
+	opsToken []byte       // nil: no operator token configured
 
 	catalogue map[string]bool // purposes the hub's policy knows (R2)
 
@@ -136,6 +138,11 @@ func New(ctx context.Context, cfg config.Edge, log *slog.Logger, o Options) (*Ed
 	if cfg.LocalTokenFile != "" {
 		if e.local, err = readLocalTokens(cfg.LocalTokenFile); err != nil {
 			return nil, err
+		}
+	}
+	if cfg.OpsTokenFile != "" {
+		if e.opsToken, err = pki.ReadOpsToken(cfg.OpsTokenFile); err != nil {
+			return nil, fmt.Errorf("edge: ops_token_file: %w", err)
 		}
 	}
 	if cfg.OutboundPolicies != "" {

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bufio"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
+	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/policy"
 	"github.com/xborder/xborder/policies"
 )
@@ -34,6 +36,7 @@ func (e *Edge) opsRoutes() http.Handler {
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", e.readyz)
 	r.GET("/metrics", e.metrics)
+	r.GET("/v1/audit/export", e.requireOpsToken, e.auditExport)
 	r.NoRoute(func(c *gin.Context) { e.writeProblem(c, newProblem(http.StatusNotFound, CodeNotFound, "no such path")) })
 	r.NoMethod(func(c *gin.Context) {
 		e.writeProblem(c, newProblem(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "method not allowed on this path"))
@@ -108,6 +111,33 @@ func (e *Edge) metrics(c *gin.Context) {
 	g("xborder_edge_ready", "1 when /readyz is 200.", "gauge", r)
 	c.Header("Content-Type", "text/plain; version=0.0.4")
 	c.String(http.StatusOK, b.String())
+}
+
+// requireOpsToken admits a call with the operator token.
+func (e *Edge) requireOpsToken(c *gin.Context) {
+	if e.opsToken == nil {
+		e.writeProblem(c, newProblem(http.StatusForbidden, CodeOpsTokenNotConfigured, "no ops_token_file is configured"))
+		return
+	}
+	tok, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(tok), e.opsToken) != 1 {
+		c.Header("WWW-Authenticate", `Bearer realm="xborder-edge-ops"`)
+		e.writeProblem(c, newProblem(http.StatusUnauthorized, CodeUnauthorized, "the operator token is missing or not valid"))
+		return
+	}
+}
+
+// auditExport writes the edge's audit chain as JSON lines ending with a
+// checkpoint signed now with the participant's key (the hub's export
+// format: `xborder audit verify --file EXPORT --jwks PARTICIPANT/sign.pub.jwk`
+// checks it offline).
+func (e *Edge) auditExport(c *gin.Context) {
+	c.Header("Content-Type", "application/x-ndjson")
+	c.Header("Cache-Control", "no-store")
+	c.Status(http.StatusOK)
+	if err := audit.Export(c.Request.Context(), e.store, c.Writer, e.me.Signing); err != nil {
+		e.log.Error("audit export failed", "error", err)
+	}
 }
 
 // localToken is one caller of the local API.

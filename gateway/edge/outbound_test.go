@@ -1,14 +1,17 @@
 package edge_test
 
 import (
+	"bytes"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/config"
 	"github.com/xborder/xborder/gateway/edge"
+	"github.com/xborder/xborder/gateway/envelope"
 	"github.com/xborder/xborder/gateway/gatewaytest"
 	"github.com/xborder/xborder/gateway/pki"
 )
@@ -22,7 +25,10 @@ var exampleOutbound = filepath.Join(gatewaytest.RepoRoot(), "cmd", "xborder", "e
 func TestOutboundPolicy(t *testing.T) {
 	pkiDir, _ := gatewaytest.Config(t, pki.DemoFederation())
 	r := startEdge(t, pkiDir, "https://"+freeAddr(t), "UN-UNICEF", "local",
-		func(c *config.Edge) { c.OutboundPolicies = exampleOutbound }, edge.Options{})
+		func(c *config.Edge) {
+			c.OutboundPolicies = exampleOutbound
+			c.OpsTokenFile = filepath.Join(pkiDir, pki.OpsTokenFile)
+		}, edge.Options{})
 
 	referral := map[string]any{
 		"to": "KZ-MJ", "type": "referral", "purpose": "rehabilitation-referral",
@@ -40,6 +46,23 @@ func TestOutboundPolicy(t *testing.T) {
 	m := string(call(t, http.MethodGet, r.ops("/metrics"), nil, nil).Body)
 	if !strings.Contains(m, "xborder_edge_outbound_denied_total 1") || !strings.Contains(m, "xborder_edge_outbox_depth 1") {
 		t.Errorf("metrics: %s", m)
+	}
+	// The evidence, exported with the operator token and checked offline
+	// with the participant's public key only.
+	if a := call(t, http.MethodGet, r.ops("/v1/audit/export"), nil, nil); a.Status != http.StatusUnauthorized {
+		t.Errorf("export without the operator token: %d", a.Status)
+	}
+	tok, err := pki.ReadOpsToken(filepath.Join(pkiDir, pki.OpsTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := call(t, http.MethodGet, r.ops("/v1/audit/export"), nil, map[string]string{"Authorization": "Bearer " + string(tok)})
+	pub, err := envelope.LoadPublicJWK(filepath.Join(pkiDir, "UN-UNICEF", "sign.pub.jwk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum, err := audit.VerifyExport(bytes.NewReader(exp.Body), audit.KeyFunc(pub)); exp.Status != http.StatusOK || err != nil || len(sum.Replicas) != 1 || sum.Replicas[0].Count != 2 {
+		t.Errorf("export: %d %v %+v\n%s", exp.Status, err, sum, exp.Body)
 	}
 	r.stop()
 	if kinds := auditKinds(t, pkiDir, r.cfg.StorePath(), "UN-UNICEF"); kinds != "denied,queued" {
