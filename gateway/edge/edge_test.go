@@ -3,14 +3,17 @@ package edge_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -566,6 +569,79 @@ func TestEdgeQuarantine(t *testing.T) {
 	kinds := auditKinds(t, hub.PKI, kz.cfg.StorePath(), "KZ-MJ")
 	if kinds != "quarantined" {
 		t.Errorf("audit kinds %s, want quarantined only", kinds)
+	}
+	assertNoCanary(t, "KZ-MJ", kz.logs.String(), "CANARYPRIMARY", "CANARYSECOND")
+}
+
+// deliver: https://… POSTs the hand-over as JSON with the delivery id as
+// Idempotency-Key and the participant's client certificate; a failed
+// hand-over is not acknowledged to the hub, which offers it again.
+func TestEdgeHTTPSHandOver(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a hub, an edge and a local receiver, and waits for a redelivery")
+	}
+	hub := gatewaytest.Start(t, func(c *config.Config) { c.InboxVisibility = time.Second })
+	// The local system's server certificate: any the edge trusts; here one
+	// issued by the development CA (the hub's own, for 127.0.0.1).
+	cert, err := tls.LoadX509KeyPair(filepath.Join(hub.PKI, "gateway", "tls.crt"), filepath.Join(hub.PKI, "gateway", "tls.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type got struct {
+		ctype, key, client string
+		body               []byte
+	}
+	calls := make(chan got, 10)
+	var n atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		cn := ""
+		if len(r.TLS.PeerCertificates) > 0 {
+			cn = r.TLS.PeerCertificates[0].Subject.CommonName
+		}
+		calls <- got{r.Header.Get("Content-Type"), r.Header.Get("Idempotency-Key"), cn, b}
+		if n.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable) // the local system is busy once
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequestClientCert}
+	srv.StartTLS()
+	defer srv.Close()
+
+	kz := startEdge(t, hub.PKI, hub.URL(), "KZ-MJ", srv.URL+"/incoming", nil, edge.Options{Poll: 50 * time.Millisecond})
+	unicef := hub.Client("UN-UNICEF")
+	msg := gatewaytest.Message("UN-UNICEF", "KZ-MJ", "identity.verification.request", "identity-verification", map[string]any{
+		"subject": gatewaytest.ChildSubject("CANARYPRIMARY", "CANARYSECOND"),
+		"record":  map[string]any{"requested_assertions": []string{"identity_match"}},
+	})
+	if r, err := unicef.Send(context.Background(), msg); err != nil || r.Status != http.StatusAccepted {
+		t.Fatalf("send: %v %d %s", err, r.Status, r.Body)
+	}
+	var first, second got
+	for i, g := range []*got{&first, &second} {
+		select {
+		case *g = <-calls:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("hand-over %d did not come", i+1)
+		}
+	}
+	var doc edge.HandOver
+	if err := json.Unmarshal(second.body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if second.ctype != "application/json" || second.key != doc.DeliveryID || second.client != "KZ-MJ" || doc.Message["id"] != msg["id"] ||
+		!bytes.Equal(first.body, second.body) {
+		t.Fatalf("hand-over: %+v / %s", second, second.body)
+	}
+	waitFor(t, 10*time.Second, "the hub's delivered status", func() bool {
+		r, err := unicef.Do(context.Background(), http.MethodGet, "/v1/messages/"+msg["id"].(string), "", nil)
+		return err == nil && strings.Contains(string(r.Body), `"delivered"`)
+	})
+	m := string(call(t, http.MethodGet, kz.ops("/metrics"), nil, nil).Body)
+	if !strings.Contains(m, "xborder_edge_handovers_total 1") || !strings.Contains(m, "xborder_edge_handover_failures_total 1") {
+		t.Errorf("metrics:\n%s", m)
 	}
 	assertNoCanary(t, "KZ-MJ", kz.logs.String(), "CANARYPRIMARY", "CANARYSECOND")
 }
