@@ -2,20 +2,33 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/xborder/xborder/gateway/client"
 	"github.com/xborder/xborder/gateway/gatewaytest"
 )
 
 // edgeProcess runs `xborder edge ARGS` as a real process in dir and, when
 // waitReady, waits until its /readyz answers 200 (the hub answered it).
 func edgeProcess(t *testing.T, dir, name, ops string, env []string, waitReady bool, args ...string) *bytes.Buffer {
+	t.Helper()
+	_, out := edgeCmd(t, dir, name, ops, env, waitReady, args...)
+	return out
+}
+
+// edgeCmd is edgeProcess that also returns the process (to kill it).
+func edgeCmd(t *testing.T, dir, name, ops string, env []string, waitReady bool, args ...string) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"edge"}, args...)...)
 	cmd.Dir = dir
@@ -40,14 +53,14 @@ func edgeProcess(t *testing.T, dir, name, ops string, env []string, waitReady bo
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK || !waitReady {
-				return out
+				return cmd, out
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	logs, _ := os.ReadFile(filepath.Join(dir, name+".log"))
 	t.Fatalf("edge %s did not become ready:\n%s", name, logs)
-	return nil
+	return nil, nil
 }
 
 // The README's "Connecting an agency" walkthrough, run as pasted against
@@ -155,5 +168,162 @@ func TestEdgeCommand(t *testing.T) {
 	out, err = exec.Command(binary, "health", "--config", cfg).CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "not_ready") || !strings.Contains(string(out), "hub") {
 		t.Fatalf("health of an edge without its hub: %v\n%s", err, out)
+	}
+}
+
+// kill -9 of the sending edge, then of the hub, while a local system posts:
+// nothing the local system got a 202 for is lost, and a post repeated with
+// its Idempotency-Key (because the edge died before answering) never makes
+// a second message. The local system retries each post until it gets an
+// answer, as README "Connecting an agency" asks.
+func TestEdgeKill9LosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills and restarts an edge and a hub as processes under load")
+	}
+	t.Parallel()
+	root := gatewaytest.RepoRoot()
+	dir := t.TempDir()
+	for _, name := range []string{"cmd", "policies"} {
+		if err := os.Symlink(filepath.Join(root, name), filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hub := freeAddr(t)
+	hubEnv := []string{"XBORDER_LISTEN=" + hub, "XBORDER_OPS_LISTEN=" + freeAddr(t)}
+	hubProc := serveProcess(t, dir, hubEnv)
+	api, ops := freeAddr(t), freeAddr(t)
+	edgeEnv := []string{"XBORDER_LISTEN=" + api, "XBORDER_OPS_LISTEN=" + ops, "XBORDER_HUB=https://" + hub}
+	edgeProc, _ := edgeCmd(t, dir, "unicef-edge", ops, edgeEnv, true, "--as", "UN-UNICEF")
+
+	const n = 40
+	body := func(i int) []byte {
+		b, _ := json.Marshal(map[string]any{
+			"to": "KZ-MJ", "type": "identity.verification.request", "purpose": "identity-verification",
+			"subject": gatewaytest.ChildSubject("CANARYKILL", "CANARYNINE"),
+			"record":  map[string]any{"requested_assertions": []string{"identity_match"}, "case": fmt.Sprint(i)},
+		})
+		return b
+	}
+	ids := make([]string, n)
+	got202 := map[string]bool{}
+	var mu sync.Mutex
+	posted := make(chan int, n)
+	var wg sync.WaitGroup
+	const posters = 4 // concurrent local callers: a kill finds posts in flight
+	for w := 0; w < posters; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < n; i += posters {
+				b := body(i)
+				for {
+					req, _ := http.NewRequest(http.MethodPost, "http://"+api+"/v1/outbox", bytes.NewReader(b))
+					req.Header.Set("Content-Type", "application/json")
+					req.Header.Set("Idempotency-Key", fmt.Sprintf("kill9-%d", i))
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						time.Sleep(20 * time.Millisecond) // the edge is down: the local system tries again
+						continue
+					}
+					var a struct{ ID string }
+					_ = json.NewDecoder(resp.Body).Decode(&a)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusAccepted && resp.StatusCode != http.StatusOK {
+						t.Errorf("post %d: %d", i, resp.StatusCode)
+						posted <- i
+						return
+					}
+					mu.Lock()
+					ids[i] = a.ID
+					if resp.StatusCode == http.StatusAccepted {
+						got202[a.ID] = true
+					}
+					mu.Unlock()
+					break
+				}
+				posted <- i
+			}
+		}(w)
+	}
+	go func() { wg.Wait(); close(posted) }()
+	answered := 0
+	kill := func(c *exec.Cmd) {
+		if err := c.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.Process.Wait()
+	}
+	for range posted {
+		answered++
+		switch answered {
+		case n / 4:
+			kill(edgeProc)
+			edgeProc, _ = edgeCmd(t, dir, "unicef-edge", ops, edgeEnv, false, "--as", "UN-UNICEF")
+		case n / 2:
+			kill(hubProc)
+			hubProc = serveProcess(t, dir, hubEnv)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	unique := map[string]bool{}
+	for _, id := range ids {
+		unique[id] = true
+	}
+	if len(unique) != n {
+		t.Fatalf("%d posts with %d keys made %d messages", n, n, len(unique))
+	}
+	// Every message gets its final answer: accepted.
+	deadline := time.Now().Add(90 * time.Second)
+	for _, id := range ids {
+		for {
+			resp, err := http.Get("http://" + api + "/v1/outbox/" + id)
+			var st struct{ Status string }
+			if err == nil {
+				_ = json.NewDecoder(resp.Body).Decode(&st)
+				resp.Body.Close()
+			}
+			if st.Status == "accepted" {
+				break
+			}
+			if st.Status == "refused" || st.Status == "expired" || time.Now().After(deadline) {
+				t.Fatalf("message %s: %q", id, st.Status)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	// The hub has each exactly once: KZ-MJ's inbox holds n deliveries, one per id.
+	me, err := client.LoadIdentity(filepath.Join(dir, "certs", "dev"), "KZ-MJ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kz := client.New("https://"+hub, me)
+	seen := map[string]int{}
+	for {
+		ds, err := kz.Inbox(context.Background(), 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds) == 0 {
+			break
+		}
+		for _, d := range ds {
+			seen[d.MessageID]++
+			if err := kz.Ack(context.Background(), d.DeliveryID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for id := range unique {
+		if seen[id] != 1 {
+			t.Errorf("message %s delivered %d times", id, seen[id])
+		}
+	}
+	t.Logf("%d posts (%d answered 202, %d answered 200 to a repeat after the edge died), edge and hub each killed -9 once: %d accepted, %d delivered",
+		n, len(got202), n-len(got202), len(unique), len(seen))
+	logs, _ := os.ReadFile(filepath.Join(dir, "unicef-edge.log"))
+	if bytes.Contains(logs, []byte("CANARY")) {
+		t.Error("personal data reached the edge's log")
 	}
 }
