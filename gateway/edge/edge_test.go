@@ -497,6 +497,17 @@ func TestEdgeHubDown(t *testing.T) {
 	if st := call(t, http.MethodGet, unicef.url("/v1/outbox/"+doomedID), nil, nil).json(t); st["status"] != "expired" || st["attempts"] != float64(0) {
 		t.Fatalf("expired message afterwards: %v", st)
 	}
+	// The hub goes down again once its keys are known: refused
+	// connections are no sends, and the message expires unsent.
+	hub.Stop()
+	short["exp"] = time.Now().Unix() + 2
+	late := call(t, http.MethodPost, unicef.url("/v1/outbox"), short, nil)
+	if late.Status != http.StatusAccepted {
+		t.Fatalf("second doomed: %d %s", late.Status, late.Body)
+	}
+	if st := finalStatus(t, unicef, late.json(t)["status_url"].(string)); st["status"] != "expired" || st["attempts"] != float64(0) {
+		t.Fatalf("expired with the hub's keys known: %v", st)
+	}
 	unicef.stop()
 	if kinds := auditKinds(t, pkiDir, unicef.cfg.StorePath(), "UN-UNICEF"); !strings.Contains(kinds, audit.KindExpired) {
 		t.Errorf("no expired entry: %s", kinds)

@@ -38,7 +38,10 @@ func (e *Edge) sendLoop(ctx context.Context) {
 		}
 		now := e.o.Now()
 		for _, o := range pending {
-			if now.Before(o.NextAt) && !expired(o, now) {
+			// A passed exp is acted on at once (expired within a tick),
+			// unless the message may have reached the hub: then its
+			// confirmation waits for its backoff like any retry.
+			if now.Before(o.NextAt) && (o.MaybeReceived || !expired(o, now)) {
 				continue
 			}
 			if _, busy := e.inflight.LoadOrStore(o.ID, struct{}{}); busy {
@@ -110,8 +113,10 @@ func (e *Edge) attempt(ctx context.Context, o *Outgoing) {
 	sum := sha256.Sum256(o.Sealed)
 	envSHA := hex.EncodeToString(sum[:])
 	first := o.Attempts == 0
-	e.m.attempts.Add(1)
 	r, err := e.hub.Load().Post(ctx, o.Sealed)
+	if err == nil || !isDial(err) {
+		e.m.attempts.Add(1)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return
@@ -119,7 +124,11 @@ func (e *Edge) attempt(ctx context.Context, o *Outgoing) {
 		e.hubFailed(err)
 		// A refused dial carried nothing; any later failure may have.
 		e.log.Warn("send failed; the same bytes go again", "id", o.ID, "reason", connReason(err))
-		e.retryLater(o.ID, !isDial(err), sentEntry(o, envSHA, first), true)
+		if isDial(err) {
+			e.retryLater(o.ID, false, nil, false) // nothing left the edge
+		} else {
+			e.retryLater(o.ID, true, sentEntry(o, envSHA, first), true)
+		}
 		return
 	}
 	e.hubAnswered()
@@ -256,7 +265,8 @@ func (e *Edge) schedule(id string, maybeReceived bool, sentE *audit.Entry, sent 
 			}
 		}
 		o.MaybeReceived = o.MaybeReceived || maybeReceived
-		n := max(o.Attempts, 1)
+		o.Tries++
+		n := max(o.Tries, 1)
 		d := time.Duration(float64(e.o.Backoff) * math.Pow(2, float64(min(n-1, 20))))
 		d = min(d, e.o.MaxBackoff)
 		d = d/2 + rand.N(d/2+1)

@@ -68,11 +68,14 @@ type Outgoing struct {
 	// MaybeReceived: an attempt may have reached the hub without an answer
 	// (a cut connection, a 503 outcome_unknown): at exp the same bytes are
 	// sent once more to learn the outcome instead of calling it expired.
-	MaybeReceived bool      `json:"maybe_received,omitempty"`
-	NextAt        time.Time `json:"next_at"`
-	Receipt       *Receipt  `json:"receipt,omitempty"`
-	Problem       any       `json:"problem,omitempty"`
-	SubjectHash   string    `json:"subject_hash,omitempty"`
+	MaybeReceived bool `json:"maybe_received,omitempty"`
+	// Tries counts the waits so far (sends, refused connections, an
+	// unreachable key set): the backoff grows with it.
+	Tries       int       `json:"tries,omitempty"`
+	NextAt      time.Time `json:"next_at"`
+	Receipt     *Receipt  `json:"receipt,omitempty"`
+	Problem     any       `json:"problem,omitempty"`
+	SubjectHash string    `json:"subject_hash,omitempty"`
 }
 
 // Receipt is the hub's verified receipt as the status shows it.
