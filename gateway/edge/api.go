@@ -211,8 +211,8 @@ func (e *Edge) postOutbox(c *gin.Context) {
 		return
 	}
 	caller := c.GetString(callerKey)
-	if e.out != nil {
-		allow, reasons, err := e.out.decide(c.Request.Context(), msg.Raw, caller)
+	if out := e.out.Load(); out != nil {
+		allow, reasons, err := out.decide(c.Request.Context(), msg.Raw, caller)
 		if err != nil || !allow {
 			if err != nil {
 				errID := uuid.NewString()
@@ -225,7 +225,7 @@ func (e *Edge) postOutbox(c *gin.Context) {
 			}
 			decisionID := uuid.NewString()
 			if err := e.store.Record(audit.Entry{Kind: audit.KindDenied, MessageID: msg.ID, DecisionID: decisionID,
-				PolicyVersion: e.out.version, From: msg.From, To: msg.To, Purpose: msg.Purpose, Type: msg.Type,
+				PolicyVersion: out.version, From: msg.From, To: msg.To, Purpose: msg.Purpose, Type: msg.Type,
 				Rules: rules, Detail: "outbound policy"}); err != nil {
 				e.writeProblem(c, newProblem(http.StatusServiceUnavailable, CodeUnavailable, "the edge's store cannot write"))
 				return

@@ -43,6 +43,9 @@ type Options struct {
 	// Tick is how often the outbox is looked at for due retries and
 	// passed exps (default 250 ms), besides the wake-up of each new message.
 	Tick time.Duration
+	// PolicyWatch is how often outbound_policies is checked for edits
+	// (default 2 s).
+	PolicyWatch time.Duration
 	// Backoff is the first retry wait, doubled up to MaxBackoff (default
 	// 500 ms and 30 s), with jitter.
 	Backoff, MaxBackoff time.Duration
@@ -60,6 +63,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Tick <= 0 {
 		o.Tick = 250 * time.Millisecond
+	}
+	if o.PolicyWatch <= 0 {
+		o.PolicyWatch = 2 * time.Second
 	}
 	if o.Backoff <= 0 {
 		o.Backoff = 500 * time.Millisecond
@@ -79,7 +85,7 @@ type Edge struct {
 	reg      *trust.Registry
 	store    *Store
 	hub      atomic.Pointer[client.Client]
-	out      *outboundPolicy // nil: no outbound policy configured
+	out      atomic.Pointer[outboundPolicy] // nil: no outbound policy configured
 	hand     handOver
 	local    []localToken // empty: loopback without tokens
 	opsToken []byte       // nil: no operator token configured
@@ -146,9 +152,11 @@ func New(ctx context.Context, cfg config.Edge, log *slog.Logger, o Options) (*Ed
 		}
 	}
 	if cfg.OutboundPolicies != "" {
-		if e.out, err = loadOutbound(ctx, cfg.OutboundPolicies); err != nil {
+		out, err := loadOutbound(ctx, cfg.OutboundPolicies)
+		if err != nil {
 			return nil, err
 		}
+		e.out.Store(out)
 	}
 	if e.hand, err = newHandOver(cfg.Deliver, me, reg); err != nil {
 		return nil, err
@@ -164,8 +172,8 @@ func New(ctx context.Context, cfg config.Edge, log *slog.Logger, o Options) (*Ed
 // Summary is the one line `xborder edge` prints at start: what it uses.
 func (e *Edge) Summary() string {
 	pol := "none"
-	if e.out != nil {
-		pol = e.cfg.OutboundPolicies + " (" + e.out.version + ")"
+	if out := e.out.Load(); out != nil {
+		pol = e.cfg.OutboundPolicies + " (" + out.version + ")"
 	}
 	return fmt.Sprintf("edge %s: keys %s, hub %s, registry %s, local API http://%s, ops http://%s, store %s, deliver %s, outbound policy %s",
 		e.cfg.Participant, e.cfg.ParticipantKeys, e.cfg.Hub, e.cfg.Registry, e.Addr(), e.OpsAddr(), e.cfg.StorePath(), e.cfg.Deliver, pol)
@@ -249,9 +257,10 @@ func (e *Edge) Serve(ctx context.Context) error {
 	go func() { errc <- e.api.Serve(e.apiLn) }()
 	go func() { errc <- e.ops.Serve(e.opsLn) }()
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); e.sendLoop(ctx) }()
 	go func() { defer wg.Done(); e.receiveLoop(ctx) }()
+	go func() { defer wg.Done(); e.watchOutbound(ctx) }()
 	e.log.Info("edge serving", "listen", e.Addr(), "ops_listen", e.OpsAddr(), "hub", e.cfg.Hub, "deliver", deliverKind(e.cfg.Deliver))
 	var err error
 	select {

@@ -20,6 +20,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/tester"
 
+	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/policy"
 )
 
@@ -38,16 +39,64 @@ type outboundPolicy struct {
 	query   rego.PreparedEvalQuery
 }
 
-// loadOutbound compiles the folder's .rego files and data.json, runs its
-// tests (a failing test refuses the policy, and the edge does not start),
-// and prepares the entrypoint once.
-func loadOutbound(ctx context.Context, dir string) (*outboundPolicy, error) {
+// watchOutbound reloads the outbound policy when its folder changes, as
+// the hub reloads its own: the new version serves only once it compiles and
+// its tests pass; a refused one is audited and the last good one keeps
+// serving.
+func (e *Edge) watchOutbound(ctx context.Context) {
+	if e.cfg.OutboundPolicies == "" {
+		return
+	}
+	t := time.NewTicker(e.o.PolicyWatch)
+	defer t.Stop()
+	refused := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		_, _, version, err := readOutbound(e.cfg.OutboundPolicies)
+		if err != nil {
+			version = "unreadable" // refused once, not at every tick
+		}
+		cur := e.out.Load()
+		if version == cur.version || version == refused {
+			continue
+		}
+		next, lerr := loadOutbound(ctx, e.cfg.OutboundPolicies)
+		if lerr != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			refused = version
+			detail := lerr.Error()
+			if len(detail) > audit.MaxDetail {
+				detail = detail[:audit.MaxDetail]
+			}
+			if err := e.store.Record(audit.Entry{Kind: audit.KindPolicyRefused, PolicyVersion: version, Detail: detail}); err != nil {
+				e.log.Error("audit write failed", "error", err)
+			}
+			e.log.Warn("outbound policy edit refused; the last good version keeps serving", "version", version, "serving", cur.version, "error", lerr)
+			continue
+		}
+		refused = ""
+		if err := e.store.Record(audit.Entry{Kind: audit.KindPolicyChanged, PolicyVersion: next.version}); err != nil {
+			e.log.Error("audit write failed", "error", err)
+		}
+		e.out.Store(next)
+		e.log.Info("outbound policy reloaded", "version", next.version, "previous", cur.version)
+	}
+}
+
+// readOutbound reads the folder's .rego modules and data.json and digests
+// them.
+func readOutbound(dir string) (modules map[string]string, data map[string]any, version string, err error) {
 	fsys := os.DirFS(dir)
-	modules := map[string]string{}
-	var data map[string]any
+	modules = map[string]string{}
 	h := sha256.New()
 	var paths []string
-	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+	err = fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -57,13 +106,13 @@ func loadOutbound(ctx context.Context, dir string) (*outboundPolicy, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("edge: outbound_policies: %w", err)
+		return nil, nil, "", fmt.Errorf("edge: outbound_policies: %w", err)
 	}
 	sort.Strings(paths)
 	for _, p := range paths {
 		b, err := fs.ReadFile(fsys, p)
 		if err != nil {
-			return nil, fmt.Errorf("edge: outbound_policies: %w", err)
+			return nil, nil, "", fmt.Errorf("edge: outbound_policies: %w", err)
 		}
 		fmt.Fprintf(h, "%s\x00%d\x00", p, len(b))
 		h.Write(b)
@@ -71,19 +120,29 @@ func loadOutbound(ctx context.Context, dir string) (*outboundPolicy, error) {
 			dec := json.NewDecoder(bytes.NewReader(b))
 			dec.UseNumber()
 			if err := dec.Decode(&data); err != nil {
-				return nil, fmt.Errorf("edge: outbound_policies: %s: %w", p, err)
+				return nil, nil, "", fmt.Errorf("edge: outbound_policies: %s: %w", p, err)
 			}
 			continue
 		}
 		modules[p] = string(b)
 	}
 	if len(modules) == 0 {
-		return nil, fmt.Errorf("edge: outbound_policies: no .rego file in %s", dir)
+		return nil, nil, "", fmt.Errorf("edge: outbound_policies: no .rego file in %s", dir)
 	}
 	if data == nil {
 		data = map[string]any{}
 	}
-	version := "sha256:" + hex.EncodeToString(h.Sum(nil))
+	return modules, data, "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// loadOutbound compiles the folder's .rego files and data.json, runs its
+// tests (a failing test refuses the policy, and the edge does not start),
+// and prepares the entrypoint once.
+func loadOutbound(ctx context.Context, dir string) (*outboundPolicy, error) {
+	modules, data, version, err := readOutbound(dir)
+	if err != nil {
+		return nil, err
+	}
 
 	parsed := map[string]*ast.Module{}
 	for p, src := range modules {

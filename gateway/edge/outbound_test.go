@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/config"
@@ -94,5 +95,63 @@ func TestOutboundPolicyTestsGateStart(t *testing.T) {
 	_, err := edge.New(t.Context(), cfg, nil, edge.Options{})
 	if err == nil || !strings.Contains(err.Error(), "tests failed") {
 		t.Fatalf("edge with failing policy tests: %v", err)
+	}
+}
+
+// An edit of the outbound policy serves only once its tests pass: a
+// breaking edit is refused and audited, the last good version keeps
+// deciding; a good edit is audited and decides from then on.
+func TestOutboundPolicyReload(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string][]byte{}
+	for _, f := range []string{"outbound.rego", "outbound_test.rego", "data.json"} {
+		b, err := os.ReadFile(filepath.Join(exampleOutbound, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[f] = b
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	editData := func(from, to string) {
+		t.Helper()
+		b := strings.Replace(string(files["data.json"]), from, to, 1)
+		if b == string(files["data.json"]) {
+			t.Fatalf("no %q in data.json", from)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "data.json"), []byte(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pkiDir, _ := gatewaytest.Config(t, pki.DemoFederation())
+	r := startEdge(t, pkiDir, "https://"+freeAddr(t), "KZ-MJ", "local",
+		func(c *config.Edge) { c.OutboundPolicies = dir }, edge.Options{PolicyWatch: 50 * time.Millisecond})
+	evidence := map[string]any{
+		"to": "UZ-MVD", "type": "referral", "purpose": "prosecution-evidence", "consent": map[string]any{"id": "C-1"},
+		"subject": map[string]any{"ref": "S-1"}, "record": map[string]any{"case_number": "KZ-2026-000042"},
+	}
+	if a := call(t, http.MethodPost, r.url("/v1/outbox"), evidence, nil); a.Status != http.StatusForbidden || !strings.Contains(string(a.Body), "OUT1") {
+		t.Fatalf("six-digit case number before the edit: %d %s", a.Status, a.Body)
+	}
+
+	// A breaking edit: the example's own tests fail, it does not serve.
+	editData(`"local": ["identity-verification", `, `"local": [`)
+	waitFor(t, 30*time.Second, "the refusal", func() bool { return strings.Contains(r.logs.String(), "outbound policy edit refused") })
+	verify := map[string]any{"to": "UN-UNICEF", "type": "identity.verification.request", "purpose": "identity-verification",
+		"subject": map[string]any{"ref": "S-1"}}
+	if a := call(t, http.MethodPost, r.url("/v1/outbox"), verify, nil); a.Status != http.StatusAccepted {
+		t.Fatalf("the last good policy no longer serves: %d %s", a.Status, a.Body)
+	}
+
+	// A good edit: six-digit case numbers from now on.
+	editData(`[0-9]{5}$`, `[0-9]{5,6}$`)
+	waitFor(t, 30*time.Second, "the reload", func() bool { return strings.Contains(r.logs.String(), "outbound policy reloaded") })
+	if a := call(t, http.MethodPost, r.url("/v1/outbox"), evidence, nil); a.Status != http.StatusAccepted {
+		t.Fatalf("six-digit case number after the edit: %d %s", a.Status, a.Body)
+	}
+	r.stop()
+	if kinds := auditKinds(t, pkiDir, r.cfg.StorePath(), "KZ-MJ"); kinds != "denied,policy_refused,queued,policy_changed,queued" {
+		t.Errorf("audit kinds %s", kinds)
 	}
 }
