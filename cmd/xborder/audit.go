@@ -21,6 +21,7 @@ import (
 	"github.com/xborder/xborder/gateway"
 	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/client"
+	"github.com/xborder/xborder/gateway/config"
 	"github.com/xborder/xborder/gateway/envelope"
 )
 
@@ -170,6 +171,9 @@ func newAuditVerify(stdout, stderr io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if file == "" && config.IsEdgeFile(f.cfgPath) {
+				return edgeAudit(ctx, f, false, nil, stdout, stderr)
+			}
 			// With --file, the live log is read only to compare with it.
 			live := file == "" || cmd.Flags().Changed("config") || cmd.Flags().Changed("ops")
 			t, err := f.target(stderr)
@@ -241,10 +245,6 @@ func newAuditExport(stdout, stderr io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			t, err := f.target(stderr)
-			if err != nil {
-				return err
-			}
 			w, finish := stdout, func() error { return nil }
 			if out != "" && out != "-" {
 				fh, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
@@ -253,6 +253,16 @@ func newAuditExport(stdout, stderr io.Writer) *cobra.Command {
 				}
 				defer fh.Close()
 				w, finish = fh, fh.Close
+			}
+			if config.IsEdgeFile(f.cfgPath) {
+				if err := edgeAudit(ctx, f, true, w, stdout, stderr); err != nil {
+					return err
+				}
+				return finish()
+			}
+			t, err := f.target(stderr)
+			if err != nil {
+				return err
 			}
 			if t.useGateway(ctx) {
 				// The gateway signs the closing checkpoints with its own key.

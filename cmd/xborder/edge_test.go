@@ -147,7 +147,8 @@ func TestEdgeCommand(t *testing.T) {
 		t.Fatalf("pki init: %v\n%s", err, out)
 	}
 	ops := freeAddr(t)
-	base := "participant: KZ-MJ\nparticipant_keys: pki/KZ-MJ\nhub: https://" + freeAddr(t) + "\nregistry: pki/registry.yaml\nops_listen: " + ops + "\nstore: bolt:data/edge.db\n"
+	base := "participant: KZ-MJ\nparticipant_keys: pki/KZ-MJ\nhub: https://" + freeAddr(t) + "\nregistry: pki/registry.yaml\nops_listen: " + ops +
+		"\nstore: bolt:data/edge.db\nops_token_file: pki/ops.token\n"
 	open := filepath.Join(dir, "open.yaml")
 	if err := os.WriteFile(open, []byte(base+"listen: 0.0.0.0:"+strings.Split(freeAddr(t), ":")[1]+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -161,13 +162,35 @@ func TestEdgeCommand(t *testing.T) {
 	}
 
 	cfg := filepath.Join(dir, "edge.yaml")
-	if err := os.WriteFile(cfg, []byte(base+"listen: "+freeAddr(t)+"\n"), 0o600); err != nil {
+	api := freeAddr(t)
+	if err := os.WriteFile(cfg, []byte(base+"listen: "+api+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	edgeProcess(t, dir, "edge", ops, nil, false, "--config", cfg)
+	proc, _ := edgeCmd(t, dir, "edge", ops, nil, false, "--config", cfg)
 	out, err = exec.Command(binary, "health", "--config", cfg).CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "not_ready") || !strings.Contains(string(out), "hub") {
 		t.Fatalf("health of an edge without its hub: %v\n%s", err, out)
+	}
+
+	// Its evidence, through the running edge and from its store once stopped.
+	resp, err := http.Post("http://"+api+"/v1/outbox", "application/json", strings.NewReader(
+		`{"to":"UN-UNICEF","type":"identity.verification.request","purpose":"identity-verification","subject":{"ref":"S-1"}}`))
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("post: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	if out, err := exec.Command(binary, "audit", "export", "--config", cfg).Output(); err != nil || !strings.Contains(string(out), `"kind":"queued"`) || !strings.Contains(string(out), `"export":true`) {
+		t.Fatalf("audit export of a running edge: %v\n%s", err, out)
+	}
+	for _, state := range []string{"running", "stopped"} {
+		if state == "stopped" {
+			_ = proc.Process.Signal(syscall.SIGTERM)
+			_, _ = proc.Process.Wait()
+		}
+		out, err := exec.Command(binary, "audit", "verify", "--config", cfg).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "edge-KZ-MJ: 1 entries") || !strings.Contains(string(out), "audit log verified") {
+			t.Fatalf("audit verify of a %s edge: %v\n%s", state, err, out)
+		}
 	}
 }
 

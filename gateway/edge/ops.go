@@ -36,7 +36,7 @@ func (e *Edge) opsRoutes() http.Handler {
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", e.readyz)
 	r.GET("/metrics", e.metrics)
-	r.GET("/v1/audit/export", e.requireOpsToken, e.auditExport)
+	r.GET("/audit/export", e.requireOpsToken, e.auditExport)
 	r.NoRoute(func(c *gin.Context) { e.writeProblem(c, newProblem(http.StatusNotFound, CodeNotFound, "no such path")) })
 	r.NoMethod(func(c *gin.Context) {
 		e.writeProblem(c, newProblem(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "method not allowed on this path"))

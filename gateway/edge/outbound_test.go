@@ -50,14 +50,14 @@ func TestOutboundPolicy(t *testing.T) {
 	}
 	// The evidence, exported with the operator token and checked offline
 	// with the participant's public key only.
-	if a := call(t, http.MethodGet, r.ops("/v1/audit/export"), nil, nil); a.Status != http.StatusUnauthorized {
+	if a := call(t, http.MethodGet, r.ops("/audit/export"), nil, nil); a.Status != http.StatusUnauthorized {
 		t.Errorf("export without the operator token: %d", a.Status)
 	}
 	tok, err := pki.ReadOpsToken(filepath.Join(pkiDir, pki.OpsTokenFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	exp := call(t, http.MethodGet, r.ops("/v1/audit/export"), nil, map[string]string{"Authorization": "Bearer " + string(tok)})
+	exp := call(t, http.MethodGet, r.ops("/audit/export"), nil, map[string]string{"Authorization": "Bearer " + string(tok)})
 	pub, err := envelope.LoadPublicJWK(filepath.Join(pkiDir, "UN-UNICEF", "sign.pub.jwk"))
 	if err != nil {
 		t.Fatal(err)
