@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,7 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/xborder/xborder/gateway/client"
+	"github.com/xborder/xborder/gateway/config"
 	"github.com/xborder/xborder/gateway/gatewaytest"
 )
 
@@ -348,5 +352,56 @@ func TestEdgeKill9LosesNothing(t *testing.T) {
 	logs, _ := os.ReadFile(filepath.Join(dir, "unicef-edge.log"))
 	if bytes.Contains(logs, []byte("CANARY")) {
 		t.Error("personal data reached the edge's log")
+	}
+}
+
+// docker-compose.yml runs an edge for UN-UNICEF and one for KZ-MJ: their
+// mounted configs load and validate, name a gateway service as their hub,
+// and their listeners are published on the host's loopback only.
+func TestComposeEdges(t *testing.T) {
+	root := gatewaytest.RepoRoot()
+	raw, err := os.ReadFile(filepath.Join(root, "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cf composeFile
+	if err := yaml.Unmarshal(raw, &cf); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for name, s := range cf.Services {
+		if len(s.Command) == 0 || s.Command[0] != "edge" {
+			continue
+		}
+		var cfgFile string
+		for _, v := range s.Volumes {
+			if parts := strings.Split(v, ":"); len(parts) >= 2 && parts[1] == flagValue(s.Command, "--config") {
+				cfgFile = filepath.Join(root, parts[0])
+			}
+		}
+		cfg, err := config.LoadEdge(cfgFile, "")
+		if err != nil {
+			t.Fatalf("%s: %s: %v", name, cfgFile, err)
+		}
+		seen[cfg.Participant] = true
+		hubHost := strings.TrimPrefix(strings.Split(cfg.Hub, ":")[1], "//")
+		if hub, ok := cf.Services[hubHost]; !ok || len(hub.Command) == 0 || hub.Command[0] != "serve" {
+			t.Errorf("%s: hub %s is not a gateway service", name, cfg.Hub)
+		}
+		if len(s.Ports) == 0 {
+			t.Errorf("%s publishes no port", name)
+		}
+		for _, p := range s.Ports {
+			if !strings.HasPrefix(p, "127.0.0.1:") {
+				t.Errorf("%s: port %s is published beyond the host's loopback", name, p)
+			}
+		}
+		_, ops, _ := net.SplitHostPort(cfg.OpsListen)
+		if s.Health == nil || !strings.Contains(strings.Join(s.Health.Test, " "), "health --ops http://127.0.0.1:"+ops) {
+			t.Errorf("%s: healthcheck %v does not ask its edge's /readyz", name, s.Health)
+		}
+	}
+	if !seen["UN-UNICEF"] || !seen["KZ-MJ"] || len(seen) != 2 {
+		t.Errorf("compose edges for %v, want UN-UNICEF and KZ-MJ", seen)
 	}
 }
