@@ -184,11 +184,16 @@ func (e *Edge) postOutbox(c *gin.Context) {
 		e.writeProblem(c, newProblem(http.StatusRequestEntityTooLarge, CodePayloadTooLarge, "the body exceeds 1 MiB"))
 		return
 	}
+	// Keys are the caller's own: two local systems never meet on one.
+	storedKey := ""
+	if idemKey != "" {
+		storedKey = c.GetString(callerKey) + "\x00" + idemKey
+	}
 	// A repeat with a known Idempotency-Key is answered before the body
 	// is checked again: the answer must not change because time passed.
-	if idemKey != "" {
+	if storedKey != "" {
 		if canon, ok := canonical(raw); ok {
-			o, same, known, err := e.store.Idempotent(idemKey, canon)
+			o, same, known, err := e.store.Idempotent(storedKey, canon)
 			switch {
 			case err != nil:
 				e.writeProblem(c, newProblem(http.StatusServiceUnavailable, CodeUnavailable, "the edge's store cannot be read"))
@@ -252,7 +257,7 @@ func (e *Edge) postOutbox(c *gin.Context) {
 	sum := sha256.Sum256(jws)
 	o := &Outgoing{ID: msg.ID, To: msg.To, Type: msg.Type, Purpose: msg.Purpose, Status: StatusQueued,
 		CreatedAt: now.UTC(), UpdatedAt: now.UTC(), Exp: msg.EXP, JWS: jws, NextAt: now.UTC()}
-	got, fresh, err := e.store.Enqueue(o, idemKey, canon, audit.Entry{
+	got, fresh, err := e.store.Enqueue(o, storedKey, canon, audit.Entry{
 		Kind: audit.KindQueued, MessageID: msg.ID, From: msg.From, To: msg.To, Purpose: msg.Purpose, Type: msg.Type,
 		PayloadSHA256: hex.EncodeToString(sum[:]),
 	})

@@ -155,3 +155,58 @@ func TestOutboundPolicyReload(t *testing.T) {
 		t.Errorf("audit kinds %s", kinds)
 	}
 }
+
+// With local_token_file, every call needs a bearer token; its name is the
+// caller the outbound policy sees, and Idempotency-Keys are each caller's.
+func TestLocalTokens(t *testing.T) {
+	pkiDir, _ := gatewaytest.Config(t, pki.DemoFederation())
+	caseTok, deskTok := strings.Repeat("c", 40), strings.Repeat("d", 40)
+	tokens := filepath.Join(t.TempDir(), "local.tokens")
+	if err := os.WriteFile(tokens, []byte("# local systems\ncase-system "+caseTok+"\nprosecutor-desk "+deskTok+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := startEdge(t, pkiDir, "https://"+freeAddr(t), "KZ-MJ", "local", func(c *config.Edge) {
+		c.LocalTokenFile = tokens
+		c.OutboundPolicies = exampleOutbound
+	}, edge.Options{})
+	as := func(tok, key string) map[string]string {
+		h := map[string]string{"Authorization": "Bearer " + tok}
+		if key != "" {
+			h["Idempotency-Key"] = key
+		}
+		return h
+	}
+	evidence := func(n string) map[string]any {
+		return map[string]any{"to": "UZ-MVD", "type": "referral", "purpose": "prosecution-evidence", "consent": map[string]any{"id": "C-1"},
+			"subject": map[string]any{"ref": "S-1"}, "record": map[string]any{"case_number": "KZ-2026-0004" + n}}
+	}
+	for _, c := range []struct {
+		name string
+		hdr  map[string]string
+	}{{"no token", nil}, {"unknown token", as(strings.Repeat("x", 40), "")}} {
+		a := call(t, http.MethodGet, r.url("/v1/inbox"), nil, c.hdr)
+		if a.Status != http.StatusUnauthorized || a.json(t)["code"] != "unauthorized" || a.Header.Get("WWW-Authenticate") == "" {
+			t.Errorf("%s: %d %s", c.name, a.Status, a.Body)
+		}
+	}
+	// The case system may not send prosecution evidence (OUT3); the desk may.
+	if a := call(t, http.MethodPost, r.url("/v1/outbox"), evidence("1"), as(caseTok, "k1")); a.Status != http.StatusForbidden || !strings.Contains(string(a.Body), "OUT3") {
+		t.Errorf("case system: %d %s", a.Status, a.Body)
+	}
+	a := call(t, http.MethodPost, r.url("/v1/outbox"), evidence("1"), as(deskTok, "k1"))
+	if a.Status != http.StatusAccepted {
+		t.Fatalf("desk: %d %s", a.Status, a.Body)
+	}
+	// The same key from another caller is that caller's own.
+	verify := map[string]any{"to": "UN-UNICEF", "type": "identity.verification.request", "purpose": "identity-verification", "subject": map[string]any{"ref": "S-1"}}
+	b := call(t, http.MethodPost, r.url("/v1/outbox"), verify, as(caseTok, "k1"))
+	if b.Status != http.StatusAccepted || b.json(t)["id"] == a.json(t)["id"] {
+		t.Errorf("another caller's key: %d %s", b.Status, b.Body)
+	}
+	if c := call(t, http.MethodPost, r.url("/v1/outbox"), evidence("2"), as(deskTok, "k1")); c.Status != http.StatusConflict {
+		t.Errorf("same caller, same key, other body: %d %s", c.Status, c.Body)
+	}
+	if c := call(t, http.MethodPost, r.url("/v1/outbox"), evidence("1"), as(deskTok, "k1")); c.Status != http.StatusOK || c.json(t)["id"] != a.json(t)["id"] {
+		t.Errorf("same caller, same key, same body: %d %s", c.Status, c.Body)
+	}
+}
