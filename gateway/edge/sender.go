@@ -37,28 +37,32 @@ func (e *Edge) sendLoop(ctx context.Context) {
 			e.log.Error("outbox read failed", "error", err)
 		}
 		now := e.o.Now()
-		for _, o := range pending {
+		for _, d := range pending {
 			// A passed exp is acted on at once (expired within a tick),
 			// unless the message may have reached the hub: then its
 			// confirmation waits for its backoff like any retry.
-			if now.Before(o.NextAt) && (o.MaybeReceived || !expired(o, now)) {
+			if now.Before(d.NextAt) && (d.MaybeReceived || numericDate(now) < d.Exp) {
 				continue
 			}
-			if _, busy := e.inflight.LoadOrStore(o.ID, struct{}{}); busy {
+			if _, busy := e.inflight.LoadOrStore(d.ID, struct{}{}); busy {
 				continue
 			}
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				e.inflight.Delete(o.ID)
+				e.inflight.Delete(d.ID)
 				return
 			}
 			wg.Add(1)
-			go func(o *Outgoing) {
+			go func(id string) {
 				defer wg.Done()
-				defer func() { <-sem; e.inflight.Delete(o.ID) }()
+				defer func() { <-sem; e.inflight.Delete(id) }()
+				o, err := e.store.Outgoing(id)
+				if err != nil || o.Status != StatusQueued {
+					return
+				}
 				e.attempt(ctx, o)
-			}(o)
+			}(d.ID)
 		}
 		select {
 		case <-ctx.Done():

@@ -19,7 +19,7 @@ import (
 // entry are one transaction and one fsync:
 //
 //	outbox       message id -> Outgoing JSON
-//	pending      message id -> nil (queued, for the sender)
+//	pending      message id -> Due JSON (queued: what the sender needs to pick it)
 //	idempotency  Idempotency-Key -> idemRecord JSON
 //	inbox        delivery id -> hand-over JSON (deliver: local, until acked)
 //	handed       delivery id -> RFC 3339 time (handed over: a repeat is only acked)
@@ -178,7 +178,7 @@ func (s *Store) Enqueue(o *Outgoing, idemKey, bodySHA string, e audit.Entry) (go
 		if err := putOutgoing(tx, o); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketPending).Put([]byte(o.ID), nil); err != nil {
+		if err := putPending(tx, o); err != nil {
 			return err
 		}
 		fresh, got = true, o
@@ -236,6 +236,8 @@ func (s *Store) Update(id string, fn func(o *Outgoing) ([]audit.Entry, error)) (
 			if err := tx.Bucket(bucketPending).Delete([]byte(id)); err != nil {
 				return err
 			}
+		} else if err := putPending(tx, o); err != nil {
+			return err
 		}
 		for _, e := range entries {
 			p, err := audit.Prepare(e, s.replica, s.now())
@@ -263,16 +265,35 @@ func (s *Store) Outgoing(id string) (*Outgoing, error) {
 	return o, err
 }
 
+// Due is what the sender needs to know of a queued message to pick it:
+// kept in the pending index, so that looking for due work reads no
+// message.
+type Due struct {
+	ID            string    `json:"id"`
+	NextAt        time.Time `json:"next_at"`
+	Exp           float64   `json:"exp"`
+	MaybeReceived bool      `json:"maybe_received,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
+}
+
+func putPending(tx *bbolt.Tx, o *Outgoing) error {
+	v, err := json.Marshal(Due{ID: o.ID, NextAt: o.NextAt, Exp: o.Exp, MaybeReceived: o.MaybeReceived, CreatedAt: o.CreatedAt})
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketPending).Put([]byte(o.ID), v)
+}
+
 // Pending lists the queued messages.
-func (s *Store) Pending() ([]*Outgoing, error) {
-	var out []*Outgoing
+func (s *Store) Pending() ([]Due, error) {
+	var out []Due
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketPending).ForEach(func(k, _ []byte) error {
-			o, err := getOutgoing(tx, string(k))
-			if err != nil {
+		return tx.Bucket(bucketPending).ForEach(func(_, v []byte) error {
+			var d Due
+			if err := json.Unmarshal(v, &d); err != nil {
 				return err
 			}
-			out = append(out, o)
+			out = append(out, d)
 			return nil
 		})
 	})
@@ -407,11 +428,11 @@ func (s *Store) Counts() (Counts, error) {
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		c.LocalInbox = tx.Bucket(bucketInbox).Stats().KeyN
 		c.Quarantined = tx.Bucket(bucketQuarantine).Stats().KeyN
-		return tx.Bucket(bucketPending).ForEach(func(k, _ []byte) error {
+		return tx.Bucket(bucketPending).ForEach(func(_, v []byte) error {
 			c.Depth++
-			o, err := getOutgoing(tx, string(k))
-			if err == nil && (c.Oldest.IsZero() || o.CreatedAt.Before(c.Oldest)) {
-				c.Oldest = o.CreatedAt
+			var d Due
+			if err := json.Unmarshal(v, &d); err == nil && (c.Oldest.IsZero() || d.CreatedAt.Before(c.Oldest)) {
+				c.Oldest = d.CreatedAt
 			}
 			return nil
 		})
