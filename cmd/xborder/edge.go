@@ -48,6 +48,7 @@ func newEdge(stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			fmt.Fprintln(stdout, e.Summary())
+			tuneMemory()
 			return e.Serve(ctx)
 		},
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -18,8 +19,11 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/xborder/xborder/cmd/xborder/internal/bench"
+	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/client"
 	"github.com/xborder/xborder/gateway/config"
+	"github.com/xborder/xborder/gateway/envelope"
 	"github.com/xborder/xborder/gateway/gatewaytest"
 )
 
@@ -404,4 +408,134 @@ func TestComposeEdges(t *testing.T) {
 	if !seen["UN-UNICEF"] || !seen["KZ-MJ"] || len(seen) != 2 {
 		t.Errorf("compose edges for %v, want UN-UNICEF and KZ-MJ", seen)
 	}
+}
+
+// The edge's processor time per message, as a process, against its floor:
+// what it cannot avoid for one message (sign it, seal it to the hub, verify
+// the hub's receipt), measured in this process. The figures are reported
+// (-v); the verdict is that every message was accepted — a figure on shared
+// cores is no pass/fail.
+func TestEdgeCPUPerMessage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("drives a hub and an edge as processes with hundreds of messages")
+	}
+	root := gatewaytest.RepoRoot()
+	dir := t.TempDir()
+	for _, name := range []string{"cmd", "policies"} {
+		if err := os.Symlink(filepath.Join(root, name), filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hub := freeAddr(t)
+	serveProcess(t, dir, []string{"XBORDER_LISTEN=" + hub, "XBORDER_OPS_LISTEN=" + freeAddr(t)})
+	api, ops := freeAddr(t), freeAddr(t)
+	proc, _ := edgeCmd(t, dir, "unicef-edge", ops,
+		[]string{"XBORDER_LISTEN=" + api, "XBORDER_OPS_LISTEN=" + ops, "XBORDER_HUB=https://" + hub}, true, "--as", "UN-UNICEF")
+
+	body, err := os.ReadFile(filepath.Join(root, "cmd", "xborder", "examples", "edge-verify-request.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := func() int {
+		resp, err := http.Get("http://" + ops + "/metrics")
+		if err != nil {
+			return -1
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, `xborder_edge_outbox_final_total{status="accepted"} `); ok {
+				var n int
+				fmt.Sscan(v, &n)
+				return n
+			}
+		}
+		return -1
+	}
+	post := func(n int) {
+		var wg sync.WaitGroup
+		work := make(chan int)
+		for w := 0; w < 8; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range work {
+					resp, err := http.Post("http://"+api+"/v1/outbox", "application/json", bytes.NewReader(body))
+					if err != nil || resp.StatusCode != http.StatusAccepted {
+						t.Errorf("post: %v %v", err, resp)
+						return
+					}
+					resp.Body.Close()
+				}
+			}()
+		}
+		for i := 0; i < n; i++ {
+			work <- i
+		}
+		close(work)
+		wg.Wait()
+	}
+	waitAccepted := func(want int) {
+		deadline := time.Now().Add(3 * time.Minute)
+		for accepted() < want {
+			if time.Now().After(deadline) || t.Failed() {
+				t.Fatalf("accepted %d of %d", accepted(), want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	const warm, n = 20, 300
+	post(warm)
+	waitAccepted(warm)
+	cpu0, err := bench.ProcCPU(proc.Process.Pid)
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	start := time.Now()
+	post(n)
+	waitAccepted(warm + n)
+	wall := time.Since(start)
+	cpu1, _ := bench.ProcCPU(proc.Process.Pid)
+	perMsg := float64(cpu1-cpu0) / float64(time.Microsecond) / n
+
+	// The floor, in this process, one message at a time.
+	sign, err := envelope.LoadPrivateJWK(filepath.Join(dir, "certs", "dev", "UN-UNICEF", "sign.jwk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := envelope.LoadPublicJWK(filepath.Join(dir, "certs", "dev", "gateway", "enc.pub.jwk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := envelope.LoadPrivateJWK(filepath.Join(dir, "certs", "dev", "gateway", "sign.jwk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	receipt, err := envelope.Sign([]byte(`{"id":"6f1c2a90-0000-4000-8000-000000000001","from":"UN-UNICEF","to":"KZ-MJ","envelope_sha256":"00","accepted_at":"2026-12-07T00:00:00Z","decision_id":"x","policy_version":"sha256:0"}`), gw, envelope.TypReceipt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kf := audit.KeyFunc(gw.Public())
+	var ru0, ru1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	const floorN = 300
+	for i := 0; i < floorN; i++ {
+		jws, err := envelope.Sign(body, sign, envelope.TypMessage)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := envelope.Encrypt(jws, enc); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := envelope.Verify(receipt, envelope.TypReceipt, kf, envelope.Profile{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	cpu := func(r syscall.Rusage) time.Duration {
+		return time.Duration(r.Utime.Nano() + r.Stime.Nano())
+	}
+	floor := float64(cpu(ru1)-cpu(ru0)) / float64(time.Microsecond) / floorN
+	t.Logf("edge: %d messages accepted in %v; edge CPU %.0f µs/message; floor (sign + seal + verify the receipt) %.0f µs; ratio %.2f (target ≤ 2)",
+		n, wall.Round(time.Millisecond), perMsg, floor, perMsg/floor)
 }

@@ -257,6 +257,12 @@ func (e *Edge) postOutbox(c *gin.Context) {
 	sum := sha256.Sum256(jws)
 	o := &Outgoing{ID: msg.ID, To: msg.To, Type: msg.Type, Purpose: msg.Purpose, Status: StatusQueued,
 		CreatedAt: now.UTC(), UpdatedAt: now.UTC(), Exp: msg.EXP, JWS: jws, NextAt: now.UTC()}
+	if enc := e.hubEnc.Load(); enc != nil {
+		// Sealed once, here: every send of it carries these bytes.
+		if sealed, err := envelope.Encrypt(jws, enc); err == nil {
+			o.Sealed = sealed
+		}
+	}
 	got, fresh, err := e.store.Enqueue(o, storedKey, canon, audit.Entry{
 		Kind: audit.KindQueued, MessageID: msg.ID, From: msg.From, To: msg.To, Purpose: msg.Purpose, Type: msg.Type,
 		PayloadSHA256: hex.EncodeToString(sum[:]),

@@ -78,13 +78,16 @@ func (o Options) withDefaults() Options {
 
 // Edge is one running edge.
 type Edge struct {
-	cfg      config.Edge
-	o        Options
-	log      *slog.Logger
-	me       *client.Identity
-	reg      *trust.Registry
-	store    *Store
-	hub      atomic.Pointer[client.Client]
+	cfg   config.Edge
+	o     Options
+	log   *slog.Logger
+	me    *client.Identity
+	reg   *trust.Registry
+	store *Store
+	hub   atomic.Pointer[client.Client]
+	// hubEnc is the hub's encryption key once read: a message posted while
+	// it is known is sealed at once, in the same write as its queuing.
+	hubEnc   atomic.Pointer[envelope.PublicKey]
 	out      atomic.Pointer[outboundPolicy] // nil: no outbound policy configured
 	hand     handOver
 	local    []localToken // empty: loopback without tokens

@@ -135,6 +135,7 @@ func (e *Edge) receive(ctx context.Context, deliveryID string, env []byte) {
 		// Perhaps the hub's keys changed since they were read: once more
 		// with fresh ones before calling it bad.
 		e.hub.Store(e.newHubClient())
+		e.hubEnc.Store(nil)
 		p, err = e.open(ctx, deliveryID, env)
 	}
 	sum := sha256.Sum256(env)

@@ -97,6 +97,7 @@ func (e *Edge) attempt(ctx context.Context, o *Outgoing) {
 			e.retryLater(o.ID, false, nil, false)
 			return
 		}
+		e.hubEnc.Store(enc)
 		sealed, err := envelope.Encrypt(o.JWS, enc)
 		if err != nil {
 			e.log.Error("sealing failed", "id", o.ID, "error", err)
@@ -175,6 +176,7 @@ func (e *Edge) accepted(ctx context.Context, o *Outgoing, r *client.Response, en
 	if err != nil {
 		// The hub's keys may have been rotated since they were read.
 		e.hub.Store(e.newHubClient())
+		e.hubEnc.Store(nil)
 		rc, err = e.hub.Load().VerifyReceipt(ctx, ans.Receipt)
 	}
 	if err == nil && (rc.ID != o.ID || rc.From != e.cfg.Participant || rc.To != o.To || rc.EnvelopeSHA256 != envSHA ||

@@ -153,7 +153,11 @@ func (s *Store) Enqueue(o *Outgoing, idemKey, bodySHA string, e audit.Entry) (go
 	if err != nil {
 		return nil, false, err
 	}
-	err = s.db.Update(func(tx *bbolt.Tx) error {
+	// Batched: concurrent posts share one commit and one fsync. A batched
+	// function may run again (alone) when another one fails: it starts
+	// from nothing each time.
+	err = s.db.Batch(func(tx *bbolt.Tx) error {
+		got, fresh = nil, false
 		if idemKey != "" {
 			if v := tx.Bucket(bucketIdem).Get([]byte(idemKey)); v != nil {
 				var r idemRecord
@@ -214,12 +218,14 @@ func (s *Store) Idempotent(key, bodySHA string) (o *Outgoing, same, known bool, 
 	return o, same, known, err
 }
 
-// Update changes an outgoing message with fn inside one transaction, and
-// appends the entries fn returns; a message no longer queued leaves the
-// pending index.
+// Update changes an outgoing message with fn inside one transaction
+// (batched with concurrent ones; fn may run more than once and must start
+// from what it is given), and appends the entries fn returns; a message no
+// longer queued leaves the pending index.
 func (s *Store) Update(id string, fn func(o *Outgoing) ([]audit.Entry, error)) (*Outgoing, error) {
 	var out *Outgoing
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.db.Batch(func(tx *bbolt.Tx) error {
+		out = nil
 		o, err := getOutgoing(tx, id)
 		if err != nil {
 			return err
