@@ -656,3 +656,41 @@ func TestEdgeHTTPSHandOver(t *testing.T) {
 	}
 	assertNoCanary(t, "KZ-MJ", kz.logs.String(), "CANARYPRIMARY", "CANARYSECOND")
 }
+
+// The hub rotates its keys and retires the encryption key the edge had
+// read: a message the edge sealed to it is refused (decryption_failed), and
+// the edge seals the same signed message to the hub's current key and
+// sends it again; the new receipt (signed with the new key) verifies.
+func TestEdgeHubKeyRotation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("restarts a hub twice")
+	}
+	hubAddr := freeAddr(t)
+	pkiDir, hubCfg := gatewaytest.Config(t, pki.DemoFederation(), func(c *config.Config) { c.Listen = hubAddr })
+	hub := gatewaytest.StartWith(t, pkiDir, hubCfg)
+	unicef := startEdge(t, pkiDir, hub.URL(), "UN-UNICEF", "local", nil,
+		edge.Options{Backoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	subject := gatewaytest.ChildSubject("CANARYPRIMARY", "CANARYSECOND")
+	first := call(t, http.MethodPost, unicef.url("/v1/outbox"), verificationRequest(subject), nil)
+	if st := finalStatus(t, unicef, first.json(t)["status_url"].(string)); st["status"] != "accepted" {
+		t.Fatalf("before the rotation: %v", st)
+	}
+	hub.Stop()
+	gw := filepath.Join(pkiDir, "gateway")
+	_, oldEnc, err := pki.RotateGateway(gw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.RetireEncryption(gw, oldEnc); err != nil {
+		t.Fatal(err)
+	}
+	gatewaytest.StartWith(t, pkiDir, hubCfg)
+	a := call(t, http.MethodPost, unicef.url("/v1/outbox"), verificationRequest(subject), nil)
+	st := finalStatus(t, unicef, a.json(t)["status_url"].(string))
+	if st["status"] != "accepted" || st["attempts"] != float64(2) {
+		t.Fatalf("after the rotation: %v", st)
+	}
+	if !strings.Contains(unicef.logs.String(), "sealing the same signed message to its current key") {
+		t.Error("the edge did not seal again")
+	}
+}

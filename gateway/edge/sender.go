@@ -144,6 +144,27 @@ func (e *Edge) attempt(ctx context.Context, o *Outgoing) {
 		unknown := r.Status != http.StatusTooManyRequests && (r.Status != http.StatusServiceUnavailable || r.Problem().Detail == "outcome_unknown")
 		e.log.Warn("hub asked to retry; the same bytes go again", "id", o.ID, "status", r.Status, "code", r.Problem().Code)
 		e.retryAfter(o.ID, unknown, sentEntry(o, envSHA, first), retryAfter(r))
+	case r.Status == http.StatusBadRequest && r.Problem().Code == string(envelope.CodeDecryptionFailed) && !o.Resealed:
+		// Sealed to a hub key retired since it was read: the same signed
+		// message goes again in a new envelope (PROTOCOL §3.1: the JWE
+		// around it may differ), once.
+		e.log.Warn("hub could not decrypt; sealing the same signed message to its current key", "id", o.ID)
+		e.hub.Store(e.newHubClient())
+		e.hubEnc.Store(nil)
+		if _, err := e.store.Update(o.ID, func(cur *Outgoing) ([]audit.Entry, error) {
+			if cur.Status != StatusQueued {
+				return nil, errAlreadyFinal
+			}
+			cur.Sealed, cur.Resealed = nil, true
+			cur.Attempts++
+			if se := sentEntry(o, envSHA, first); se != nil {
+				se.From = e.cfg.Participant
+				return []audit.Entry{*se}, nil
+			}
+			return nil, nil
+		}); err != nil && !errors.Is(err, errAlreadyFinal) {
+			e.log.Error("outbox write failed", "id", o.ID, "error", err)
+		}
 	default:
 		var doc map[string]any
 		if json.Unmarshal(r.Body, &doc) != nil {

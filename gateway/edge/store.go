@@ -69,6 +69,9 @@ type Outgoing struct {
 	// (a cut connection, a 503 outcome_unknown): at exp the same bytes are
 	// sent once more to learn the outcome instead of calling it expired.
 	MaybeReceived bool `json:"maybe_received,omitempty"`
+	// Resealed: the hub could not decrypt an envelope (its key was retired
+	// since it was read) and the signed message was sealed again, once.
+	Resealed bool `json:"resealed,omitempty"`
 	// Tries counts the waits so far (sends, refused connections, an
 	// unreachable key set): the backoff grows with it.
 	Tries       int       `json:"tries,omitempty"`
