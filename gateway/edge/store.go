@@ -24,6 +24,7 @@ import (
 //	inbox        delivery id -> hand-over JSON (deliver: local, until acked)
 //	handed       delivery id -> RFC 3339 time (handed over: a repeat is only acked)
 //	quarantine   delivery id -> quarantined JSON (envelope and reason)
+//	blobs        message id + "/jws" | "/sealed" -> the signed and sealed bytes, raw
 //	probe        readiness probe
 //	chains/<replica>/entries, checkpoints, head: the audit chain (as the hub's bolt store)
 var (
@@ -34,6 +35,7 @@ var (
 	bucketHanded      = []byte("handed")
 	bucketQuarantine  = []byte("quarantine")
 	bucketProbe       = []byte("probe")
+	bucketBlobs       = []byte("blobs")
 	bucketChains      = []byte("chains")
 	bucketEntries     = []byte("entries")
 	bucketCheckpoints = []byte("checkpoints")
@@ -63,8 +65,8 @@ type Outgoing struct {
 	// JWS is the signed message (made once: every retry carries it), and
 	// Sealed the JWE around it once the hub's key is known (every retry
 	// sends these same bytes). Both are dropped at the final answer.
-	JWS    []byte `json:"jws,omitempty"`
-	Sealed []byte `json:"sealed,omitempty"`
+	JWS    []byte `json:"-"`
+	Sealed []byte `json:"-"`
 	// MaybeReceived: an attempt may have reached the hub without an answer
 	// (a cut connection, a 503 outcome_unknown): at exp the same bytes are
 	// sent once more to learn the outcome instead of calling it expired.
@@ -124,7 +126,7 @@ func OpenStore(path, replica string, now func() time.Time) (*Store, error) {
 		return nil, fmt.Errorf("edge: store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketOutbox, bucketPending, bucketIdem, bucketInbox, bucketHanded, bucketQuarantine, bucketProbe, bucketChains} {
+		for _, b := range [][]byte{bucketOutbox, bucketPending, bucketIdem, bucketInbox, bucketHanded, bucketQuarantine, bucketProbe, bucketChains, bucketBlobs} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -309,6 +311,10 @@ func (s *Store) Pending() ([]Due, error) {
 	return out, err
 }
 
+// The signed and sealed bytes are kept raw beside the record, so that the
+// record's JSON stays small.
+func blobKey(id, kind string) []byte { return []byte(id + "/" + kind) }
+
 func getOutgoing(tx *bbolt.Tx, id string) (*Outgoing, error) {
 	v := tx.Bucket(bucketOutbox).Get([]byte(id))
 	if v == nil {
@@ -318,6 +324,13 @@ func getOutgoing(tx *bbolt.Tx, id string) (*Outgoing, error) {
 	if err := json.Unmarshal(v, &o); err != nil {
 		return nil, err
 	}
+	blobs := tx.Bucket(bucketBlobs)
+	if b := blobs.Get(blobKey(id, "jws")); b != nil {
+		o.JWS = append([]byte(nil), b...)
+	}
+	if b := blobs.Get(blobKey(id, "sealed")); b != nil {
+		o.Sealed = append([]byte(nil), b...)
+	}
 	return &o, nil
 }
 
@@ -326,7 +339,22 @@ func putOutgoing(tx *bbolt.Tx, o *Outgoing) error {
 	if err != nil {
 		return err
 	}
-	return tx.Bucket(bucketOutbox).Put([]byte(o.ID), v)
+	if err := tx.Bucket(bucketOutbox).Put([]byte(o.ID), v); err != nil {
+		return err
+	}
+	blobs := tx.Bucket(bucketBlobs)
+	for kind, b := range map[string][]byte{"jws": o.JWS, "sealed": o.Sealed} {
+		var err error
+		if b == nil {
+			err = blobs.Delete(blobKey(o.ID, kind))
+		} else {
+			err = blobs.Put(blobKey(o.ID, kind), b)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Handed reports whether a delivery was handed over before.
