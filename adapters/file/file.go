@@ -40,6 +40,7 @@ var ErrConflict = errors.New("file: delivery already dropped with a different en
 // twice at the same time.
 type Drop struct {
 	dir string
+	ext string
 }
 
 var _ adapters.Adapter = (*Drop)(nil)
@@ -68,6 +69,15 @@ func CheckDir(dir string) error {
 // exist. dir is made absolute and its symbolic links resolved once, here.
 // New checks that a file can be created in dir.
 func New(dir string) (*Drop, error) {
+	return NewWithExt(dir, Ext)
+}
+
+// NewWithExt is New for files named <delivery_id><ext>: a participant's
+// edge drops its hand-overs as plain JSON documents (ext ".json").
+func NewWithExt(dir, ext string) (*Drop, error) {
+	if ext != Ext && ext != ".json" {
+		return nil, fmt.Errorf("file: extension %q is neither %s nor .json", ext, Ext)
+	}
 	if strings.TrimSpace(dir) == "" {
 		return nil, errors.New("file: dir is required")
 	}
@@ -96,7 +106,7 @@ func New(dir string) (*Drop, error) {
 	if err := os.Remove(probe.Name()); err != nil {
 		return nil, fmt.Errorf("file: dir: %w", err)
 	}
-	return &Drop{dir: abs}, nil
+	return &Drop{dir: abs, ext: ext}, nil
 }
 
 // Dir returns the absolute directory the drop writes into.
@@ -112,7 +122,7 @@ func (d *Drop) Path(id string) (string, error) {
 	if _, err := uuid.Parse(id); err != nil {
 		return "", errors.New("file: delivery id is not a uuid")
 	}
-	p := filepath.Join(d.dir, strings.ToLower(id)+Ext)
+	p := filepath.Join(d.dir, strings.ToLower(id)+d.ext)
 	if filepath.Dir(p) != d.dir { // cannot happen for a uuid; kept as the invariant
 		return "", errors.New("file: delivery path escapes the drop directory")
 	}

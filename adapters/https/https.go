@@ -73,12 +73,16 @@ type Options struct {
 	RootCAs *x509.CertPool
 	// Timeout bounds one push; zero means DefaultTimeout.
 	Timeout time.Duration
+	// ContentType of the body; empty means ContentType (a participant's
+	// edge hands plain JSON over to its own systems).
+	ContentType string
 }
 
 // Push delivers envelopes to one recipient's URL. It is safe for
 // concurrent use and reuses connections between deliveries.
 type Push struct {
 	url     string
+	ctype   string
 	timeout time.Duration
 	client  *http.Client
 }
@@ -147,8 +151,13 @@ func New(opts Options) (*Push, error) {
 		MaxIdleConnsPerHost:    4,
 		MaxResponseHeaderBytes: 64 << 10,
 	}
+	ctype := opts.ContentType
+	if ctype == "" {
+		ctype = ContentType
+	}
 	return &Push{
 		url:     u.String(),
+		ctype:   ctype,
 		timeout: timeout,
 		client: &http.Client{
 			Transport: transport,
@@ -213,7 +222,7 @@ func (p *Push) Deliver(ctx context.Context, d adapters.Delivery) error {
 	if err != nil {
 		return fmt.Errorf("https: delivery %s: %w", d.ID, err)
 	}
-	req.Header.Set("Content-Type", ContentType)
+	req.Header.Set("Content-Type", p.ctype)
 	req.Header.Set("Idempotency-Key", d.ID)
 	req.Header.Set("User-Agent", "xborder")
 	resp, err := p.client.Do(req)

@@ -21,6 +21,7 @@ import (
 	"github.com/xborder/xborder/gateway"
 	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/client"
+	"github.com/xborder/xborder/gateway/config"
 	"github.com/xborder/xborder/gateway/envelope"
 	"github.com/xborder/xborder/gateway/store"
 )
@@ -172,6 +173,9 @@ func newAuditVerify(stdout, stderr io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if file == "" && config.IsEdgeFile(f.cfgPath) {
+				return edgeAudit(ctx, f, false, nil, stdout, stderr)
+			}
 			// With --file, the live log is read only to compare with it.
 			live := file == "" || cmd.Flags().Changed("config") || cmd.Flags().Changed("ops")
 			t, err := f.target(stderr)
@@ -256,6 +260,9 @@ func newAuditExport(stdout, stderr io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if config.IsEdgeFile(f.cfgPath) {
+				return writeOutput(stdout, out, func(w io.Writer) error { return edgeAudit(ctx, f, true, w, stdout, stderr) })
+			}
 			t, err := f.target(stderr)
 			if err != nil {
 				return err

@@ -71,6 +71,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 
 	root.AddCommand(newServe(stderr), pkiCmd, newSend(stdout), newInbox(stdout, stderr), policyCmd, newReceive(stdout), newAudit(stdout, stderr),
 		newBench(stdout), newDeadLetters(stdout, stderr), newVersion(stdout), newHealth(stdout), newStore(stdout))
+	root.AddCommand(newEdge(stdout, stderr))
 	return root
 }
 

@@ -71,6 +71,8 @@ func TestComposeStackLive(t *testing.T) {
 	for _, m := range []struct{ host, published string }{
 		{"8443", `"8443:8443"`}, {"8543", `"8543:8443"`},
 		{"9090", `"127.0.0.1:9090:9090"`}, {"9190", `"127.0.0.1:9190:9090"`},
+		{"8600", `"127.0.0.1:8600:8600"`}, {"8601", `"127.0.0.1:8601:8601"`},
+		{"8700", `"127.0.0.1:8700:8700"`}, {"8701", `"127.0.0.1:8701:8701"`},
 	} {
 		if !strings.Contains(spec, m.published) {
 			t.Fatalf("docker-compose.yml no longer publishes %s", m.published)

@@ -80,11 +80,11 @@ func newHealth(stdout io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ops == "" {
-				cfg, err := config.Load(cfgPath)
+				addr, err := opsListenOf(cfgPath)
 				if err != nil {
 					return err
 				}
-				ops = "http://" + dialable(cfg.OpsListen)
+				ops = "http://" + dialable(addr)
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()

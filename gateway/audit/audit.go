@@ -53,12 +53,24 @@ const (
 	// digest of the registry's files).
 	KindRegistryReloaded = "registry_reloaded"
 	KindRegistryRefused  = "registry_refused"
+
+	// The entries of a participant's edge (xborder edge, gateway/edge):
+	// what left and what arrived, at home. KindAccepted and KindDenied
+	// (an outbound policy's denial) are shared with the hub.
+	KindQueued      = "queued"
+	KindSent        = "sent"
+	KindRefused     = "refused"
+	KindExpired     = "expired"
+	KindReceived    = "received"
+	KindHandedOver  = "handed_over"
+	KindQuarantined = "quarantined"
 )
 
 var kinds = map[string]bool{
 	KindAccepted: true, KindDenied: true, KindDelivered: true, KindDeadLettered: true,
 	KindPolicyChanged: true, KindPolicyRefused: true, KindPurged: true, KindForgotten: true, KindConsentWithdrawn: true,
 	KindRegistryReloaded: true, KindRegistryRefused: true,
+	KindQueued: true, KindSent: true, KindRefused: true, KindExpired: true, KindReceived: true, KindHandedOver: true, KindQuarantined: true,
 }
 
 // Entry is one audited event. Field order is part of the hash: do not

@@ -1,0 +1,350 @@
+// Package edge is a participant's own gateway (`xborder edge`, issue 21):
+// it runs in the participant's network, holds its keys, and lets the
+// participant's systems exchange plain JSON with the hub. It signs and
+// seals what they post to its outbox, sends it with retries of the same
+// bytes, verifies the hub's receipts, pulls the participant's inbox from
+// the hub, verifies and opens each delivery, and hands it over locally
+// (a folder, an HTTPS endpoint, or its own local inbox). It keeps its own
+// hash-chained audit log of what left and what arrived.
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xborder/xborder/gateway/audit"
+	"github.com/xborder/xborder/gateway/client"
+	"github.com/xborder/xborder/gateway/config"
+	"github.com/xborder/xborder/gateway/envelope"
+	"github.com/xborder/xborder/gateway/pki"
+	"github.com/xborder/xborder/gateway/trust"
+)
+
+// Options tune an edge for tests; the zero value is production's.
+type Options struct {
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// HubFresh is how recently the hub must have answered for /readyz
+	// (default 15 s).
+	HubFresh time.Duration
+	// Poll is how often the hub inbox is asked while it is empty (default 1 s).
+	Poll time.Duration
+	// Tick is how often the outbox is looked at for due retries and
+	// passed exps (default 250 ms), besides the wake-up of each new message.
+	Tick time.Duration
+	// PolicyWatch is how often outbound_policies is checked for edits
+	// (default 2 s).
+	PolicyWatch time.Duration
+	// Backoff is the first retry wait, doubled up to MaxBackoff (default
+	// 500 ms and 30 s), with jitter.
+	Backoff, MaxBackoff time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.HubFresh <= 0 {
+		o.HubFresh = 15 * time.Second
+	}
+	if o.Poll <= 0 {
+		o.Poll = time.Second
+	}
+	if o.Tick <= 0 {
+		o.Tick = 250 * time.Millisecond
+	}
+	if o.PolicyWatch <= 0 {
+		o.PolicyWatch = 2 * time.Second
+	}
+	if o.Backoff <= 0 {
+		o.Backoff = 500 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 30 * time.Second
+	}
+	return o
+}
+
+// Edge is one running edge.
+type Edge struct {
+	cfg   config.Edge
+	o     Options
+	log   *slog.Logger
+	me    *client.Identity
+	reg   *trust.Registry
+	store *Store
+	hub   atomic.Pointer[client.Client]
+	// hubEnc is the hub's encryption key once read: a message posted while
+	// it is known is sealed at once, in the same write as its queuing.
+	hubEnc   atomic.Pointer[envelope.PublicKey]
+	out      atomic.Pointer[outboundPolicy] // nil: no outbound policy configured
+	hand     handOver
+	local    []localToken // empty: loopback without tokens
+	opsToken []byte       // nil: no operator token configured
+
+	catalogue map[string]bool // purposes the hub's policy knows (R2)
+
+	// lastHub is when the hub last answered anything (UnixNano); lastHubErr
+	// why it did not since.
+	lastHub    atomic.Int64
+	lastHubErr atomic.Value // string
+
+	wake     chan struct{}
+	inflight sync.Map // message id -> struct{}
+
+	m metrics
+
+	api, ops         *http.Server
+	apiLn, opsLn     net.Listener
+	closeOnce        sync.Once
+	checkpointSigner *envelope.PrivateKey
+}
+
+// New loads the participant's keys, the registry, the outbound policy and
+// the store, and checks that the hand-over target can be used. Nothing
+// listens yet (Listen).
+func New(ctx context.Context, cfg config.Edge, log *slog.Logger, o Options) (*Edge, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	o = o.withDefaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "edge", "participant", cfg.Participant)
+	reg, err := trust.Load(cfg.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("edge: registry: %w", err)
+	}
+	self, ok := reg.Participant(cfg.Participant)
+	if !ok {
+		return nil, fmt.Errorf("edge: participant %s is not in the registry %s", cfg.Participant, cfg.Registry)
+	}
+	me, err := loadIdentity(cfg.ParticipantKeys, cfg.Participant, reg)
+	if err != nil {
+		return nil, err
+	}
+	if !ownsKey(self, me.Signing.Public()) {
+		return nil, fmt.Errorf("edge: the signing key in %s is not one of %s's keys in the registry", cfg.ParticipantKeys, cfg.Participant)
+	}
+	e := &Edge{cfg: cfg, o: o, log: log, me: me, reg: reg, wake: make(chan struct{}, 1), checkpointSigner: me.Signing}
+	e.lastHubErr.Store("the hub has not answered yet")
+	e.hub.Store(e.newHubClient())
+	if e.catalogue, err = purposeCatalogue(); err != nil {
+		return nil, err
+	}
+	if cfg.LocalTokenFile != "" {
+		if e.local, err = readLocalTokens(cfg.LocalTokenFile); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.OpsTokenFile != "" {
+		if e.opsToken, err = pki.ReadOpsToken(cfg.OpsTokenFile); err != nil {
+			return nil, fmt.Errorf("edge: ops_token_file: %w", err)
+		}
+	}
+	if cfg.OutboundPolicies != "" {
+		out, err := loadOutbound(ctx, cfg.OutboundPolicies)
+		if err != nil {
+			return nil, err
+		}
+		e.out.Store(out)
+	}
+	if e.hand, err = newHandOver(cfg.Deliver, me, reg); err != nil {
+		return nil, err
+	}
+	if e.store, err = OpenStore(cfg.StorePath(), "edge-"+cfg.Participant, o.Now); err != nil {
+		return nil, err
+	}
+	e.api = &http.Server{Handler: e.localRoutes(), ReadHeaderTimeout: 10 * time.Second}
+	e.ops = &http.Server{Handler: e.opsRoutes(), ReadHeaderTimeout: 10 * time.Second}
+	return e, nil
+}
+
+// Summary is the one line `xborder edge` prints at start: what it uses.
+func (e *Edge) Summary() string {
+	pol := "none"
+	if out := e.out.Load(); out != nil {
+		pol = e.cfg.OutboundPolicies + " (" + out.version + ")"
+	}
+	return fmt.Sprintf("edge %s: keys %s, hub %s, registry %s, local API http://%s, ops http://%s, store %s, deliver %s, outbound policy %s",
+		e.cfg.Participant, e.cfg.ParticipantKeys, e.cfg.Hub, e.cfg.Registry, e.Addr(), e.OpsAddr(), e.cfg.StorePath(), e.cfg.Deliver, pol)
+}
+
+func (e *Edge) newHubClient() *client.Client {
+	return client.New(strings.TrimRight(e.cfg.Hub, "/"), e.me)
+}
+
+// loadIdentity reads the participant's folder as `xborder pki init`
+// writes it; the hub is verified against the registry's trust anchors.
+func loadIdentity(dir, id string, reg *trust.Registry) (*client.Identity, error) {
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
+	if err != nil {
+		return nil, fmt.Errorf("edge: participant_keys: %w", err)
+	}
+	sign, err := envelope.LoadPrivateJWK(filepath.Join(dir, "sign.jwk"))
+	if err != nil {
+		return nil, fmt.Errorf("edge: participant_keys: %w", err)
+	}
+	enc, err := envelope.LoadPrivateJWK(filepath.Join(dir, "enc.jwk"))
+	if err != nil {
+		return nil, fmt.Errorf("edge: participant_keys: %w", err)
+	}
+	roots := x509.NewCertPool()
+	for _, a := range reg.Anchors() {
+		roots.AddCert(a)
+	}
+	return &client.Identity{ID: id, TLS: cert, Signing: sign, Enc: enc, Roots: roots}, nil
+}
+
+func ownsKey(p *trust.Participant, k *envelope.PublicKey) bool {
+	for _, s := range p.SigningKeys {
+		if s.KID() == k.KID() {
+			return true
+		}
+	}
+	return false
+}
+
+// Listen binds the local API and the operator listener.
+func (e *Edge) Listen() error {
+	var err error
+	if e.apiLn, err = net.Listen("tcp", e.cfg.Listen); err != nil {
+		return fmt.Errorf("edge: listen: %w", err)
+	}
+	if e.opsLn, err = net.Listen("tcp", e.cfg.OpsListen); err != nil {
+		e.apiLn.Close()
+		return fmt.Errorf("edge: ops_listen: %w", err)
+	}
+	return nil
+}
+
+// Addr is the local API's address once listening.
+func (e *Edge) Addr() string {
+	if e.apiLn == nil {
+		return e.cfg.Listen
+	}
+	return e.apiLn.Addr().String()
+}
+
+// OpsAddr is the operator listener's address once listening.
+func (e *Edge) OpsAddr() string {
+	if e.opsLn == nil {
+		return e.cfg.OpsListen
+	}
+	return e.opsLn.Addr().String()
+}
+
+// Serve runs the listeners, the sender and the receiver until ctx ends.
+func (e *Edge) Serve(ctx context.Context) error {
+	if e.apiLn == nil {
+		if err := e.Listen(); err != nil {
+			return err
+		}
+	}
+	defer e.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() { errc <- e.api.Serve(e.apiLn) }()
+	go func() { errc <- e.ops.Serve(e.opsLn) }()
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); e.sendLoop(ctx) }()
+	go func() { defer wg.Done(); e.receiveLoop(ctx) }()
+	go func() { defer wg.Done(); e.watchOutbound(ctx) }()
+	e.log.Info("edge serving", "listen", e.Addr(), "ops_listen", e.OpsAddr(), "hub", e.cfg.Hub, "deliver", deliverKind(e.cfg.Deliver))
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+	}
+	cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	_ = e.api.Shutdown(sctx)
+	_ = e.ops.Shutdown(sctx)
+	wg.Wait()
+	e.checkpoint()
+	return err
+}
+
+// checkpoint signs the audit chain's head with the participant's key.
+func (e *Edge) checkpoint() {
+	count, head, err := e.store.Head(context.Background(), e.store.replica)
+	if err != nil || count == 0 {
+		return
+	}
+	cps, _ := e.store.Checkpoints(context.Background(), e.store.replica)
+	if len(cps) > 0 && cps[len(cps)-1].Count == count {
+		return
+	}
+	if cp, err := audit.SignCheckpoint(e.checkpointSigner, e.store.replica, count, head, e.o.Now(), false); err == nil {
+		_ = e.store.PutCheckpoint(context.Background(), cp)
+	}
+}
+
+// Close releases the store.
+func (e *Edge) Close() {
+	e.closeOnce.Do(func() {
+		if e.apiLn != nil {
+			e.apiLn.Close()
+			e.opsLn.Close()
+		}
+		e.store.Close()
+	})
+}
+
+// Store is the edge's store (tests, audit tools).
+func (e *Edge) Store() *Store { return e.store }
+
+// hubAnswered notes that the hub answered (any HTTP status).
+func (e *Edge) hubAnswered() { e.lastHub.Store(e.o.Now().UnixNano()) }
+
+// hubFailed notes why the hub did not answer; the reason names no content.
+func (e *Edge) hubFailed(err error) {
+	e.lastHubErr.Store(connReason(err))
+}
+
+func deliverKind(d string) string {
+	switch {
+	case strings.HasPrefix(d, "file:"):
+		return "file"
+	case strings.HasPrefix(d, "https://"):
+		return "https"
+	}
+	return d
+}
+
+// connReason is a connection failure as an operator reads it, without
+// the request.
+func connReason(err error) string {
+	var op *net.OpError
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &op) && op.Op == "dial":
+		return "connection to the hub refused or unreachable"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "the hub did not answer in time"
+	}
+	var ce *tls.CertificateVerificationError
+	if errors.As(err, &ce) {
+		return "the hub's TLS certificate does not chain to the registry's trust anchors"
+	}
+	return "the connection to the hub failed"
+}
