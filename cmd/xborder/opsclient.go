@@ -23,10 +23,11 @@ import (
 // The commands that read or change what a gateway keeps (audit verify,
 // export and subject, deadletters) ask a running gateway through its
 // operator listener, with the operator token (the embedded store's file is
-// locked by it). A gateway named by --ops or --config must answer: nothing
-// else is read in its place. Only the development default (neither flag)
-// reads the store itself when no gateway answers, and says so; --offline
-// reads the store of a stopped gateway on purpose. Each says on stderr
+// locked by it). A gateway named by --ops must answer: nothing else is read
+// in its place. A gateway named by --config that does not answer is read
+// through its own store (the config's, never another), and the development
+// default (neither flag) through the development store; each says so.
+// --offline reads the store without asking a gateway. Each says on stderr
 // which it used.
 
 // opsFlags locate a gateway: its configuration, its operator listener and
@@ -49,9 +50,11 @@ type gatewayTarget struct {
 	base      string // operator listener base URL
 	tokenFile string
 	stderr    io.Writer
-	// explicit: --ops or --config named the gateway, so its store is
-	// never read in its place; offline: --offline asked for the store.
+	// explicit: --ops named the gateway's listener and no store, so none
+	// is read in its place; offline: --offline asked for the store;
+	// cfgPath: the --config whose own store may be read.
 	explicit, offline bool
+	cfgPath           string
 }
 
 // target resolves the flags against the configuration.
@@ -64,7 +67,7 @@ func (f *opsFlags) target(stderr io.Writer) (*gatewayTarget, error) {
 		return nil, err
 	}
 	t := &gatewayTarget{cfg: cfg, base: strings.TrimRight(f.ops, "/"), tokenFile: f.tokenFile, stderr: stderr,
-		explicit: f.ops != "" || f.cfgPath != "", offline: f.offline}
+		explicit: f.ops != "", offline: f.offline, cfgPath: f.cfgPath}
 	if t.base == "" {
 		t.base = "http://" + dialable(cfg.OpsListen)
 	}
@@ -116,8 +119,11 @@ func (t *gatewayTarget) useGateway(ctx context.Context) (bool, error) {
 		fmt.Fprintf(t.stderr, "xborder: using the running gateway's operator listener at %s\n", t.base)
 		return true, nil
 	case t.explicit:
-		return false, fmt.Errorf("no gateway answers at %s; nothing was read (a gateway named by --ops or --config is never replaced by a store): "+
-			"start it, or check the address; to read a stopped gateway's store, give its --config with --offline", t.base)
+		return false, fmt.Errorf("no gateway answers at %s; nothing was read (a gateway named by --ops is never replaced by a store): "+
+			"start it, or check the address; to read a stopped gateway's store, give its --config", t.base)
+	case t.cfgPath != "":
+		fmt.Fprintf(t.stderr, "xborder: no gateway answers at %s; reading the store %s of %s directly (the gateway's own store)\n", t.base, t.cfg.Store, t.cfgPath)
+		return false, nil
 	}
 	fmt.Fprintf(t.stderr, "xborder: no gateway answers at %s; reading the store %s directly (the development default: no --ops or --config given)\n", t.base, t.cfg.Store)
 	return false, nil

@@ -79,8 +79,6 @@ func TestExplicitGatewayNeverFallsBack(t *testing.T) {
 		{"audit", "subject", "--ops", nobody, "--ref", "S-1"},
 		{"deadletters", "--ops", nobody},
 		{"deadletters", "--ops", nobody, "--requeue", "UN-IOM/nope"},
-		{"audit", "verify", "--config", cfg},
-		{"deadletters", "--config", cfg},
 	} {
 		t.Run(strings.Join(args[:3], " "), func(t *testing.T) {
 			out, errOut, code := runBin(t, work, devEnv, args...)
@@ -98,6 +96,15 @@ func TestExplicitGatewayNeverFallsBack(t *testing.T) {
 	out, errOut, code := runBin(t, work, devEnv, "audit", "verify")
 	if code != 0 || !strings.Contains(out, "audit log verified") || !strings.Contains(errOut, "development default") {
 		t.Errorf("development default: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	// A gateway named by --config that does not answer is read through
+	// its own store (the config's, not the development default's), and
+	// it says so.
+	for _, args := range [][]string{{"audit", "verify", "--config", cfg}, {"deadletters", "--config", cfg}} {
+		out, errOut, code := runBin(t, work, devEnv, args...)
+		if code != 0 || !strings.Contains(errOut, "reading the store") || !strings.Contains(errOut, cfg) {
+			t.Errorf("%v: exit %d\nstdout: %s\nstderr: %s", args, code, out, errOut)
+		}
 	}
 	// A stopped gateway's store, asked for: --offline.
 	out, errOut, code = runBin(t, work, nil, "audit", "verify", "--config", cfg, "--offline")
