@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/console"
 	"github.com/xborder/xborder/gateway/envelope"
@@ -17,6 +19,11 @@ import (
 // console's history.
 func (g *Gateway) buildConsole() error {
 	g.consoleHistory = &console.History{}
+	shadowDropped := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "xborder_shadow_dropped_total",
+		Help: "Live decisions a shadow run did not compare because its candidate was behind (live decisions never wait for a candidate).",
+	})
+	g.Metrics.Registry.MustRegister(shadowDropped)
 	g.certificates = console.NewCertificates()
 	c, err := console.New(console.Options{
 		Registry: g.Registry, Policy: g.Policy, Audit: g.Store,
@@ -32,11 +39,13 @@ func (g *Gateway) buildConsole() error {
 			entries, err := audit.Subject(ctx, g.Store, h)
 			return h, entries, err
 		},
-		Depths:       g.Store.Depths,
-		DeadLetters:  g.Store.DeadLetters,
-		Certificates: g.certificates,
-		History:      g.consoleHistory,
-		Logger:       g.log,
+		Depths:        g.Store.Depths,
+		DeadLetters:   g.Store.DeadLetters,
+		Certificates:  g.certificates,
+		History:       g.consoleHistory,
+		Worker:        g.worker,
+		ShadowDropped: shadowDropped.Inc,
+		Logger:        g.log,
 	})
 	if err != nil {
 		return err

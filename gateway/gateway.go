@@ -28,6 +28,7 @@ import (
 	"github.com/xborder/xborder/gateway/envelope"
 	"github.com/xborder/xborder/gateway/exchange"
 	"github.com/xborder/xborder/gateway/policy"
+	"github.com/xborder/xborder/gateway/policy/worker"
 	"github.com/xborder/xborder/gateway/ratelimit"
 	"github.com/xborder/xborder/gateway/store"
 	"github.com/xborder/xborder/gateway/trust"
@@ -37,6 +38,7 @@ import (
 type Gateway struct {
 	cfg      config.Config
 	log      *slog.Logger
+	worker   worker.Options
 	Registry *trust.Holder
 	Policy   *policy.Engine
 	Store    store.Store
@@ -71,6 +73,7 @@ type Option func(*options)
 type options struct {
 	storeFault func(op string) error
 	clock      func() time.Time
+	worker     worker.Options
 }
 
 // WithStoreFault makes the store ask fault inside each of its writes (op
@@ -85,6 +88,12 @@ func WithStoreFault(fault func(op string) error) Option {
 // the time window: a late retry, an expired message).
 func WithClock(clock func() time.Time) Option {
 	return func(o *options) { o.clock = clock }
+}
+
+// WithWorker starts the worker processes of candidates and of a new
+// bundle's tests with o (tests: the test binary, shorter deadlines).
+func WithWorker(o worker.Options) Option {
+	return func(opts *options) { opts.worker = o }
 }
 
 // New builds every component; nothing listens and no job runs yet.
@@ -106,7 +115,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err != nil {
 		return nil, err
 	}
-	g = &Gateway{cfg: cfg, log: log}
+	o.worker.Logger = log
+	g = &Gateway{cfg: cfg, log: log, worker: o.worker}
 	if err := g.loadTrust(ctx); err != nil {
 		return nil, err
 	}
@@ -144,8 +154,10 @@ func (g *Gateway) loadTrust(ctx context.Context) error {
 		return err
 	}
 	// The engine adds component=policy to its logger itself (one key per line).
+	// A new bundle's tests run in a worker process (a test that never
+	// ends is refused, not wedged).
 	g.Policy, err = policy.NewEngine(ctx, os.DirFS(g.cfg.Policies), policy.Options{Timeout: g.cfg.PolicyTimeout, Logger: g.log,
-		Verdicts: policy.Verdicts{Dir: g.cfg.VerdictDir()}})
+		Verdicts: policy.Verdicts{Dir: g.cfg.VerdictDir()}, Vet: worker.Vet(g.worker)})
 	return err
 }
 

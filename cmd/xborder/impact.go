@@ -11,6 +11,7 @@ import (
 
 	"github.com/xborder/xborder/gateway/impact"
 	"github.com/xborder/xborder/gateway/policy"
+	"github.com/xborder/xborder/gateway/policy/worker"
 )
 
 // newPolicyImpact compares a candidate policy folder with the policy in
@@ -32,7 +33,14 @@ func newPolicyImpact(stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("policy in force: %w", err)
 			}
-			cand, err := policy.Compile(ctx, os.DirFS(candidate), opts)
+			// The candidate is compiled, tested and decided in a worker
+			// process of its own, bounded as the gateway's are.
+			w, err := worker.Start(ctx, worker.Options{Limits: worker.Limits{Decision: offlinePolicyTimeout}})
+			if err != nil {
+				return fmt.Errorf("candidate: %w", err)
+			}
+			defer w.Close()
+			cand, err := w.Load(ctx, os.DirFS(candidate))
 			if err != nil {
 				return fmt.Errorf("candidate: %w", err)
 			}

@@ -45,6 +45,11 @@ type Options struct {
 	// Verdicts remembers the versions that passed their tests under this
 	// program (Engine only; none when its Dir is empty).
 	Verdicts Verdicts
+	// Vet, when set, compiles and tests a new bundle out of this process
+	// (worker.Vet) before the Engine compiles it here: a test that never
+	// ends, or a data-only rule that never returns, is then refused by its
+	// deadline instead of wedging the reload (Engine only).
+	Vet func(ctx context.Context, fsys fs.FS) (TestReport, error)
 }
 
 func (o Options) withDefaults() Options {

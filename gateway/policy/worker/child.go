@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing/fstest"
 	"time"
@@ -21,6 +22,21 @@ import (
 
 	"github.com/xborder/xborder/gateway/policy"
 )
+
+// hooked is set by RunIfChild in a process that is not a worker: the
+// program can start workers of itself.
+var hooked atomic.Bool
+
+// RunIfChild runs the worker and exits when this process was started as
+// one; otherwise it notes that this program can be a worker and returns.
+// The binary's main and the TestMain of every test binary that starts a
+// gateway call it first thing.
+func RunIfChild() {
+	if IsChild(os.Args) {
+		os.Exit(Main(os.Args))
+	}
+	hooked.Store(true)
+}
 
 // IsChild reports whether args (os.Args) start a worker: "<program> policy
 // worker ...". The binary's main, and the TestMain of tests that start

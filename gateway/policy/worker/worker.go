@@ -32,6 +32,7 @@ import (
 	"os/exec"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/xborder/xborder/gateway/policy"
@@ -137,6 +138,10 @@ func Start(ctx context.Context, o Options) (*Worker, error) {
 	o = o.withDefaults()
 	argv := o.Command
 	if len(argv) == 0 {
+		if !hooked.Load() && testing.Testing() {
+			// A test binary without the hook would run its tests again.
+			return nil, errors.New("worker: this test binary cannot be a worker: call worker.RunIfChild in its TestMain")
+		}
 		exe, err := os.Executable()
 		if err != nil {
 			return nil, fmt.Errorf("worker: %w", err)

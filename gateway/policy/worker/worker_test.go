@@ -17,9 +17,7 @@ import (
 // TestMain lets the test binary be the worker: Start runs os.Executable()
 // with "policy worker".
 func TestMain(m *testing.M) {
-	if worker.IsChild(os.Args) {
-		os.Exit(worker.Main(os.Args))
-	}
+	worker.RunIfChild()
 	os.Exit(m.Run())
 }
 
