@@ -23,7 +23,11 @@ func (g *Gateway) buildConsole() error {
 		Name: "xborder_shadow_dropped_total",
 		Help: "Live decisions a shadow run did not compare because its candidate was behind (live decisions never wait for a candidate).",
 	})
-	g.Metrics.Registry.MustRegister(shadowDropped)
+	stuck := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "xborder_policy_evaluators_stuck",
+		Help: "Live evaluators stuck in a built-in past their deadline (each replaced by a new one while it lasts).",
+	}, func() float64 { return float64(policy.Evaluators().Stuck) })
+	g.Metrics.Registry.MustRegister(shadowDropped, stuck)
 	g.certificates = console.NewCertificates()
 	c, err := console.New(console.Options{
 		Registry: g.Registry, Policy: g.Policy, Audit: g.Store,

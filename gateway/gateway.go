@@ -270,8 +270,12 @@ func (g *Gateway) buildServers(box *inbox.Inbox, token []byte) error {
 				return audit.Export(ctx, g.Store, w, g.Keys.Signing)
 			},
 			Logger: g.log.With("component", "ops"), Checks: map[string]api.Check{
-				"store":  g.Store.Ping,
-				"policy": func(context.Context) error { return nilIf(g.Policy.Current() != nil, "no policy loaded") },
+				"store": g.Store.Ping,
+				// An evaluator stuck in a built-in is replaced (and counted in
+				// xborder_policy_evaluators_stuck); only none left is not ready.
+				"policy": func(context.Context) error {
+					return nilIf(g.Policy.Current() != nil && policy.Evaluators().Serving > 0, "no policy loaded or no evaluator left")
+				},
 				"keys": func(context.Context) error {
 					return nilIf(g.Keys.Signing != nil && len(g.Keys.Encryption) > 0, "no keys")
 				},
