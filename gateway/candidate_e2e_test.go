@@ -1,0 +1,348 @@
+package gateway_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"html"
+	"io"
+	"io/fs"
+	"mime/multipart"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/xborder/xborder/gateway"
+	"github.com/xborder/xborder/gateway/client"
+	"github.com/xborder/xborder/gateway/config"
+	"github.com/xborder/xborder/gateway/gatewaytest"
+	"github.com/xborder/xborder/gateway/pki"
+	"github.com/xborder/xborder/gateway/policy/worker"
+	"github.com/xborder/xborder/policies"
+)
+
+// Hostile candidates (issue 20), uploaded by a compliance officer through
+// the console over mTLS. Each ends its job — refused at compile, or its
+// worker process killed at its deadline or by its memory limit — and the
+// next upload runs; while each runs, live messages keep being decided and
+// /readyz stays 200.
+func TestHostileCandidatesCannotHurtTheExchange(t *testing.T) {
+	if testing.Short() {
+		t.Skip("uploads six candidates and sends live traffic beside each")
+	}
+	t.Parallel()
+	pkiDir, cfg := gatewaytest.Config(t, pki.DemoFederation())
+	env := gatewaytest.StartWith(t, pkiDir, cfg, gateway.WithWorker(worker.Options{Limits: worker.Limits{
+		Decision: 300 * time.Millisecond, DecisionGrace: 700 * time.Millisecond, Compile: 5 * time.Second}}))
+	officer := env.Client("UN-UNOCT")
+
+	cases := []struct {
+		name   string
+		module string
+		want   []string // in the job's error
+	}{
+		// OPA cannot interrupt strings.render_template: refused at compile.
+		{"wedged render_template", "x := strings.render_template(`{{range 100000000000}}{{end}}`, {}) if input.now\n" + decisionUsing("x"),
+			[]string{"strings.render_template"}},
+		// A built-in that ignores the deadline (a JSON Schema recursing
+		// through "#" twice per level): the worker is killed at its deadline.
+		{"wedged schema", wedgeModule, []string{"did not finish within its deadline"}},
+		// The memory bombs: a range too large for the size check, and a
+		// string of 1 GB the size check cannot see, which ends in the
+		// worker's address-space limit.
+		{"numbers.range bomb", "x := count([y | some y in numbers.range(1, 2e8)]) if input.now\n" + decisionUsing("x"),
+			nil},
+		{"1 GB string", bombModule, []string{"exceeded its memory limit (512 MiB)"}},
+		// The host's files: refused at compile, and in the worker Landlock
+		// leaves nothing to read.
+		{"file $ref", "x := json.verify_schema({\"$ref\": \"file:///etc/hostname\"}) if input.now\n" + decisionUsing("x"),
+			[]string{"refer to itself only"}},
+		// A data-only rule that never returns: evaluated at compile, in the
+		// worker, which is killed at the compile deadline.
+		{"data-only rule", strings.Replace(wedgeModule, "[_deep, input.now][0]", "_deep", 1), []string{"did not finish within its deadline"}},
+	}
+	for _, c := range cases {
+		live := startTraffic(t, env)
+		id := upload(t, env, officer, candidateTar(t, c.module))
+		page := waitJob(t, officer, id, 2*time.Minute)
+		sent, failed := live.stop()
+		for _, w := range c.want {
+			if !strings.Contains(page, w) {
+				t.Errorf("%s: the job page does not say %q:\n%s", c.name, w, jobError(page))
+			}
+		}
+		if c.want == nil && !strings.Contains(page, `id="synthetic-report"`) {
+			t.Errorf("%s: the job did not finish its comparison:\n%s", c.name, jobError(page))
+		}
+		if sent == 0 || failed > 0 {
+			t.Errorf("%s: %d live messages sent beside it, %d not accepted or /readyz not 200", c.name, sent, failed)
+		}
+		t.Logf("%s: %d live messages beside it, all accepted; /readyz 200", c.name, sent)
+	}
+	// The jobs were cleared: a benign upload runs to the end.
+	id := upload(t, env, officer, candidateTar(t, ""))
+	if page := waitJob(t, officer, id, 2*time.Minute); !strings.Contains(page, `id="synthetic-report"`) {
+		t.Errorf("the benign upload after them: %s", jobError(page))
+	}
+}
+
+// A live evaluation stuck in a built-in (the policy in force wedges on one
+// crafted message) is given up at its deadline: that message is denied,
+// the stuck evaluator is reported (log, metric), the other evaluators keep
+// deciding, and /readyz stays 200.
+func TestLiveEvaluationStuckInABuiltin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("tests a modified policy in a worker and waits out a stuck evaluation")
+	}
+	t.Parallel()
+	dir := copyPolicies(t)
+	decision := filepath.Join(dir, "decision.rego")
+	src, err := os.ReadFile(decision)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src = append(src, []byte(`
+_input_denials contains {"rule": "R1", "message": "not of the wedge's form"} if {
+	input.message.record.wedge
+	[ok, _] := json.match_schema(input.message.record.wedge, _wedge_schema)
+	not ok
+}
+
+_wedge_schema := {"anyOf": [
+	{"type": "object", "required": ["a"], "properties": {"a": {"$ref": "#"}}},
+	{"type": "object", "required": ["a"], "properties": {"a": {"$ref": "#"}}},
+	{"type": "string"},
+]}
+`)...)
+	if err := os.WriteFile(decision, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The deadline of production (test gateways allow 30 s for a loaded
+	// machine): the stuck evaluation is given up at twice it.
+	env := gatewaytest.Start(t, func(c *config.Config) { c.Policies, c.PolicyTimeout = dir, 2*time.Second })
+	unicef := env.Client("UN-UNICEF")
+
+	// Twenty levels: two to the twentieth schema checks, far past any
+	// deadline, and over within a minute of one processor.
+	var deep any = 0
+	for range 20 {
+		deep = map[string]any{"a": deep}
+	}
+	wedge := verificationRequest("UN-UNICEF", "KZ-MJ", gatewaytest.ChildSubject("A", "B"))
+	wedge["record"].(map[string]any)["wedge"] = deep
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	r, err := unicef.Send(cctx, wedge)
+	if err != nil {
+		t.Fatalf("the wedged message had no answer: %v", err)
+	}
+	if r.Status == http.StatusAccepted {
+		t.Errorf("the wedged message was accepted: %s", r.Body)
+	}
+	env.WaitLog(10*time.Second, "stuck in a built-in")
+	if got := readyz(t, env); got != 200 {
+		t.Errorf("/readyz = %d with a stuck evaluator", got)
+	}
+	if m := metrics(t, env); !regexp.MustCompile(`(?m)^xborder_policy_evaluators_stuck [1-9]`).MatchString(m) {
+		t.Errorf("no stuck evaluator in the metrics")
+	}
+	// The others keep deciding, one after another and two at a time.
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			r, err := unicef.Send(cctx, verificationRequest("UN-UNICEF", "KZ-MJ", gatewaytest.ChildSubject("C", "D")))
+			if err != nil || r.Status != http.StatusAccepted {
+				t.Errorf("a message beside the stuck evaluator: %v %v", err, r)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// decisionUsing is a decision of package xborder that depends on rule x.
+func decisionUsing(x string) string {
+	return `decision := {"allow": false, "reasons": [{"rule": "R1", "message": sprintf("%v", [` + x + `])}], "redact": [], "obligations": {"retention_days": 0, "review": false}}` + "\n"
+}
+
+// wedgeModule's decision checks a value 60 levels deep against a schema
+// whose anyOf recurses twice per level: no deadline stops the built-in.
+const wedgeModule = `_deep := json.unmarshal(concat("", [concat("", [` + "`" + `{"a":` + "`" + ` | some _ in numbers.range(1, 60)]), "0", concat("", ["}" | some _ in numbers.range(1, 60)])]))
+
+_schema := {"anyOf": [
+	{"type": "object", "required": ["a"], "properties": {"a": {"$ref": "#"}}},
+	{"type": "object", "required": ["a"], "properties": {"a": {"$ref": "#"}}},
+	{"type": "string"},
+]}
+
+x := json.match_schema([_deep, input.now][0], _schema)
+` + `decision := {"allow": false, "reasons": [{"rule": "R1", "message": sprintf("%v", [x])}], "redact": [], "obligations": {"retention_days": 0, "review": false}}
+`
+
+// bombModule's decision builds a string of 1 GB from ranges of a
+// thousand.
+const bombModule = `_kb := concat("", ["0123456789" | some _ in numbers.range(1, 100)])
+
+x := count(gb) if {
+	mb := concat("", [concat("", [_kb, input.now]) | some _ in numbers.range(1, 1000)])
+	gb := concat("", [mb | some _ in numbers.range(1, 1000)])
+}
+` + `decision := {"allow": false, "reasons": [{"rule": "R1", "message": sprintf("%v", [x])}], "redact": [], "obligations": {"retention_days": 0, "review": false}}
+`
+
+// candidateTar is the shipped data.json and, when module is not empty,
+// one module of package xborder with it (no tests, no scenarios: the
+// candidate is decided on the live policy's scenarios); with an empty
+// module, the whole shipped policy.
+func candidateTar(t *testing.T, module string) []byte {
+	t.Helper()
+	files := map[string][]byte{}
+	if module == "" {
+		err := fs.WalkDir(policies.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := fs.ReadFile(policies.FS(), p)
+			files[p] = b
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		data, err := fs.ReadFile(policies.FS(), "data.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		files["data.json"] = data
+		files["evil.rego"] = []byte("package xborder\n\nimport rego.v1\n\n" + module)
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for name, b := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(b)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(b)
+	}
+	tw.Close()
+	zw.Close()
+	return buf.Bytes()
+}
+
+var (
+	csrfRE  = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
+	jobRE   = regexp.MustCompile(`href="/console/impact/([0-9a-f]{16})"`)
+	errorRE = regexp.MustCompile(`(?s)<pre class="error">(.*?)</pre>`)
+)
+
+// upload posts a candidate on the console's impact page (100 generated
+// inputs) and returns the new job's id.
+func upload(t *testing.T, env *gatewaytest.Env, officer *client.Client, candidate []byte) string {
+	t.Helper()
+	r, err := officer.Do(ctx, http.MethodGet, "/console/impact", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := csrfRE.FindSubmatch(r.Body)
+	if m == nil {
+		t.Fatal("no form token")
+	}
+	before := jobRE.FindSubmatch(r.Body)
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	_ = mw.WriteField("csrf", string(m[1]))
+	_ = mw.WriteField("variants", "100")
+	fw, _ := mw.CreateFormFile("candidate", "candidate.tar.gz")
+	fw.Write(candidate)
+	mw.Close()
+	r, err = officer.Do(ctx, http.MethodPost, "/console/impact", mw.FormDataContentType(), body.Bytes())
+	if err != nil || r.Status != 200 {
+		t.Fatalf("upload: %v %v %s", err, r.Status, r.Body)
+	}
+	r, _ = officer.Do(ctx, http.MethodGet, "/console/impact", "", nil)
+	now := jobRE.FindSubmatch(r.Body)
+	if now == nil || (before != nil && string(before[1]) == string(now[1])) {
+		t.Fatal("no new job")
+	}
+	return string(now[1])
+}
+
+// waitJob waits for the job to end and returns its page.
+func waitJob(t *testing.T, officer *client.Client, id string, within time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		r, err := officer.Do(ctx, http.MethodGet, "/console/impact/"+id, "", nil)
+		if err == nil && r.Status == 200 && !bytes.Contains(r.Body, []byte(`id="progress"`)) {
+			return string(r.Body)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s still running after %s", id, within)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func jobError(page string) string {
+	if m := errorRE.FindStringSubmatch(page); m != nil {
+		return html.UnescapeString(m[1])
+	}
+	return "(no error shown)"
+}
+
+func metrics(t *testing.T, env *gatewaytest.Env) string {
+	t.Helper()
+	resp, err := http.Get(env.OpsURL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// traffic sends live messages one after another, each checked accepted
+// and followed by a /readyz probe, until stopped.
+type traffic struct {
+	done         chan struct{}
+	wg           sync.WaitGroup
+	sent, failed atomic.Int64
+}
+
+func startTraffic(t *testing.T, env *gatewaytest.Env) *traffic {
+	tr := &traffic{done: make(chan struct{})}
+	unicef := env.Client("UN-UNICEF")
+	tr.wg.Go(func() {
+		for {
+			select {
+			case <-tr.done:
+				return
+			default:
+			}
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			r, err := unicef.Send(cctx, verificationRequest("UN-UNICEF", "KZ-MJ", gatewaytest.ChildSubject("A", "B")))
+			cancel()
+			tr.sent.Add(1)
+			if err != nil || r.Status != http.StatusAccepted || readyz(t, env) != 200 {
+				tr.failed.Add(1)
+			}
+		}
+	})
+	return tr
+}
+
+func (tr *traffic) stop() (sent, failed int64) {
+	close(tr.done)
+	tr.wg.Wait()
+	return tr.sent.Load(), tr.failed.Load()
+}
