@@ -69,22 +69,25 @@ func TestHostileCandidatesCannotHurtTheExchange(t *testing.T) {
 		{"data-only rule", strings.Replace(wedgeModule, "[_deep, input.now][0]", "_deep", 1), []string{"did not finish within its deadline"}},
 	}
 	for _, c := range cases {
-		live := startTraffic(t, env)
-		id := upload(t, env, officer, candidateTar(t, c.module))
-		page := waitJob(t, officer, id, 2*time.Minute)
-		sent, failed := live.stop()
-		for _, w := range c.want {
-			if !strings.Contains(page, w) {
-				t.Errorf("%s: the job page does not say %q:\n%s", c.name, w, jobError(page))
+		// One at a time: a job blocks the next upload until it ends.
+		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
+			live := startTraffic(t, env)
+			id := upload(t, env, officer, candidateTar(t, c.module))
+			page := waitJob(t, officer, id, 2*time.Minute)
+			sent, failed := live.stop()
+			for _, w := range c.want {
+				if !strings.Contains(page, w) {
+					t.Errorf("the job page does not say %q:\n%s", w, jobError(page))
+				}
 			}
-		}
-		if c.want == nil && !strings.Contains(page, `id="synthetic-report"`) {
-			t.Errorf("%s: the job did not finish its comparison:\n%s", c.name, jobError(page))
-		}
-		if sent == 0 || failed > 0 {
-			t.Errorf("%s: %d live messages sent beside it, %d not accepted or /readyz not 200", c.name, sent, failed)
-		}
-		t.Logf("%s: %d live messages beside it, all accepted; /readyz 200", c.name, sent)
+			if c.want == nil && !strings.Contains(page, `id="synthetic-report"`) {
+				t.Errorf("the job did not finish its comparison:\n%s", jobError(page))
+			}
+			if sent == 0 || failed > 0 {
+				t.Errorf("%d live messages sent beside it, %d not accepted or /readyz not 200", sent, failed)
+			}
+			t.Logf("%d live messages beside it, all accepted; /readyz 200", sent)
+		})
 	}
 	// The jobs were cleared: a benign upload runs to the end.
 	id := upload(t, env, officer, candidateTar(t, ""))
@@ -345,4 +348,49 @@ func (tr *traffic) stop() (sent, failed int64) {
 	close(tr.done)
 	tr.wg.Wait()
 	return tr.sent.Load(), tr.failed.Load()
+}
+
+// A policy edit whose tests never end (a Rego test stuck in a built-in)
+// is refused at the worker's deadline, not wedged: the bundle in force
+// keeps serving, and the next edit is tested.
+func TestPolicyEditWhoseTestsNeverEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out a test deadline of 45 s")
+	}
+	t.Parallel()
+	dir := copyPolicies(t)
+	pkiDir, cfg := gatewaytest.Config(t, pki.DemoFederation(), func(c *config.Config) { c.Policies, c.PolicyWatch = dir, 100*time.Millisecond })
+	env := gatewaytest.StartWith(t, pkiDir, cfg, gateway.WithWorker(worker.Options{Limits: worker.Limits{Test: 45 * time.Second}}))
+	good := getPolicy(t, env).Version
+	// The schema is a constant: rules of test files are not evaluated at
+	// compile, and a schema must be known then.
+	wedge := "package xborder.wedge_test\n\nimport rego.v1\n\n" +
+		strings.Split(wedgeModule, "\n\n_schema")[0] + `
+
+test_wedge if {
+	[ok, _] := json.match_schema(_deep, {"anyOf": [
+		{"type": "object", "required": ["a"], "properties": {"a": {"$ref": "#"}}},
+		{"type": "object", "required": ["a"], "properties": {"a": {"$ref": "#"}}},
+		{"type": "string"},
+	]})
+	not ok
+}
+`
+	if err := os.WriteFile(filepath.Join(dir, "wedge_test.rego"), []byte(wedge), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st := waitPolicy(t, env, func(s policyStatus) bool { return s.LastError != "" })
+	if st.Version != good || !strings.Contains(st.LastError, "did not finish within its deadline") {
+		t.Fatalf("after an edit whose tests never end: %+v", st)
+	}
+	r, err := env.Client("UN-UNICEF").Send(ctx, verificationRequest("UN-UNICEF", "KZ-MJ", gatewaytest.ChildSubject("A", "B")))
+	if err != nil || r.Status != http.StatusAccepted {
+		t.Fatalf("send after the refusal: %v %v", err, r)
+	}
+	// The next edit is tested (the reload was not left wedged).
+	os.Remove(filepath.Join(dir, "wedge_test.rego"))
+	if err := os.WriteFile(filepath.Join(dir, "broken.rego"), []byte("package xborder\n\nthis is not rego {"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitPolicy(t, env, func(s policyStatus) bool { return strings.Contains(s.LastError, "broken.rego") })
 }
