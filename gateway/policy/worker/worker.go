@@ -6,10 +6,11 @@
 // OPA cannot interrupt a built-in call: a deadline inside the gateway does
 // not stop a built-in that never returns, and nothing in the gateway bounds
 // the memory one evaluation takes. The child ("xborder policy worker") is
-// started with an empty working directory, no environment, limits on its
-// address space and CPU time (setrlimit, set by the child before it reads
-// anything), and Landlock where the kernel has it, with no file and no
-// network access at all: the policy files come over the pipe. The gateway
+// started with an empty working directory, no environment, a lower
+// priority than the gateway (nice 10), limits on its address space and CPU
+// time (setrlimit, set by the child before it reads anything), and
+// Landlock where the kernel has it, with no file and no network access at
+// all: the policy files come over the pipe. The gateway
 // talks to it over stdin/stdout (length-prefixed JSON), one request at a
 // time, and kills it when a request outlives its deadline. A worker that
 // died stays dead: every later request returns its DiedError, which says
