@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -393,4 +394,85 @@ test_wedge if {
 		t.Fatal(err)
 	}
 	waitPolicy(t, env, func(s policyStatus) bool { return strings.Contains(s.LastError, "broken.rego") })
+}
+
+// TestMeasureLiveLatencyBesideHostileCandidates measures, when
+// XBORDER_MEASURE is set, the latency of live messages at 200 msg/s for
+// 15 s without a candidate and beside each of three hostile candidates (a
+// decision that runs to its 5 s deadline every time, one stuck in a
+// built-in, a memory bomb), and the process's peak RSS. It reports the
+// figures (README, Performance); its verdict is only that every message
+// was accepted.
+func TestMeasureLiveLatencyBesideHostileCandidates(t *testing.T) {
+	if os.Getenv("XBORDER_MEASURE") == "" {
+		t.Skip("a measurement: set XBORDER_MEASURE=1")
+	}
+	pkiDir, cfg := gatewaytest.Config(t, pki.DemoFederation(), func(c *config.Config) {
+		c.RateLimit, c.PolicyTimeout = 0, 500*time.Millisecond
+	})
+	env := gatewaytest.StartWith(t, pkiDir, cfg)
+	officer, unicef := env.Client("UN-UNOCT"), env.Client("UN-UNICEF")
+	const rate, secs = 200, 15
+	run := func(name string) {
+		sealed := make([][]byte, rate*secs)
+		for i := range sealed {
+			b, err := unicef.Seal(ctx, verificationRequest("UN-UNICEF", "KZ-MJ", gatewaytest.ChildSubject("A", "B")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sealed[i] = b
+		}
+		lat := make([]time.Duration, len(sealed))
+		var failed atomic.Int64
+		var wg sync.WaitGroup
+		tick := time.NewTicker(time.Second / rate)
+		for i := range sealed {
+			<-tick.C
+			wg.Go(func() {
+				start := time.Now()
+				r, err := unicef.Post(ctx, sealed[i])
+				lat[i] = time.Since(start)
+				if err != nil || r.Status != http.StatusAccepted {
+					failed.Add(1)
+				}
+			})
+		}
+		tick.Stop()
+		wg.Wait()
+		slices.Sort(lat)
+		if failed.Load() > 0 {
+			t.Errorf("%s: %d of %d messages not accepted", name, failed.Load(), len(lat))
+		}
+		t.Logf("%s: %d msg at %d/s: p50 %v, p99 %v, max %v; /readyz %d; VmHWM %s", name, len(lat), rate,
+			lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)*99/100].Round(time.Microsecond), lat[len(lat)-1].Round(time.Microsecond),
+			readyz(t, env), peakRSS())
+	}
+	run("no candidate")
+	slow := `x := count([i | some i in numbers.range(1, 100000); some j in numbers.range(1, 100000); i == j + count(input.now)])` + "\n" + decisionUsing("x")
+	// The slow one last: its job outlives the test (every input takes its
+	// deadline, three times).
+	for _, c := range []struct{ name, module string }{
+		{"a candidate stuck in a built-in", wedgeModule},
+		{"a memory bomb (1 GB string)", bombModule},
+		{"a candidate whose decisions run to their 5 s deadline", slow},
+	} {
+		id := upload(t, env, officer, candidateTar(t, c.module))
+		run(c.name)
+		if c.module != slow {
+			page := waitJob(t, officer, id, 5*time.Minute)
+			t.Logf("%s: the job ended: %s", c.name, jobError(page))
+		}
+	}
+}
+
+// peakRSS is the test process's peak resident set (the gateway and its
+// clients), from /proc/self/status.
+func peakRSS() string {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
 }

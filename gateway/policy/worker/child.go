@@ -72,7 +72,7 @@ func Main(args []string) int {
 	// Live decisions come first: the worker yields the processors to the
 	// gateway (a candidate whose every decision runs to its deadline
 	// would otherwise take a processor from live traffic).
-	_ = syscall.Setpriority(syscall.PRIO_PROCESS, 0, 10)
+	_ = syscall.Setpriority(syscall.PRIO_PROCESS, 0, 19)
 	// The collector works hard before the address space runs out, so that
 	// a policy near its bound fails by the bound, not by garbage.
 	debug.SetMemoryLimit(*memory)

@@ -7,7 +7,7 @@
 // not stop a built-in that never returns, and nothing in the gateway bounds
 // the memory one evaluation takes. The child ("xborder policy worker") is
 // started with an empty working directory, no environment, a lower
-// priority than the gateway (nice 10), limits on its address space and CPU
+// priority than the gateway (nice 19), limits on its address space and CPU
 // time (setrlimit, set by the child before it reads anything), and
 // Landlock where the kernel has it, with no file and no network access at
 // all: the policy files come over the pipe. The gateway
