@@ -229,6 +229,11 @@ func candidateTar(t *testing.T, module string) []byte {
 		files["data.json"] = data
 		files["evil.rego"] = []byte("package xborder\n\nimport rego.v1\n\n" + module)
 	}
+	return tarOf(t, files)
+}
+
+func tarOf(t *testing.T, files map[string][]byte) []byte {
+	t.Helper()
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(zw)
@@ -475,4 +480,106 @@ func peakRSS() string {
 		}
 	}
 	return "?"
+}
+
+// A shadow run starts only after its candidate's comparison finished, and
+// runs the candidate in a worker of its own: a candidate that passes its
+// comparison but wedges on one live message is killed there, the shadow
+// run ends saying why, and live messages keep being accepted.
+func TestShadowOfAHostileCandidate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a candidate in shadow beside live traffic")
+	}
+	t.Parallel()
+	pkiDir, cfg := gatewaytest.Config(t, pki.DemoFederation())
+	env := gatewaytest.StartWith(t, pkiDir, cfg, gateway.WithWorker(worker.Options{Limits: worker.Limits{
+		Decision: 300 * time.Millisecond, DecisionGrace: 700 * time.Millisecond}}))
+	officer, unicef := env.Client("UN-UNOCT"), env.Client("UN-UNICEF")
+
+	// The shipped policy plus a denial that wedges on record.wedge, which
+	// no scenario and no generated input carries.
+	files := map[string][]byte{}
+	err := fs.WalkDir(policies.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		files[p], err = fs.ReadFile(policies.FS(), p)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files["decision.rego"] = append(files["decision.rego"], []byte(`
+_input_denials contains {"rule": "R1", "message": "not of the wedge's form"} if {
+	input.message.record.wedge
+	[ok, _] := json.match_schema(input.message.record.wedge, {"anyOf": [
+		{"type": "object", "required": ["a"], "properties": {"a": {"$ref": "#"}}},
+		{"type": "object", "required": ["a"], "properties": {"a": {"$ref": "#"}}},
+		{"type": "string"},
+	]})
+	not ok
+}
+`)...)
+	id := upload(t, env, officer, tarOf(t, files))
+
+	// Not before its comparison finished.
+	form := func() []byte {
+		r, _ := officer.Do(ctx, http.MethodGet, "/console/impact", "", nil)
+		m := csrfRE.FindSubmatch(r.Body)
+		if m == nil {
+			t.Fatal("no form token")
+		}
+		return []byte("csrf=" + string(m[1]) + "&minutes=10")
+	}
+	const formType = "application/x-www-form-urlencoded"
+	if page := mustGet(t, officer, "/console/impact/"+id); strings.Contains(page, `id="progress"`) {
+		if r, _ := officer.Do(ctx, http.MethodPost, "/console/impact/"+id+"/shadow", formType, form()); r.Status != http.StatusConflict {
+			t.Errorf("a shadow run before the comparison finished: %d", r.Status)
+		}
+	}
+	if page := waitJob(t, officer, id, 3*time.Minute); !strings.Contains(page, `id="synthetic-report"`) {
+		t.Fatalf("the comparison: %s", jobError(page))
+	}
+	if r, _ := officer.Do(ctx, http.MethodPost, "/console/impact/"+id+"/shadow", formType, form()); r.Status != 200 {
+		t.Fatalf("start the shadow run: %d %s", r.Status, r.Body)
+	}
+
+	var deep any = 0
+	for range 26 {
+		deep = map[string]any{"a": deep}
+	}
+	wedge := verificationRequest("UN-UNICEF", "KZ-MJ", gatewaytest.ChildSubject("A", "B"))
+	wedge["record"].(map[string]any)["wedge"] = deep
+	if r, err := unicef.Send(ctx, wedge); err != nil || r.Status != http.StatusAccepted {
+		t.Fatalf("the live decision of the wedging message: %v %v", err, r)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		page := mustGet(t, officer, "/console/shadow")
+		if strings.Contains(page, `id="ended"`) {
+			if !strings.Contains(page, "did not finish within its deadline") {
+				t.Errorf("the shadow run ended otherwise: %s", page)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the shadow run did not end")
+		}
+		// Live messages are accepted meanwhile.
+		if r, err := unicef.Send(ctx, verificationRequest("UN-UNICEF", "KZ-MJ", gatewaytest.ChildSubject("C", "D"))); err != nil || r.Status != http.StatusAccepted {
+			t.Fatalf("a live message beside the shadow run: %v %v", err, r)
+		}
+	}
+	if got := readyz(t, env); got != 200 {
+		t.Errorf("/readyz = %d", got)
+	}
+}
+
+func mustGet(t *testing.T, c *client.Client, path string) string {
+	t.Helper()
+	r, err := c.Do(ctx, http.MethodGet, path, "", nil)
+	if err != nil || r.Status != 200 {
+		t.Fatalf("GET %s: %v %v", path, err, r)
+	}
+	return string(r.Body)
 }
