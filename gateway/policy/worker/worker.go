@@ -218,8 +218,10 @@ func (w *Worker) wait() {
 func (w *Worker) classify(err error) string {
 	mib := w.o.Limits.Memory >> 20
 	out := w.stderr.Bytes()
+	// (Under -race, a refused mapping reads "too many address space
+	// collisions".)
 	if bytes.Contains(out, []byte("out of memory")) || bytes.Contains(out, []byte("cannot allocate memory")) ||
-		bytes.Contains(out, []byte("memory limit")) {
+		bytes.Contains(out, []byte("memory limit")) || bytes.Contains(out, []byte("address space collisions")) {
 		return fmt.Sprintf("the candidate exceeded its memory limit (%d MiB)", mib)
 	}
 	var ee *exec.ExitError
