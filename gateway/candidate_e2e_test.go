@@ -65,9 +65,11 @@ func TestHostileCandidatesCannotHurtTheExchange(t *testing.T) {
 		// leaves nothing to read.
 		{"file $ref", "x := json.verify_schema({\"$ref\": \"file:///etc/hostname\"}) if input.now\n" + decisionUsing("x"),
 			[]string{"refer to itself only"}},
-		// A data-only rule that never returns: evaluated at compile, in the
-		// worker, which is killed at the compile deadline.
-		{"data-only rule", strings.Replace(wedgeModule, "[_deep, input.now][0]", "_deep", 1), []string{"did not finish within its deadline"}},
+		// A data-only rule that never returns (every path of a DAG of 40
+		// nodes, 2^38 of them): evaluated at compile, in the worker, which
+		// is killed at the compile deadline.
+		{"data-only rule", "_g := {sprintf(\"%d\", [i]): [sprintf(\"%d\", [j]) | some j in numbers.range(i + 1, 40)] | some i in numbers.range(0, 40)}\n\n" +
+			"x := count(graph.reachable_paths(_g, {\"0\"}))\n" + decisionUsing("x"), []string{"did not finish within its deadline (5s)"}},
 	}
 	for _, c := range cases {
 		// One at a time: a job blocks the next upload until it ends.
@@ -292,7 +294,9 @@ func waitJob(t *testing.T, officer *client.Client, id string, within time.Durati
 	deadline := time.Now().Add(within)
 	for {
 		r, err := officer.Do(ctx, http.MethodGet, "/console/impact/"+id, "", nil)
-		if err == nil && r.Status == 200 && !bytes.Contains(r.Body, []byte(`id="progress"`)) {
+		// A job's page refreshes itself until the job is done (and the
+		// next upload may run).
+		if err == nil && r.Status == 200 && !bytes.Contains(r.Body, []byte(`http-equiv="refresh"`)) {
 			return string(r.Body)
 		}
 		if time.Now().After(deadline) {
