@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/console"
 	"github.com/xborder/xborder/gateway/envelope"
@@ -24,6 +26,15 @@ func (g *Gateway) buildConsole(o options) error {
 	if c, ok := g.Store.(ratelimit.Counter); ok {
 		g.subjectQuota.Counter = c // every replica counts against the same quota
 	}
+	shadowDropped := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "xborder_shadow_dropped_total",
+		Help: "Live decisions a shadow run did not compare because its candidate was behind (live decisions never wait for a candidate).",
+	})
+	stuck := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "xborder_policy_evaluators_stuck",
+		Help: "Live evaluators stuck in a built-in past their deadline (each replaced by a new one while it lasts).",
+	}, func() float64 { return float64(policy.Evaluators().Stuck) })
+	g.Metrics.Registry.MustRegister(shadowDropped, stuck)
 	g.certificates = console.NewCertificates()
 	c, err := console.New(console.Options{
 		Registry: g.Registry, Policy: g.Policy, Audit: g.Store,
@@ -39,13 +50,15 @@ func (g *Gateway) buildConsole(o options) error {
 			entries, err := audit.Subject(ctx, g.Store, h)
 			return h, entries, err
 		},
-		SubjectLimit: g.subjectLimit,
-		Depths:       g.Store.Depths,
-		DeadLetters:  g.Store.DeadLetters,
-		Certificates: g.certificates,
-		History:      g.consoleHistory,
-		Logger:       g.log,
-		Inputs:       o.inputs,
+		SubjectLimit:  g.subjectLimit,
+		Depths:        g.Store.Depths,
+		DeadLetters:   g.Store.DeadLetters,
+		Certificates:  g.certificates,
+		History:       g.consoleHistory,
+		Logger:        g.log,
+		Inputs:        o.inputs,
+		Worker:        g.worker,
+		ShadowDropped: shadowDropped.Inc,
 	})
 	if err != nil {
 		return err

@@ -28,6 +28,7 @@ import (
 	"github.com/xborder/xborder/gateway/envelope"
 	"github.com/xborder/xborder/gateway/exchange"
 	"github.com/xborder/xborder/gateway/policy"
+	"github.com/xborder/xborder/gateway/policy/worker"
 	"github.com/xborder/xborder/gateway/ratelimit"
 	"github.com/xborder/xborder/gateway/store"
 	"github.com/xborder/xborder/gateway/trust"
@@ -37,6 +38,7 @@ import (
 type Gateway struct {
 	cfg      config.Config
 	log      *slog.Logger
+	worker   worker.Options
 	Registry *trust.Holder
 	Policy   *policy.Engine
 	Store    store.Store
@@ -77,6 +79,7 @@ type options struct {
 	storeFault func(op string) error
 	clock      func() time.Time
 	inputs     console.InputsFunc // the console's generated inputs (WithImpactInputs)
+	worker     worker.Options
 }
 
 // WithStoreFault makes the store ask fault inside each of its writes (op
@@ -91,6 +94,12 @@ func WithStoreFault(fault func(op string) error) Option {
 // the time window: a late retry, an expired message).
 func WithClock(clock func() time.Time) Option {
 	return func(o *options) { o.clock = clock }
+}
+
+// WithWorker starts the worker processes of candidates and of a new
+// bundle's tests with o (tests: the test binary, shorter deadlines).
+func WithWorker(o worker.Options) Option {
+	return func(opts *options) { opts.worker = o }
 }
 
 // New builds every component; nothing listens and no job runs yet. It
@@ -112,7 +121,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err := Preflight(cfg); err != nil {
 		return nil, err
 	}
-	g = &Gateway{cfg: cfg, log: log, Metrics: api.NewMetrics()}
+	o.worker.Logger = log
+	g = &Gateway{cfg: cfg, log: log, Metrics: api.NewMetrics(), worker: o.worker}
 	gw := g // g is nil by the time a failed New's deferred calls run
 	defer func() {
 		if err != nil && gw.Store != nil {
@@ -166,8 +176,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 // this program passed this version before: policy.Verdicts).
 func (g *Gateway) loadPolicy(ctx context.Context) (err error) {
 	// The engine adds component=policy to its logger itself (one key per line).
+	// A new bundle's tests run in a worker process (a test that never
+	// ends is refused, not wedged).
 	g.Policy, err = policy.NewEngine(ctx, os.DirFS(g.cfg.Policies), policy.Options{Timeout: g.cfg.PolicyTimeout, Logger: g.log,
-		Verdicts: policy.Verdicts{Dir: g.cfg.VerdictDir()}})
+		Verdicts: policy.Verdicts{Dir: g.cfg.VerdictDir()}, Vet: worker.Vet(g.worker)})
 	return err
 }
 

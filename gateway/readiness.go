@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/xborder/xborder/gateway/api"
+	"github.com/xborder/xborder/gateway/policy"
 	"github.com/xborder/xborder/gateway/store"
 	boltstore "github.com/xborder/xborder/gateway/store/bolt"
 )
@@ -56,8 +57,10 @@ func (g *Gateway) readiness() map[string]api.Check {
 	log := g.log.With("component", "readiness")
 	checks := map[string]api.Check{
 		"store": logged(log, "store", g.storeReady),
+		// An evaluator stuck in a built-in is replaced (and counted in
+		// xborder_policy_evaluators_stuck); only none left is not ready.
 		"policy": logged(log, "policy", func(context.Context) error {
-			return nilIf(g.Policy.Current() != nil, "no policy loaded")
+			return nilIf(g.Policy.Current() != nil && policy.Evaluators().Serving > 0, "no policy loaded or no evaluator left")
 		}),
 		"keys": logged(log, "keys", func(context.Context) error {
 			return nilIf(g.Keys.Signing != nil && len(g.Keys.Encryption) > 0, "no keys")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/xborder/xborder/gateway/impact"
 	"github.com/xborder/xborder/gateway/policy"
+	"github.com/xborder/xborder/gateway/policy/worker"
 )
 
 // newPolicyImpact compares a candidate policy with the policy in force
@@ -54,8 +55,15 @@ func newPolicyImpact(stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("policy in force (%s): %w", src.name, err)
 			}
+			// The candidate is compiled, tested and decided in a worker
+			// process of its own, bounded as the gateway's are.
 			prog.stage("compiling the candidate")
-			cand, err := policy.Compile(ctx, cfs, opts)
+			w, err := worker.Start(ctx, worker.Options{Limits: worker.Limits{Decision: offlinePolicyTimeout}})
+			if err != nil {
+				return fmt.Errorf("candidate: %w", err)
+			}
+			defer w.Close()
+			cand, err := w.Load(ctx, cfs)
 			if err != nil {
 				// The gateway would refuse it the same way (Engine.Reload).
 				if format == "json" {

@@ -19,11 +19,15 @@ import (
 	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/client"
 	"github.com/xborder/xborder/gateway/gatewaytest"
+	"github.com/xborder/xborder/gateway/policy/worker"
 )
 
 var binary string // built once by TestMain
 
 func TestMain(m *testing.M) {
+	// The gateways some tests start in this process run their workers
+	// from this test binary.
+	worker.RunIfChild()
 	dir, err := os.MkdirTemp("", "xborder-bin-")
 	if err != nil {
 		panic(err)

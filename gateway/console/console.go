@@ -34,6 +34,7 @@ import (
 	"github.com/xborder/xborder/gateway/impact"
 	"github.com/xborder/xborder/gateway/policy"
 	"github.com/xborder/xborder/gateway/ratelimit"
+	"github.com/xborder/xborder/gateway/policy/worker"
 	"github.com/xborder/xborder/gateway/store"
 	"github.com/xborder/xborder/gateway/trust"
 )
@@ -90,8 +91,14 @@ type Options struct {
 	// Inputs makes the generator of an impact run (impact.Synth, the
 	// adversarial generator of gateway/policy/synth, when nil).
 	Inputs InputsFunc
-	Logger *slog.Logger
-	Now    func() time.Time
+	// Worker starts the worker process a candidate is compiled, tested
+	// and decided in (its limits; the running binary by default).
+	Worker worker.Options
+	// ShadowDropped is told of each live decision a shadow run dropped
+	// because its candidate was behind (a metric).
+	ShadowDropped func()
+	Logger        *slog.Logger
+	Now           func() time.Time
 }
 
 // InputsFunc makes the generator of an impact run.

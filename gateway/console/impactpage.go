@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"io"
 	"io/fs"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/xborder/xborder/gateway/impact"
 	"github.com/xborder/xborder/gateway/policy"
+	"github.com/xborder/xborder/gateway/policy/worker"
 )
 
 // job is one candidate's comparison with the policy in force.
@@ -23,11 +25,13 @@ type job struct {
 	Seed     int64
 	Variants int
 
-	Done      bool
-	Stage     string
-	Err       string
-	Live      string
-	Candidate *policy.Bundle `json:"-"`
+	Done  bool
+	Stage string
+	Err   string
+	Live  string
+	// Files are the candidate's, for a shadow run (a worker of its own
+	// compiles them again).
+	Files     fs.FS `json:"-"`
 	Version   string
 	Tests     *policy.TestReport
 	Scenarios []impact.ScenarioResult
@@ -118,6 +122,12 @@ func (c *Console) setStage(j *job, f func()) {
 	f()
 }
 
+// runJob compares a candidate with the policy in force. Everything of
+// the candidate — compiling it, its tests and scenarios, its decisions —
+// runs in a worker process of its own (gateway/policy/worker): a built-in
+// that never returns, or a policy that fills memory, ends that process
+// and this job, never the gateway; the job is then over, and the next
+// upload runs.
 func (c *Console) runJob(j *job, live *policy.Bundle, fsys fs.FS) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
@@ -127,24 +137,35 @@ func (c *Console) runJob(j *job, live *policy.Bundle, fsys fs.FS) {
 		c.mu.Unlock()
 		c.log.Info("console: impact run finished", "job", j.ID, "error", j.Err != "")
 	}()
-	opts := policy.Options{Timeout: 5 * time.Second, Logger: c.log}
-	cand, err := policy.Compile(ctx, fsys, opts)
-	if err != nil {
+	fail := func(err error) {
+		if errors.Is(err, worker.ErrDied) {
+			c.log.Warn("console: the candidate's worker was stopped", "job", j.ID, "error", err)
+		}
 		c.setStage(j, func() { j.Err = err.Error() })
+	}
+	w, err := worker.Start(ctx, c.o.Worker)
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer w.Close()
+	cand, err := w.Load(ctx, fsys)
+	if err != nil {
+		fail(err)
 		return
 	}
 	c.setStage(j, func() {
-		j.Candidate, j.Version, j.Stage = cand, cand.Version, "running the candidate's tests and scenarios"
+		j.Version, j.Stage = cand.Version, "running the candidate's tests and scenarios"
 	})
 	rep, err := cand.Test(ctx)
 	if err != nil {
-		c.setStage(j, func() { j.Err = err.Error() })
+		fail(err)
 		return
 	}
 	c.setStage(j, func() { j.Tests, j.Stage = &rep, "comparing on the scenarios" })
 	srep, scen, err := impact.CompareScenarios(ctx, live, cand)
 	if err != nil {
-		c.setStage(j, func() { j.Err = err.Error() })
+		fail(err)
 		return
 	}
 	c.setStage(j, func() {
@@ -153,15 +174,15 @@ func (c *Console) runJob(j *job, live *policy.Bundle, fsys fs.FS) {
 	reg := c.o.Registry.Load()
 	gen, err := c.o.Inputs(j.Seed, live, impact.Parties(reg.Participants()), c.o.Now())
 	if err != nil {
-		c.setStage(j, func() { j.Err = err.Error() })
+		fail(err)
 		return
 	}
 	synth, err := impact.Compare(ctx, live, cand, gen, j.Variants, 0)
 	if err != nil {
-		c.setStage(j, func() { j.Err = err.Error() })
+		fail(err)
 		return
 	}
-	c.setStage(j, func() { j.Synthetic, j.Stage = synth, "done" })
+	c.setStage(j, func() { j.Synthetic, j.Files, j.Stage = synth, fsys, "done" })
 }
 
 func (c *Console) findJob(id string) *job {

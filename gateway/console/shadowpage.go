@@ -7,11 +7,15 @@ import (
 	"time"
 
 	"github.com/xborder/xborder/gateway/impact"
+	"github.com/xborder/xborder/gateway/policy/worker"
 )
 
 // MaxShadow bounds a shadow run.
 const MaxShadow = 24 * time.Hour
 
+// shadowStart runs a candidate whose comparison finished in shadow on
+// live traffic, in a worker process of its own: the live decisions only
+// queue for it, and are dropped (and counted) when it falls behind.
 func (c *Console) shadowStart(w http.ResponseWriter, r *http.Request) {
 	j := c.findJob(r.PathValue("id"))
 	if j == nil {
@@ -19,10 +23,14 @@ func (c *Console) shadowStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.mu.Lock()
-	cand := j.Candidate
+	files, version, done := j.Files, j.Version, j.Done
 	c.mu.Unlock()
-	if cand == nil {
-		c.fail(w, r, http.StatusConflict, "This candidate did not compile: nothing to run in shadow.")
+	if !done {
+		c.fail(w, r, http.StatusConflict, "The comparison of this candidate has not finished: wait for it before a shadow run.")
+		return
+	}
+	if files == nil {
+		c.fail(w, r, http.StatusConflict, "This candidate's comparison did not finish: nothing to run in shadow.")
 		return
 	}
 	minutes, err := strconv.ParseFloat(r.PostFormValue("minutes"), 64)
@@ -31,16 +39,31 @@ func (c *Console) shadowStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	live := c.o.Policy.Current()
-	s, err := impact.StartShadow(context.Background(), cand, live.Version,
-		impact.ShadowOptions{For: time.Duration(minutes * float64(time.Minute)), Listed: impact.ListedOf(live)})
+	wo := c.o.Worker
+	wo.Limits.CPU = max(wo.Limits.CPU, time.Duration(minutes*float64(time.Minute)))
+	wk, err := worker.Start(r.Context(), wo)
 	if err != nil {
+		c.fail(w, r, http.StatusServiceUnavailable, "The candidate's worker could not start.")
+		return
+	}
+	cand, err := wk.Load(r.Context(), files)
+	if err != nil {
+		wk.Close()
+		c.fail(w, r, http.StatusUnprocessableEntity, err.Error())
+		return
+	}
+	s, err := impact.StartShadow(context.Background(), cand, version, live.Version,
+		impact.ShadowOptions{For: time.Duration(minutes * float64(time.Minute)), OnDrop: c.o.ShadowDropped, OnEnd: wk.Close,
+			Listed: impact.ListedOf(live)})
+	if err != nil {
+		wk.Close()
 		c.fail(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
 	if old := c.shadow.Swap(s); old != nil {
 		old.Stop()
 	}
-	c.log.Info("console: shadow run started", "officer", officer(r), "candidate", cand.Version, "minutes", minutes)
+	c.log.Info("console: shadow run started", "officer", officer(r), "candidate", version, "minutes", minutes)
 	http.Redirect(w, r, Prefix+"shadow", http.StatusSeeOther)
 }
 

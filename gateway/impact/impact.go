@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"runtime"
 	"slices"
 	"sort"
@@ -21,7 +22,21 @@ import (
 	"time"
 
 	"github.com/xborder/xborder/gateway/policy"
+	"github.com/xborder/xborder/gateway/policy/worker"
 )
+
+// Decider decides as a policy.Bundle does. A candidate is compiled in a
+// worker process (worker.Bundle), never in the gateway: what it does
+// cannot reach the process that serves the exchange.
+type Decider interface {
+	Decide(ctx context.Context, in policy.Input) (policy.Decision, error)
+}
+
+// Policy is a Decider with its files (its scenarios).
+type Policy interface {
+	Decider
+	FS() fs.FS
+}
 
 // Case is one input to compare on, with a label that says what it tests
 // ("border-screening; border-management→law-enforcement; age 19; consent
@@ -293,8 +308,9 @@ func str(v any) string {
 
 // Compare decides n inputs of src with live and candidate (in parallel, on
 // every processor) and returns the report. A nil src or n ≤ 0 compares
-// nothing.
-func Compare(ctx context.Context, live, candidate *policy.Bundle, src Source, n int, maxDiffs int) (Report, error) {
+// nothing. When the candidate's worker ends (killed at a deadline, out of
+// memory), the comparison stops with its DiedError.
+func Compare(ctx context.Context, live, candidate Decider, src Source, n int, maxDiffs int) (Report, error) {
 	return CompareProgress(ctx, live, candidate, src, n, maxDiffs, nil)
 }
 
@@ -304,7 +320,7 @@ type Progress func(done, n int)
 
 // CompareProgress is Compare that tells progress (when not nil) as it goes,
 // for a caller that shows a long comparison advancing.
-func CompareProgress(ctx context.Context, live, candidate *policy.Bundle, src Source, n int, maxDiffs int, progress Progress) (Report, error) {
+func CompareProgress(ctx context.Context, live, candidate Decider, src Source, n int, maxDiffs int, progress Progress) (Report, error) {
 	t := NewTally("synthetic", maxDiffs).Only(ListedOf(live))
 	var pmu sync.Mutex
 	done := 0
@@ -325,6 +341,8 @@ func CompareProgress(ctx context.Context, live, candidate *policy.Bundle, src So
 		i int
 		c Case
 	}
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
 	jobs := make(chan job)
 	var wg sync.WaitGroup
 	workers := max(runtime.GOMAXPROCS(0), 1)
@@ -333,6 +351,10 @@ func CompareProgress(ctx context.Context, live, candidate *policy.Bundle, src So
 			for j := range jobs {
 				b, berr := decide(ctx, live, j.c.Input)
 				a, aerr := decide(ctx, candidate, j.c.Input)
+				if errors.Is(aerr, worker.ErrDied) {
+					stop(aerr)
+					continue
+				}
 				t.Add(fmt.Sprintf("#%d", j.i+1), j.c.Label, j.c.Input, OutcomeOf(b, berr), OutcomeOf(a, aerr), time.Time{})
 				tell()
 			}
@@ -340,15 +362,21 @@ func CompareProgress(ctx context.Context, live, candidate *policy.Bundle, src So
 	}
 	var err error
 	for i := range n {
-		if err = ctx.Err(); err != nil {
+		if ctx.Err() != nil {
 			break
 		}
 		// The source is asked on this goroutine only: a generator need not
 		// be safe for concurrent use, and its order stays reproducible.
-		jobs <- job{i, src.Next()}
+		select {
+		case jobs <- job{i, src.Next()}:
+		case <-ctx.Done():
+		}
 	}
 	close(jobs)
 	wg.Wait()
+	if ctx.Err() != nil {
+		err = context.Cause(ctx)
+	}
 	t.Finish()
 	return t.Report(), err
 }
@@ -367,10 +395,10 @@ type ScenarioResult struct {
 
 // CompareScenarios decides every scenario of live's and candidate's
 // folders (the candidate's copy when both have one) with both policies.
-func CompareScenarios(ctx context.Context, live, candidate *policy.Bundle) (Report, []ScenarioResult, error) {
+func CompareScenarios(ctx context.Context, live, candidate Policy) (Report, []ScenarioResult, error) {
 	t := NewTally("scenario", 0).Only(ListedOf(live))
 	files := map[string]fsName{}
-	for _, b := range []*policy.Bundle{live, candidate} {
+	for _, b := range []Policy{live, candidate} {
 		names, err := policy.ScenarioFiles(b.FS(), policy.ScenarioDir)
 		if err != nil {
 			return Report{}, nil, err
@@ -393,6 +421,9 @@ func CompareScenarios(ctx context.Context, live, candidate *policy.Bundle) (Repo
 		}
 		bd, berr := decide(ctx, live, s.Input)
 		ad, aerr := decide(ctx, candidate, s.Input)
+		if errors.Is(aerr, worker.ErrDied) {
+			return Report{}, nil, aerr
+		}
 		before, after := OutcomeOf(bd, berr), OutcomeOf(ad, aerr)
 		changed := t.Add(k, s.Name, s.Input, before, after, time.Time{})
 		out = append(out, ScenarioResult{File: k, Name: s.Name, Before: t.listed.Outcome(before), After: t.listed.Outcome(after), Changed: changed,
@@ -403,14 +434,14 @@ func CompareScenarios(ctx context.Context, live, candidate *policy.Bundle) (Repo
 }
 
 type fsName struct {
-	b    *policy.Bundle
+	b    Policy
 	name string
 }
 
 // decide tries an evaluation up to three times: a comparison runs beside
 // the live traffic, and an evaluation that ran out of its time on a busy
 // machine says nothing about the policy. Other errors are final.
-func decide(ctx context.Context, b *policy.Bundle, in policy.Input) (policy.Decision, error) {
+func decide(ctx context.Context, b Decider, in policy.Input) (policy.Decision, error) {
 	var d policy.Decision
 	var err error
 	for range 3 {

@@ -137,7 +137,7 @@ func TestAdult21(t *testing.T) {
 func TestShadow(t *testing.T) {
 	t.Parallel()
 	b, cand := mustLive(t), adult21(t)
-	s, err := impact.StartShadow(context.Background(), cand, b.Version, impact.ShadowOptions{For: time.Minute, Queue: 4})
+	s, err := impact.StartShadow(context.Background(), cand, cand.Version, b.Version, impact.ShadowOptions{For: time.Minute, Queue: 4})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,12 +38,13 @@ type Listed struct {
 // ListedOf is the catalogue of live: the rule ids its modules' # METADATA
 // annotations declare (policy.Bundle.RuleMap), and R1, the rule of a
 // decision the policy could not make (policy.Deny).
-func ListedOf(live *policy.Bundle) *Listed {
+func ListedOf(live any) *Listed {
 	l := &Listed{rules: map[string]bool{"R1": true}}
-	if live == nil {
+	rm, ok := live.(ruleMapper)
+	if !ok || rm == nil || isNilBundle(live) {
 		return nil
 	}
-	refs, err := live.RuleMap()
+	refs, err := rm.RuleMap()
 	if err != nil {
 		return nil
 	}
@@ -51,6 +52,18 @@ func ListedOf(live *policy.Bundle) *Listed {
 		l.rules[r.Rule] = true
 	}
 	return l
+}
+
+// ruleMapper is what has a rule catalogue: the policy in force (a
+// *policy.Bundle). A candidate behind a worker has none, so its report is
+// masked by DOMAIN's rules.
+type ruleMapper interface {
+	RuleMap() ([]policy.RuleRef, error)
+}
+
+func isNilBundle(v any) bool {
+	b, ok := v.(*policy.Bundle)
+	return ok && b == nil
 }
 
 func (l *Listed) rule(id string) bool {

@@ -8,19 +8,27 @@ import (
 	"time"
 
 	"github.com/xborder/xborder/gateway/policy"
+	"github.com/xborder/xborder/gateway/policy/worker"
 )
 
 // Shadow evaluates live decisions with a candidate, off the request path,
 // for a set time. Observe only queues (a bounded queue; what does not fit
-// is dropped and counted); one worker decides the candidate's answer and
+// is dropped and counted): a live decision never waits for the candidate.
+// One goroutine has the candidate decide (in its worker process) and
 // records the difference by decision id, with rules and removed paths —
-// never the input. The live decision alone acts.
+// never the input. The live decision alone acts. When the candidate's
+// worker ends (killed at a deadline, out of memory), the run ends and says
+// why.
 type Shadow struct {
 	Candidate string // the candidate's version
 	Until     time.Time
 
-	cand    *policy.Bundle
+	cand    Decider
 	tally   *Tally
+	onDrop  func()
+	onEnd   func()
+	endedMu sync.Mutex
+	ended   string // why the run ended early
 	queue   chan shadowJob
 	seen    atomic.Int64
 	dropped atomic.Int64
@@ -46,11 +54,13 @@ type ShadowOptions struct {
 	// Listed is what the report may show (ListedOf the policy in force;
 	// DOMAIN's rules when nil).
 	Listed *Listed
+	OnDrop   func()        // told of each dropped decision (a metric)
+	OnEnd    func()        // called once when the run is over (stops the worker)
 }
 
-// StartShadow starts comparing liveVersion's decisions with cand until
-// o.For has passed or ctx ends.
-func StartShadow(ctx context.Context, cand *policy.Bundle, liveVersion string, o ShadowOptions) (*Shadow, error) {
+// StartShadow starts comparing liveVersion's decisions with cand (of
+// version candVersion) until o.For has passed or ctx ends.
+func StartShadow(ctx context.Context, cand Decider, candVersion, liveVersion string, o ShadowOptions) (*Shadow, error) {
 	if cand == nil {
 		return nil, errors.New("impact: no candidate")
 	}
@@ -61,7 +71,7 @@ func StartShadow(ctx context.Context, cand *policy.Bundle, liveVersion string, o
 		o.Queue = 256
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.For)
-	s := &Shadow{Candidate: cand.Version, Until: time.Now().Add(o.For), cand: cand,
+	s := &Shadow{Candidate: candVersion, Until: time.Now().Add(o.For), cand: cand, onDrop: o.OnDrop, onEnd: o.OnEnd,
 		tally: NewTally("shadow", o.MaxDiffs).Only(o.Listed), queue: make(chan shadowJob, o.Queue),
 		live: liveVersion, done: make(chan struct{}), stop: cancel}
 	go s.run(ctx)
@@ -90,11 +100,17 @@ func (s *Shadow) Observe(_ context.Context, decisionID string, in policy.Input, 
 	case s.queue <- shadowJob{id: decisionID, in: in, live: live, at: time.Now().UTC()}:
 	default:
 		s.dropped.Add(1)
+		if s.onDrop != nil {
+			s.onDrop()
+		}
 	}
 }
 
 func (s *Shadow) run(ctx context.Context) {
 	defer func() {
+		if s.onEnd != nil {
+			s.onEnd()
+		}
 		s.tally.Finish()
 		close(s.done)
 	}()
@@ -103,7 +119,18 @@ func (s *Shadow) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case j := <-s.queue:
-			d, err := decide(context.WithoutCancel(ctx), s.cand, j.in)
+			// The run's end stops a decision in progress too: a worker
+			// candidate is then killed.
+			d, err := decide(ctx, s.cand, j.in)
+			if errors.Is(err, worker.ErrDied) {
+				s.endedMu.Lock()
+				s.ended = err.Error()
+				s.endedMu.Unlock()
+				return
+			}
+			if ctx.Err() != nil {
+				return
+			}
 			s.tally.Add(j.id, "", j.in, OutcomeOf(j.live, nil), OutcomeOf(d, err), j.at)
 		}
 	}
@@ -124,6 +151,7 @@ type ShadowReport struct {
 	Observed    int64     `json:"observed"` // live decisions seen
 	Dropped     int64     `json:"dropped"`  // not compared: the queue was full
 	OtherLive   int64     `json:"other_live_version"`
+	Ended       string    `json:"ended,omitempty"` // why the run ended early
 	Report      Report    `json:"report"`
 }
 
@@ -135,7 +163,10 @@ func (s *Shadow) Report() ShadowReport {
 		running = false
 	default:
 	}
-	return ShadowReport{Candidate: s.Candidate, LiveVersion: s.live, Until: s.Until, Running: running,
+	s.endedMu.Lock()
+	ended := s.ended
+	s.endedMu.Unlock()
+	return ShadowReport{Ended: ended, Candidate: s.Candidate, LiveVersion: s.live, Until: s.Until, Running: running,
 		Observed: s.seen.Load(), Dropped: s.dropped.Load(), OtherLive: s.stale.Load(), Report: s.tally.Report()}
 }
 

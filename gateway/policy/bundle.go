@@ -45,6 +45,11 @@ type Options struct {
 	// Verdicts remembers the versions that passed their tests under this
 	// program (Engine only; none when its Dir is empty).
 	Verdicts Verdicts
+	// Vet, when set, compiles and tests a new bundle out of this process
+	// (worker.Vet) before the Engine compiles it here: a test that never
+	// ends, or a data-only rule that never returns, is then refused by its
+	// deadline instead of wedging the reload (Engine only).
+	Vet func(ctx context.Context, fsys fs.FS) (TestReport, error)
 }
 
 func (o Options) withDefaults() Options {
@@ -89,8 +94,11 @@ type Bundle struct {
 }
 
 // Capabilities are this OPA version's, minus the built-ins that reach the
-// network, the environment, the clock or randomness: a decision depends on
-// its input and the policy data only, and can be reproduced.
+// network, the environment, the clock or randomness — a decision depends on
+// its input and the policy data only, and can be reproduced — and minus the
+// built-ins whose work no deadline interrupts and no policy needs
+// (strings.render_template: a {{range}} of 10^11 never returns). The
+// built-ins that remain are bounded as bounded.go says.
 func Capabilities() *ast.Capabilities {
 	caps := ast.CapabilitiesForThisVersion()
 	kept := caps.Builtins[:0:0]
@@ -108,7 +116,7 @@ func Capabilities() *ast.Capabilities {
 func forbiddenBuiltin(name string) bool {
 	switch name {
 	case "http.send", "opa.runtime", "time.now_ns", "uuid.rfc4122", "trace",
-		"providers.aws.sign_req":
+		"providers.aws.sign_req", "strings.render_template":
 		return true
 	}
 	return strings.HasPrefix(name, "net.") || strings.HasPrefix(name, "rand.")
@@ -195,6 +203,10 @@ func Compile(ctx context.Context, fsys fs.FS, opts Options) (*Bundle, error) {
 
 	// The rules that read data only are evaluated once, here (seed.go).
 	if b.seeds, err = seed(ctx, sc, store, seedTimeout(opts.Timeout)); err != nil {
+		return nil, err
+	}
+	// Every JSON Schema is known now and refers to itself only (bounded.go).
+	if err := checkSchemaCalls(c, b); err != nil {
 		return nil, err
 	}
 	return b, nil

@@ -45,7 +45,7 @@ func (b *Bundle) decide(ctx context.Context, in Input, timeout time.Duration) (D
 		d         Decision
 		cancelled error
 	)
-	werr := evaluators().do(ctx, func() {
+	werr := evaluators().do(ctx, timeout+max(timeout, stuckGrace), func() {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		// OPA notices a cancellation asynchronously; a done context must
@@ -54,6 +54,12 @@ func (b *Bundle) decide(ctx context.Context, in Input, timeout time.Duration) (D
 			d, err = b.eval(ctx, value)
 		}
 	})
+	if errors.Is(werr, ErrStuck) {
+		// d, err and cancelled are still the stuck evaluation's.
+		b.opts.Logger.Warn("policy: an evaluation is stuck in a built-in past its deadline; its evaluator was replaced",
+			"component", "policy", "version", b.Version, "evaluators_stuck", Evaluators().Stuck)
+		return Deny("the policy evaluation did not end"), fmt.Errorf("policy: evaluate: %w", ErrStuck)
+	}
 	if cerr := cmp.Or(werr, cancelled); cerr != nil {
 		return Deny("the policy evaluation was cancelled"), fmt.Errorf("policy: evaluate: %w", cerr)
 	}

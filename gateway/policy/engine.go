@@ -55,8 +55,30 @@ func NewEngine(ctx context.Context, fsys fs.FS, opts Options) (*Engine, error) {
 }
 
 // build compiles fsys and runs its tests; it returns a bundle only when
-// everything passes.
+// everything passes. With Options.Vet, the tests run there first, and the
+// bundle is compiled here only when they passed.
 func (e *Engine) build(ctx context.Context, fsys fs.FS) (*Bundle, error) {
+	if e.opts.Vet != nil {
+		if v, err := Digest(fsys); err == nil && e.opts.Verdicts.passed(v) {
+			e.log.Info("policy version passed its tests and scenarios before, under this program; not run again", "version", v)
+			return Compile(ctx, fsys, e.opts)
+		}
+		rep, err := e.opts.Vet(ctx, fsys)
+		if err != nil {
+			return nil, err
+		}
+		if err := rep.Err(); err != nil {
+			return nil, err
+		}
+		b, err := Compile(ctx, fsys, e.opts)
+		if err != nil {
+			return nil, err
+		}
+		if err := e.opts.Verdicts.remember(b.Version, rep); err != nil {
+			e.log.Warn("could not remember the policy's verdict; the next start tests it again", "error", err)
+		}
+		return b, nil
+	}
 	b, err := Compile(ctx, fsys, e.opts)
 	if err != nil {
 		return nil, err

@@ -2,8 +2,11 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // OPA's evaluator recurses deeply: one decision needs a goroutine stack far
@@ -27,19 +30,67 @@ import (
 // flight evaluated at once on the same processors, so that decisions
 // missed their deadline and were denied.)
 
+// OPA cannot interrupt a built-in call: an evaluation stuck in one (a
+// JSON Schema whose anyOf recurses through "#" on a deep value) holds its
+// evaluator for ever. Its caller does not wait for ever: when the answer
+// has not come by the evaluation's deadline and a grace, the caller gets a
+// denial (ErrStuck), the evaluator is counted stuck and a new one takes
+// its place, so that the other decisions keep their evaluators. When the
+// stuck evaluation ends after all, its goroutine leaves. Replacements are
+// bounded (maxStuck): a policy that wedges every decision cannot turn the
+// gateway into goroutines spinning on built-ins; it shows in Evaluators
+// and in readiness.
+
+// ErrStuck is returned (wrapped) for an evaluation that did not return by
+// its deadline and its grace: it is stuck in a built-in.
+var ErrStuck = errors.New("the evaluation is stuck in a built-in past its deadline")
+
+// stuckGrace is how long past its deadline an evaluation may take to
+// notice its cancellation before its evaluator is counted stuck.
+const stuckGrace = time.Second
+
 // evaluators is shared by every bundle of the process: the goroutines hold no
 // state of their own, only their grown stacks.
 var evaluators = sync.OnceValue(func() *evaluatorPool {
 	return newEvaluatorPool(runtime.GOMAXPROCS(0))
 })
 
-type evaluatorPool struct {
-	jobs chan *evalJob // unbuffered: a send succeeds when an evaluator takes the job
+// EvaluatorState says how many evaluators serve and how many are stuck in
+// a built-in (readiness, metrics).
+type EvaluatorState struct {
+	Serving int `json:"serving"`
+	Stuck   int `json:"stuck"`
+	// StuckTotal counts the evaluations ever found stuck.
+	StuckTotal int64 `json:"stuck_total"`
 }
+
+// Evaluators is the state of the process's evaluators.
+func Evaluators() EvaluatorState {
+	p := evaluators()
+	return EvaluatorState{Serving: int(p.serving.Load()), Stuck: int(p.stuck.Load()), StuckTotal: p.stuckTotal.Load()}
+}
+
+type evaluatorPool struct {
+	jobs       chan *evalJob // unbuffered: a send succeeds when an evaluator takes the job
+	maxStuck   int64
+	serving    atomic.Int64
+	stuck      atomic.Int64
+	stuckTotal atomic.Int64
+}
+
+// The state of a job: an evaluator finishes it (jobDone) or its caller
+// gives up on it (jobAbandoned), whichever comes first.
+const (
+	jobRunning int32 = iota
+	jobDone
+	jobAbandoned
+)
 
 type evalJob struct {
 	run      func()
 	done     chan struct{}
+	state    atomic.Int32
+	replaced atomic.Bool // another evaluator took its place when it was abandoned
 	panicked bool
 	panicVal any
 }
@@ -47,8 +98,10 @@ type evalJob struct {
 var evalJobs = sync.Pool{New: func() any { return &evalJob{done: make(chan struct{}, 1)} }}
 
 func newEvaluatorPool(n int) *evaluatorPool {
-	p := &evaluatorPool{jobs: make(chan *evalJob)}
-	for range max(n, 1) {
+	n = max(n, 1)
+	p := &evaluatorPool{jobs: make(chan *evalJob), maxStuck: int64(4 * n)}
+	for range n {
+		p.serving.Add(1)
 		go p.serve()
 	}
 	return p
@@ -57,6 +110,16 @@ func newEvaluatorPool(n int) *evaluatorPool {
 func (p *evaluatorPool) serve() {
 	for j := range p.jobs {
 		j.exec()
+		if !j.state.CompareAndSwap(jobRunning, jobDone) {
+			// Its caller gave up on it: this evaluator leaves if another
+			// took its place, and serves again otherwise.
+			p.stuck.Add(-1)
+			if j.replaced.Load() {
+				return
+			}
+			p.serving.Add(1)
+			continue
+		}
 		j.done <- struct{}{}
 	}
 }
@@ -71,10 +134,14 @@ func (j *evalJob) exec() {
 }
 
 // do runs f on an evaluator and returns when f has returned; or, when ctx
-// ends before an evaluator is free, returns ctx's error without running f.
-func (p *evaluatorPool) do(ctx context.Context, f func()) error {
+// ends before an evaluator is free, returns ctx's error without running f;
+// or, when f has not returned within limit of its start (its deadline and
+// a grace), returns ErrStuck and leaves f to its evaluator, which another
+// takes the place of.
+func (p *evaluatorPool) do(ctx context.Context, limit time.Duration, f func()) error {
 	j := evalJobs.Get().(*evalJob)
 	j.run = f
+	j.state.Store(jobRunning)
 	select {
 	case p.jobs <- j:
 	case <-ctx.Done():
@@ -82,7 +149,26 @@ func (p *evaluatorPool) do(ctx context.Context, f func()) error {
 		evalJobs.Put(j)
 		return ctx.Err()
 	}
-	<-j.done
+	t := time.NewTimer(limit)
+	select {
+	case <-j.done:
+		t.Stop()
+	case <-t.C:
+		replace := p.stuck.Load() < p.maxStuck
+		j.replaced.Store(replace)
+		if j.state.CompareAndSwap(jobRunning, jobAbandoned) {
+			// j stays with its evaluator (never back in the pool).
+			p.stuckTotal.Add(1)
+			p.stuck.Add(1)
+			if !replace {
+				p.serving.Add(-1)
+			} else {
+				go p.serve()
+			}
+			return ErrStuck
+		}
+		<-j.done // it finished as the timer fired
+	}
 	panicked, v := j.panicked, j.panicVal
 	j.run, j.panicked, j.panicVal = nil, false, nil
 	evalJobs.Put(j)
