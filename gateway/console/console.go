@@ -33,8 +33,8 @@ import (
 	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/impact"
 	"github.com/xborder/xborder/gateway/policy"
-	"github.com/xborder/xborder/gateway/ratelimit"
 	"github.com/xborder/xborder/gateway/policy/worker"
+	"github.com/xborder/xborder/gateway/ratelimit"
 	"github.com/xborder/xborder/gateway/store"
 	"github.com/xborder/xborder/gateway/trust"
 )

@@ -54,8 +54,8 @@ type ShadowOptions struct {
 	// Listed is what the report may show (ListedOf the policy in force;
 	// DOMAIN's rules when nil).
 	Listed *Listed
-	OnDrop   func()        // told of each dropped decision (a metric)
-	OnEnd    func()        // called once when the run is over (stops the worker)
+	OnDrop func() // told of each dropped decision (a metric)
+	OnEnd  func() // called once when the run is over (stops the worker)
 }
 
 // StartShadow starts comparing liveVersion's decisions with cand (of
