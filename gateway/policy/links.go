@@ -26,6 +26,11 @@ func linkInside(fsys fs.FS, name string) error {
 	return nil
 }
 
+// LinkInside is linkInside for readers of a policy folder outside this
+// package (the worker's loader): nil when name, a symbolic link, stays
+// inside fsys.
+func LinkInside(fsys fs.FS, name string) error { return linkInside(fsys, name) }
+
 var errLinkOut = fmt.Errorf("a symbolic link out of the policy folder is refused")
 
 // resolveInside returns the real path of name inside fsys, or errLinkOut.

@@ -338,7 +338,20 @@ func (w *Worker) Load(ctx context.Context, fsys fs.FS) (*Bundle, error) {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		if !d.Type().IsRegular() {
+		if d.Type()&fs.ModeSymlink != 0 {
+			// The same rule as the gateway's own reader: a link must stay
+			// inside the folder, and is read as its target.
+			if err := policy.LinkInside(fsys, p); err != nil {
+				return err
+			}
+			st, err := fs.Stat(fsys, p)
+			if err != nil {
+				return err
+			}
+			if !st.Mode().IsRegular() {
+				return nil
+			}
+		} else if !d.Type().IsRegular() {
 			return nil // policy.Compile reads regular files only
 		}
 		b, err := fs.ReadFile(fsys, p)
