@@ -56,43 +56,49 @@ func NewEngine(ctx context.Context, fsys fs.FS, opts Options) (*Engine, error) {
 
 // build compiles fsys and runs its tests; it returns a bundle only when
 // everything passes. With Options.Vet, the tests run there first, and the
-// bundle is compiled here only when they passed.
+// bundle is compiled here only when they passed. The files are read once
+// (Snapshot): what was tested is what is compiled and remembered, even if
+// the folder changes meanwhile.
 func (e *Engine) build(ctx context.Context, fsys fs.FS) (*Bundle, error) {
+	snap, err := Snapshot(fsys)
+	if err != nil {
+		return nil, err
+	}
+	version, err := Digest(snap)
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := e.opts.Verdicts.lock(ctx, version)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if e.opts.Verdicts.passed(version) {
+		e.log.Info("policy version passed its tests and scenarios before, under this program; not run again", "version", version)
+		return Compile(ctx, snap, e.opts)
+	}
+	var b *Bundle
+	var rep TestReport
 	if e.opts.Vet != nil {
-		if v, err := Digest(fsys); err == nil && e.opts.Verdicts.passed(v) {
-			e.log.Info("policy version passed its tests and scenarios before, under this program; not run again", "version", v)
-			return Compile(ctx, fsys, e.opts)
-		}
-		rep, err := e.opts.Vet(ctx, fsys)
-		if err != nil {
+		if rep, err = e.opts.Vet(ctx, snap); err != nil {
 			return nil, err
 		}
 		if err := rep.Err(); err != nil {
 			return nil, err
 		}
-		b, err := Compile(ctx, fsys, e.opts)
-		if err != nil {
+		if b, err = Compile(ctx, snap, e.opts); err != nil {
 			return nil, err
 		}
-		if err := e.opts.Verdicts.remember(b.Version, rep); err != nil {
-			e.log.Warn("could not remember the policy's verdict; the next start tests it again", "error", err)
+	} else {
+		if b, err = Compile(ctx, snap, e.opts); err != nil {
+			return nil, err
 		}
-		return b, nil
-	}
-	b, err := Compile(ctx, fsys, e.opts)
-	if err != nil {
-		return nil, err
-	}
-	if e.opts.Verdicts.passed(b.Version) {
-		e.log.Info("policy version passed its tests and scenarios before, under this program; not run again", "version", b.Version)
-		return b, nil
-	}
-	rep, err := b.Test(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := rep.Err(); err != nil {
-		return nil, err
+		if rep, err = b.Test(ctx); err != nil {
+			return nil, err
+		}
+		if err := rep.Err(); err != nil {
+			return nil, err
+		}
 	}
 	if err := e.opts.Verdicts.remember(b.Version, rep); err != nil {
 		e.log.Warn("could not remember the policy's verdict; the next start tests it again", "error", err)

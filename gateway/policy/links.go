@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"path"
 	"strings"
+	"testing/fstest"
 )
 
 // maxLinkHops bounds a chain of links (as the kernel's ELOOP does).
@@ -89,4 +90,48 @@ func regularFile(fsys fs.FS, name string) error {
 		return fmt.Errorf("policy: read: %s: not a regular file (a pipe, a device or a socket is refused)", name)
 	}
 	return nil
+}
+
+// Snapshot reads every regular file of a policy folder into memory (a
+// link is read as its target and must stay inside, as for Compile), so
+// that what is digested, tested and compiled is one set of files even if
+// the folder changes meanwhile. Hidden folders are skipped, as Compile
+// skips them.
+func Snapshot(fsys fs.FS) (fs.FS, error) {
+	out := fstest.MapFS{}
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if p != "." && strings.HasPrefix(d.Name(), ".") {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			if err := linkInside(fsys, p); err != nil {
+				return err
+			}
+			st, err := fs.Stat(fsys, p)
+			if err != nil {
+				return err
+			}
+			if !st.Mode().IsRegular() {
+				return nil
+			}
+		} else if !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return err
+		}
+		out[p] = &fstest.MapFile{Data: b, Mode: 0o444}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("policy: read: %w", err)
+	}
+	return out, nil
 }

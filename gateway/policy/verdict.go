@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -94,6 +95,28 @@ func (v Verdicts) remember(version string, rep TestReport) error {
 		return fmt.Errorf("policy: verdicts: %w", err)
 	}
 	return nil
+}
+
+// verdictLocks holds one lock per (folder, version) in this process, so
+// that gateways starting together on the same policy (replicas in one
+// process, parallel tests) run its tests once: the others wait for that
+// verdict instead of each testing the same files on the same cores.
+var verdictLocks sync.Map // string → chan struct{} (a lock that a context can give up on)
+
+// lock takes the (Dir, version) lock, or gives up when ctx ends. Without a
+// Dir nothing is remembered, so there is nothing to wait for.
+func (v Verdicts) lock(ctx context.Context, version string) (unlock func(), err error) {
+	if v.Dir == "" {
+		return func() {}, nil
+	}
+	l, _ := verdictLocks.LoadOrStore(v.Dir+"\x00"+version, make(chan struct{}, 1))
+	ch := l.(chan struct{})
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("policy: waiting for the tests of %s: %w", version, ctx.Err())
+	}
 }
 
 // path names the verdict of (version, program).
