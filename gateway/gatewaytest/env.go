@@ -23,6 +23,7 @@ import (
 	"github.com/xborder/xborder/gateway/client"
 	"github.com/xborder/xborder/gateway/config"
 	"github.com/xborder/xborder/gateway/pki"
+	"github.com/xborder/xborder/gateway/policy/worker"
 )
 
 // TestPolicyTimeout bounds one policy decision in test gateways.
@@ -247,4 +248,17 @@ func ChildSubject(primary, secondary string) map[string]any {
 		"nationality_claimed": "KAZ",
 		"location":            map[string]any{"country": "SYR", "facility_type": "camp"},
 	}
+}
+
+// Main is the TestMain of a test binary that starts gateways: the binary
+// can be the worker process of its gateways' candidates and policy tests
+// (worker.RunIfChild), and the folder of remembered verdicts it shared
+// between them goes with it, so that no run leaves files behind.
+func Main(m *testing.M) int {
+	worker.RunIfChild()
+	code := m.Run()
+	if d := sharedVerdicts.dir; d != "" && d != "off" {
+		os.RemoveAll(d)
+	}
+	return code
 }

@@ -4,12 +4,12 @@ import (
 	"os"
 	"testing"
 
-	"github.com/xborder/xborder/gateway/policy/worker"
+	"github.com/xborder/xborder/gateway/gatewaytest"
 )
 
 // TestMain lets this test binary be the worker process of the candidates
-// and policy tests its gateways evaluate (os.Executable() "policy worker").
+// and policy tests its gateways evaluate, and removes what the gateways
+// shared when the tests end (gatewaytest.Main).
 func TestMain(m *testing.M) {
-	worker.RunIfChild()
-	os.Exit(m.Run())
+	os.Exit(gatewaytest.Main(m))
 }
