@@ -137,6 +137,26 @@ func TestSentinelKillPrimary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Sentinel group and waits for a failover")
 	}
+	failoverUnderLoad(t, "kill -9", (*sentineltest.Node).Kill, nil, (*sentineltest.Node).Restart)
+}
+
+// The primary frozen (SIGSTOP) past its failover, thawed once the new
+// primary is named: commits that sat in its sockets run when it wakes, and
+// one its still-attached replica acknowledges must not be erased when
+// Sentinel moves both to the new primary.
+func TestSentinelFreezePrimary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Sentinel group and waits for a failover")
+	}
+	failoverUnderLoad(t, "SIGSTOP", (*sentineltest.Node).Freeze, (*sentineltest.Node).Thaw, nil)
+}
+
+// failoverUnderLoad runs four writers, does fault to the primary, waits for
+// +switch-master, does onSwitch to the old primary, goes on until commits
+// succeed through the new one, checks that every acknowledged commit is
+// there, then does afterLoad to the old primary and waits for it to rejoin
+// as a replica holding them all and the library.
+func failoverUnderLoad(t *testing.T, what string, fault, onSwitch, afterLoad func(*sentineltest.Node) error) {
 	g := sentineltest.Start(t)
 	db := openSentinel(t, g, "kill", -1)
 	sctx, cancel := context.WithCancel(ctx)
@@ -221,23 +241,30 @@ func TestSentinelKillPrimary(t *testing.T) {
 	wait(reachedBefore, "commits before the kill")
 	old := g.Data[0]
 	killed := time.Now()
-	old.Kill()
+	if err := fault(old); err != nil {
+		t.Fatal(err)
+	}
 	var primary *sentineltest.Node
 	select {
 	case primary = <-switches:
 	case <-time.After(60 * time.Second):
 		close(stop)
 		wg.Wait()
-		t.Fatal("no +switch-master within 60 s of the kill")
+		t.Fatalf("no +switch-master within 60 s of the %s", what)
 	}
 	switchedAt := time.Now()
 	switchedAfter := switchedAt.Sub(killed)
 	switched.Store(true)
+	if onSwitch != nil {
+		if err := onSwitch(old); err != nil {
+			t.Fatal(err)
+		}
+	}
 	wait(reachedAfter, "commits after the switch")
 	close(stop)
 	wg.Wait()
-	t.Logf("kill -9 of %s: +switch-master to %s after %v; %d commits acknowledged; failures: %d unavailable, %d not replicated, %d unknown; longest run of failures of one writer %v; first commit acknowledged %v after the switch was announced",
-		old.Name, primary.Name, switchedAfter.Round(time.Millisecond), len(acked), unavailable, notReplicated, unkn, longest.Round(time.Millisecond),
+	t.Logf("%s of %s: +switch-master to %s after %v; %d commits acknowledged; failures: %d unavailable, %d not replicated, %d unknown; longest run of failures of one writer %v; first commit acknowledged %v after the switch was announced",
+		what, old.Name, primary.Name, switchedAfter.Round(time.Millisecond), len(acked), unavailable, notReplicated, unkn, longest.Round(time.Millisecond),
 		time.Unix(0, firstAfter.Load()).Sub(switchedAt).Round(time.Millisecond))
 
 	c := primary.Client()
@@ -247,8 +274,10 @@ func TestSentinelKillPrimary(t *testing.T) {
 	}
 	hasLibrary(t, c, primary.Name)
 
-	if err := old.Restart(); err != nil {
-		t.Fatal(err)
+	if afterLoad != nil {
+		if err := afterLoad(old); err != nil {
+			t.Fatal(err)
+		}
 	}
 	rctx, rcancel := context.WithTimeout(ctx, 60*time.Second)
 	defer rcancel()
