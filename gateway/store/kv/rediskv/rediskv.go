@@ -1,11 +1,11 @@
 // Package rediskv is the kv contract over Redis (7.0 or later) through
 // go-redis. A bucket is a hash of "version:value" per key and a sorted set
 // of its keys for ordered scans (ZRANGEBYLEX); a version is the revision of
-// the commit that wrote the key. A transaction reads with plain commands,
-// buffers its writes, and commits them with one call of a generic Redis
-// function (apply.lua: guards, then writes), loaded with FUNCTION LOAD
-// REPLACE: functions are replicated and persisted, so a new primary has
-// it after a failover.
+// the commit that wrote the key, prefixed by the primary's replication
+// id. A transaction reads with plain commands, buffers its writes, and
+// commits them with one call of a generic Redis function (apply.lua:
+// guards, then writes), loaded with FUNCTION LOAD REPLACE: functions are
+// replicated and persisted, so a new primary has it after a failover.
 //
 // Every key of a store shares one hash tag ({name}), so that a store
 // lives in one Redis Cluster slot.
@@ -181,7 +181,7 @@ func (t *tx) guard(r ref, v string) error {
 
 // split cuts a stored "version:value".
 func split(s string) (version string, value []byte, err error) {
-	i := strings.IndexByte(s[:min(len(s), 21)], ':')
+	i := strings.IndexByte(s[:min(len(s), 40)], ':')
 	if i < 0 {
 		return "", nil, errors.New("rediskv: a stored value without its version")
 	}

@@ -411,3 +411,74 @@ func BenchmarkSentinelUpdateParallel(b *testing.B) {
 		})
 	}
 }
+
+// A transaction that read a key before a failover erased the write it saw
+// must not commit after it: the new primary counts revisions again from
+// where it was, and a write there takes the erased write's number. The
+// primary and the replica holding the write are killed; the other replica,
+// detached before the write, is promoted.
+func TestSentinelErasedVersionNotReused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Sentinel group and waits for a failover")
+	}
+	g := sentineltest.Start(t)
+	db := openSentinel(t, g, "aba", 0)
+	other := openSentinel(t, g, "aba", 0)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	switches, err := g.Switches(sctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, r1, r2 := g.Data[0], g.Data[1], g.Data[2]
+	// Both replicas hold the function library (one write and WAIT on the
+	// same connection), then r2 is detached.
+	pc := p.Client()
+	if err := pc.Set(ctx, "sync", "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := pc.Wait(ctx, 2, 10*time.Second).Result(); err != nil || n != 2 {
+		t.Fatalf("WAIT 2: %d %v", n, err)
+	}
+	pc.Close()
+	rc := r2.Client()
+	if err := rc.Do(ctx, "REPLICAOF", "127.0.0.1", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+	if err := db.Update(ctx, func(tx kv.Tx) error { return tx.Put("b", []byte("k"), []byte("erased")) }); err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(ctx, func(tx kv.Tx) error {
+		v, _, err := tx.Get("b", []byte("k"))
+		if err != nil || string(v) != "erased" {
+			return fmt.Errorf("read %q, %v", v, err)
+		}
+		p.Kill()
+		r1.Kill()
+		select {
+		case n := <-switches:
+			if n != r2 {
+				return fmt.Errorf("promoted %s", n.Name)
+			}
+		case <-time.After(60 * time.Second):
+			return errors.New("no +switch-master")
+		}
+		// Another writer on the new primary, once its client finds it.
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			err := other.Update(ctx, func(tx kv.Tx) error { return tx.Put("b", []byte("k"), []byte("after")) })
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, kv.ErrUnavailable) || time.Now().After(deadline) {
+				return fmt.Errorf("the other writer: %w", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return tx.Put("b", []byte("derived"), []byte("from a value a failover erased"))
+	})
+	if !errors.Is(err, kv.ErrConflict) {
+		t.Fatalf("a transaction that read an erased write committed after the failover: %v, want kv.ErrConflict", err)
+	}
+}
