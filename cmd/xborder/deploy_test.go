@@ -25,7 +25,9 @@ type composeFile struct {
 		Ports   []string          `yaml:"ports"`
 		Pull    string            `yaml:"pull_policy"`
 		Restart string            `yaml:"restart"`
-		Health  *struct {
+		// Profiles: ha is the Sentinel group (README "Operations").
+		Profiles []string `yaml:"profiles"`
+		Health   *struct {
 			Test []string `yaml:"test"`
 		} `yaml:"healthcheck"`
 	} `yaml:"services"`
@@ -92,6 +94,16 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("%s: config %q is not mounted", name, cfgPath)
 			continue
 		}
+		// Each service with its own environment only: one service's
+		// XBORDER_STORE must not carry over to the next.
+		for other, os2 := range cf.Services {
+			for k := range os2.Env {
+				if _, mine := s.Env[k]; !mine && other != name {
+					t.Setenv(k, "")
+					os.Unsetenv(k)
+				}
+			}
+		}
 		for k, v := range s.Env {
 			t.Setenv(k, v)
 		}
@@ -106,7 +118,9 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("%s: mounted config: %v", name, err)
 			continue
 		}
-		if kind, target := c.StoreKind(); kind != "redis" || !strings.Contains(target, "redis:6379") {
+		if slices.Contains(s.Profiles, "ha") {
+			checkHAStore(t, cf, name, c)
+		} else if kind, target := c.StoreKind(); kind != "redis" || !strings.Contains(target, "redis:6379") {
 			t.Errorf("%s: store %s %s, want the redis service", name, kind, target)
 		}
 		if c.Registry != "/pki/registry.yaml" || c.GatewayKeys != "/pki/gateway" || c.DevPKI != "" || c.OpsTokenFile != "/pki/ops.token" {
@@ -259,5 +273,43 @@ func composeWalkthroughPushes(t *testing.T, root, id string, env *gatewaytest.En
 	var out strings.Builder
 	if code := run(send, &out, &out); code != 0 || !strings.Contains(out.String(), "accepted") {
 		t.Errorf("%v: exit %d\n%s", send, code, out.String())
+	}
+}
+
+// checkHAStore: a gateway of the ha profile names the profile's three
+// Sentinels, which monitor the profile's primary; every data node of the
+// profile is durable and the replicas follow that primary.
+func checkHAStore(t *testing.T, cf composeFile, name string, c config.Config) {
+	t.Helper()
+	_, target := c.StoreKind()
+	rest, ok := strings.CutPrefix(target, "redis-sentinel://")
+	parts := strings.Split(rest, "/")
+	if !ok || len(parts) != 3 || c.RedisAcks() != 1 {
+		t.Errorf("%s: store %q (acks %d), want redis-sentinel://SENTINELS/MASTER/DB waiting for one replica", name, target, c.RedisAcks())
+		return
+	}
+	sentinels := strings.Split(parts[0], ",")
+	if len(sentinels) != 3 {
+		t.Errorf("%s: %d Sentinels, want 3", name, len(sentinels))
+	}
+	for _, a := range sentinels {
+		host, _, _ := strings.Cut(a, ":")
+		s, ok := cf.Services[host]
+		script := strings.Join(s.Command, " ")
+		if !ok || !slices.Contains(s.Profiles, "ha") || !strings.Contains(script, "--sentinel") ||
+			!strings.Contains(script, "sentinel monitor "+parts[1]+" redis-primary 6379 2") ||
+			!strings.Contains(script, "down-after-milliseconds "+parts[1]+" 2000") {
+			t.Errorf("%s: %s is not a Sentinel of the ha profile monitoring %s at redis-primary: %q", name, host, parts[1], script)
+		}
+	}
+	for _, n := range []string{"redis-primary", "redis-replica1", "redis-replica2"} {
+		cmd := strings.Join(cf.Services[n].Command, " ")
+		if !strings.Contains(cmd, "--appendonly yes") || !strings.Contains(cmd, "--appendfsync always") ||
+			!strings.Contains(cmd, "--min-replicas-to-write 1") {
+			t.Errorf("%s: not durable or takes writes no replica holds: %q", n, cmd)
+		}
+		if n != "redis-primary" && !strings.Contains(cmd, "--replicaof redis-primary 6379") {
+			t.Errorf("%s: not a replica of redis-primary: %q", n, cmd)
+		}
 	}
 }

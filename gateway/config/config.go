@@ -42,6 +42,11 @@ type Config struct {
 	// with appendonly yes and appendfsync always (README: the durability a
 	// 202 relies on). Only for tests and throwaway setups: false.
 	RedisRequireDurable bool `yaml:"redis_require_durable"`
+	// RedisAckReplicas is how many Redis replicas must hold a commit
+	// before it is acknowledged (-1: 1 behind Sentinel, 0 otherwise);
+	// RedisAckTimeout bounds the wait (see RedisAcks).
+	RedisAckReplicas int           `yaml:"redis_ack_replicas"`
+	RedisAckTimeout  time.Duration `yaml:"redis_ack_timeout"`
 
 	// BodyLimit is the largest request body accepted, in bytes.
 	BodyLimit int64 `yaml:"body_limit"`
@@ -118,6 +123,8 @@ func Default() Config {
 		MinFree:             32 << 20,
 		BodyLimit:           1 << 20,
 		RedisRequireDurable: true,
+		RedisAckReplicas:    -1,
+		RedisAckTimeout:     500 * time.Millisecond,
 		InboxVisibility:     60 * time.Second,
 		ClockSkew:           300 * time.Second,
 		PolicyTimeout:       500 * time.Millisecond,
@@ -370,10 +377,22 @@ func (c Config) StoreKind() (kind, target string) {
 	if p, ok := strings.CutPrefix(c.Store, "bolt:"); ok {
 		return "bolt", p
 	}
-	if strings.HasPrefix(c.Store, "redis://") || strings.HasPrefix(c.Store, "rediss://") {
+	if strings.HasPrefix(c.Store, "redis://") || strings.HasPrefix(c.Store, "rediss://") || strings.HasPrefix(c.Store, "redis-sentinel://") {
 		return "redis", c.Store
 	}
 	return "", c.Store
+}
+
+// RedisAcks is redis_ack_replicas with its default resolved: 1 on a
+// redis-sentinel:// store, 0 on any other.
+func (c Config) RedisAcks() int {
+	if c.RedisAckReplicas >= 0 {
+		return c.RedisAckReplicas
+	}
+	if strings.HasPrefix(c.Store, "redis-sentinel://") {
+		return 1
+	}
+	return 0
 }
 
 // Validate reports every problem at once, each named by its YAML key and
@@ -400,6 +419,12 @@ func (c Config) Validate() error {
 		add("store", "%q is neither bolt:PATH nor redis://host:port/db", c.Store)
 	} else if target == "" || target == "redis://" {
 		add("store", "empty %s target", kind)
+	}
+	if c.RedisAckReplicas < -1 || c.RedisAckReplicas > 16 {
+		add("redis_ack_replicas", "%d is outside -1..16", c.RedisAckReplicas)
+	}
+	if c.RedisAckTimeout < 10*time.Millisecond || c.RedisAckTimeout > 30*time.Second {
+		add("redis_ack_timeout", "%v is outside 10ms..30s", c.RedisAckTimeout)
 	}
 	if c.MinFree < 0 {
 		add("min_free", "%d is negative (0: no check)", c.MinFree)

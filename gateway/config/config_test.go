@@ -160,3 +160,31 @@ func TestVerdictDirOnRedis(t *testing.T) {
 		t.Errorf("verdicts in %q, want %q", got, want)
 	}
 }
+
+func TestRedisAcks(t *testing.T) {
+	for _, c := range []struct {
+		body string
+		want int
+	}{
+		{"store: redis-sentinel://127.0.0.1:26379,127.0.0.1:26380,127.0.0.1:26381/xmaster/0\n", 1},
+		{"store: redis://127.0.0.1:6379/0\n", 0},
+		{"store: redis-sentinel://127.0.0.1:26379/xmaster/0\nredis_ack_replicas: 2\n", 2},
+		{"store: redis-sentinel://127.0.0.1:26379/xmaster/0\nredis_ack_replicas: 0\n", 0},
+	} {
+		cfg, err := config.Load(write(t, c.body))
+		if err != nil {
+			t.Fatalf("%q: %v", c.body, err)
+		}
+		if kind, _ := cfg.StoreKind(); kind != "redis" || cfg.RedisAcks() != c.want || cfg.RedisAckTimeout != 500*time.Millisecond {
+			t.Errorf("%q: kind %q, acks %d, timeout %v; want redis, %d, 500ms", c.body, kind, cfg.RedisAcks(), cfg.RedisAckTimeout, c.want)
+		}
+	}
+	for key, body := range map[string]string{
+		"redis_ack_replicas": "store: redis://127.0.0.1:6379/0\nredis_ack_replicas: -2\n",
+		"redis_ack_timeout":  "store: redis://127.0.0.1:6379/0\nredis_ack_timeout: 0s\n",
+	} {
+		if _, err := config.Load(write(t, body)); err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("%q: %v, want a refusal naming %s", body, err, key)
+		}
+	}
+}

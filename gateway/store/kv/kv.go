@@ -36,6 +36,17 @@ var ErrConflict = errors.New("kv: conflict: a key the transaction read changed b
 // failing); it may have been applied, or not.
 var ErrUnknown = errors.New("kv: the commit's outcome is unknown")
 
+// ErrNotReplicated: the commit was applied on a primary but fewer replicas
+// than asked acknowledged it in time, so a failover may still erase it. It
+// is an ErrUnknown (errors.Is holds): the caller answers outcome unknown and
+// reads back later.
+var ErrNotReplicated = fmt.Errorf("%w: applied on the primary, not yet held by enough replicas", ErrUnknown)
+
+// ErrUnavailable: the store takes no writes now (no primary answers, or it
+// refuses writes: read-only, loading, too few replicas); nothing of the
+// commit was applied.
+var ErrUnavailable = errors.New("kv: the store takes no writes now")
+
 // Stop, returned by a Scan callback, ends the scan without an error.
 var Stop = errors.New("kv: stop scan")
 

@@ -39,8 +39,13 @@ local function apply(keys, args)
     end
   end
   -- Versions are commit revisions, never reused: a key deleted and written
-  -- again does not come back to a version a guard holds.
-  local rev = string.format('%d', redis.call('INCR', keys[1])) .. ':'
+  -- again does not come back to a version a guard holds. A failover can
+  -- erase the last revisions of the old primary and the new one counts
+  -- them again, so a version is also named by the primary's replication
+  -- id, which a promotion changes: a guard read before a failover never
+  -- holds on a write made after it.
+  local epoch = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
+  local rev = string.sub(epoch or '', 1, 12) .. '.' .. string.format('%d', redis.call('INCR', keys[1])) .. ':'
   for i = 2 + 3 * tonumber(args[1]), #args, 4 do
     local b, k = tonumber(args[i + 1]), args[i + 2]
     if args[i] == 'p' then

@@ -1,14 +1,20 @@
 // Package rediskv is the kv contract over Redis (7.0 or later) through
 // go-redis. A bucket is a hash of "version:value" per key and a sorted set
 // of its keys for ordered scans (ZRANGEBYLEX); a version is the revision of
-// the commit that wrote the key. A transaction reads with plain commands,
-// buffers its writes, and commits them with one call of a generic Redis
-// function (apply.lua: guards, then writes), loaded with FUNCTION LOAD
-// REPLACE: functions are replicated and persisted, so a new primary has
-// it after a failover.
+// the commit that wrote the key, prefixed by the primary's replication
+// id. A transaction reads with plain commands, buffers its writes, and
+// commits them with one call of a generic Redis function (apply.lua:
+// guards, then writes), loaded with FUNCTION LOAD REPLACE: functions are
+// replicated and persisted, so a new primary has it after a failover.
 //
 // Every key of a store shares one hash tag ({name}), so that a store
 // lives in one Redis Cluster slot.
+//
+// A commit can be made to wait for replicas (Options.AckReplicas): the
+// function call and WAIT (WAITAOF on 7.2 and later) go in one pipeline,
+// which go-redis writes on one connection — WAIT counts the replicas that
+// hold the writes of its own connection, so on another pooled connection
+// it would answer for writes that are not the commit's.
 package rediskv
 
 import (
@@ -16,8 +22,11 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -40,33 +49,47 @@ type DB struct {
 	c     redis.UniversalClient
 	name  string
 	owned bool
+
+	ack        int           // replicas a commit waits for
+	ackTimeout time.Duration // how long it waits
+	waitAOF    bool          // the server has WAITAOF (7.2+)
+
+	notReplicated, unavailable, unknown atomic.Uint64
 }
+
+// Stats counts the commits that did not succeed for want of the group.
+type Stats struct {
+	// NotReplicated: applied on the primary, fewer replicas than asked in
+	// time (kv.ErrNotReplicated).
+	NotReplicated uint64
+	// Unavailable: refused or not sent, nothing applied (kv.ErrUnavailable).
+	Unavailable uint64
+	// Unknown: sent and the answer lost (kv.ErrUnknown).
+	Unknown uint64
+}
+
+// Stats returns the counters since Open.
+func (d *DB) Stats() Stats {
+	return Stats{d.notReplicated.Load(), d.unavailable.Load(), d.unknown.Load()}
+}
+
+// AckReplicas is how many replicas a commit waits for.
+func (d *DB) AckReplicas() int { return d.ack }
 
 var _ kv.DB = (*DB)(nil)
-
-// Open connects to url (redis://host:port/db) and loads the function
-// library; Close closes the connection. name is the store's namespace.
-func Open(ctx context.Context, url, name string) (*DB, error) {
-	o, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, err
-	}
-	o.MaxRetries = -1
-	c := redis.NewClient(o)
-	d, err := New(ctx, c, name)
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	d.owned = true
-	return d, nil
-}
 
 // New uses a client (Close leaves it open) and loads the function library.
 // The client must not retry commands (MaxRetries -1): a commit retried
 // after its first answer was lost would find its own writes and be
 // reported as a conflict, and the caller would apply it again.
 func New(ctx context.Context, c redis.UniversalClient, name string) (*DB, error) {
+	return NewWith(ctx, c, Options{Name: name})
+}
+
+// NewWith is New with the acknowledgement in o (a negative AckReplicas is
+// 0 here: the client does not say whether it is Sentinel's).
+func NewWith(ctx context.Context, c redis.UniversalClient, o Options) (*DB, error) {
+	name := o.Name
 	if name == "" {
 		return nil, errors.New("rediskv: empty store name")
 	}
@@ -85,7 +108,18 @@ func New(ctx context.Context, c redis.UniversalClient, name string) (*DB, error)
 	if err := c.FunctionLoadReplace(ctx, library).Err(); err != nil {
 		return nil, fmt.Errorf("rediskv: loading the function library: %w", err)
 	}
-	return &DB{c: c, name: name}, nil
+	d := &DB{c: c, name: name, ack: max(o.AckReplicas, 0), ackTimeout: o.AckTimeout}
+	if d.ackTimeout <= 0 {
+		d.ackTimeout = DefaultAckTimeout
+	}
+	if d.ack > 0 {
+		v, err := serverVersion(ctx, c)
+		if err != nil {
+			return nil, fmt.Errorf("rediskv: reading the server's version: %w", err)
+		}
+		d.waitAOF = v >= 702
+	}
+	return d, nil
 }
 
 // Close closes the client if Open made it.
@@ -147,7 +181,7 @@ func (t *tx) guard(r ref, v string) error {
 
 // split cuts a stored "version:value".
 func split(s string) (version string, value []byte, err error) {
-	i := strings.IndexByte(s[:min(len(s), 21)], ':')
+	i := strings.IndexByte(s[:min(len(s), 40)], ':')
 	if i < 0 {
 		return "", nil, errors.New("rediskv: a stored value without its version")
 	}
@@ -321,15 +355,97 @@ func (t *tx) end(ferr error, commit bool) error {
 			args = append(args, op, bucket(r.bucket), r.key, w.value)
 		}
 	}
+	if write && t.d.ack > 0 {
+		return t.d.commitAcked(t.ctx, keys, args)
+	}
 	n, err := call(t.ctx, fnName, keys, args...).Int()
-	var reply redis.Error
 	switch {
-	case err != nil && ferr == nil && write && !errors.As(err, &reply):
-		return fmt.Errorf("%w: %w", kv.ErrUnknown, err)
 	case err != nil && ferr == nil:
-		return fmt.Errorf("rediskv: commit: %w", err)
+		return t.d.failed(err, write)
 	case err == nil && n == 0:
 		return kv.ErrConflict
 	}
 	return ferr
+}
+
+// commitAcked sends the apply call and the wait for replicas in one
+// pipeline, so on one connection.
+func (d *DB) commitAcked(ctx context.Context, keys []string, args []any) error {
+	var apply, wait *redis.Cmd
+	ms := d.ackTimeout.Milliseconds()
+	d.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		apply = p.FCall(ctx, fnApply, keys, args...)
+		// Pipeliner has no Wait or WaitAOF (go-redis keeps blocking
+		// commands out of pipelines); Do sends them as they are.
+		if d.waitAOF {
+			wait = p.Do(ctx, "WAITAOF", 1, d.ack, ms)
+		} else {
+			wait = p.Do(ctx, "WAIT", d.ack, ms)
+		}
+		return nil
+	})
+	n, err := apply.Int()
+	if err != nil {
+		return d.failed(err, true)
+	}
+	if n == 0 {
+		return kv.ErrConflict
+	}
+	var got int64
+	if d.waitAOF {
+		v, err := wait.Int64Slice()
+		if err != nil {
+			d.unknown.Add(1)
+			return fmt.Errorf("%w: WAITAOF: %w", kv.ErrUnknown, err)
+		}
+		if len(v) == 2 && v[0] >= 1 {
+			got = v[1]
+		}
+	} else if got, err = wait.Int64(); err != nil {
+		d.unknown.Add(1)
+		return fmt.Errorf("%w: WAIT: %w", kv.ErrUnknown, err)
+	}
+	if got < int64(d.ack) {
+		d.notReplicated.Add(1)
+		return fmt.Errorf("%w (%d of %d replicas within %v)", kv.ErrNotReplicated, got, d.ack, d.ackTimeout)
+	}
+	return nil
+}
+
+// failed names a commit's or a check's failure: a refusal of writes or a
+// connection never made is ErrUnavailable (nothing applied), an answer
+// lost after a commit was sent is ErrUnknown.
+func (d *DB) failed(err error, write bool) error {
+	if refused(err) {
+		d.unavailable.Add(1)
+		return fmt.Errorf("%w: %w", kv.ErrUnavailable, err)
+	}
+	var reply redis.Error
+	if write && !errors.As(err, &reply) {
+		d.unknown.Add(1)
+		return fmt.Errorf("%w: %w", kv.ErrUnknown, err)
+	}
+	return fmt.Errorf("rediskv: commit: %w", err)
+}
+
+// refused: the server refused to run the command (it is a replica, it
+// loads its data, too few replicas are attached, its master is down), or
+// no connection was made — either way the command did not run.
+func refused(err error) bool {
+	var reply redis.Error
+	if errors.As(err, &reply) {
+		msg := reply.Error()
+		for _, p := range []string{"READONLY ", "NOREPLICAS ", "LOADING ", "MASTERDOWN ", "TRYAGAIN ", "CLUSTERDOWN "} {
+			if strings.HasPrefix(msg, p) {
+				return true
+			}
+		}
+		return false
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return strings.Contains(err.Error(), "all sentinels specified in configuration are unreachable") ||
+		errors.Is(err, redis.ErrPoolTimeout)
 }

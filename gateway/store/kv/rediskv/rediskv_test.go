@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -156,4 +157,52 @@ func BenchmarkUpdate(b *testing.B) {
 	db := open(b, redistest.Start(b), "bench")
 	defer db.Close()
 	kvtest.BenchUpdate(b, db)
+}
+
+// A server that refuses writes (too few replicas, a replica) answers
+// kv.ErrUnavailable at once, nothing applied; a server that does not
+// listen too.
+func TestRefusalsAreUnavailable(t *testing.T) {
+	srv, err := redistest.StartServer(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Kill() })
+	db := open(t, srv.URL(), "refused")
+	defer db.Close()
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	for _, cfg := range [][]string{
+		{"CONFIG", "SET", "min-replicas-to-write", "1"}, // NOREPLICAS
+		{"CONFIG", "SET", "min-replicas-to-write", "0"},
+		{"REPLICAOF", "127.0.0.1", "1"}, // READONLY: a replica of nothing
+	} {
+		args := make([]any, len(cfg))
+		for i, a := range cfg {
+			args[i] = a
+		}
+		if err := c.Do(ctx, args...).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if cfg[len(cfg)-1] == "0" {
+			continue
+		}
+		err := db.Update(ctx, func(tx kv.Tx) error { return tx.Put("a", []byte(cfg[0]), []byte("v")) })
+		if !errors.Is(err, kv.ErrUnavailable) || errors.Is(err, kv.ErrUnknown) {
+			t.Errorf("after %v: %v, want kv.ErrUnavailable", cfg, err)
+		}
+		if n, err := c.Exists(ctx, "{refused}:h:a").Result(); err != nil || n != 0 {
+			t.Errorf("after %v: a refused commit wrote (%d, %v)", cfg, n, err)
+		}
+	}
+	srv.Kill()
+	start := time.Now()
+	err = db.Update(ctx, func(tx kv.Tx) error { return tx.Put("a", []byte("k"), []byte("v")) })
+	if !errors.Is(err, kv.ErrUnavailable) {
+		t.Errorf("server gone: %v, want kv.ErrUnavailable", err)
+	}
+	t.Logf("server gone: %v after %v", err, time.Since(start).Round(time.Millisecond))
+	if s := db.Stats(); s.Unavailable != 3 || s.Unknown != 0 {
+		t.Errorf("counters %+v, want 3 unavailable", s)
+	}
 }
