@@ -81,6 +81,7 @@ func TestContractBolt(t *testing.T) {
 		return kvstore.New(db, ts.options(p))
 	}, ts.common(storetest.Options{
 		RawContains: func(t *testing.T, needle []byte) bool { return boltContains(t, ts.of(t).where, needle) },
+		Footprint:   func(t *testing.T) storetest.Footprint { return boltFootprint(t, ts.of(t).where) },
 		Corrupt: func(t *testing.T, recipient, id string) {
 			db, err := bbolt.Open(ts.of(t).where, 0o600, &bbolt.Options{Timeout: time.Second})
 			if err != nil {
@@ -147,6 +148,9 @@ func TestContractRedis(t *testing.T) {
 		}
 		return kvstore.New(db, ts.options(p))
 	}, ts.common(storetest.Options{
+		Footprint: func(t *testing.T) storetest.Footprint {
+			return redisFootprint(t, client(t), "{"+ts.of(t).where+"}")
+		},
 		RawContains: func(t *testing.T, needle []byte) bool {
 			return redisContains(t, client(t), "{"+ts.of(t).where+"}", needle)
 		},
@@ -203,3 +207,75 @@ func redisContains(t *testing.T, c *redis.Client, namespace string, needle []byt
 }
 
 var _ kv.DB = (*boltkv.DB)(nil)
+
+// audit are the buckets of the audit chains.
+var audit = map[string]bool{"chain": true, "heads": true, "checkpoints": true}
+
+// boltFootprint compacts a copy of the file at path (as the gateway
+// compacts the store after a purge) and counts what the copy holds.
+func boltFootprint(t *testing.T, path string) storetest.Footprint {
+	t.Helper()
+	src, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := bbolt.Open(filepath.Join(t.TempDir(), "compacted.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	if err := bbolt.Compact(dst, src, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	var fp storetest.Footprint
+	err = dst.View(func(tx *bbolt.Tx) error {
+		fp.Bytes = tx.Size()
+		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+			st := b.Stats()
+			switch {
+			case audit[string(name)]:
+				fp.AuditBytes += int64(st.BranchAlloc + st.LeafAlloc)
+			case string(name) == "messages":
+				fp.Records = st.KeyN
+				fallthrough
+			default:
+				fp.Keys += st.KeyN
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fp
+}
+
+// redisFootprint counts the fields of the namespace's hashes and their
+// memory (MEMORY USAGE).
+func redisFootprint(t *testing.T, c *redis.Client, namespace string) storetest.Footprint {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := c.Keys(ctx, namespace+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fp storetest.Footprint
+	for _, k := range keys {
+		size := c.MemoryUsage(ctx, k, 0).Val()
+		fp.Bytes += size
+		bucket := k[strings.LastIndexByte(k, ':')+1:]
+		if audit[bucket] {
+			fp.AuditBytes += size
+			continue
+		}
+		if strings.HasPrefix(k, namespace+":h:") {
+			n := int(c.HLen(ctx, k).Val())
+			fp.Keys += n
+			if bucket == "messages" {
+				fp.Records = n
+			}
+		}
+	}
+	return fp
+}
