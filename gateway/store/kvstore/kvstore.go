@@ -37,6 +37,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -82,6 +83,9 @@ type Options struct {
 	// Probe, when set, is called after Ping's write succeeded: a check of
 	// the backend's own (free space on the disk of a file).
 	Probe func(ctx context.Context) error
+	// Writable, when set, is asked before each change is queued: an error
+	// refuses it (a server known not to be durable).
+	Writable func(ctx context.Context) error
 	// Name is used in errors (default "kvstore").
 	Name string
 	// MaxBatch bounds the changes one commit carries (default 128).
@@ -176,6 +180,11 @@ func (s *Store) change(ctx context.Context, name string, fn func(t *txn) error) 
 	if s.closed() {
 		return s.unavailable(name, errClosed)
 	}
+	if s.opts.Writable != nil {
+		if err := s.opts.Writable(ctx); err != nil {
+			return s.unavailable(name, err)
+		}
+	}
 	o := &op{ctx: ctx, name: name, fn: fn, done: make(chan error, 1)}
 	select {
 	case s.ops <- o:
@@ -225,25 +234,27 @@ func (s *Store) commit(batch []*op) {
 	for len(batch) > 0 {
 		results := make([]error, len(batch))
 		failed := -1
-		err := s.db.Update(context.Background(), func(tx kv.Tx) error {
-			for i, o := range batch {
-				if err := o.ctx.Err(); err != nil {
-					results[i] = s.unavailable(o.name, err)
-					continue
+		err := s.guarded(func() error {
+			return s.db.Update(context.Background(), func(tx kv.Tx) error {
+				for i, o := range batch {
+					if err := o.ctx.Err(); err != nil {
+						results[i] = s.unavailable(o.name, err)
+						continue
+					}
+					t := &txn{tx: tx, s: s}
+					o.txn = t
+					err := o.fn(t)
+					if errors.Is(err, kv.ErrConflict) {
+						return err // a read saw two versions: the whole batch again
+					}
+					if err != nil && t.writes > 0 {
+						failed, results[i] = i, err
+						return errRerun
+					}
+					results[i] = err
 				}
-				t := &txn{tx: tx, s: s}
-				o.txn = t
-				err := o.fn(t)
-				if errors.Is(err, kv.ErrConflict) {
-					return err // a read saw two versions: the whole batch again
-				}
-				if err != nil && t.writes > 0 {
-					failed, results[i] = i, err
-					return errRerun
-				}
-				results[i] = err
-			}
-			return nil
+				return nil
+			})
 		})
 		switch {
 		case errors.Is(err, errRerun):
@@ -292,6 +303,9 @@ func (t *txn) get(bucket string, key []byte) ([]byte, error) {
 }
 
 func (t *txn) put(bucket string, key, value []byte) error {
+	if len(key) > kv.MaxKey {
+		return fmt.Errorf("%w: a key of %d bytes", store.ErrInvalidInput, len(key))
+	}
 	if value == nil {
 		value = []byte{}
 	}
@@ -320,7 +334,21 @@ func (s *Store) view(ctx context.Context, fn func(r kv.Reader) error) error {
 	if s.closed() {
 		return errClosed
 	}
-	return s.db.View(ctx, fn)
+	return s.guarded(func() error { return s.db.View(ctx, fn) })
+}
+
+// guarded turns a panic of the backend (bbolt on a damaged page, or a page
+// pointing outside the mapped file) into an error, so that one bad page
+// fails the calls that reach it and no others.
+func (s *Store) guarded(fn func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("store page unreadable; run `xborder store check`", "panic", fmt.Sprint(p))
+			err = fmt.Errorf("%w: the backing store failed (%v)", store.ErrDamaged, p)
+		}
+	}()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	return fn()
 }
 
 // read runs fn in a read transaction; a record it cannot decode is

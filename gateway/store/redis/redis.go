@@ -157,9 +157,12 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 }
 
 // checkDurable reads the server's persistence settings.
-func (s *Store) checkDurable(ctx context.Context) error {
+func (s *Store) checkDurable(ctx context.Context) error { return checkDurable(ctx, s.c) }
+
+// checkDurable reads the server's persistence settings.
+func checkDurable(ctx context.Context, c goredis.UniversalClient) error {
 	var ao, af *goredis.MapStringStringCmd
-	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+	_, err := c.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		ao = p.ConfigGet(ctx, "appendonly")
 		af = p.ConfigGet(ctx, "appendfsync")
 		return nil
