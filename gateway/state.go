@@ -42,7 +42,7 @@ func OpenStore(ctx context.Context, cfg config.Config, o StoreOptions) (store.St
 					"verify and export it with that version, then move it out of this folder", legacy, target)
 			}
 		}
-		return boltstore.OpenKV(target, boltstore.Options{Replica: o.Replica, ReadOnly: o.ReadOnly,
+		return boltstore.Open(target, boltstore.Options{Replica: o.Replica, ReadOnly: o.ReadOnly,
 			Logger: o.Logger, OnQuarantine: o.OnQuarantine, Fault: o.Fault})
 	case "redis":
 		return redisstore.OpenKV(ctx, target, redisstore.Options{RequireDurable: cfg.RedisRequireDurable && !o.ReadOnly,
