@@ -45,7 +45,7 @@ func OpenStore(ctx context.Context, cfg config.Config, o StoreOptions) (store.St
 		return boltstore.Open(target, boltstore.Options{Replica: o.Replica, ReadOnly: o.ReadOnly,
 			Logger: o.Logger, OnQuarantine: o.OnQuarantine, Fault: o.Fault})
 	case "redis":
-		return redisstore.OpenKV(ctx, target, redisstore.Options{RequireDurable: cfg.RedisRequireDurable && !o.ReadOnly,
+		return redisstore.Open(ctx, target, redisstore.Options{RequireDurable: cfg.RedisRequireDurable && !o.ReadOnly,
 			Replica: o.Replica, Logger: o.Logger, OnQuarantine: o.OnQuarantine, Fault: o.Fault})
 	}
 	return nil, fmt.Errorf("gateway: unknown store %q", cfg.Store)
