@@ -209,7 +209,7 @@ func redisContains(t *testing.T, c *redis.Client, namespace string, needle []byt
 var _ kv.DB = (*boltkv.DB)(nil)
 
 // audit are the buckets of the audit chains.
-var audit = map[string]bool{"chain": true, "heads": true, "checkpoints": true}
+var auditBuckets = map[string]bool{"chain": true, "heads": true, "checkpoints": true}
 
 // boltFootprint compacts a copy of the file at path (as the gateway
 // compacts the store after a purge) and counts what the copy holds.
@@ -234,7 +234,7 @@ func boltFootprint(t *testing.T, path string) storetest.Footprint {
 		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
 			st := b.Stats()
 			switch {
-			case audit[string(name)]:
+			case auditBuckets[string(name)]:
 				fp.AuditBytes += int64(st.BranchAlloc + st.LeafAlloc)
 			case string(name) == "messages":
 				fp.Records = st.KeyN
@@ -265,7 +265,7 @@ func redisFootprint(t *testing.T, c *redis.Client, namespace string) storetest.F
 		size := c.MemoryUsage(ctx, k, 0).Val()
 		fp.Bytes += size
 		bucket := k[strings.LastIndexByte(k, ':')+1:]
-		if audit[bucket] {
+		if auditBuckets[bucket] {
 			fp.AuditBytes += size
 			continue
 		}
