@@ -59,11 +59,11 @@ type Options struct {
 	// bbolt, which rewrites pages it already has, may still commit small
 	// changes where a message of the body limit would fail.
 	MinFree int64
-	// Fault, when set, is called inside every write transaction (op names
-	// it: "accept", "deny", "ack", "dead letter", "purge", "append",
-	// "probe", …) after its changes and before its audit entries are
-	// appended; an error fails the transaction, which rolls back whole.
-	// For tests: a failed append, a full disk.
+	// Fault, when set, is called inside every change (op names it:
+	// "accept", "deny", "ack", "dead letter", "purge", "append", "probe",
+	// …) after its writes and before its audit entries are appended; an
+	// error fails the change, and nothing of it is written
+	// (kvstore.Options.Fault). For tests: a failed append, a full disk.
 	Fault func(op string) error
 }
 
