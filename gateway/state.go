@@ -50,7 +50,8 @@ func OpenStore(ctx context.Context, cfg config.Config, o StoreOptions) (store.St
 			Logger: o.Logger, OnQuarantine: o.OnQuarantine, Fault: o.Fault})
 	case "redis":
 		return redisstore.Open(ctx, target, redisstore.Options{RequireDurable: cfg.RedisRequireDurable && !o.ReadOnly,
-			Replica: o.Replica, Logger: o.Logger, OnQuarantine: o.OnQuarantine, Fault: o.Fault})
+			Replica: o.Replica, Logger: o.Logger, OnQuarantine: o.OnQuarantine, Fault: o.Fault,
+			AckReplicas: cfg.RedisAcks(), AckTimeout: cfg.RedisAckTimeout})
 	}
 	return nil, fmt.Errorf("gateway: unknown store %q", cfg.Store)
 }

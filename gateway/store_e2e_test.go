@@ -466,9 +466,10 @@ func TestCorruptDeliveryQuarantined(t *testing.T) {
 	}
 	var bad string
 	err = db.Update(func(tx *bbolt.Tx) error {
-		d := tx.Bucket([]byte("queues")).Bucket([]byte("KZ-MJ")).Bucket([]byte("deliveries"))
-		k, _ := d.Cursor().First()
-		bad = string(k)
+		d := tx.Bucket([]byte("deliveries"))
+		k, _ := d.Cursor().Seek([]byte("KZ-MJ\x00"))
+		_, id, _ := bytes.Cut(k, []byte{0})
+		bad = string(id)
 		return d.Put(k, []byte("\xffdamaged"))
 	})
 	db.Close()

@@ -80,7 +80,7 @@ func TestStoreCheck(t *testing.T) {
 					t.Fatal(err)
 				}
 				err = db.Update(func(tx *bbolt.Tx) error {
-					return tx.Bucket([]byte("queues")).Bucket([]byte("KZ-MJ")).Bucket([]byte("deliveries")).Put([]byte("d-m2"), []byte("\xff"))
+					return tx.Bucket([]byte("deliveries")).Put([]byte("KZ-MJ\x00d-m2"), []byte("\xff"))
 				})
 				db.Close()
 				if err != nil {
@@ -90,7 +90,14 @@ func TestStoreCheck(t *testing.T) {
 				o, _ := goredis.ParseURL(url)
 				c := goredis.NewClient(o)
 				defer c.Close()
-				if err := c.HSet(context.Background(), "xborder:d:KZ-MJ\x00d-m2", "created", "yesterday").Err(); err != nil {
+				// A stored value is "version:value" (rediskv).
+				h, k := "{xborder}:h:deliveries", "KZ-MJ\x00d-m2"
+				v, err := c.HGet(context.Background(), h, k).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				version, _, _ := strings.Cut(v, ":")
+				if err := c.HSet(context.Background(), h, k, version+":\xff").Err(); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -315,7 +315,7 @@ func TestCompareLive(t *testing.T) {
 			return out
 		}, "missing from the export"},
 		{"live tail cut after the export", func(t *testing.T, f *exportFixture) []string {
-			rawEdit(t, f, func(chain *bbolt.Bucket) {
+			rawEdit(t, f, func(chain *rawChain) {
 				chain.Bucket([]byte("entries")).Delete(seqKey(6))
 				e := rawEntry(t, chain, 5)
 				chain.Put([]byte("head"), append(seqKey(5), e.Hash...))
@@ -323,7 +323,7 @@ func TestCompareLive(t *testing.T) {
 			return f.lines
 		}, "live log cut"},
 		{"live entry rewritten after the export", func(t *testing.T, f *exportFixture) []string {
-			rawEdit(t, f, func(chain *bbolt.Bucket) {
+			rawEdit(t, f, func(chain *rawChain) {
 				e := rawEntry(t, chain, 6)
 				e.Hash = digest("other")
 				b, _ := json.Marshal(e)
@@ -358,30 +358,30 @@ func TestVerifyLiveFindsTampering(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
 		name string
-		edit func(t *testing.T, chain *bbolt.Bucket)
+		edit func(t *testing.T, chain *rawChain)
 		want string
 	}{
-		{"untouched", func(*testing.T, *bbolt.Bucket) {}, ""},
-		{"entry edited", func(t *testing.T, chain *bbolt.Bucket) {
+		{"untouched", func(*testing.T, *rawChain) {}, ""},
+		{"entry edited", func(t *testing.T, chain *rawChain) {
 			e := rawEntry(t, chain, 2)
 			e.From = "KZ-MVD"
 			b, _ := json.Marshal(e)
 			chain.Bucket([]byte("entries")).Put(seqKey(2), b)
 		}, "entry 2: hash does not match"},
-		{"entry deleted", func(t *testing.T, chain *bbolt.Bucket) {
+		{"entry deleted", func(t *testing.T, chain *rawChain) {
 			chain.Bucket([]byte("entries")).Delete(seqKey(4))
 		}, "entry 4: found entry 5"},
-		{"tail deleted, head left", func(t *testing.T, chain *bbolt.Bucket) {
+		{"tail deleted, head left", func(t *testing.T, chain *rawChain) {
 			chain.Bucket([]byte("entries")).Delete(seqKey(6))
 		}, "entries removed"},
-		{"entry added past the head", func(t *testing.T, chain *bbolt.Bucket) {
+		{"entry added past the head", func(t *testing.T, chain *rawChain) {
 			e := rawEntry(t, chain, 6)
 			e.Seq, e.Prev, e.To = 7, e.Hash, "KZ-GP"
 			e.Hash, _ = e.ComputeHash()
 			b, _ := json.Marshal(e)
 			chain.Bucket([]byte("entries")).Put(seqKey(7), b)
 		}, "entry 7: the chain goes on past the stored head 6"},
-		{"tail behind a checkpoint deleted, head fixed", func(t *testing.T, chain *bbolt.Bucket) {
+		{"tail behind a checkpoint deleted, head fixed", func(t *testing.T, chain *rawChain) {
 			for s := uint64(3); s <= 6; s++ {
 				chain.Bucket([]byte("entries")).Delete(seqKey(s))
 			}
@@ -392,7 +392,7 @@ func TestVerifyLiveFindsTampering(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newExportFixture(t)
-			rawEdit(t, f, func(chain *bbolt.Bucket) { tc.edit(t, chain) })
+			rawEdit(t, f, func(chain *rawChain) { tc.edit(t, chain) })
 			_, err := audit.VerifyLive(ctx, f.b, audit.KeyFunc(f.key.Public()))
 			switch {
 			case tc.want == "" && err != nil:
@@ -408,7 +408,7 @@ func TestVerifyLiveFindsTampering(t *testing.T) {
 
 // rawEdit closes the fixture's log, edits chain gw-1 with bbolt directly,
 // and reopens it.
-func rawEdit(t *testing.T, f *exportFixture, edit func(chain *bbolt.Bucket)) {
+func rawEdit(t *testing.T, f *exportFixture, edit func(chain *rawChain)) {
 	t.Helper()
 	f.b.Close()
 	db, err := bbolt.Open(f.path, 0o600, nil)
@@ -416,7 +416,7 @@ func rawEdit(t *testing.T, f *exportFixture, edit func(chain *bbolt.Bucket)) {
 		t.Fatal(err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		edit(tx.Bucket([]byte("chains")).Bucket([]byte("gw-1")))
+		edit(&rawChain{tx})
 		return nil
 	})
 	db.Close()
@@ -429,7 +429,25 @@ func rawEdit(t *testing.T, f *exportFixture, edit func(chain *bbolt.Bucket)) {
 	t.Cleanup(func() { f.b.Close() })
 }
 
-func rawEntry(t *testing.T, chain *bbolt.Bucket, seq uint64) audit.Entry {
+// rawChain is chain gw-1 in the store's file (kvstore's layout: entries
+// under "gw-1\x00"+seq in bucket chain, the head in bucket heads), with
+// the calls of a chain bucket of its own.
+type rawChain struct{ tx *bbolt.Tx }
+
+// rawEntries are its entries, by seqKey.
+type rawEntries struct{ b *bbolt.Bucket }
+
+func (c *rawChain) Bucket([]byte) rawEntries { return rawEntries{c.tx.Bucket([]byte("chain"))} }
+
+// Put sets the head (the only key a chain had besides its entries).
+func (c *rawChain) Put(_, v []byte) error { return c.tx.Bucket([]byte("heads")).Put([]byte("gw-1"), v) }
+
+func (e rawEntries) key(seq []byte) []byte   { return append([]byte("gw-1\x00"), seq...) }
+func (e rawEntries) Get(seq []byte) []byte   { return e.b.Get(e.key(seq)) }
+func (e rawEntries) Put(seq, v []byte) error { return e.b.Put(e.key(seq), v) }
+func (e rawEntries) Delete(seq []byte) error { return e.b.Delete(e.key(seq)) }
+
+func rawEntry(t *testing.T, chain *rawChain, seq uint64) audit.Entry {
 	t.Helper()
 	var e audit.Entry
 	if err := json.Unmarshal(chain.Bucket([]byte("entries")).Get(seqKey(seq)), &e); err != nil {

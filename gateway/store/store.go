@@ -1,6 +1,8 @@
 // Package store declares the state the gateway keeps and the small
-// interfaces through which it is reached. Implementations live in
-// subpackages (bolt, redis) and all pass the contract suite in storetest.
+// interfaces through which it is reached. The rules are written once, in
+// kvstore, over the key-value contract kv; bolt and redis are kvstore over
+// its drivers, with what is the file's or the server's own, and pass the
+// contract suite in storetest.
 //
 // Personal data never enters the store in clear: a message's payload is kept
 // only as the sealed delivery envelope (encrypted to the recipient), and the

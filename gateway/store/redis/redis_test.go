@@ -7,119 +7,16 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/store"
 	"github.com/xborder/xborder/gateway/store/redis"
 	"github.com/xborder/xborder/gateway/store/redistest"
 	"github.com/xborder/xborder/gateway/store/storetest"
 )
-
-func TestContract(t *testing.T) {
-	url := redistest.Start(t)
-	var (
-		mu          sync.Mutex
-		prefixes    = map[*testing.T]string{}
-		faults      = map[*testing.T]*atomic.Bool{}
-		quarantined = map[*testing.T]*atomic.Int64{}
-	)
-	of := func(t *testing.T) (string, *atomic.Bool, *atomic.Int64) {
-		mu.Lock()
-		defer mu.Unlock()
-		prefix, ok := prefixes[t]
-		if !ok {
-			prefix = fmt.Sprintf("xbt%d:", len(prefixes))
-			prefixes[t], faults[t], quarantined[t] = prefix, &atomic.Bool{}, &atomic.Int64{}
-		}
-		return prefix, faults[t], quarantined[t]
-	}
-	storetest.Run(t, func(t *testing.T) store.Store {
-		prefix, fault, q := of(t)
-		s, err := redis.Open(context.Background(), url, redis.Options{Prefix: prefix, RequireDurable: true,
-			Replica: storetest.Replica,
-			// The script fails after its checks, before its first write.
-			Fault: func(string) error {
-				if fault.Load() {
-					return errors.New("audit append failed")
-				}
-				return nil
-			},
-			OnQuarantine: func(string) { q.Add(1) },
-		})
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
-		return s
-	}, storetest.Options{
-		RawContains: func(t *testing.T, needle []byte) bool {
-			prefix, _, _ := of(t)
-			return serverContains(t, url, prefix, needle)
-		},
-		Fault: func(t *testing.T, fail bool) { _, f, _ := of(t); f.Store(fail) },
-		Corrupt: func(t *testing.T, recipient, id string) {
-			prefix, _, _ := of(t)
-			c := client(t, url)
-			k := prefix + "d:" + recipient + "\x00" + id
-			if n, err := c.Exists(context.Background(), k).Result(); err != nil || n != 1 {
-				t.Fatalf("no delivery %q to corrupt: %v", k, err)
-			}
-			// A record of the wrong type: every command of a hash fails on it.
-			if err := c.Set(context.Background(), k, "not a delivery record", 0).Err(); err != nil {
-				t.Fatal(err)
-			}
-		},
-		Quarantined: func(t *testing.T) int { _, _, q := of(t); return int(q.Load()) },
-		Footprint: func(t *testing.T) storetest.Footprint {
-			prefix, _, _ := of(t)
-			return footprint(t, url, prefix)
-		},
-	})
-}
-
-// footprint SCANs every key under prefix: message records (m:), the keys
-// outside the audit chains and the members of their sets, and the memory
-// of each (MEMORY USAGE, every element counted).
-func footprint(t *testing.T, url, prefix string) storetest.Footprint {
-	t.Helper()
-	ctx := context.Background()
-	c := client(t, url)
-	var fp storetest.Footprint
-	iter := c.Scan(ctx, 0, globEscape.Replace(prefix)+"*", 500).Iterator()
-	for iter.Next(ctx) {
-		k := iter.Val()
-		size, err := c.MemoryUsage(ctx, k, 0).Result()
-		if errors.Is(err, goredis.Nil) {
-			continue // deleted meanwhile
-		}
-		if err != nil {
-			t.Fatalf("MEMORY USAGE %q: %v", k, err)
-		}
-		fp.Bytes += size
-		if strings.HasPrefix(k, prefix+"audit:") {
-			fp.AuditBytes += size
-			continue
-		}
-		fp.Keys++
-		if strings.HasPrefix(k, prefix+"m:") {
-			fp.Records++
-		}
-		switch typ := c.Type(ctx, k).Val(); typ {
-		case "zset":
-			fp.Keys += int(c.ZCard(ctx, k).Val())
-		case "set":
-			fp.Keys += int(c.SCard(ctx, k).Val())
-		}
-	}
-	if err := iter.Err(); err != nil {
-		t.Fatalf("SCAN: %v", err)
-	}
-	return fp
-}
 
 func client(t *testing.T, url string) *goredis.Client {
 	t.Helper()
@@ -131,79 +28,6 @@ func client(t *testing.T, url string) *goredis.Client {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
-
-// serverContains SCANs every key under prefix and reads every value of every
-// type, and reports whether needle occurs in a key or a value.
-func serverContains(t *testing.T, url, prefix string, needle []byte) bool {
-	t.Helper()
-	ctx := context.Background()
-	o, err := goredis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := goredis.NewClient(o)
-	defer c.Close()
-	pattern := globEscape.Replace(prefix) + "*"
-	found, keys := false, 0
-	has := func(s string) bool { return strings.Contains(s, string(needle)) }
-	iter := c.Scan(ctx, 0, pattern, 100).Iterator()
-	for iter.Next(ctx) {
-		k := iter.Val()
-		keys++
-		var values []string
-		typ, err := c.Type(ctx, k).Result()
-		if err != nil {
-			t.Fatalf("TYPE %q: %v", k, err)
-		}
-		switch typ {
-		case "string":
-			v, err := c.Get(ctx, k).Result()
-			if err != nil && !errors.Is(err, goredis.Nil) {
-				t.Fatal(err)
-			}
-			values = []string{v}
-		case "hash":
-			m, err := c.HGetAll(ctx, k).Result()
-			if err != nil {
-				t.Fatal(err)
-			}
-			for f, v := range m {
-				values = append(values, f, v)
-			}
-		case "zset":
-			zs, err := c.ZRangeWithScores(ctx, k, 0, -1).Result()
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, z := range zs {
-				values = append(values, fmt.Sprint(z.Member))
-			}
-		case "set":
-			if values, err = c.SMembers(ctx, k).Result(); err != nil {
-				t.Fatal(err)
-			}
-		case "list":
-			if values, err = c.LRange(ctx, k, 0, -1).Result(); err != nil {
-				t.Fatal(err)
-			}
-		case "none": // expired or deleted meanwhile
-		default:
-			t.Fatalf("key %q of type %s: the raw scan cannot read it", k, typ)
-		}
-		if has(k) || slices.ContainsFunc(values, has) {
-			found = true
-		}
-	}
-	if err := iter.Err(); err != nil {
-		t.Fatalf("SCAN: %v", err)
-	}
-	if keys == 0 {
-		t.Fatalf("raw scan saw no keys under %q", prefix)
-	}
-	return found
-}
-
-var globEscape = strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`, "]", `\]`)
 
 func message(id string) *store.Message {
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -362,19 +186,25 @@ func TestOpen(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, k := range keys {
-			if !strings.HasPrefix(k, "tenant-a:") {
-				t.Errorf("key %q outside the prefix", k)
+			if !strings.HasPrefix(k, "{tenant-a}:") {
+				t.Errorf("key %q outside the namespace", k)
 			}
 		}
-		// Message, recipient index, queue, delivery, set of queues (the
-		// message has neither consent nor retention), and the fence of the
-		// replica's audit chain.
-		if len(keys) != 6 {
-			t.Errorf("%d keys for one message and one delivery, want 6: %q", len(keys), keys)
-		}
-		ttl, err := c.TTL(ctx, "tenant-a:m:unhcr\x00m1").Result()
+		ttl, err := c.TTL(ctx, "{tenant-a}:h:messages").Result()
 		if err != nil || ttl != -1 {
-			t.Errorf("message record TTL = %v, %v; want none (-1)", ttl, err)
+			t.Errorf("message records TTL = %v, %v; want none (-1)", ttl, err)
+		}
+	})
+	t.Run("EarlierLayout", func(t *testing.T) {
+		if err := c.SAdd(ctx, "old:audit:replicas", "gw-1").Err(); err != nil {
+			t.Fatal(err)
+		}
+		s, err := redis.Open(ctx, url, redis.Options{Prefix: "old:"})
+		if err == nil || !strings.Contains(err.Error(), "earlier version") {
+			if err == nil {
+				s.Close()
+			}
+			t.Fatalf("Open over the earlier layout: %v", err)
 		}
 	})
 }
@@ -491,67 +321,5 @@ func TestCompactRewritesAOF(t *testing.T) {
 	// A second request while the first may still run is not an error.
 	if err := s.Compact(ctx); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// A forgotten message leaves no key that names it: its record (m:), its
-// recipient index entry (t:) and its delivery records (d:) are deleted by
-// the purge script, not left to expire; only the audit chain mentions it.
-func TestForgottenKeysGone(t *testing.T) {
-	ctx := context.Background()
-	url := redistest.Start(t)
-	s, err := redis.Open(ctx, url, redis.Options{Prefix: "f:", Replica: "gw-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	keys := func() []string {
-		t.Helper()
-		var out []string
-		iter := client(t, url).Scan(ctx, 0, "f:*", 100).Iterator()
-		for iter.Next(ctx) {
-			out = append(out, iter.Val())
-		}
-		if err := iter.Err(); err != nil {
-			t.Fatal(err)
-		}
-		slices.Sort(out)
-		return out
-	}
-	before := keys()
-	accepted, denied := message("m-accepted"), message("m-denied")
-	accepted.RetentionDays = 1
-	denied.Status = store.StatusDenied
-	if _, err := s.Accept(ctx, accepted, append(deliveries("m-accepted"),
-		store.Delivery{ID: "d-archive", Recipient: "ke-dra-archive", Envelope: []byte("jwe")})); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.DeadLetter(ctx, "ke-dra", "d-m-accepted", accepted.CreatedAt); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.RecordDenial(ctx, denied, audit.Entry{Kind: audit.KindDenied, MessageID: denied.ID}); err != nil {
-		t.Fatal(err)
-	}
-	during := keys()
-	ps, err := s.Purge(ctx, accepted.CreatedAt.Add(24*time.Hour))
-	if err != nil || len(ps) != 2 {
-		t.Fatalf("Purge: %+v, %v; want both forgotten", ps, err)
-	}
-	after := keys()
-	for _, k := range after {
-		if strings.Contains(k, "m-accepted") || strings.Contains(k, "m-denied") || strings.Contains(k, "d-archive") {
-			t.Errorf("key %q left after the purge", k)
-		}
-	}
-	// What stays is the audit chain's, the set of recipients that ever had
-	// a queue, and nothing per message.
-	var grown []string
-	for _, k := range after {
-		if !slices.Contains(before, k) && !strings.HasPrefix(k, "f:audit:") && k != "f:qs" {
-			grown = append(grown, k)
-		}
-	}
-	if len(grown) != 0 {
-		t.Errorf("keys left by two forgotten messages: %q (while they were kept: %q)", grown, during)
 	}
 }

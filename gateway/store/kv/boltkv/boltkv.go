@@ -7,6 +7,10 @@ package boltkv
 import (
 	"bytes"
 	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -16,8 +20,13 @@ import (
 
 // DB is a kv.DB on a bbolt file.
 type DB struct {
+	// mu guards b: every transaction holds it shared; Compact holds it
+	// exclusively while it swaps the file.
+	mu    sync.RWMutex
 	b     *bbolt.DB
 	owned bool
+	path  string
+	opts  bbolt.Options
 }
 
 var _ kv.DB = (*DB)(nil)
@@ -25,11 +34,80 @@ var _ kv.DB = (*DB)(nil)
 // Open opens (or creates) the bbolt file at path; Close closes it.
 // timeout bounds the wait for another process's lock on the file.
 func Open(path string, timeout time.Duration) (*DB, error) {
-	b, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType})
+	return OpenWith(path, Options(timeout))
+}
+
+// Options are Open's: the freelist is not written at each commit (rebuilt
+// by a scan when the file is opened instead, as etcd does) and kept as a
+// map, whose allocations do not slow down as the file grows.
+func Options(timeout time.Duration) bbolt.Options {
+	return bbolt.Options{Timeout: timeout, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}
+}
+
+// OpenWith opens the bbolt file at path with o; Close closes it.
+func OpenWith(path string, o bbolt.Options) (*DB, error) {
+	b, err := bbolt.Open(path, 0o600, &o)
 	if err != nil {
 		return nil, err
 	}
-	return &DB{b: b, owned: true}, nil
+	return &DB{b: b, owned: true, path: path, opts: o}, nil
+}
+
+// Bolt runs fn on the bbolt database (no Compact meanwhile): for checks of
+// the file's pages.
+func (d *DB) Bolt(fn func(*bbolt.DB) error) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return fn(d.b)
+}
+
+// Compact rewrites the file into a fresh one and replaces the old one, so
+// that pages freed by deletions no longer hold their old bytes anywhere in
+// the file. Transactions wait while it runs. If the swap fails half-way
+// the old file is reopened; if that fails too, every later transaction
+// fails.
+func (d *DB) Compact(ctx context.Context) error {
+	if !d.owned {
+		return errors.New("boltkv: compact: the database was opened by the caller")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	tmp := d.path + ".compact"
+	_ = os.Remove(tmp)
+	dst, err := bbolt.Open(tmp, 0o600, &bbolt.Options{Timeout: d.opts.Timeout})
+	if err != nil {
+		return err
+	}
+	err = bbolt.Compact(dst, d.b, 4<<20)
+	if err == nil {
+		err = dst.Sync()
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = d.b.Close()
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	rerr := os.Rename(tmp, d.path)
+	if rerr == nil {
+		if dir, err := os.Open(filepath.Dir(d.path)); err == nil {
+			_ = dir.Sync()
+			dir.Close()
+		}
+	}
+	b, err := bbolt.Open(d.path, 0o600, &d.opts)
+	if err != nil {
+		return errors.Join(rerr, err)
+	}
+	d.b = b
+	return rerr
 }
 
 // New uses an open bbolt database; Close leaves it open.
@@ -37,6 +115,8 @@ func New(b *bbolt.DB) *DB { return &DB{b: b} }
 
 // Close closes the file if Open opened it.
 func (d *DB) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.owned {
 		return d.b.Close()
 	}
@@ -48,6 +128,8 @@ func (d *DB) View(ctx context.Context, fn func(kv.Reader) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
 	return d.b.View(func(b *bbolt.Tx) error { return fn(&tx{b: b}) })
 }
 
@@ -57,6 +139,8 @@ func (d *DB) Update(ctx context.Context, fn func(kv.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
 	return d.b.Update(func(b *bbolt.Tx) error { return fn(&tx{b: b}) })
 }
 

@@ -130,6 +130,10 @@ func (d *DB) Close() error {
 	return nil
 }
 
+// Client is the connection the store uses, for what is the server's own
+// (its persistence settings, counters with a lifetime).
+func (d *DB) Client() redis.UniversalClient { return d.c }
+
 func (d *DB) hash(bucket string) string { return "{" + d.name + "}:h:" + bucket }
 func (d *DB) zset(bucket string) string { return "{" + d.name + "}:z:" + bucket }
 

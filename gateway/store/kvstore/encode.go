@@ -1,4 +1,4 @@
-package bolt
+package kvstore
 
 import (
 	"encoding/binary"
@@ -9,10 +9,10 @@ import (
 )
 
 // A queued delivery is kept in a compact binary record rather than JSON: the
-// envelope (up to the body limit, ~1 MiB) is stored raw instead of base64, and
-// a lease rewrites the record, so encoding cost matters (see
-// BenchmarkDeliveryCodec). Its id and recipient are the record's key and
-// bucket and are not repeated.
+// envelope (up to the body limit) is stored raw instead of base64, and a
+// lease rewrites the record, so encoding cost matters. Its recipient and id
+// are the record's key and are not repeated. (The same record as the bolt
+// store's.)
 //
 //	version        byte (1)
 //	attempts       uvarint
@@ -43,7 +43,7 @@ func (r *deliveryRecord) delivery(recipient, id string) store.Delivery {
 
 const recordVersion = 1
 
-var errCorrupt = errors.New("bolt: corrupt delivery record")
+var errCorrupt = errors.New("kvstore: corrupt delivery record")
 
 func (r *deliveryRecord) marshal() []byte {
 	n := 1 + 3*binary.MaxVarintLen64 + 4*binary.MaxVarintLen64 +

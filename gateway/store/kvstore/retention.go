@@ -1,4 +1,4 @@
-package bolt
+package kvstore
 
 import (
 	"bytes"
@@ -10,10 +10,77 @@ import (
 
 	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/store"
+	"github.com/xborder/xborder/gateway/store/kv"
 )
 
-// purgeBatch bounds the messages one Purge transaction handles, so that a
-// backlog (after downtime) does not hold the writer for long.
+// ConsentRecipients implements store.Consents.
+func (s *Store) ConsentRecipients(ctx context.Context, from, consentID string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, s.unavailable("consent recipients", err)
+	}
+	out := []string{}
+	if store.ValidKeys(from, consentID) != nil {
+		return out, nil
+	}
+	prefix := append(pairKey(from, consentID), 0)
+	err := s.view(ctx, func(r kv.Reader) error {
+		out = out[:0]
+		// Keys are sorted and distinct, and so are their suffixes.
+		return r.Scan(bConsents, prefix, prefixEnd(prefix), func(k, _ []byte) error {
+			out = append(out, string(k[len(prefix):]))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, s.unavailable("consent recipients", err)
+	}
+	return out, nil
+}
+
+// WithdrawConsent implements store.Consents. The first withdrawal's time is
+// kept.
+func (s *Store) WithdrawConsent(ctx context.Context, from, consentID string, now time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return s.unavailable("withdraw consent", err)
+	}
+	if err := store.ValidKeys(from, consentID); err != nil {
+		return fmt.Errorf("%s: withdraw consent: %w", s.opts.Name, err)
+	}
+	err := s.change(ctx, "withdraw consent", func(t *txn) error {
+		if err := t.fault("withdraw consent"); err != nil {
+			return err
+		}
+		k := pairKey(from, consentID)
+		if v, err := t.get(bWithdrawn, k); err != nil || v != nil {
+			return err
+		}
+		return t.put(bWithdrawn, k, []byte(now.UTC().Format(time.RFC3339Nano)))
+	})
+	return s.failed("withdraw consent", err)
+}
+
+// ConsentWithdrawn implements store.Consents.
+func (s *Store) ConsentWithdrawn(ctx context.Context, from, consentID string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, s.unavailable("consent withdrawn", err)
+	}
+	if store.ValidKeys(from, consentID) != nil {
+		return false, nil
+	}
+	var found bool
+	err := s.view(ctx, func(r kv.Reader) error {
+		_, ok, err := r.Get(bWithdrawn, pairKey(from, consentID))
+		found = ok
+		return err
+	})
+	if err != nil {
+		return false, s.unavailable("consent withdrawn", err)
+	}
+	return found, nil
+}
+
+// purgeBatch bounds the messages one Purge commit handles, so that a
+// backlog (after downtime) does not hold the committer for long.
 const purgeBatch = 256
 
 // retentionKey orders the retention bucket by the time of each message's
@@ -24,15 +91,14 @@ func retentionKey(at time.Time, msgKey []byte) []byte {
 }
 
 // schedule puts the message at key in the retention index at its next
-// step (store.Message.Retire from the message's creation: its purge, or for
-// a denial its forgetting); an accepted message without a retention period
-// has none and is not indexed. unschedule takes it out again.
+// step; an accepted message without a retention period has none.
+// unschedule takes it out again.
 func (t *txn) schedule(m *store.Message, key []byte) error {
 	at, ok := nextStep(m)
 	if !ok {
 		return nil
 	}
-	return t.Bucket(bucketRetention).Put(retentionKey(at, key), nil)
+	return t.put(bRetention, retentionKey(at, key), nil)
 }
 
 func (t *txn) unschedule(m *store.Message, key []byte) error {
@@ -40,7 +106,7 @@ func (t *txn) unschedule(m *store.Message, key []byte) error {
 	if !ok {
 		return nil
 	}
-	return t.Bucket(bucketRetention).Delete(retentionKey(at, key))
+	return t.del(bRetention, retentionKey(at, key))
 }
 
 // nextStep is when the message, as stored, is first due for a step of
@@ -52,49 +118,47 @@ func nextStep(m *store.Message) (time.Time, bool) {
 	return m.ForgetAt()
 }
 
-// Purge implements store.Retention. Each transaction handles up to
-// purgeBatch messages due and appends their "purged" and "forgotten"
-// entries (PurgeEntry, ForgetEntry). What a message is due for is read from
-// its record (store.Message.Retire), never from the index alone: an index
-// entry that is early moves to the record's time.
+// Purge implements store.Retention. Each commit handles up to purgeBatch
+// messages due and appends their "purged" and "forgotten" entries. What a
+// message is due for is read from its record (store.Message.Retire), never
+// from the index alone.
 func (s *Store) Purge(ctx context.Context, now time.Time) ([]store.Purged, error) {
 	var out []store.Purged
 	for {
 		if err := ctx.Err(); err != nil {
-			return out, unavailable("purge", err)
+			return out, s.unavailable("purge", err)
 		}
 		var (
 			batch []store.Purged
 			more  bool
 		)
-		err := s.write(false, func(t *txn) error {
+		err := s.change(ctx, "purge", func(t *txn) error {
 			batch, more = batch[:0], false
-			ret := t.Bucket(bucketRetention)
 			var due [][]byte
-			c := ret.Cursor()
-			for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			err := t.tx.Scan(bRetention, nil, nil, func(k, _ []byte) error {
 				at, ok := keyTime(k)
 				if !ok || len(k) == 12 {
 					return errors.New("corrupt retention index")
 				}
 				if at.After(now) {
-					break
+					return kv.Stop
 				}
 				if len(due) == purgeBatch {
 					more = true
-					break
+					return kv.Stop
 				}
 				due = append(due, bytes.Clone(k))
-			}
-			if len(due) == 0 {
-				return errRollback // nothing due: no commit, no fsync
+				return nil
+			})
+			if err != nil || len(due) == 0 {
+				return err
 			}
 			var entries []audit.Entry
 			for _, k := range due {
-				if err := ret.Delete(k); err != nil {
+				if err := t.del(bRetention, k); err != nil {
 					return err
 				}
-				p, es, err := s.retire(t, k[12:], now)
+				p, es, err := t.retire(k[12:], now)
 				if err != nil {
 					return err
 				}
@@ -103,9 +167,9 @@ func (s *Store) Purge(ctx context.Context, now time.Time) ([]store.Purged, error
 					entries = append(entries, es...)
 				}
 			}
-			return s.appendEntries(t.Tx, "purge", entries)
+			return t.appendEntries("purge", entries)
 		})
-		if err != nil && !errors.Is(err, errRollback) {
+		if err != nil {
 			return out, s.failed("purge", err)
 		}
 		out = append(out, batch...)
@@ -117,10 +181,8 @@ func (s *Store) Purge(ctx context.Context, now time.Time) ([]store.Purged, error
 
 // retire does what is due by now to the message at key, whose index entry
 // was just taken out (store.Message.Retire): purges its payloads, forgets
-// it, and puts it back in the index at its next step if it has one. It
-// returns what it did and the entries to append; none when there is no
-// such message (any more) or nothing was due.
-func (s *Store) retire(t *txn, key []byte, now time.Time) (p store.Purged, entries []audit.Entry, err error) {
+// it, and puts it back in the index at its next step if it has one.
+func (t *txn) retire(key []byte, now time.Time) (p store.Purged, entries []audit.Entry, err error) {
 	rec, err := t.messageRecord(key)
 	if err != nil || rec == nil {
 		return p, nil, err
@@ -128,7 +190,7 @@ func (s *Store) retire(t *txn, key []byte, now time.Time) (p store.Purged, entri
 	r := rec.Message.Retire(now)
 	p = store.Purged{From: rec.From, ID: rec.ID}
 	add := func(e audit.Entry) error {
-		prepared, err := audit.Prepare(e, s.opts.Replica, s.now())
+		prepared, err := audit.Prepare(e, t.s.opts.Replica, t.s.now())
 		if err != nil {
 			return fmt.Errorf("%s entry: %w", e.Kind, err)
 		}
@@ -146,7 +208,6 @@ func (s *Store) retire(t *txn, key []byte, now time.Time) (p store.Purged, entri
 		}
 	}
 	if r.Forget {
-		// Whatever deliveries are left (none once purged) go with it.
 		n, err := t.purgeDeliveries(rec)
 		if err != nil {
 			return p, nil, err
@@ -163,12 +224,12 @@ func (s *Store) retire(t *txn, key []byte, now time.Time) (p store.Purged, entri
 		if err != nil {
 			return p, nil, err
 		}
-		if err := t.Bucket(bucketMessages).Put(key, nv); err != nil {
+		if err := t.put(bMessages, key, nv); err != nil {
 			return p, nil, err
 		}
 	}
 	if !r.Next.IsZero() {
-		if err := t.Bucket(bucketRetention).Put(retentionKey(r.Next, key), nil); err != nil {
+		if err := t.put(bRetention, retentionKey(r.Next, key), nil); err != nil {
 			return p, nil, err
 		}
 	}
@@ -176,19 +237,18 @@ func (s *Store) retire(t *txn, key []byte, now time.Time) (p store.Purged, entri
 }
 
 // forget deletes the message record at key and the recipient index entry
-// that points at it (an entry pointing at another message of the same id
-// to the same recipient is that message's). The consent index is not the
-// message's and stays (R16: a later withdrawal still reaches every
-// recipient of a referral under the consent).
+// that points at it. The consent index is not the message's and stays
+// (R16).
 func (t *txn) forget(rec *messageRecord, key []byte) error {
-	if err := t.Bucket(bucketMessages).Delete(key); err != nil {
+	if err := t.del(bMessages, key); err != nil {
 		return err
 	}
-	rcpt, ik := t.Bucket(bucketRecipients), pairKey(rec.To, rec.ID)
-	if bytes.Equal(rcpt.Get(ik), key) {
-		return rcpt.Delete(ik)
+	ik := pairKey(rec.To, rec.ID)
+	cur, err := t.get(bRecipients, ik)
+	if err != nil || !bytes.Equal(cur, key) {
+		return err
 	}
-	return nil
+	return t.del(bRecipients, ik)
 }
 
 // purgeDeliveries deletes the queued and dead-lettered deliveries of the
@@ -213,12 +273,12 @@ func (t *txn) purgeDeliveries(rec *messageRecord) (int, error) {
 // from the queue or the dead-letter set; gone reports whether it was in
 // either. A record of the same id that belongs to another message is left.
 func (t *txn) purgeDelivery(recipient, id, from, mid string) (gone bool, err error) {
-	r, ok, err := t.queued(recipient, []byte(id))
+	r, ok, err := t.queued(recipient, id)
 	if err != nil {
 		return false, err
 	}
 	if ok && r.messageFrom == from && r.messageID == mid {
-		if _, _, err := t.takeQueued(recipient, []byte(id)); err != nil {
+		if _, _, err := t.takeQueued(recipient, id); err != nil {
 			return false, err
 		}
 		return true, nil
@@ -231,11 +291,8 @@ func (t *txn) purgeDelivery(recipient, id, from, mid string) (gone bool, err err
 	if r.messageFrom != from || r.messageID != mid {
 		return false, nil
 	}
-	if err := t.Bucket(bucketDeadIndex).Delete(indexKey(r.visible, r.seq)); err != nil {
+	if err := t.del(bDeadIndex, deadKey(dk, &r)); err != nil {
 		return false, err
 	}
-	if err := t.Bucket(bucketDead).Delete(dk); err != nil {
-		return false, err
-	}
-	return true, nil
+	return true, t.del(bDead, dk)
 }

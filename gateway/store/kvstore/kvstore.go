@@ -1,0 +1,454 @@
+// Package kvstore is the store's domain written once, over the
+// transactional key-value contract (kv): messages, deliveries and queues,
+// dead letters, consents, retention and purge, the audit chains, quarantine
+// and check. A backend is a kv driver (boltkv, rediskv).
+//
+// Every change goes through one committer per store, which runs the
+// changes queued while the previous commit was in flight in one kv.Update
+// (group commit: one fsync, one round of guards). Each change's writes
+// land only if it succeeds: a change that fails after writing is taken out
+// and the others run again without it. A lost race (kv.ErrConflict) runs
+// the batch again; a lost answer (kv.ErrUnknown) is ErrOutcomeUnknown.
+//
+// Layout (keys use NUL as separator; identifiers containing NUL are refused):
+//
+//	messages    from\x00id -> JSON message record (+ counts of open and
+//	            dead-lettered deliveries, and the (recipient, id) of each)
+//	recipients  to\x00id -> from\x00id (first accepted message wins)
+//	queue       recipient\x00 visible_at(12) seq(8) -> delivery id (lease order)
+//	deliveries  recipient\x00id -> binary record (encode.go)
+//	depth       recipient -> queued deliveries(8) next seq(8)
+//	dead        recipient\x00id -> binary record; its visible time is the
+//	            time it was dead-lettered
+//	deadindex   dead_at(12) seq(8) recipient\x00id -> recipient\x00id
+//	consents    from\x00consent\x00recipient -> empty
+//	withdrawn   from\x00consent -> time of the withdrawal (RFC 3339)
+//	retention   due_at(12) from\x00id -> empty: the message's next step of
+//	            Purge (store.Message.Retire)
+//	heads       replica -> count(8) head hash: the audit chains' heads
+//	chain       replica\x00seq(8) -> entry JSON
+//	checkpoints replica\x00seq(8) -> checkpoint JSON
+//	quarantine  kind\x00original key\x00time(8) -> bytes that could not be decoded
+//	probe       ping -> time of the last Ping
+package kvstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/xborder/xborder/gateway/store"
+	"github.com/xborder/xborder/gateway/store/kv"
+)
+
+const (
+	bMessages    = "messages"
+	bRecipients  = "recipients"
+	bQueue       = "queue"
+	bDeliveries  = "deliveries"
+	bDepth       = "depth"
+	bDead        = "dead"
+	bDeadIndex   = "deadindex"
+	bConsents    = "consents"
+	bWithdrawn   = "withdrawn"
+	bRetention   = "retention"
+	bHeads       = "heads"
+	bChain       = "chain"
+	bCheckpoints = "checkpoints"
+	bQuarantine  = "quarantine"
+	bProbe       = "probe"
+)
+
+// Options tune New.
+type Options struct {
+	// Replica names this gateway's audit chain: the entries of the store's
+	// changes go there. Empty: a change with entries is refused.
+	Replica string
+	// Clock stamps those entries (default time.Now).
+	Clock func() time.Time
+	// Logger reports quarantined records (default slog.Default()).
+	Logger *slog.Logger
+	// OnQuarantine, when set, is told of each record moved to quarantine
+	// (kind: "message", "delivery", "dead_letter"), for a metric.
+	OnQuarantine func(kind string)
+	// Fault, when set, is called inside every change (op names it:
+	// "accept", "deny", "ack", "dead letter", "purge", "append", "probe",
+	// …) after its changes and before its audit entries are appended; an
+	// error fails the change, and nothing of it is written. For tests.
+	Fault func(op string) error
+	// Probe, when set, is called after Ping's write succeeded: a check of
+	// the backend's own (free space on the disk of a file).
+	Probe func(ctx context.Context) error
+	// Writable, when set, is asked before each change is queued: an error
+	// refuses it (a server known not to be durable).
+	Writable func(ctx context.Context) error
+	// Name is used in errors (default "kvstore").
+	Name string
+	// MaxBatch bounds the changes one commit carries (default 128).
+	MaxBatch int
+}
+
+// Store is a store.Store over a kv.DB.
+type Store struct {
+	db   kv.DB
+	opts Options
+	log  *slog.Logger
+
+	ops   chan *op
+	quit  chan struct{}
+	done  chan struct{}
+	close sync.Once
+
+	probe probe
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New starts the store's committer over db; Close stops it and closes db.
+func New(db kv.DB, opts Options) *Store {
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Name == "" {
+		opts.Name = "kvstore"
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 128
+	}
+	s := &Store{db: db, opts: opts, log: opts.Logger.With("component", "store"),
+		ops: make(chan *op), quit: make(chan struct{}), done: make(chan struct{})}
+	go s.commitLoop()
+	return s
+}
+
+// DB is the key-value store under the store.
+func (s *Store) DB() kv.DB { return s.db }
+
+func (s *Store) now() time.Time { return s.opts.Clock() }
+
+// Close stops the committer (after its batch in flight) and closes the
+// key-value store. Later calls fail with store.ErrUnavailable.
+func (s *Store) Close() error {
+	var err error
+	s.close.Do(func() {
+		close(s.quit)
+		<-s.done
+		s.probe.mu.Lock()
+		s.probe.at = time.Time{}
+		s.probe.mu.Unlock()
+		if cerr := s.db.Close(); cerr != nil {
+			err = fmt.Errorf("%s: close: %w", s.opts.Name, cerr)
+		}
+	})
+	return err
+}
+
+func (s *Store) closed() bool {
+	select {
+	case <-s.quit:
+		return true
+	default:
+		return false
+	}
+}
+
+var errClosed = errors.New("the store is closed")
+
+// op is one change waiting for the committer. fn may run more than once
+// (a batch run again): it starts from scratch each time.
+type op struct {
+	ctx  context.Context
+	name string
+	fn   func(t *txn) error
+	done chan error
+	txn  *txn
+}
+
+// change runs fn as one change through the committer and waits for its
+// commit. Its error is fn's own, or a commit's wrapped in ErrUnavailable.
+func (s *Store) change(ctx context.Context, name string, fn func(t *txn) error) error {
+	if err := ctx.Err(); err != nil {
+		return s.unavailable(name, err)
+	}
+	if s.closed() {
+		return s.unavailable(name, errClosed)
+	}
+	if s.opts.Writable != nil {
+		if err := s.opts.Writable(ctx); err != nil {
+			return s.unavailable(name, err)
+		}
+	}
+	o := &op{ctx: ctx, name: name, fn: fn, done: make(chan error, 1)}
+	select {
+	case s.ops <- o:
+	case <-s.quit:
+		return s.unavailable(name, errClosed)
+	case <-ctx.Done():
+		return s.unavailable(name, ctx.Err())
+	}
+	// Once taken, the change may commit: wait for its outcome.
+	return <-o.done
+}
+
+func (s *Store) commitLoop() {
+	defer close(s.done)
+	for {
+		var first *op
+		select {
+		case first = <-s.ops:
+		case <-s.quit:
+			return
+		}
+		batch := []*op{first}
+	more:
+		for len(batch) < s.opts.MaxBatch {
+			select {
+			case o := <-s.ops:
+				batch = append(batch, o)
+			default:
+				break more
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+// errRerun ends a batch's update whose change failed after writing.
+var errRerun = errors.New("kvstore: run the batch again without the failed change")
+
+// maxConflicts bounds how often a batch runs again after lost races.
+const maxConflicts = 64
+
+// commit runs the batch in one update. A change that fails without writing
+// fails alone; one that fails after writing is taken out and the rest run
+// again.
+func (s *Store) commit(batch []*op) {
+	conflicts := 0
+	for len(batch) > 0 {
+		results := make([]error, len(batch))
+		failed := -1
+		err := s.guarded(func() error {
+			return s.db.Update(context.Background(), func(tx kv.Tx) error {
+				for i, o := range batch {
+					if err := o.ctx.Err(); err != nil {
+						results[i] = s.unavailable(o.name, err)
+						continue
+					}
+					t := &txn{tx: tx, s: s}
+					o.txn = t
+					err := o.fn(t)
+					if errors.Is(err, kv.ErrConflict) {
+						return err // a read saw two versions: the whole batch again
+					}
+					if err != nil && t.writes > 0 {
+						failed, results[i] = i, err
+						return errRerun
+					}
+					results[i] = err
+				}
+				return nil
+			})
+		})
+		switch {
+		case errors.Is(err, errRerun):
+			batch[failed].done <- s.failed(batch[failed].name, results[failed])
+			batch = append(batch[:failed:failed], batch[failed+1:]...)
+			continue
+		case errors.Is(err, kv.ErrConflict) && conflicts < maxConflicts:
+			conflicts++
+			continue
+		case errors.Is(err, kv.ErrUnknown):
+			for _, o := range batch {
+				o.done <- fmt.Errorf("%s: %s: %w: %w: %w", s.opts.Name, o.name, store.ErrOutcomeUnknown, store.ErrUnavailable, err)
+			}
+			return
+		case err != nil:
+			for _, o := range batch {
+				o.done <- s.unavailable(o.name, err)
+			}
+			return
+		}
+		for i, o := range batch {
+			if results[i] == nil {
+				s.reportQuarantined(o.txn.moved)
+			}
+			o.done <- results[i]
+		}
+		return
+	}
+}
+
+// txn is one change's view of the batch's transaction: it counts the
+// change's writes and the records it quarantined.
+type txn struct {
+	tx     kv.Tx
+	s      *Store
+	writes int
+	moved  []quarantined
+}
+
+func (t *txn) get(bucket string, key []byte) ([]byte, error) {
+	v, ok, err := t.tx.Get(bucket, key)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return v, nil
+}
+
+func (t *txn) put(bucket string, key, value []byte) error {
+	if len(key) > kv.MaxKey {
+		return fmt.Errorf("%w: a key of %d bytes", store.ErrInvalidInput, len(key))
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	if err := t.tx.Put(bucket, key, value); err != nil {
+		t.writes++ // a failed write may have left something: run the batch again
+		return err
+	}
+	t.writes++
+	return nil
+}
+
+func (t *txn) del(bucket string, key []byte) error {
+	t.writes++
+	return t.tx.Delete(bucket, key)
+}
+
+func (t *txn) fault(op string) error {
+	if f := t.s.opts.Fault; f != nil {
+		return f(op)
+	}
+	return nil
+}
+
+// view runs fn in a read transaction.
+func (s *Store) view(ctx context.Context, fn func(r kv.Reader) error) error {
+	if s.closed() {
+		return errClosed
+	}
+	return s.guarded(func() error { return s.db.View(ctx, fn) })
+}
+
+// guarded turns a panic of the backend (bbolt on a damaged page, or a page
+// pointing outside the mapped file) into an error, so that one bad page
+// fails the calls that reach it and no others.
+func (s *Store) guarded(fn func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("store page unreadable; run `xborder store check`", "panic", fmt.Sprint(p))
+			err = fmt.Errorf("%w: the backing store failed (%v)", store.ErrDamaged, p)
+		}
+	}()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	return fn()
+}
+
+// read runs fn in a read transaction; a record it cannot decode is
+// quarantined and fn runs again.
+func (s *Store) read(ctx context.Context, fn func(r kv.Reader) error) error {
+	for range 8 {
+		err := s.view(ctx, fn)
+		var ce *corruptError
+		if !errors.As(err, &ce) {
+			return err
+		}
+		if err := s.change(ctx, "quarantine", func(t *txn) error { return t.quarantineFound(ce) }); err != nil {
+			return fmt.Errorf("%v; moving it to quarantine: %w", ce, err)
+		}
+	}
+	return errors.New("records keep failing to decode")
+}
+
+func (s *Store) unavailable(op string, err error) error {
+	return fmt.Errorf("%s: %s: %w: %w", s.opts.Name, op, store.ErrUnavailable, err)
+}
+
+// failed maps an error of a change or a read: what the store says of
+// itself passes, anything else is ErrUnavailable.
+func (s *Store) failed(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, store.ErrNotFound):
+		return err
+	case errors.Is(err, errDeliveryExists), errors.Is(err, store.ErrInvalidInput):
+		return fmt.Errorf("%s: %s: %w", s.opts.Name, op, err)
+	}
+	return s.unavailable(op, err)
+}
+
+// check starts a call that looks a record up by keys: a done context is
+// ErrUnavailable, a key that cannot exist is ErrNotFound.
+func (s *Store) check(ctx context.Context, op string, keys ...string) error {
+	if err := ctx.Err(); err != nil {
+		return s.unavailable(op, err)
+	}
+	if store.ValidKeys(keys...) != nil {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// probeEvery is how long a Ping result is kept.
+const probeEvery = time.Second
+
+type probe struct {
+	mu  sync.Mutex
+	at  time.Time
+	err error
+}
+
+// Ping writes the probe key through the committer and waits for its
+// commit, then runs Options.Probe. It probes at most once a second; in
+// between it returns the last result.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return s.unavailable("ping", err)
+	}
+	s.probe.mu.Lock()
+	defer s.probe.mu.Unlock()
+	if !s.probe.at.IsZero() && time.Since(s.probe.at) < probeEvery && !s.closed() {
+		return s.probe.err
+	}
+	err := s.change(ctx, "ping", func(t *txn) error {
+		if err := t.fault("probe"); err != nil {
+			return err
+		}
+		return t.put(bProbe, []byte("ping"), []byte(time.Now().UTC().Format(time.RFC3339Nano)))
+	})
+	if err == nil && s.opts.Probe != nil {
+		err = s.opts.Probe(ctx)
+	}
+	if err != nil {
+		err = s.failed("ping", err)
+	}
+	s.probe.at, s.probe.err = time.Now(), err
+	return err
+}
+
+func pairKey(a, b string) []byte {
+	k := make([]byte, 0, len(a)+1+len(b))
+	k = append(k, a...)
+	k = append(k, 0)
+	return append(k, b...)
+}
+
+// prefixEnd is the first key after every key that starts with p.
+func prefixEnd(p []byte) []byte {
+	end := append([]byte{}, p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
