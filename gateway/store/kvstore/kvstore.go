@@ -407,16 +407,19 @@ type probe struct {
 }
 
 // Ping writes the probe key through the committer and waits for its
-// commit, then runs Options.Probe. It probes at most once a second; in
-// between it returns the last result.
+// commit, then runs Options.Probe. After a pass it probes again only a
+// second later; after a failure, at the next call.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return s.unavailable("ping", err)
 	}
 	s.probe.mu.Lock()
 	defer s.probe.mu.Unlock()
-	if !s.probe.at.IsZero() && time.Since(s.probe.at) < probeEvery && !s.closed() {
-		return s.probe.err
+	// A pass is kept for a second (readiness polls; each probe is an
+	// fsynced write); a failure is not, so that a store that is back is
+	// seen at the next probe.
+	if !s.probe.at.IsZero() && s.probe.err == nil && time.Since(s.probe.at) < probeEvery && !s.closed() {
+		return nil
 	}
 	err := s.change(ctx, "ping", func(t *txn) error {
 		if err := t.fault("probe"); err != nil {
