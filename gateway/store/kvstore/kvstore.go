@@ -39,6 +39,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/xborder/xborder/gateway/store"
@@ -104,6 +105,9 @@ type Store struct {
 	close sync.Once
 
 	probe probe
+	// stale is set by any call that found the store unavailable: Ping's
+	// kept pass no longer stands, and the next Ping probes again.
+	stale atomic.Bool
 }
 
 var _ store.Store = (*Store)(nil)
@@ -368,6 +372,7 @@ func (s *Store) read(ctx context.Context, fn func(r kv.Reader) error) error {
 }
 
 func (s *Store) unavailable(op string, err error) error {
+	s.stale.Store(true)
 	return fmt.Errorf("%s: %s: %w: %w", s.opts.Name, op, store.ErrUnavailable, err)
 }
 
@@ -377,7 +382,10 @@ func (s *Store) failed(op string, err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, store.ErrUnavailable), errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, store.ErrUnavailable):
+		s.stale.Store(true)
+		return err
+	case errors.Is(err, store.ErrNotFound):
 		return err
 	case errors.Is(err, errDeliveryExists), errors.Is(err, store.ErrInvalidInput):
 		return fmt.Errorf("%s: %s: %w", s.opts.Name, op, err)
@@ -418,9 +426,10 @@ func (s *Store) Ping(ctx context.Context) error {
 	// A pass is kept for a second (readiness polls; each probe is an
 	// fsynced write); a failure is not, so that a store that is back is
 	// seen at the next probe.
-	if !s.probe.at.IsZero() && s.probe.err == nil && time.Since(s.probe.at) < probeEvery && !s.closed() {
+	if !s.probe.at.IsZero() && s.probe.err == nil && time.Since(s.probe.at) < probeEvery && !s.closed() && !s.stale.Load() {
 		return nil
 	}
+	s.stale.Store(false)
 	err := s.change(ctx, "ping", func(t *txn) error {
 		if err := t.fault("probe"); err != nil {
 			return err
