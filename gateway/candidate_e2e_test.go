@@ -47,7 +47,7 @@ func TestHostileCandidatesCannotHurtTheExchange(t *testing.T) {
 	cases := []struct {
 		name   string
 		module string
-		want   []string // in the job's error
+		want   []string // one of them in the job's error
 	}{
 		// OPA cannot interrupt strings.render_template: refused at compile.
 		{"wedged render_template", "x := strings.render_template(`{{range 100000000000}}{{end}}`, {}) if input.now\n" + decisionUsing("x"),
@@ -60,7 +60,10 @@ func TestHostileCandidatesCannotHurtTheExchange(t *testing.T) {
 		// worker's address-space limit.
 		{"numbers.range bomb", "x := count([y | some y in numbers.range(1, 2e8)]) if input.now\n" + decisionUsing("x"),
 			nil},
-		{"1 GB string", bombModule, []string{"exceeded its memory limit (512 MiB)"}},
+		// On a loaded machine the deadline may come first: either end is
+		// the worker's, never the gateway's (TestWorkerMemoryBomb proves the
+		// limit itself with a deadline long enough to reach it).
+		{"1 GB string", bombModule, []string{"exceeded its memory limit (512 MiB)", "did not finish within its deadline"}},
 		// The host's files: refused at compile, and in the worker Landlock
 		// leaves nothing to read.
 		{"file $ref", "x := json.verify_schema({\"$ref\": \"file:///etc/hostname\"}) if input.now\n" + decisionUsing("x"),
@@ -78,10 +81,12 @@ func TestHostileCandidatesCannotHurtTheExchange(t *testing.T) {
 			id := upload(t, env, officer, candidateTar(t, c.module))
 			page := waitJob(t, officer, id, 2*time.Minute)
 			sent, failed := live.stop()
+			said := len(c.want) == 0
 			for _, w := range c.want {
-				if !strings.Contains(page, w) {
-					t.Errorf("the job page does not say %q:\n%s", w, jobError(page))
-				}
+				said = said || strings.Contains(page, w)
+			}
+			if !said {
+				t.Errorf("the job page says none of %q:\n%s", c.want, jobError(page))
 			}
 			if c.want == nil && !strings.Contains(page, `id="synthetic-report"`) {
 				t.Errorf("the job did not finish its comparison:\n%s", jobError(page))
