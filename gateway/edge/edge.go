@@ -99,6 +99,10 @@ type Edge struct {
 	// why it did not since.
 	lastHub    atomic.Int64
 	lastHubErr atomic.Value // string
+	// hubDown: the last call to the hub failed to connect. kick: the hub
+	// answered again since, and the sender tries every queued message at
+	// once instead of waiting out backoffs grown while it was away.
+	hubDown, kick atomic.Bool
 
 	wake     chan struct{}
 	inflight sync.Map // message id -> struct{}
@@ -140,6 +144,7 @@ func New(ctx context.Context, cfg config.Edge, log *slog.Logger, o Options) (*Ed
 	}
 	e := &Edge{cfg: cfg, o: o, log: log, me: me, reg: reg, wake: make(chan struct{}, 1), checkpointSigner: me.Signing}
 	e.lastHubErr.Store("the hub has not answered yet")
+	e.hubDown.Store(true)
 	e.hub.Store(e.newHubClient())
 	if e.catalogue, err = purposeCatalogue(); err != nil {
 		return nil, err
@@ -312,12 +317,23 @@ func (e *Edge) Close() {
 // Store is the edge's store (tests, audit tools).
 func (e *Edge) Store() *Store { return e.store }
 
-// hubAnswered notes that the hub answered (any HTTP status).
-func (e *Edge) hubAnswered() { e.lastHub.Store(e.o.Now().UnixNano()) }
+// hubAnswered notes that the hub answered (any HTTP status); when it was
+// unreachable before, the sender is woken to try every queued message now.
+func (e *Edge) hubAnswered() {
+	e.lastHub.Store(e.o.Now().UnixNano())
+	if e.hubDown.Swap(false) {
+		e.kick.Store(true)
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
+	}
+}
 
 // hubFailed notes why the hub did not answer; the reason names no content.
 func (e *Edge) hubFailed(err error) {
 	e.lastHubErr.Store(connReason(err))
+	e.hubDown.Store(true)
 }
 
 func deliverKind(d string) string {
