@@ -704,6 +704,9 @@ func TestEdgeCPUPerMessage(t *testing.T) {
 		}
 		return -1
 	}
+	// Keep-alive connections for all 8 callers (the default keeps 2 idle a
+	// host): a call that dials costs the edge an accept and a goroutine.
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
 	post := func(n int) {
 		var wg sync.WaitGroup
 		work := make(chan int)
@@ -712,7 +715,7 @@ func TestEdgeCPUPerMessage(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for range work {
-					resp, err := http.Post("http://"+api+"/v1/outbox", "application/json", bytes.NewReader(body))
+					resp, err := hc.Post("http://"+api+"/v1/outbox", "application/json", bytes.NewReader(body))
 					if err != nil || resp.StatusCode != http.StatusAccepted {
 						t.Errorf("post: %v %v", err, resp)
 						return
