@@ -49,7 +49,15 @@ type Options struct {
 	// Backoff is the first retry wait, doubled up to MaxBackoff (default
 	// 500 ms and 30 s), with jitter.
 	Backoff, MaxBackoff time.Duration
+	// PurgeEvery is how often Idempotency-Keys older than IdemRetention
+	// are purged (default 1 h).
+	PurgeEvery time.Duration
 }
+
+// IdemRetention is how long an Idempotency-Key is kept: a repeat within it
+// gets the same answer; after it, the key is purged (audited) and may make
+// a new message.
+const IdemRetention = 25 * time.Hour
 
 func (o Options) withDefaults() Options {
 	if o.Now == nil {
@@ -72,6 +80,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 30 * time.Second
+	}
+	if o.PurgeEvery <= 0 {
+		o.PurgeEvery = time.Hour
 	}
 	return o
 }
@@ -265,7 +276,8 @@ func (e *Edge) Serve(ctx context.Context) error {
 	go func() { errc <- e.api.Serve(e.apiLn) }()
 	go func() { errc <- e.ops.Serve(e.opsLn) }()
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); e.purgeLoop(ctx) }()
 	go func() { defer wg.Done(); e.sendLoop(ctx) }()
 	go func() { defer wg.Done(); e.receiveLoop(ctx) }()
 	go func() { defer wg.Done(); e.watchOutbound(ctx) }()
@@ -286,6 +298,27 @@ func (e *Edge) Serve(ctx context.Context) error {
 	wg.Wait()
 	e.checkpoint()
 	return err
+}
+
+// purgeLoop purges the Idempotency-Keys past IdemRetention, at start and
+// every PurgeEvery.
+func (e *Edge) purgeLoop(ctx context.Context) {
+	t := time.NewTicker(e.o.PurgeEvery)
+	defer t.Stop()
+	for {
+		n, err := e.store.PurgeIdempotency(e.o.Now().Add(-IdemRetention))
+		switch {
+		case err != nil:
+			e.log.Error("idempotency keys purge failed", "error", err)
+		case n > 0:
+			e.log.Info("idempotency keys purged", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // checkpoint signs the audit chain's head with the participant's key.
