@@ -734,4 +734,3 @@ func TestEdgeIdempotencyKeyPurge(t *testing.T) {
 	}
 	assertNoCanary(t, "UN-UNICEF", unicef.logs.String(), "CANARYPRIMARY", "CANARYSECOND", "purge-1")
 }
-
