@@ -43,8 +43,8 @@ type Options struct {
 	// Tick is how often the outbox is looked at for due retries and
 	// passed exps (default 250 ms), besides the wake-up of each new message.
 	Tick time.Duration
-	// PolicyWatch is how often outbound_policies is checked for edits
-	// (default 2 s).
+	// PolicyWatch is how often outbound_policies and the registry are
+	// checked for edits (default 2 s).
 	PolicyWatch time.Duration
 	// Backoff is the first retry wait, doubled up to MaxBackoff (default
 	// 500 ms and 30 s), with jitter.
@@ -93,7 +93,8 @@ type Edge struct {
 	o     Options
 	log   *slog.Logger
 	me    *client.Identity
-	reg   *trust.Registry
+	reg   atomic.Pointer[trust.Registry] // reloaded when its files change (watchRegistry)
+	roots atomic.Pointer[x509.CertPool]  // the registry's trust anchors, for the hub's TLS
 	store *Store
 	hub   atomic.Pointer[client.Client]
 	// hubEnc is the hub's encryption key once read: a message posted while
@@ -153,7 +154,9 @@ func New(ctx context.Context, cfg config.Edge, log *slog.Logger, o Options) (*Ed
 	if !ownsKey(self, me.Signing.Public()) {
 		return nil, fmt.Errorf("edge: the signing key in %s is not one of %s's keys in the registry", cfg.ParticipantKeys, cfg.Participant)
 	}
-	e := &Edge{cfg: cfg, o: o, log: log, me: me, reg: reg, wake: make(chan struct{}, 1), checkpointSigner: me.Signing}
+	e := &Edge{cfg: cfg, o: o, log: log, me: me, wake: make(chan struct{}, 1), checkpointSigner: me.Signing}
+	e.reg.Store(reg)
+	e.roots.Store(me.Roots)
 	e.lastHubErr.Store("the hub has not answered yet")
 	e.hubDown.Store(true)
 	e.hub.Store(e.newHubClient())
@@ -199,7 +202,61 @@ func (e *Edge) Summary() string {
 }
 
 func (e *Edge) newHubClient() *client.Client {
-	return client.New(strings.TrimRight(e.cfg.Hub, "/"), e.me)
+	me := *e.me
+	me.Roots = e.roots.Load()
+	return client.New(strings.TrimRight(e.cfg.Hub, "/"), &me)
+}
+
+// registry is the registry in force.
+func (e *Edge) registry() *trust.Registry { return e.reg.Load() }
+
+// watchRegistry reloads the registry when its files change (a participant
+// suspended, a key rotated, an anchor added), as the hub does: a registry
+// that does not load, or no longer names this participant with its
+// signing key, is refused and the one in force keeps serving. Each reload
+// and refusal is audited with the digest of the registry's files.
+func (e *Edge) watchRegistry(ctx context.Context) {
+	last := trust.Digest(e.cfg.Registry)
+	t := time.NewTicker(e.o.PolicyWatch)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d := trust.Digest(e.cfg.Registry)
+		if d == last {
+			continue
+		}
+		last = d
+		reg, err := trust.Load(e.cfg.Registry)
+		if err == nil {
+			if self, ok := reg.Participant(e.cfg.Participant); !ok {
+				err = fmt.Errorf("participant %s is not in it", e.cfg.Participant)
+			} else if !ownsKey(self, e.me.Signing.Public()) {
+				err = fmt.Errorf("the participant's signing key is not one of %s's keys in it", e.cfg.Participant)
+			}
+		}
+		if err != nil {
+			e.log.Error("registry change refused; the previous registry keeps serving", "error", err)
+			if rerr := e.store.Record(audit.Entry{Kind: audit.KindRegistryRefused, PayloadSHA256: d}); rerr != nil {
+				e.log.Error("audit append failed", "kind", audit.KindRegistryRefused, "error", rerr)
+			}
+			continue
+		}
+		roots := x509.NewCertPool()
+		for _, a := range reg.Anchors() {
+			roots.AddCert(a)
+		}
+		e.reg.Store(reg)
+		e.roots.Store(roots)
+		e.hub.Store(e.newHubClient())
+		e.log.Info("registry reloaded", "participants", len(reg.Participants()))
+		if rerr := e.store.Record(audit.Entry{Kind: audit.KindRegistryReloaded, PayloadSHA256: d}); rerr != nil {
+			e.log.Error("audit append failed", "kind", audit.KindRegistryReloaded, "error", rerr)
+		}
+	}
 }
 
 // loadIdentity reads the participant's folder as `xborder pki init`
@@ -276,7 +333,8 @@ func (e *Edge) Serve(ctx context.Context) error {
 	go func() { errc <- e.api.Serve(e.apiLn) }()
 	go func() { errc <- e.ops.Serve(e.opsLn) }()
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
+	go func() { defer wg.Done(); e.watchRegistry(ctx) }()
 	go func() { defer wg.Done(); e.purgeLoop(ctx) }()
 	go func() { defer wg.Done(); e.sendLoop(ctx) }()
 	go func() { defer wg.Done(); e.receiveLoop(ctx) }()

@@ -734,3 +734,59 @@ func TestEdgeIdempotencyKeyPurge(t *testing.T) {
 	}
 	assertNoCanary(t, "UN-UNICEF", unicef.logs.String(), "CANARYPRIMARY", "CANARYSECOND", "purge-1")
 }
+
+// The edge reloads its registry when its files change, as the hub does: a
+// recipient suspended there is refused at POST from then on; a registry
+// that does not load is refused (audited) and the one in force keeps
+// serving.
+func TestEdgeRegistryReload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an edge and waits for registry reloads")
+	}
+	pkiDir, _ := gatewaytest.Config(t, pki.DemoFederation())
+	regPath := filepath.Join(pkiDir, pki.RegistryFile)
+	// No hub listens: what is checked here is decided before anything is queued.
+	unicef := startEdge(t, pkiDir, "https://"+freeAddr(t), "UN-UNICEF", "local", nil, edge.Options{PolicyWatch: 20 * time.Millisecond})
+	body := verificationRequest(gatewaytest.ChildSubject("CANARYPRIMARY", "CANARYSECOND"))
+	if a := call(t, http.MethodPost, unicef.url("/v1/outbox"), body, nil); a.Status != http.StatusAccepted {
+		t.Fatalf("before: %d %s", a.Status, a.Body)
+	}
+	raw, err := os.ReadFile(regPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f trust.File
+	if err := yaml.Unmarshal(raw, &f); err != nil {
+		t.Fatal(err)
+	}
+	for i := range f.Participants {
+		if f.Participants[i].ID == "KZ-MJ" {
+			f.Participants[i].Suspended = true
+		}
+	}
+	suspended, _ := yaml.Marshal(f)
+	if err := os.WriteFile(regPath, suspended, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the reload", func() bool {
+		return strings.Contains(unicef.logs.String(), `"msg":"registry reloaded"`)
+	})
+	a := call(t, http.MethodPost, unicef.url("/v1/outbox"), body, nil)
+	if a.Status != http.StatusForbidden || a.json(t)["code"] != "unknown_participant" {
+		t.Fatalf("to a suspended recipient: %d %s", a.Status, a.Body)
+	}
+	if err := os.WriteFile(regPath, []byte("participants: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the refusal", func() bool {
+		return strings.Contains(unicef.logs.String(), `"msg":"registry change refused; the previous registry keeps serving"`)
+	})
+	if a := call(t, http.MethodPost, unicef.url("/v1/outbox"), body, nil); a.Status != http.StatusForbidden {
+		t.Fatalf("after a refused change: %d %s", a.Status, a.Body)
+	}
+	unicef.stop()
+	kinds := auditKinds(t, pkiDir, unicef.cfg.StorePath(), "UN-UNICEF")
+	if !strings.Contains(kinds, audit.KindRegistryReloaded) || !strings.Contains(kinds, audit.KindRegistryRefused) {
+		t.Errorf("audit kinds %s", kinds)
+	}
+}
