@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -18,13 +19,15 @@ import (
 
 	"github.com/xborder/xborder/cmd/xborder/internal/bench"
 	"github.com/xborder/xborder/gateway/config"
+	"github.com/xborder/xborder/gateway/envelope"
 	"github.com/xborder/xborder/policies"
 )
 
 // newBench is `xborder bench`: the load tool (gateway/bench).
 func newBench(stdout io.Writer) *cobra.Command {
 	var (
-		drain                                            bool
+		drain, edgeMode                                  bool
+		tokenFile                                        string
 		cfgPath, pkiDir, reportPath, store, opaBin, self string
 		rate, messages, conns, pid, decisions, rounds    int
 		flat                                             bool
@@ -47,7 +50,16 @@ the gateway's process from --pid, or else from the process holding its
 listening socket.
 
 --opa PATH also compares one policy decision by the embedded engine with the
-same decision asked of ` + "`opa run --server`" + ` over HTTP (the sidecar pattern).`,
+same decision asked of ` + "`opa run --server`" + ` over HTTP (the sidecar pattern).
+
+--edge drives an edge (` + "`xborder edge`" + `) instead: it posts plain JSON (the demo
+verification request, UN-UNICEF to KZ-MJ) to the edge's local API, waits
+until the hub has answered every queued message, and reports throughput,
+the latency to 202 and to accepted, and the edge's CPU per accepted message
+against its floor (sign + seal + verify the receipt, measured in-process).
+With no --config it starts a gateway and an edge for UN-UNICEF itself; with
+--config EDGE_CONFIG it drives the running edge that config describes
+(--token-file: a local token, when the edge requires one).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if flat == (rate > 0) {
@@ -59,6 +71,10 @@ same decision asked of ` + "`opa run --server`" + ` over HTTP (the sidecar patte
 			ctx := cmd.Context()
 			logf := func(format string, args ...any) {
 				fmt.Fprintf(cmd.ErrOrStderr(), "bench: "+format+"\n", args...)
+			}
+			if edgeMode {
+				return benchEdge(ctx, stdout, edgeBenchArgs{cfgPath: cfgPath, self: self, store: store, tokenFile: tokenFile,
+					pid: pid, rate: rate, conns: conns, duration: duration, reportPath: reportPath}, logf)
 			}
 			o := bench.Options{Rate: rate, Duration: duration, Messages: messages, Conns: conns, PID: pid, Log: logf, Drain: drain}
 			if cfgPath == "" {
@@ -144,6 +160,8 @@ same decision asked of ` + "`opa run --server`" + ` over HTTP (the sidecar patte
 	f.StringVar(&opaBin, "opa", "", "opa binary (PATH): also compare the embedded policy with 'opa run --server' over HTTP")
 	f.IntVar(&decisions, "policy-decisions", 2000, "decisions per side and round, with --opa")
 	f.IntVar(&rounds, "policy-rounds", 3, "rounds of the policy comparison (the median is reported)")
+	f.BoolVar(&edgeMode, "edge", false, "drive an edge's local API (with --config: the edge that config describes; default: start a gateway and an edge)")
+	f.StringVar(&tokenFile, "token-file", "", "with --edge --config: file holding a local bearer token of the edge (its first)")
 	f.StringVar(&self, "xborder", "", "xborder binary that serves (default: this one)")
 	_ = f.MarkHidden("xborder")
 	return c
@@ -229,4 +247,169 @@ func (g *benchGateway) stop() {
 		g.log.Close()
 	}
 	os.RemoveAll(g.dir)
+}
+
+type edgeBenchArgs struct {
+	cfgPath, self, store, tokenFile, reportPath string
+	pid, rate, conns                            int
+	duration                                    time.Duration
+}
+
+// benchEdge is `xborder bench --edge`.
+func benchEdge(ctx context.Context, stdout io.Writer, a edgeBenchArgs, logf func(string, ...any)) error {
+	o := bench.EdgeOptions{Rate: a.rate, Duration: a.duration, Conns: a.conns, PID: a.pid, Log: logf}
+	if a.cfgPath == "" {
+		if a.self == "" {
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			a.self = exe
+		}
+		gw, err := startGateway(ctx, a.self, a.store, logf)
+		if err != nil {
+			return err
+		}
+		defer gw.stop()
+		ed, err := startBenchEdge(ctx, a.self, gw, "UN-UNICEF", logf)
+		if err != nil {
+			return err
+		}
+		defer ed.stop()
+		o.API, o.Metrics, o.PID, o.Participant = ed.api, ed.metrics, ed.cmd.Process.Pid, "UN-UNICEF"
+		if o.Sign, err = envelope.LoadPrivateJWK(filepath.Join(gw.pki, "UN-UNICEF", "sign.jwk")); err != nil {
+			return err
+		}
+		enc, err := envelope.LoadPrivateJWK(filepath.Join(gw.keys, "enc.jwk"))
+		if err != nil {
+			return err
+		}
+		o.HubEnc = enc.Public()
+	} else {
+		if !config.IsEdgeFile(a.cfgPath) {
+			return fmt.Errorf("bench: --edge --config wants an edge's config; %s is a gateway's", a.cfgPath)
+		}
+		cfg, err := config.LoadEdge(a.cfgPath, "")
+		if err != nil {
+			return err
+		}
+		for _, l := range []string{cfg.Listen, cfg.OpsListen} {
+			host, _, err := net.SplitHostPort(l)
+			if err != nil {
+				return fmt.Errorf("bench: %q: %w", l, err)
+			}
+			if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+				return fmt.Errorf("bench: loads go to the loopback only, not %s", l)
+			}
+		}
+		o.API, o.Metrics, o.Participant = "http://"+cfg.Listen, "http://"+cfg.OpsListen+"/metrics", cfg.Participant
+		if o.Sign, err = envelope.LoadPrivateJWK(filepath.Join(cfg.ParticipantKeys, "sign.jwk")); err != nil {
+			return err
+		}
+		if a.tokenFile != "" {
+			if o.Token, err = firstToken(a.tokenFile); err != nil {
+				return err
+			}
+		}
+		if o.PID == 0 {
+			_, port, _ := net.SplitHostPort(cfg.Listen)
+			p, _ := strconv.Atoi(port)
+			if o.PID, err = bench.PIDByPort(p); err != nil {
+				return err
+			}
+		}
+	}
+	rep, err := bench.RunEdge(ctx, o)
+	if err != nil {
+		return err
+	}
+	rep.Table(stdout)
+	if a.reportPath != "" {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(a.reportPath, append(b, '\n'), 0o644)
+	}
+	return nil
+}
+
+// firstToken is the first token of a local_token_file (NAME TOKEN or TOKEN
+// a line).
+func firstToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("bench: --token-file: %w", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 0 && !strings.HasPrefix(f[0], "#") {
+			return f[len(f)-1], nil
+		}
+	}
+	return "", fmt.Errorf("bench: --token-file %s holds no token", path)
+}
+
+// benchEdgeProc is an edge process bench started beside its gateway.
+type benchEdgeProc struct {
+	cmd          *exec.Cmd
+	api, metrics string
+	log          *os.File
+}
+
+// startBenchEdge runs `xborder edge --as ID` in the gateway's folder (its
+// development PKI) against that gateway, on free loopback ports, with its
+// own store, and waits until it is ready (the hub answered it).
+func startBenchEdge(ctx context.Context, exe string, gw *benchGateway, id string, logf func(string, ...any)) (*benchEdgeProc, error) {
+	p1, err := bench.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	p2, err := bench.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	e := &benchEdgeProc{}
+	if e.log, err = os.Create(filepath.Join(gw.dir, "edge.log")); err != nil {
+		return nil, err
+	}
+	e.cmd = exec.Command(exe, "edge", "--as", id)
+	e.cmd.Dir = gw.dir
+	e.cmd.Env = append(os.Environ(),
+		fmt.Sprintf("XBORDER_LISTEN=127.0.0.1:%d", p1),
+		fmt.Sprintf("XBORDER_OPS_LISTEN=127.0.0.1:%d", p2),
+		"XBORDER_HUB="+gw.base,
+		"XBORDER_STORE=bolt:"+filepath.Join(gw.dir, "edge-data", "edge.db"),
+	)
+	e.cmd.Stdout, e.cmd.Stderr = e.log, e.log
+	logf("starting an edge for %s", id)
+	if err := e.cmd.Start(); err != nil {
+		e.log.Close()
+		return nil, fmt.Errorf("bench: start edge: %w", err)
+	}
+	if err := bench.WaitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", p2), 90*time.Second); err != nil {
+		e.stop()
+		b, _ := os.ReadFile(filepath.Join(gw.dir, "edge.log"))
+		return nil, fmt.Errorf("%w\n%s", err, b)
+	}
+	e.api = fmt.Sprintf("http://127.0.0.1:%d", p1)
+	e.metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", p2)
+	return e, nil
+}
+
+// stop ends the edge (SIGTERM, then SIGKILL after 10 s).
+func (e *benchEdgeProc) stop() {
+	if e.cmd != nil && e.cmd.Process != nil {
+		_ = e.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = e.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = e.cmd.Process.Kill()
+			<-done
+		}
+	}
+	if e.log != nil {
+		e.log.Close()
+	}
 }

@@ -42,7 +42,7 @@ var edgeDocs = map[string]string{
 	"participant":       "The participant this edge speaks for (its registry id, e.g. `KZ-MJ`). Required.",
 	"participant_keys":  "The participant's folder as `xborder pki init` writes it: `tls.crt`, `tls.key`, `sign.jwk`, `enc.jwk`. The keys never leave it.",
 	"hub":               "The hub's exchange URL (`https://host:port`). Its TLS certificate must chain to a trust anchor of `registry`; its keys are read from its `/v1/jwks` over that connection.",
-	"registry":          "The trust registry the edge pins the hub (trust anchors) and the participants (signing keys, suspension) by. The same file as the hub's, or a copy.",
+	"registry":          "The trust registry the edge pins the hub (trust anchors) and the participants (signing keys, suspension) by. The same file as the hub's, or a copy. Reloaded when its files change (checked every 2 s), audited; a registry that does not load or no longer names this participant with its signing key is refused and the one in force keeps serving.",
 	"listen":            "Local API address (plain HTTP, for the participant's own systems). A listener beyond loopback requires `local_token_file`; the edge refuses to start otherwise.",
 	"ops_listen":        "Operator listener address: `/healthz`, `/readyz`, `/metrics`.",
 	"ops_token_file":    "File holding the operator's bearer token (as the hub's).",

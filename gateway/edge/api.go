@@ -372,7 +372,7 @@ func (e *Edge) prepare(raw []byte, now time.Time) (*envelope.Message, string, *P
 		}
 		return invalid("the message is not valid")
 	}
-	to, ok := e.reg.Participant(m.To)
+	to, ok := e.registry().Participant(m.To)
 	switch {
 	case !ok:
 		p := newProblem(http.StatusForbidden, CodeUnknownParticipant, "recipient is not in the registry")
@@ -381,7 +381,7 @@ func (e *Edge) prepare(raw []byte, now time.Time) (*envelope.Message, string, *P
 		p := newProblem(http.StatusForbidden, CodeUnknownParticipant, "recipient is suspended")
 		return nil, "", &p
 	}
-	if self, ok := e.reg.Participant(m.From); !ok || self.Suspended {
+	if self, ok := e.registry().Participant(m.From); !ok || self.Suspended {
 		p := newProblem(http.StatusForbidden, CodeUnknownParticipant, "sender is suspended")
 		return nil, "", &p
 	}

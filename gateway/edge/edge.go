@@ -43,13 +43,21 @@ type Options struct {
 	// Tick is how often the outbox is looked at for due retries and
 	// passed exps (default 250 ms), besides the wake-up of each new message.
 	Tick time.Duration
-	// PolicyWatch is how often outbound_policies is checked for edits
-	// (default 2 s).
+	// PolicyWatch is how often outbound_policies and the registry are
+	// checked for edits (default 2 s).
 	PolicyWatch time.Duration
 	// Backoff is the first retry wait, doubled up to MaxBackoff (default
 	// 500 ms and 30 s), with jitter.
 	Backoff, MaxBackoff time.Duration
+	// PurgeEvery is how often Idempotency-Keys older than IdemRetention
+	// are purged (default 1 h).
+	PurgeEvery time.Duration
 }
+
+// IdemRetention is how long an Idempotency-Key is kept: a repeat within it
+// gets the same answer; after it, the key is purged (audited) and may make
+// a new message.
+const IdemRetention = 25 * time.Hour
 
 func (o Options) withDefaults() Options {
 	if o.Now == nil {
@@ -73,6 +81,9 @@ func (o Options) withDefaults() Options {
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 30 * time.Second
 	}
+	if o.PurgeEvery <= 0 {
+		o.PurgeEvery = time.Hour
+	}
 	return o
 }
 
@@ -82,7 +93,8 @@ type Edge struct {
 	o     Options
 	log   *slog.Logger
 	me    *client.Identity
-	reg   *trust.Registry
+	reg   atomic.Pointer[trust.Registry] // reloaded when its files change (watchRegistry)
+	roots atomic.Pointer[x509.CertPool]  // the registry's trust anchors, for the hub's TLS
 	store *Store
 	hub   atomic.Pointer[client.Client]
 	// hubEnc is the hub's encryption key once read: a message posted while
@@ -99,6 +111,10 @@ type Edge struct {
 	// why it did not since.
 	lastHub    atomic.Int64
 	lastHubErr atomic.Value // string
+	// hubDown: the last call to the hub failed to connect. kick: the hub
+	// answered again since, and the sender tries every queued message at
+	// once instead of waiting out backoffs grown while it was away.
+	hubDown, kick atomic.Bool
 
 	wake     chan struct{}
 	inflight sync.Map // message id -> struct{}
@@ -138,8 +154,11 @@ func New(ctx context.Context, cfg config.Edge, log *slog.Logger, o Options) (*Ed
 	if !ownsKey(self, me.Signing.Public()) {
 		return nil, fmt.Errorf("edge: the signing key in %s is not one of %s's keys in the registry", cfg.ParticipantKeys, cfg.Participant)
 	}
-	e := &Edge{cfg: cfg, o: o, log: log, me: me, reg: reg, wake: make(chan struct{}, 1), checkpointSigner: me.Signing}
+	e := &Edge{cfg: cfg, o: o, log: log, me: me, wake: make(chan struct{}, 1), checkpointSigner: me.Signing}
+	e.reg.Store(reg)
+	e.roots.Store(me.Roots)
 	e.lastHubErr.Store("the hub has not answered yet")
+	e.hubDown.Store(true)
 	e.hub.Store(e.newHubClient())
 	if e.catalogue, err = purposeCatalogue(); err != nil {
 		return nil, err
@@ -183,7 +202,61 @@ func (e *Edge) Summary() string {
 }
 
 func (e *Edge) newHubClient() *client.Client {
-	return client.New(strings.TrimRight(e.cfg.Hub, "/"), e.me)
+	me := *e.me
+	me.Roots = e.roots.Load()
+	return client.New(strings.TrimRight(e.cfg.Hub, "/"), &me)
+}
+
+// registry is the registry in force.
+func (e *Edge) registry() *trust.Registry { return e.reg.Load() }
+
+// watchRegistry reloads the registry when its files change (a participant
+// suspended, a key rotated, an anchor added), as the hub does: a registry
+// that does not load, or no longer names this participant with its
+// signing key, is refused and the one in force keeps serving. Each reload
+// and refusal is audited with the digest of the registry's files.
+func (e *Edge) watchRegistry(ctx context.Context) {
+	last := trust.Digest(e.cfg.Registry)
+	t := time.NewTicker(e.o.PolicyWatch)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d := trust.Digest(e.cfg.Registry)
+		if d == last {
+			continue
+		}
+		last = d
+		reg, err := trust.Load(e.cfg.Registry)
+		if err == nil {
+			if self, ok := reg.Participant(e.cfg.Participant); !ok {
+				err = fmt.Errorf("participant %s is not in it", e.cfg.Participant)
+			} else if !ownsKey(self, e.me.Signing.Public()) {
+				err = fmt.Errorf("the participant's signing key is not one of %s's keys in it", e.cfg.Participant)
+			}
+		}
+		if err != nil {
+			e.log.Error("registry change refused; the previous registry keeps serving", "error", err)
+			if rerr := e.store.Record(audit.Entry{Kind: audit.KindRegistryRefused, PayloadSHA256: d}); rerr != nil {
+				e.log.Error("audit append failed", "kind", audit.KindRegistryRefused, "error", rerr)
+			}
+			continue
+		}
+		roots := x509.NewCertPool()
+		for _, a := range reg.Anchors() {
+			roots.AddCert(a)
+		}
+		e.reg.Store(reg)
+		e.roots.Store(roots)
+		e.hub.Store(e.newHubClient())
+		e.log.Info("registry reloaded", "participants", len(reg.Participants()))
+		if rerr := e.store.Record(audit.Entry{Kind: audit.KindRegistryReloaded, PayloadSHA256: d}); rerr != nil {
+			e.log.Error("audit append failed", "kind", audit.KindRegistryReloaded, "error", rerr)
+		}
+	}
 }
 
 // loadIdentity reads the participant's folder as `xborder pki init`
@@ -260,7 +333,9 @@ func (e *Edge) Serve(ctx context.Context) error {
 	go func() { errc <- e.api.Serve(e.apiLn) }()
 	go func() { errc <- e.ops.Serve(e.opsLn) }()
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(5)
+	go func() { defer wg.Done(); e.watchRegistry(ctx) }()
+	go func() { defer wg.Done(); e.purgeLoop(ctx) }()
 	go func() { defer wg.Done(); e.sendLoop(ctx) }()
 	go func() { defer wg.Done(); e.receiveLoop(ctx) }()
 	go func() { defer wg.Done(); e.watchOutbound(ctx) }()
@@ -281,6 +356,27 @@ func (e *Edge) Serve(ctx context.Context) error {
 	wg.Wait()
 	e.checkpoint()
 	return err
+}
+
+// purgeLoop purges the Idempotency-Keys past IdemRetention, at start and
+// every PurgeEvery.
+func (e *Edge) purgeLoop(ctx context.Context) {
+	t := time.NewTicker(e.o.PurgeEvery)
+	defer t.Stop()
+	for {
+		n, err := e.store.PurgeIdempotency(e.o.Now().Add(-IdemRetention))
+		switch {
+		case err != nil:
+			e.log.Error("idempotency keys purge failed", "error", err)
+		case n > 0:
+			e.log.Info("idempotency keys purged", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // checkpoint signs the audit chain's head with the participant's key.
@@ -312,12 +408,23 @@ func (e *Edge) Close() {
 // Store is the edge's store (tests, audit tools).
 func (e *Edge) Store() *Store { return e.store }
 
-// hubAnswered notes that the hub answered (any HTTP status).
-func (e *Edge) hubAnswered() { e.lastHub.Store(e.o.Now().UnixNano()) }
+// hubAnswered notes that the hub answered (any HTTP status); when it was
+// unreachable before, the sender is woken to try every queued message now.
+func (e *Edge) hubAnswered() {
+	e.lastHub.Store(e.o.Now().UnixNano())
+	if e.hubDown.Swap(false) {
+		e.kick.Store(true)
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
+	}
+}
 
 // hubFailed notes why the hub did not answer; the reason names no content.
 func (e *Edge) hubFailed(err error) {
 	e.lastHubErr.Store(connReason(err))
+	e.hubDown.Store(true)
 }
 
 func deliverKind(d string) string {

@@ -694,3 +694,99 @@ func TestEdgeHubKeyRotation(t *testing.T) {
 		t.Error("the edge did not seal again")
 	}
 }
+
+// An Idempotency-Key is kept 24 hours and more (a repeat gets the same
+// message), then purged with an audit entry naming its message; after the
+// purge the same key and body make a new message.
+func TestEdgeIdempotencyKeyPurge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an edge and waits for its purge")
+	}
+	var offset atomic.Int64 // the edge's clock runs ahead by this
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	pkiDir, _ := gatewaytest.Config(t, pki.DemoFederation())
+	// No hub listens: the messages stay queued; the keys are the edge's alone.
+	unicef := startEdge(t, pkiDir, "https://"+freeAddr(t), "UN-UNICEF", "local", nil,
+		edge.Options{Now: now, PurgeEvery: 20 * time.Millisecond})
+	body := verificationRequest(gatewaytest.ChildSubject("CANARYPRIMARY", "CANARYSECOND"))
+	key := map[string]string{"Idempotency-Key": "purge-1"}
+	first := call(t, http.MethodPost, unicef.url("/v1/outbox"), body, key)
+	if first.Status != http.StatusAccepted {
+		t.Fatalf("first: %d %s", first.Status, first.Body)
+	}
+	id := first.json(t)["id"]
+	offset.Store(int64(24*time.Hour + 30*time.Minute))
+	time.Sleep(100 * time.Millisecond) // several purge passes at 24 h 30 min: the key must survive them
+	if a := call(t, http.MethodPost, unicef.url("/v1/outbox"), body, key); a.Status != http.StatusOK || a.json(t)["id"] != id {
+		t.Fatalf("repeat after 24 h 30 min: %d %s", a.Status, a.Body)
+	}
+	offset.Store(int64(edge.IdemRetention + time.Minute))
+	waitFor(t, 10*time.Second, "the purge", func() bool {
+		return strings.Contains(unicef.logs.String(), `"msg":"idempotency keys purged"`)
+	})
+	again := call(t, http.MethodPost, unicef.url("/v1/outbox"), body, key)
+	if again.Status != http.StatusAccepted || again.json(t)["id"] == id {
+		t.Fatalf("after the purge: %d %s (first id %v)", again.Status, again.Body, id)
+	}
+	unicef.stop()
+	if kinds := auditKinds(t, pkiDir, unicef.cfg.StorePath(), "UN-UNICEF"); !strings.Contains(kinds, audit.KindPurged) {
+		t.Errorf("no purged entry: %s", kinds)
+	}
+	assertNoCanary(t, "UN-UNICEF", unicef.logs.String(), "CANARYPRIMARY", "CANARYSECOND", "purge-1")
+}
+
+// The edge reloads its registry when its files change, as the hub does: a
+// recipient suspended there is refused at POST from then on; a registry
+// that does not load is refused (audited) and the one in force keeps
+// serving.
+func TestEdgeRegistryReload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an edge and waits for registry reloads")
+	}
+	pkiDir, _ := gatewaytest.Config(t, pki.DemoFederation())
+	regPath := filepath.Join(pkiDir, pki.RegistryFile)
+	// No hub listens: what is checked here is decided before anything is queued.
+	unicef := startEdge(t, pkiDir, "https://"+freeAddr(t), "UN-UNICEF", "local", nil, edge.Options{PolicyWatch: 20 * time.Millisecond})
+	body := verificationRequest(gatewaytest.ChildSubject("CANARYPRIMARY", "CANARYSECOND"))
+	if a := call(t, http.MethodPost, unicef.url("/v1/outbox"), body, nil); a.Status != http.StatusAccepted {
+		t.Fatalf("before: %d %s", a.Status, a.Body)
+	}
+	raw, err := os.ReadFile(regPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f trust.File
+	if err := yaml.Unmarshal(raw, &f); err != nil {
+		t.Fatal(err)
+	}
+	for i := range f.Participants {
+		if f.Participants[i].ID == "KZ-MJ" {
+			f.Participants[i].Suspended = true
+		}
+	}
+	suspended, _ := yaml.Marshal(f)
+	if err := os.WriteFile(regPath, suspended, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the reload", func() bool {
+		return strings.Contains(unicef.logs.String(), `"msg":"registry reloaded"`)
+	})
+	a := call(t, http.MethodPost, unicef.url("/v1/outbox"), body, nil)
+	if a.Status != http.StatusForbidden || a.json(t)["code"] != "unknown_participant" {
+		t.Fatalf("to a suspended recipient: %d %s", a.Status, a.Body)
+	}
+	if err := os.WriteFile(regPath, []byte("participants: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the refusal", func() bool {
+		return strings.Contains(unicef.logs.String(), `"msg":"registry change refused; the previous registry keeps serving"`)
+	})
+	if a := call(t, http.MethodPost, unicef.url("/v1/outbox"), body, nil); a.Status != http.StatusForbidden {
+		t.Fatalf("after a refused change: %d %s", a.Status, a.Body)
+	}
+	unicef.stop()
+	kinds := auditKinds(t, pkiDir, unicef.cfg.StorePath(), "UN-UNICEF")
+	if !strings.Contains(kinds, audit.KindRegistryReloaded) || !strings.Contains(kinds, audit.KindRegistryRefused) {
+		t.Errorf("audit kinds %s", kinds)
+	}
+}

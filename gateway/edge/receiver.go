@@ -231,7 +231,7 @@ func (e *Edge) open(ctx context.Context, deliveryID string, env []byte) (*wire.D
 		return nil, errors.New("the message is not addressed to this participant")
 	}
 	from, _ := m["from"].(string)
-	sender, ok := e.reg.Participant(from)
+	sender, ok := e.registry().Participant(from)
 	if !ok {
 		return nil, errors.New("the sender is not in the registry")
 	}
@@ -239,7 +239,7 @@ func (e *Edge) open(ctx context.Context, deliveryID string, env []byte) (*wire.D
 		return nil, errors.New("the message has no valid id")
 	}
 	pv := p.Provenance
-	if owner, _, ok := e.reg.SigningKey(pv.SenderKID); !ok || owner != sender.ID {
+	if owner, _, ok := e.registry().SigningKey(pv.SenderKID); !ok || owner != sender.ID {
 		return nil, errors.New("provenance.sender_kid is not a signing key of the sender")
 	}
 	if len(pv.SenderJWSSHA256) != 64 || !isHex(pv.SenderJWSSHA256) {

@@ -32,6 +32,7 @@ func (e *Edge) sendLoop(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
+		kick := e.kick.Swap(false)
 		pending, err := e.store.Pending()
 		if err != nil {
 			e.log.Error("outbox read failed", "error", err)
@@ -40,8 +41,9 @@ func (e *Edge) sendLoop(ctx context.Context) {
 		for _, d := range pending {
 			// A passed exp is acted on at once (expired within a tick),
 			// unless the message may have reached the hub: then its
-			// confirmation waits for its backoff like any retry.
-			if now.Before(d.NextAt) && (d.MaybeReceived || numericDate(now) < d.Exp) {
+			// confirmation waits for its backoff like any retry. When the
+			// hub is back after being unreachable, nothing waits.
+			if !kick && now.Before(d.NextAt) && (d.MaybeReceived || numericDate(now) < d.Exp) {
 				continue
 			}
 			if _, busy := e.inflight.LoadOrStore(d.ID, struct{}{}); busy {

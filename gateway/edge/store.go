@@ -200,6 +200,57 @@ func (s *Store) Enqueue(o *Outgoing, idemKey, bodySHA string, e audit.Entry) (go
 	return got, fresh, nil
 }
 
+// purgeBatch bounds the keys one purge transaction deletes.
+const purgeBatch = 1000
+
+// PurgeIdempotency deletes the Idempotency-Keys recorded before before,
+// each with a purged audit entry naming its message (never the key: it is
+// the caller's), and returns how many.
+func (s *Store) PurgeIdempotency(before time.Time) (int, error) {
+	total := 0
+	for {
+		n := 0
+		err := s.db.Update(func(tx *bbolt.Tx) error {
+			n = 0
+			b := tx.Bucket(bucketIdem)
+			var old [][]byte
+			var ids []string
+			err := b.ForEach(func(k, v []byte) error {
+				if len(old) >= purgeBatch {
+					return nil
+				}
+				var r idemRecord
+				if err := json.Unmarshal(v, &r); err != nil {
+					return err
+				}
+				if r.At.Before(before) {
+					old = append(old, append([]byte(nil), k...))
+					ids = append(ids, r.ID)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			for i, k := range old {
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+				if err := s.appendAll(tx, []audit.Entry{{Kind: audit.KindPurged, MessageID: ids[i],
+					Detail: "Idempotency-Key past its retention"}}); err != nil {
+					return err
+				}
+			}
+			n = len(old)
+			return nil
+		})
+		total += n
+		if err != nil || n < purgeBatch {
+			return total, err
+		}
+	}
+}
+
 // Idempotent looks up an Idempotency-Key: the message it made, whether the
 // body was the same, and whether the key is known at all.
 func (s *Store) Idempotent(key, bodySHA string) (o *Outgoing, same, known bool, err error) {
