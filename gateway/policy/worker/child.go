@@ -19,6 +19,7 @@ import (
 
 	"github.com/landlock-lsm/go-landlock/landlock"
 	llsys "github.com/landlock-lsm/go-landlock/landlock/syscall"
+	"golang.org/x/sys/unix"
 
 	"github.com/xborder/xborder/gateway/policy"
 )
@@ -73,6 +74,7 @@ func Main(args []string) int {
 	// gateway (a candidate whose every decision runs to its deadline
 	// would otherwise take a processor from live traffic).
 	_ = syscall.Setpriority(syscall.PRIO_PROCESS, 0, 19)
+	schedIdle()
 	// The collector works hard before the address space runs out, so that
 	// a policy near its bound fails by the bound, not by garbage.
 	debug.SetMemoryLimit(*memory)
@@ -180,4 +182,22 @@ func vmSize() int64 {
 		}
 	}
 	return 0
+}
+
+// schedIdle puts every thread of the worker in SCHED_IDLE, where the kernel
+// runs it only on a processor nothing else wants: at nice 19 it still
+// takes a share of a processor from live traffic. Threads the runtime
+// starts later inherit it from the thread that makes them. Best effort: a
+// kernel that refuses leaves nice 19.
+func schedIdle() {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return
+	}
+	attr := &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}
+	for _, t := range tasks {
+		if tid, err := strconv.Atoi(t.Name()); err == nil {
+			_ = unix.SchedSetAttr(tid, attr, 0)
+		}
+	}
 }
