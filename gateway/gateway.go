@@ -80,6 +80,7 @@ type options struct {
 	clock      func() time.Time
 	inputs     console.InputsFunc // the console's generated inputs (WithImpactInputs)
 	worker     worker.Options
+	workerSet  bool // WithWorker given: its Idle stands as given
 }
 
 // WithStoreFault makes the store ask fault inside each of its writes (op
@@ -99,7 +100,7 @@ func WithClock(clock func() time.Time) Option {
 // WithWorker starts the worker processes of candidates and of a new
 // bundle's tests with o (tests: the test binary, shorter deadlines).
 func WithWorker(o worker.Options) Option {
-	return func(opts *options) { opts.worker = o }
+	return func(opts *options) { opts.worker, opts.workerSet = o, true }
 }
 
 // New builds every component; nothing listens and no job runs yet. It
@@ -122,6 +123,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		return nil, err
 	}
 	o.worker.Logger = log
+	if !o.workerSet {
+		// Candidates run on processors live traffic does not want.
+		o.worker.Idle = true
+	}
 	g = &Gateway{cfg: cfg, log: log, Metrics: api.NewMetrics(), worker: o.worker}
 	gw := g // g is nil by the time a failed New's deferred calls run
 	defer func() {
@@ -179,7 +184,7 @@ func (g *Gateway) loadPolicy(ctx context.Context) (err error) {
 	// A new bundle's tests run in a worker process (a test that never
 	// ends is refused, not wedged).
 	g.Policy, err = policy.NewEngine(ctx, os.DirFS(g.cfg.Policies), policy.Options{Timeout: g.cfg.PolicyTimeout, Logger: g.log,
-		Verdicts: policy.Verdicts{Dir: g.cfg.VerdictDir()}, Vet: worker.Vet(g.worker)})
+		Verdicts: policy.Verdicts{Dir: g.cfg.VerdictDir()}, Vet: worker.Vet(g.vetWorker())})
 	return err
 }
 
@@ -457,4 +462,13 @@ func (g *Gateway) SubjectReport(ctx context.Context, ref string) (any, error) {
 // purge_every.
 func (g *Gateway) Purge(ctx context.Context, now time.Time) ([]store.Purged, error) {
 	return store.PurgeDue(ctx, g.Store, now, g.log.With("component", "retention"))
+}
+
+// vetWorker is the worker of the tests a new bundle must pass before it
+// serves: never in SCHED_IDLE, since they must finish however busy the
+// machine is (they are bounded by their deadline all the same).
+func (g *Gateway) vetWorker() worker.Options {
+	o := g.worker
+	o.Idle = false
+	return o
 }

@@ -144,6 +144,11 @@ func StartWith(t testing.TB, pkiDir string, cfg config.Config, opts ...gateway.O
 	logs := &SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
+	// Test gateways run their candidates' workers at normal priority
+	// (a test's own WithWorker, later in opts, says otherwise): beside the
+	// other packages' tests on a busy machine, SCHED_IDLE would leave a
+	// candidate little but its deadline.
+	opts = append([]gateway.Option{gateway.WithWorker(worker.Options{})}, opts...)
 	g, err := gateway.New(ctx, cfg, log, opts...)
 	if err != nil {
 		cancel()

@@ -57,6 +57,7 @@ func Main(args []string) int {
 	memory := fl.Int64("memory", DefaultMemory, "heap bytes")
 	cpu := fl.Int64("cpu", int64(DefaultCPU/time.Second), "CPU seconds")
 	decision := fl.Duration("decision", DefaultDecision, "one decision's deadline")
+	idle := fl.Bool("idle", false, "run in SCHED_IDLE (candidates beside live traffic)")
 	if err := fl.Parse(args[3:]); err != nil {
 		return 2
 	}
@@ -74,7 +75,9 @@ func Main(args []string) int {
 	// gateway (a candidate whose every decision runs to its deadline
 	// would otherwise take a processor from live traffic).
 	_ = syscall.Setpriority(syscall.PRIO_PROCESS, 0, 19)
-	schedIdle()
+	if *idle {
+		schedIdle()
+	}
 	// The collector works hard before the address space runs out, so that
 	// a policy near its bound fails by the bound, not by garbage.
 	debug.SetMemoryLimit(*memory)

@@ -75,6 +75,11 @@ type Options struct {
 	Command []string
 	Limits  Limits
 	Logger  *slog.Logger
+	// Idle runs the worker in SCHED_IDLE, on processors nothing else
+	// wants: for candidates beside live traffic (the console's impact and
+	// shadow runs). Not for the tests of the policy about to serve, which
+	// must finish however busy the machine is.
+	Idle bool
 }
 
 func (o Options) withDefaults() Options {
@@ -156,7 +161,7 @@ func Start(ctx context.Context, o Options) (*Worker, error) {
 	args := append(append([]string{}, argv[1:]...),
 		fmt.Sprintf("--memory=%d", o.Limits.Memory),
 		fmt.Sprintf("--cpu=%d", int64(o.Limits.CPU/time.Second)+1),
-		fmt.Sprintf("--decision=%s", o.Limits.Decision))
+		fmt.Sprintf("--decision=%s", o.Limits.Decision), fmt.Sprintf("--idle=%t", o.Idle))
 	cmd := exec.Command(argv[0], args...)
 	cmd.Dir = dir
 	cmd.Env = []string{} // nothing of the gateway's environment

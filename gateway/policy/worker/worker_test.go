@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -174,3 +175,56 @@ decision := {"allow": count(_gb) > 0, "reasons": [], "redact": [], "obligations"
 	_gb := concat("", [mb | some _ in numbers.range(1, 1000)])
 }
 `
+
+// A worker started Idle runs every thread in SCHED_IDLE (policy 5 in
+// /proc/PID/task/TID/stat); one started without it keeps the normal
+// policy (0), as the tests of a policy about to serve need.
+func TestWorkerIdle(t *testing.T) {
+	t.Parallel()
+	for _, idle := range []bool{false, true} {
+		w, err := worker.Start(context.Background(), worker.Options{Idle: idle})
+		if err != nil {
+			t.Fatal(err)
+		}
+		policies, err := threadPolicies(w.Pid())
+		w.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "0"
+		if idle {
+			want = "5"
+		}
+		for tid, p := range policies {
+			if p != want {
+				t.Errorf("Idle %t: thread %s has policy %s, want %s", idle, tid, p, want)
+			}
+		}
+		if len(policies) == 0 {
+			t.Errorf("Idle %t: no threads read", idle)
+		}
+	}
+}
+
+// threadPolicies reads the scheduling policy of each thread of pid.
+func threadPolicies(pid int) (map[string]string, error) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, task := range tasks {
+		b, err := os.ReadFile(dir + "/" + task.Name() + "/stat")
+		if err != nil {
+			continue // a thread that ended meanwhile
+		}
+		// Fields after the command's closing parenthesis start at the
+		// third; the policy is the 41st.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) > 38 {
+			out[task.Name()] = f[38]
+		}
+	}
+	return out, nil
+}
