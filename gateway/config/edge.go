@@ -15,8 +15,6 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-//go:generate go run ./internal/edgereadmegen ../../README.md
-
 // Edge is the configuration of `xborder edge`, a participant's own gateway
 // (issue 21): its own file, its own keys, its own embedded store. Every key
 // is a string, and every key also comes from the environment as

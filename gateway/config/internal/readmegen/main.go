@@ -1,6 +1,6 @@
-// Command readmegen writes the configuration reference generated from
-// gateway/config into the README given as its argument (go generate
-// ./gateway/config).
+// Command readmegen writes the configuration references generated from
+// gateway/config — the gateway's and the edge's — into the README given as
+// its argument (go generate ./gateway/config).
 package main
 
 import (
@@ -22,6 +22,9 @@ func main() {
 		os.Exit(1)
 	}
 	out, err := config.WithReference(b)
+	if err == nil {
+		out, err = config.WithEdgeReference(out)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
