@@ -487,18 +487,9 @@ func drive(ctx context.Context, o Options, clients map[string]*client.Client, en
 	n := 0
 loop:
 	for ; n < len(envs); n++ {
-		due := time.Now()
-		if o.Rate > 0 {
-			due = start.Add(time.Duration(float64(n) / float64(o.Rate) * float64(time.Second)))
-			if d := time.Until(due); d > 0 {
-				t := time.NewTimer(d)
-				select {
-				case <-ctx.Done():
-					t.Stop()
-					break loop
-				case <-t.C:
-				}
-			}
+		due, ok := pace(ctx, start, o.Rate, n)
+		if !ok {
+			break loop
 		}
 		select {
 		case <-ctx.Done():
@@ -740,4 +731,24 @@ func (r *Report) Table(w io.Writer) {
 		fmt.Fprintf(tw, "policy: sidecar / embedded\t%.2f (%d mismatches)\n", p.Ratio, p.Mismatches)
 	}
 	tw.Flush()
+}
+
+// pace waits until the n-th send is due at rate a second from start (at
+// once when rate is 0: flat out) and returns when it was due; false when
+// ctx ended first.
+func pace(ctx context.Context, start time.Time, rate, n int) (time.Time, bool) {
+	if rate <= 0 {
+		return time.Now(), true
+	}
+	due := start.Add(time.Duration(float64(n) / float64(rate) * float64(time.Second)))
+	if d := time.Until(due); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return due, false
+		case <-t.C:
+		}
+	}
+	return due, true
 }

@@ -284,18 +284,9 @@ func driveEdge(ctx context.Context, hc *http.Client, o EdgeOptions, start time.T
 	}
 loop:
 	for n := 0; ; n++ {
-		due := time.Now()
-		if o.Rate > 0 {
-			due = start.Add(time.Duration(float64(n) / float64(o.Rate) * float64(time.Second)))
-			if d := time.Until(due); d > 0 {
-				t := time.NewTimer(d)
-				select {
-				case <-ctx.Done():
-					t.Stop()
-					break loop
-				case <-t.C:
-				}
-			}
+		due, ok := pace(ctx, start, o.Rate, n)
+		if !ok {
+			break loop
 		}
 		select {
 		case <-ctx.Done():
