@@ -165,10 +165,24 @@ func (m *Metrics) Observe(c *gin.Context) {
 		route = "unmatched"
 	}
 	code, took := strconv.Itoa(c.Writer.Status()), time.Since(start).Seconds()
-	m.Requests.WithLabelValues(route, c.Request.Method, code).Inc()
-	m.Latency.WithLabelValues(route, c.Request.Method, code).Observe(took)
+	method := MethodLabel(c.Request.Method)
+	m.Requests.WithLabelValues(route, method, code).Inc()
+	m.Latency.WithLabelValues(route, method, code).Observe(took)
 	m.oldRequests.WithLabelValues(route, code).Inc()
 	m.oldLatency.WithLabelValues(route).Observe(took)
+}
+
+// MethodLabel is the request method as a metric label: one of HTTP's
+// registered methods, or "other". A client may send any token as a method,
+// and a label taken from it unchecked would let anyone create series without
+// bound.
+func MethodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return m
+	}
+	return "other"
 }
 
 // Decision counts one decision once, and each rule it names.
@@ -225,7 +239,13 @@ func Ops(o OpsOptions) http.Handler {
 	}
 	r := gin.New()
 	_ = r.SetTrustedProxies(nil)
+	// As on the exchange listener: no path cleaning, so a near-miss path
+	// answers 404 problem+json and never redirects to another endpoint.
+	r.RedirectTrailingSlash, r.RedirectFixedPath, r.RemoveExtraSlash = false, false, false
+	r.HandleMethodNotAllowed = true
 	refuse := func(c *gin.Context, p Problem) { writeProblem(c, o.Logger, p, nil) }
+	r.NoRoute(func(c *gin.Context) { refuse(c, problem(exchange.CodeNotFound, "no such endpoint")) })
+	r.NoMethod(func(c *gin.Context) { refuse(c, problem(CodeMethodNotAllowed, "method not allowed here")) })
 	open := r.Group("/", privateOnly(refuse))
 	admin := r.Group("/", opsAuth(o.Token, refuse))
 	auditRoutes(admin, o)

@@ -6,7 +6,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+
+	"github.com/gin-gonic/gin"
 
 	"github.com/xborder/xborder/gateway/api"
 )
@@ -53,5 +56,42 @@ func TestOpsNetworks(t *testing.T) {
 				t.Error("401 without WWW-Authenticate")
 			}
 		})
+	}
+}
+
+// The operator listener answers a near-miss path with 404 problem+json, not a
+// redirect, and labels metrics by method from a closed set: a made-up method
+// does not create a series of its own.
+func TestOpsNoRedirectsNoMadeUpLabels(t *testing.T) {
+	m := api.NewMetrics()
+	h := api.Ops(api.OpsOptions{Metrics: m, Token: []byte("0123456789abcdef0123456789abcdef"),
+		AuditExport: func(context.Context, io.Writer) error { return nil }})
+	for _, path := range []string{"/metrics/", "/healthz/", "//readyz", "/audit/export/"} {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.RemoteAddr = "127.0.0.1:5000"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusNotFound || w.Header().Get("Location") != "" {
+			t.Errorf("GET %s: %d Location=%q, want 404 and no redirect", path, w.Code, w.Header().Get("Location"))
+		}
+		if ct := w.Header().Get("Content-Type"); ct != "application/problem+json" {
+			t.Errorf("GET %s: content type %q", path, ct)
+		}
+	}
+	r := gin.New()
+	r.Use(m.Observe)
+	for _, method := range []string{"FOO", "XYZZY1", "XYZZY2", http.MethodPost} {
+		r.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(method, "/v1/messages", nil))
+	}
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	req.RemoteAddr = "127.0.0.1:5000"
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	body := w.Body.String()
+	if strings.Contains(body, "XYZZY") || strings.Contains(body, `method="FOO"`) {
+		t.Errorf("a made-up method became a label:\n%s", body)
+	}
+	if !strings.Contains(body, `method="other"`) || !strings.Contains(body, `method="POST"`) {
+		t.Errorf("no series for other and POST:\n%s", body)
 	}
 }

@@ -113,6 +113,7 @@ func (e *Edge) writeProblem(c *gin.Context, p Problem) {
 func (e *Edge) localRoutes() http.Handler {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
+	r.RedirectTrailingSlash, r.RedirectFixedPath, r.RemoveExtraSlash = false, false, false // 404, never a redirect
 	r.ContextWithFallback = true
 	r.Use(gin.Recovery(), e.authenticate)
 	r.POST("/v1/outbox", e.postOutbox)
