@@ -15,7 +15,6 @@ import (
 	"github.com/xborder/xborder/gateway/store"
 	"github.com/xborder/xborder/gateway/store/redis"
 	"github.com/xborder/xborder/gateway/store/redistest"
-	"github.com/xborder/xborder/gateway/store/storetest"
 )
 
 func client(t *testing.T, url string) *goredis.Client {
@@ -296,16 +295,6 @@ func TestIncr(t *testing.T) {
 			t.Fatalf("concurrent counts %v, want 1..%d each once", got, n)
 		}
 	}
-}
-
-func BenchmarkStore(b *testing.B) {
-	url := redistest.Start(b)
-	s, err := redis.Open(context.Background(), url, redis.Options{Replica: storetest.Replica, RequireDurable: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	storetest.Benchmark(b, s)
 }
 
 func TestCompactRewritesAOF(t *testing.T) {
