@@ -17,17 +17,6 @@ import (
 	"github.com/xborder/xborder/gateway/store/redistest"
 )
 
-func client(t *testing.T, url string) *goredis.Client {
-	t.Helper()
-	o, err := goredis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := goredis.NewClient(o)
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 func message(id string) *store.Message {
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	return &store.Message{From: "unhcr", ID: id, To: "ke-dra", Status: store.StatusAccepted,
