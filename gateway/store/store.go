@@ -2,7 +2,7 @@
 // interfaces through which it is reached. The rules are written once, in
 // kvstore, over the key-value contract kv; bolt and redis are kvstore over
 // its drivers, with what is the file's or the server's own, and pass the
-// contract suite in storetest.
+// contract suite (this package's contract_*_test.go).
 //
 // Personal data never enters the store in clear: a message's payload is kept
 // only as the sealed delivery envelope (encrypted to the recipient), and the

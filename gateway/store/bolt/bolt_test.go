@@ -14,7 +14,6 @@ import (
 
 	"github.com/xborder/xborder/gateway/store"
 	"github.com/xborder/xborder/gateway/store/bolt"
-	"github.com/xborder/xborder/gateway/store/storetest"
 )
 
 // corruptDelivery overwrites a queued delivery record with bytes that are
@@ -133,15 +132,6 @@ func TestPingCanceled(t *testing.T) {
 	if err := s.Ping(ctx); !errors.Is(err, store.ErrUnavailable) || !errors.Is(err, context.Canceled) {
 		t.Errorf("Ping with canceled context: %v", err)
 	}
-}
-
-func BenchmarkStore(b *testing.B) {
-	s, err := bolt.Open(filepath.Join(b.TempDir(), "bench.db"), bolt.Options{Replica: storetest.Replica})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	storetest.Benchmark(b, s)
 }
 
 // After a purge and a compaction, the purged envelopes are nowhere in the

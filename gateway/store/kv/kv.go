@@ -1,7 +1,8 @@
 // Package kv is the store's transactional key-value contract: named buckets
 // of byte keys in byte order, read and update transactions, and one error
 // for a lost race. The domain is written once over it; a backend is a
-// driver (boltkv, rediskv) that passes the conformance suite (kvtest).
+// driver (boltkv, rediskv) that passes the conformance suite (this
+// package's tests: suite_test.go, run on each driver by drivers_test.go).
 //
 // An update is optimistic and its guards are the keys it read: every key a
 // transaction saw through Get or Scan (its version, or its absence) must be

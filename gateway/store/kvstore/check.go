@@ -186,30 +186,14 @@ func (c *checker) chains() error {
 			return bad("audit chain %s: head %x", printable(replica), v)
 		}
 		count := binary.BigEndian.Uint64(v[:8])
-		n := uint64(0)
-		err := c.r.Scan(bChain, seqKey(string(replica), 0), append(bytes.Clone(replica), 1), func(k, v []byte) error {
-			var e audit.Entry
-			if err := json.Unmarshal(v, &e); err != nil {
-				return bad("audit chain %s: entry %x does not decode: %v", printable(replica), k[len(k)-8:], err)
-			}
-			n++
-			return nil
-		})
+		n, err := c.decodeAll(bChain, replica, "entry", func(v []byte) error { return json.Unmarshal(v, new(audit.Entry)) })
 		if err != nil {
 			return err
 		}
 		if n != count {
 			return bad("audit chain %s: head says %d entries, %d stored", printable(replica), count, n)
 		}
-		cps := 0
-		err = c.r.Scan(bCheckpoints, seqKey(string(replica), 0), append(bytes.Clone(replica), 1), func(k, v []byte) error {
-			var cp audit.Checkpoint
-			if err := json.Unmarshal(v, &cp); err != nil {
-				return bad("audit chain %s: checkpoint %x does not decode: %v", printable(replica), k[len(k)-8:], err)
-			}
-			cps++
-			return nil
-		})
+		cps, err := c.decodeAll(bCheckpoints, replica, "checkpoint", func(v []byte) error { return json.Unmarshal(v, new(audit.Checkpoint)) })
 		if err != nil {
 			return err
 		}
@@ -217,6 +201,20 @@ func (c *checker) chains() error {
 		return nil
 	})
 	return err
+}
+
+// decodeAll decodes every record of the chain of replica in bucket (what
+// names one in an error) and returns how many there are.
+func (c *checker) decodeAll(bucket string, replica []byte, what string, decode func([]byte) error) (uint64, error) {
+	n := uint64(0)
+	err := c.r.Scan(bucket, seqKey(string(replica), 0), append(bytes.Clone(replica), 1), func(k, v []byte) error {
+		if err := decode(v); err != nil {
+			return bad("audit chain %s: %s %x does not decode: %v", printable(replica), what, k[len(k)-8:], err)
+		}
+		n++
+		return nil
+	})
+	return n, err
 }
 
 func (c *checker) quarantine() error {

@@ -11,8 +11,7 @@ import (
 // A queued delivery is kept in a compact binary record rather than JSON: the
 // envelope (up to the body limit) is stored raw instead of base64, and a
 // lease rewrites the record, so encoding cost matters. Its recipient and id
-// are the record's key and are not repeated. (The same record as the bolt
-// store's.)
+// are the record's key and are not repeated.
 //
 //	version        byte (1)
 //	attempts       uvarint
@@ -167,15 +166,4 @@ func keyTime(k []byte) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return time.Unix(sec, int64(nsec)).UTC(), true
-}
-
-func putUint64(v uint64) []byte {
-	return binary.BigEndian.AppendUint64(nil, v)
-}
-
-func getUint64(b []byte) uint64 {
-	if len(b) != 8 {
-		return 0
-	}
-	return binary.BigEndian.Uint64(b)
 }

@@ -132,9 +132,6 @@ func New(db kv.DB, opts Options) *Store {
 	return s
 }
 
-// DB is the key-value store under the store.
-func (s *Store) DB() kv.DB { return s.db }
-
 func (s *Store) now() time.Time { return s.opts.Clock() }
 
 // Close stops the committer (after its batch in flight) and closes the
@@ -144,9 +141,6 @@ func (s *Store) Close() error {
 	s.close.Do(func() {
 		close(s.quit)
 		<-s.done
-		s.probe.mu.Lock()
-		s.probe.at = time.Time{}
-		s.probe.mu.Unlock()
 		if cerr := s.db.Close(); cerr != nil {
 			err = fmt.Errorf("%s: close: %w", s.opts.Name, cerr)
 		}

@@ -107,6 +107,19 @@ func (t *txn) takeQueued(recipient, id string) (r deliveryRecord, ok bool, err e
 	return r, true, t.addDepth(recipient, -1)
 }
 
+// moveQueued moves the queued delivery id, record r, from its queue entry
+// qk to visible, and writes r back.
+func (t *txn) moveQueued(recipient, id string, r *deliveryRecord, qk []byte, visible time.Time) error {
+	if err := t.del(bQueue, qk); err != nil {
+		return err
+	}
+	r.visible = visible
+	if err := t.put(bQueue, queueKey(recipient, r.visible, r.seq), []byte(id)); err != nil {
+		return err
+	}
+	return t.put(bDeliveries, pairKey(recipient, id), r.marshal())
+}
+
 // Lease implements store.Queue. A delivery record that cannot be decoded
 // is quarantined and skipped: the recipient's others are leased.
 func (s *Store) Lease(ctx context.Context, recipient string, max int, visibility time.Duration, now time.Time) ([]store.Delivery, error) {
@@ -164,14 +177,7 @@ func (s *Store) Lease(ctx context.Context, recipient string, max int, visibility
 				continue
 			}
 			r.attempts++
-			r.visible = until
-			if err := t.del(bQueue, it.key); err != nil {
-				return err
-			}
-			if err := t.put(bQueue, queueKey(recipient, r.visible, r.seq), it.id); err != nil {
-				return err
-			}
-			if err := t.put(bDeliveries, pairKey(recipient, string(it.id)), r.marshal()); err != nil {
+			if err := t.moveQueued(recipient, string(it.id), &r, it.key, until); err != nil {
 				return err
 			}
 			err = t.updateMessage(pairKey(r.messageFrom, r.messageID), func(rec *messageRecord) bool {
@@ -330,14 +336,7 @@ func (s *Store) Release(ctx context.Context, recipient, deliveryID string, visib
 		if !ok {
 			return store.ErrNotFound
 		}
-		if err := t.del(bQueue, queueKey(recipient, r.visible, r.seq)); err != nil {
-			return err
-		}
-		r.visible = visibleAt
-		if err := t.put(bQueue, queueKey(recipient, r.visible, r.seq), []byte(deliveryID)); err != nil {
-			return err
-		}
-		return t.put(bDeliveries, pairKey(recipient, deliveryID), r.marshal())
+		return t.moveQueued(recipient, deliveryID, &r, queueKey(recipient, r.visible, r.seq), visibleAt)
 	})
 	return s.failed("release", err)
 }

@@ -189,12 +189,6 @@ func serverWords(ctx context.Context, o *goredis.Options, err error) error {
 	return nil
 }
 
-// Close stops the store and closes its connection.
-func (s *Store) Close() error {
-	s.durable.reset()
-	return s.Store.Close()
-}
-
 // Incr counts one event for key in the window that starts at windowStart
 // and returns the count so far (ratelimit.Counter). The counter is shared
 // by every gateway on the server and expires a second after its window
@@ -222,9 +216,6 @@ func (s *Store) Compact(ctx context.Context) error {
 	}
 	return nil
 }
-
-// Check reads every record (kvstore.Check).
-func (s *Store) Check(ctx context.Context, w io.Writer) error { return s.Store.Check(ctx, w) }
 
 // checkDurable reads the server's persistence settings.
 func checkDurable(ctx context.Context, c goredis.UniversalClient) error {
@@ -270,12 +261,6 @@ func (p *probe) run(ctx context.Context, fn func() error) error {
 		p.at, p.err = time.Now(), err
 	}
 	return err
-}
-
-func (p *probe) reset() {
-	p.mu.Lock()
-	p.at = time.Time{}
-	p.mu.Unlock()
 }
 
 func unavailable(op string, err error) error {

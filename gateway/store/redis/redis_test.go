@@ -15,19 +15,7 @@ import (
 	"github.com/xborder/xborder/gateway/store"
 	"github.com/xborder/xborder/gateway/store/redis"
 	"github.com/xborder/xborder/gateway/store/redistest"
-	"github.com/xborder/xborder/gateway/store/storetest"
 )
-
-func client(t *testing.T, url string) *goredis.Client {
-	t.Helper()
-	o, err := goredis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := goredis.NewClient(o)
-	t.Cleanup(func() { c.Close() })
-	return c
-}
 
 func message(id string) *store.Message {
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -296,16 +284,6 @@ func TestIncr(t *testing.T) {
 			t.Fatalf("concurrent counts %v, want 1..%d each once", got, n)
 		}
 	}
-}
-
-func BenchmarkStore(b *testing.B) {
-	url := redistest.Start(b)
-	s, err := redis.Open(context.Background(), url, redis.Options{Replica: storetest.Replica, RequireDurable: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	storetest.Benchmark(b, s)
 }
 
 func TestCompactRewritesAOF(t *testing.T) {

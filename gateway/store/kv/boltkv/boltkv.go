@@ -22,11 +22,10 @@ import (
 type DB struct {
 	// mu guards b: every transaction holds it shared; Compact holds it
 	// exclusively while it swaps the file.
-	mu    sync.RWMutex
-	b     *bbolt.DB
-	owned bool
-	path  string
-	opts  bbolt.Options
+	mu   sync.RWMutex
+	b    *bbolt.DB
+	path string
+	opts bbolt.Options
 }
 
 var _ kv.DB = (*DB)(nil)
@@ -50,7 +49,7 @@ func OpenWith(path string, o bbolt.Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &DB{b: b, owned: true, path: path, opts: o}, nil
+	return &DB{b: b, path: path, opts: o}, nil
 }
 
 // Bolt runs fn on the bbolt database (no Compact meanwhile): for checks of
@@ -67,9 +66,6 @@ func (d *DB) Bolt(fn func(*bbolt.DB) error) error {
 // the old file is reopened; if that fails too, every later transaction
 // fails.
 func (d *DB) Compact(ctx context.Context) error {
-	if !d.owned {
-		return errors.New("boltkv: compact: the database was opened by the caller")
-	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -110,17 +106,11 @@ func (d *DB) Compact(ctx context.Context) error {
 	return rerr
 }
 
-// New uses an open bbolt database; Close leaves it open.
-func New(b *bbolt.DB) *DB { return &DB{b: b} }
-
-// Close closes the file if Open opened it.
+// Close closes the file.
 func (d *DB) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.owned {
-		return d.b.Close()
-	}
-	return nil
+	return d.b.Close()
 }
 
 // View runs fn on a snapshot.

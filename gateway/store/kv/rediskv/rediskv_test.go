@@ -3,17 +3,13 @@ package rediskv_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/xborder/xborder/gateway/store/kv"
-	"github.com/xborder/xborder/gateway/store/kv/kvtest"
 	"github.com/xborder/xborder/gateway/store/kv/rediskv"
 	"github.com/xborder/xborder/gateway/store/redistest"
 )
@@ -27,28 +23,6 @@ func open(t testing.TB, url, name string) *rediskv.DB {
 		t.Fatal(err)
 	}
 	return db
-}
-
-// One server for the suite; each test its own namespace.
-func TestContract(t *testing.T) {
-	url := redistest.Start(t)
-	var n atomic.Int32
-	kvtest.Run(t, func(t *testing.T) kv.DB {
-		return open(t, url, fmt.Sprint("s", n.Add(1)))
-	}, kvtest.Options{})
-}
-
-func TestTwoProcesses(t *testing.T) {
-	if kvtest.IsChild() {
-		db := open(t, os.Getenv("REDISKV_URL"), "two")
-		defer db.Close()
-		kvtest.Child(t, db)
-		return
-	}
-	url := redistest.Start(t)
-	db := open(t, url, "two")
-	defer db.Close()
-	kvtest.TwoProcesses(t, db, "REDISKV_URL="+url)
 }
 
 // A write the apply function cannot make (a bucket's key holds another
@@ -151,12 +125,6 @@ func TestRetryingClientRefused(t *testing.T) {
 	if _, err := rediskv.New(ctx, c, "r"); err == nil {
 		t.Error("a client with go-redis's default retries was accepted")
 	}
-}
-
-func BenchmarkUpdate(b *testing.B) {
-	db := open(b, redistest.Start(b), "bench")
-	defer db.Close()
-	kvtest.BenchUpdate(b, db)
 }
 
 // A server that refuses writes (too few replicas, a replica) answers

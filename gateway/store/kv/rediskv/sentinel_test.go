@@ -13,7 +13,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/xborder/xborder/gateway/store/kv"
-	"github.com/xborder/xborder/gateway/store/kv/kvtest"
 	"github.com/xborder/xborder/gateway/store/kv/rediskv"
 	"github.com/xborder/xborder/gateway/store/sentineltest"
 )
@@ -54,25 +53,6 @@ func openSentinel(t testing.TB, g *sentineltest.Group, name string, ack int) *re
 
 func putKey(db kv.DB, key string) error {
 	return db.Update(ctx, func(tx kv.Tx) error { return tx.Put("load", []byte(key), []byte(key)) })
-}
-
-// The conformance suite through Sentinel, each commit waiting for a replica.
-func TestSentinelContract(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a Sentinel group of six redis-server processes")
-	}
-	g := sentineltest.Start(t)
-	var n atomic.Int32
-	kvtest.Run(t, func(t *testing.T) kv.DB {
-		db, err := rediskv.Open(ctx, g.URL(), fmt.Sprint("s", n.Add(1)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if db.AckReplicas() != 1 {
-			t.Fatalf("a redis-sentinel:// store waits for %d replicas by default, want 1", db.AckReplicas())
-		}
-		return db
-	}, kvtest.Options{})
 }
 
 // Both replicas frozen: a commit is applied on the primary but answers
@@ -361,18 +341,6 @@ func TestSentinelCheck(t *testing.T) {
 		if strings.Contains(w, "min-replicas-to-write") {
 			t.Errorf("min-replicas-to-write 1 still warned: %q", w)
 		}
-	}
-}
-
-// The cost of waiting for a replica: the same commits with AckReplicas 0
-// and 1 on one group.
-func BenchmarkSentinelUpdate(b *testing.B) {
-	g := sentineltest.Start(b)
-	for _, ack := range []int{0, 1} {
-		b.Run(fmt.Sprint("ack", ack), func(b *testing.B) {
-			db := openSentinel(b, g, fmt.Sprint("bench", ack), ack)
-			kvtest.BenchUpdate(b, db)
-		})
 	}
 }
 

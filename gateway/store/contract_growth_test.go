@@ -1,4 +1,4 @@
-package storetest
+package store_test
 
 import (
 	"context"
@@ -32,10 +32,10 @@ type Footprint struct {
 	AuditBytes int64
 }
 
-// GrowthMessages is how many messages the growth case accepts: 2,000 by
+// growthMessages is how many messages the growth case accepts: 2,000 by
 // default, XBORDER_STORE_GROWTH for more (the figures in the README come
 // from 20,000).
-func GrowthMessages(t testing.TB) int {
+func growthMessages(t testing.TB) int {
 	if v := os.Getenv("XBORDER_STORE_GROWTH"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 100 {
@@ -56,8 +56,8 @@ func GrowthMessages(t testing.TB) int {
 // ten is a referral under one of five consents; every other accepted
 // message's delivery is acknowledged at once, the others' payloads wait
 // for the purge.
-func testBoundedByWhatIsDue(t *testing.T, open Opener, footprint func(*testing.T) Footprint) {
-	n := GrowthMessages(t)
+func testBoundedByWhatIsDue(t *testing.T, open opener, footprint func(*testing.T) Footprint) {
+	n := growthMessages(t)
 	g := &growthRun{ctx: context.Background(), open: open, footprint: footprint,
 		env: typicalEnvelope(), forgetAt: make([]time.Time, n)}
 	g.s = open(t)
@@ -91,7 +91,7 @@ const (
 // next.
 type growthRun struct {
 	ctx       context.Context
-	open      Opener
+	open      opener
 	footprint func(*testing.T) Footprint
 	s         store.Store
 	env       []byte

@@ -1,4 +1,4 @@
-package storetest
+package store_test
 
 import (
 	"context"
@@ -24,7 +24,7 @@ import (
 // and before its exp. Nothing is forgotten before its time, whatever its
 // retention (none, shorter than its lifetime, longer), and everything that
 // has a time is forgotten at the first Purge at or after it.
-func testReplayMemoryUntilExp(t *testing.T, open Opener) {
+func testReplayMemoryUntilExp(t *testing.T, open opener) {
 	s := openStore(t, open)
 	items := replayItems()
 	for _, it := range items {
@@ -247,7 +247,7 @@ func checkNewAfterForgotten(t *testing.T, s store.Store, items []*replayItem) {
 // denial with a later exp is forgotten at its own exp; a denial after an
 // acceptance changes nothing. And forgetting one message leaves another
 // sender's message of the same id to the same recipient alone.
-func testForgetFollowsTheRecord(t *testing.T, open Opener) {
+func testForgetFollowsTheRecord(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	const day = 24 * time.Hour
@@ -304,7 +304,7 @@ func testForgetFollowsTheRecord(t *testing.T, open Opener) {
 // answer, the receipt, and its digest are in no key and no value), while
 // what is not the message's stays: the consent index and the withdrawal
 // (R16), and the audit chain.
-func testForgetLeavesNoRecord(t *testing.T, open Opener, rawContains func(*testing.T, []byte) bool) {
+func testForgetLeavesNoRecord(t *testing.T, open opener, rawContains func(*testing.T, []byte) bool) {
 	ctx := context.Background()
 	s := open(t)
 	stamp := time.Now().UnixNano()

@@ -1,6 +1,8 @@
-// Package storetest is the contract every store.Store passes: one suite, run
-// by each implementation's tests against a real backend.
-package storetest
+// The contract every store.Store passes: one suite, run against each store
+// the gateway opens (bolt.Open, redis.Open: contract_drivers_test.go) over
+// a real backend.
+
+package store_test
 
 import (
 	"bytes"
@@ -16,18 +18,18 @@ import (
 	"github.com/xborder/xborder/gateway/store"
 )
 
-// Opener returns a store for the test t, opened with Replica as its audit
+// opener returns a store for the test t, opened with replica as its audit
 // chain. Calls with the same t must return stores over the same data (the
 // suite closes one and opens it again to check that the data survived);
 // calls with different tests must return independent, empty stores. The
 // suite closes the stores it opens.
-type Opener func(t *testing.T) store.Store
+type opener func(t *testing.T) store.Store
 
-// Replica is the audit chain the suite's stores are opened with.
-const Replica = "storetest"
+// replica is the audit chain the suite's stores are opened with.
+const replica = "storetest"
 
-// Options give the suite what only the backend's own test can provide.
-type Options struct {
+// contractOptions give the suite what only the backend's own test can provide.
+type contractOptions struct {
 	// RawContains reports whether needle occurs anywhere in the raw storage
 	// behind the stores of t: in any key or value, at any depth. The suite
 	// closes every store of t before calling it. Without it the cases that
@@ -52,11 +54,11 @@ type Options struct {
 	Footprint func(t *testing.T) Footprint
 }
 
-// Run runs the contract suite.
-func Run(t *testing.T, open Opener, opts Options) {
+// runContract runs the contract suite against the stores open returns.
+func runContract(t *testing.T, open opener, opts contractOptions) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, open Opener)
+		fn   func(t *testing.T, open opener)
 	}{
 		{"AcceptThenRead", testAcceptThenRead},
 		{"DuplicateAccept", testDuplicateAccept},
@@ -143,7 +145,7 @@ func Run(t *testing.T, open Opener, opts Options) {
 // base is whole milliseconds: backends may keep visible times in ms.
 var base = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
-func openStore(t *testing.T, open Opener) store.Store {
+func openStore(t *testing.T, open opener) store.Store {
 	t.Helper()
 	s := open(t)
 	t.Cleanup(func() { s.Close() })
@@ -234,7 +236,7 @@ func get(t *testing.T, s store.Store, from, id string) *store.Message {
 	return m
 }
 
-func testAcceptThenRead(t *testing.T, open Opener) {
+func testAcceptThenRead(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	m := message("unhcr", "m1", "ke-dra", base)
@@ -271,7 +273,7 @@ func testAcceptThenRead(t *testing.T, open Opener) {
 	}
 }
 
-func testDuplicateAccept(t *testing.T, open Opener) {
+func testDuplicateAccept(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	first := message("unhcr", "m1", "ke-dra", base)
@@ -302,7 +304,7 @@ func testDuplicateAccept(t *testing.T, open Opener) {
 	}
 }
 
-func testConcurrentAccept(t *testing.T, open Opener) {
+func testConcurrentAccept(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	const n = 8
@@ -349,7 +351,7 @@ func testConcurrentAccept(t *testing.T, open Opener) {
 	}
 }
 
-func testDenialThenAccept(t *testing.T, open Opener) {
+func testDenialThenAccept(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	denied := message("unhcr", "m1", "ke-dra", base)
@@ -376,7 +378,7 @@ func testDenialThenAccept(t *testing.T, open Opener) {
 	}
 }
 
-func testDenialAfterAccept(t *testing.T, open Opener) {
+func testDenialAfterAccept(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	m := message("unhcr", "m1", "ke-dra", base)
@@ -392,7 +394,7 @@ func testDenialAfterAccept(t *testing.T, open Opener) {
 	}
 }
 
-func testDenialThenDenial(t *testing.T, open Opener) {
+func testDenialThenDenial(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	for i, decision := range []string{"decision-1", "decision-2"} {
@@ -409,7 +411,7 @@ func testDenialThenDenial(t *testing.T, open Opener) {
 
 // (from, id) is the key: another sender may use the same id, and the
 // recipient index keeps the first accepted message.
-func testSameIDFromTwoSenders(t *testing.T, open Opener) {
+func testSameIDFromTwoSenders(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	// A denial from a third sender does not hold the index against acceptance.
@@ -436,7 +438,7 @@ func testSameIDFromTwoSenders(t *testing.T, open Opener) {
 	}
 }
 
-func testInvalidIdentifiers(t *testing.T, open Opener) {
+func testInvalidIdentifiers(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	bad := []struct {
@@ -480,7 +482,7 @@ func testInvalidIdentifiers(t *testing.T, open Opener) {
 	}
 }
 
-func testLeaseOrderAndVisibility(t *testing.T, open Opener) {
+func testLeaseOrderAndVisibility(t *testing.T, open opener) {
 	s := openStore(t, open)
 	// Accepted out of order: the queue follows visible time, not arrival.
 	for _, i := range []int{2, 0, 1} {
@@ -534,7 +536,7 @@ func testLeaseOrderAndVisibility(t *testing.T, open Opener) {
 	}
 }
 
-func testLeaseNotBeforeVisible(t *testing.T, open Opener) {
+func testLeaseNotBeforeVisible(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	m := message("unhcr", "m1", "ke-dra", base)
@@ -554,7 +556,7 @@ func testLeaseNotBeforeVisible(t *testing.T, open Opener) {
 	}
 }
 
-func testLeaseMax(t *testing.T, open Opener) {
+func testLeaseMax(t *testing.T, open opener) {
 	s := openStore(t, open)
 	for i := range 5 {
 		accept(t, s, message("unhcr", fmt.Sprintf("m%d", i), "ke-dra", base.Add(time.Duration(i)*time.Millisecond)), fmt.Sprintf("d%d", i))
@@ -566,7 +568,7 @@ func testLeaseMax(t *testing.T, open Opener) {
 	}
 }
 
-func testAck(t *testing.T, open Opener) {
+func testAck(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	accept(t, s, message("unhcr", "m1", "ke-dra", base), "d1")
@@ -609,7 +611,7 @@ func testAck(t *testing.T, open Opener) {
 	}
 }
 
-func testAckOneOfTwo(t *testing.T, open Opener) {
+func testAckOneOfTwo(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	m := message("unhcr", "m1", "ke-dra", base)
@@ -631,7 +633,7 @@ func testAckOneOfTwo(t *testing.T, open Opener) {
 	}
 }
 
-func testAckNotFound(t *testing.T, open Opener) {
+func testAckNotFound(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	accept(t, s, message("unhcr", "m1", "ke-dra", base), "d1")
@@ -654,7 +656,7 @@ func testAckNotFound(t *testing.T, open Opener) {
 	}
 }
 
-func testDepth(t *testing.T, open Opener) {
+func testDepth(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	if n := depth(t, s, "ke-dra"); n != 0 {
@@ -684,7 +686,7 @@ func testDepth(t *testing.T, open Opener) {
 	}
 }
 
-func testEnvelopeBytes(t *testing.T, open Opener) {
+func testEnvelopeBytes(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	env := make([]byte, 256<<10)
@@ -702,7 +704,7 @@ func testEnvelopeBytes(t *testing.T, open Opener) {
 	}
 }
 
-func testConcurrentLease(t *testing.T, open Opener) {
+func testConcurrentLease(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	const n, workers = 40, 4
@@ -756,7 +758,7 @@ func testConcurrentLease(t *testing.T, open Opener) {
 	}
 }
 
-func testReopen(t *testing.T, open Opener) {
+func testReopen(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := open(t)
 	m := message("unhcr", "m1", "ke-dra", base)
@@ -817,7 +819,7 @@ func testReopen(t *testing.T, open Opener) {
 	}
 }
 
-func testCloseThenUse(t *testing.T, open Opener) {
+func testCloseThenUse(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := open(t)
 	accept(t, s, message("unhcr", "m1", "ke-dra", base), "d1")
@@ -836,7 +838,7 @@ func testCloseThenUse(t *testing.T, open Opener) {
 			m3 := message("unhcr", "m3", "ke-dra", base)
 			return s.RecordDenial(ctx, m3, denialEntry(m3))
 		}},
-		{"Append", func() error { _, err := s.Append(ctx, Replica, policyEntry()); return err }},
+		{"Append", func() error { _, err := s.Append(ctx, replica, policyEntry()); return err }},
 		{"Message", func() error { _, err := s.Message(ctx, "unhcr", "m1"); return err }},
 		{"MessageTo", func() error { _, err := s.MessageTo(ctx, "ke-dra", "m1"); return err }},
 		{"Lease", func() error { _, err := s.Lease(ctx, "ke-dra", 1, time.Minute, base); return err }},

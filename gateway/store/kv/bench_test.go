@@ -1,4 +1,4 @@
-package kvtest
+package kv_test
 
 import (
 	"bytes"
@@ -8,10 +8,10 @@ import (
 	"github.com/xborder/xborder/gateway/store/kv"
 )
 
-// BenchUpdate runs one put-heavy update per op, the shape of an
+// benchUpdate runs one put-heavy update per op, the shape of an
 // acceptance: it reads a head key and writes a 2 KiB record, a queue
 // entry, an index entry, a 256-byte log entry and the head again.
-func BenchUpdate(b *testing.B, db kv.DB) {
+func benchUpdate(b *testing.B, db kv.DB) {
 	record := bytes.Repeat([]byte("r"), 2048)
 	entry := bytes.Repeat([]byte("e"), 256)
 	b.SetBytes(int64(len(record) + len(entry)))

@@ -1,4 +1,4 @@
-package storetest
+package store_test
 
 import (
 	"context"
@@ -37,7 +37,7 @@ func chain(t *testing.T, s store.Store) []audit.Entry {
 	t.Helper()
 	ctx := context.Background()
 	var out []audit.Entry
-	if err := s.Entries(ctx, Replica, 1, func(e audit.Entry) error { out = append(out, e); return nil }); err != nil {
+	if err := s.Entries(ctx, replica, 1, func(e audit.Entry) error { out = append(out, e); return nil }); err != nil {
 		t.Fatalf("Entries: %v", err)
 	}
 	if _, err := audit.VerifyLive(ctx, s, audit.KeyFunc()); err != nil {
@@ -56,11 +56,11 @@ func kinds(es []audit.Entry) []string {
 
 // Each change appends its entries, and only its own; a change that does not
 // happen (a duplicate, an unknown delivery) appends none.
-func testEntriesWithChanges(t *testing.T, open Opener) {
+func testEntriesWithChanges(t *testing.T, open opener) {
 	s := openStore(t, open)
 	m1 := acceptAndDenyWithEntries(t, s)
 	ackAndDeadLetterWithEntries(t, s)
-	if _, err := s.Append(context.Background(), Replica, policyEntry()); err != nil {
+	if _, err := s.Append(context.Background(), replica, policyEntry()); err != nil {
 		t.Fatalf("Append: %v", err)
 	}
 	// All three are due at +30 days: m1 and m3 purged and forgotten, the
@@ -152,7 +152,7 @@ func checkEntryOrder(t *testing.T, es []audit.Entry) {
 func checkEntryFields(t *testing.T, es []audit.Entry, m1 *store.Message) {
 	t.Helper()
 	for i, e := range es {
-		if e.Replica != Replica || e.Seq != uint64(i+1) || e.Time.IsZero() {
+		if e.Replica != replica || e.Seq != uint64(i+1) || e.Time.IsZero() {
 			t.Errorf("entry %d: replica %q seq %d time %v", i, e.Replica, e.Seq, e.Time)
 		}
 	}
@@ -339,7 +339,7 @@ var bothOrNeither = []change{
 	{
 		name: "Append",
 		do: func(s store.Store) error {
-			_, err := s.Append(context.Background(), Replica, policyEntry())
+			_, err := s.Append(context.Background(), replica, policyEntry())
 			return err
 		},
 		kind:    audit.KindPolicyChanged,
@@ -350,7 +350,7 @@ var bothOrNeither = []change{
 
 // A change that fails mid-way leaves neither itself nor its entry; the same
 // change once the fault is gone leaves both.
-func testBothOrNeither(t *testing.T, open Opener, fault func(*testing.T, bool), tc change) {
+func testBothOrNeither(t *testing.T, open opener, fault func(*testing.T, bool), tc change) {
 	s := openStore(t, open)
 	if tc.setup != nil {
 		tc.setup(t, s)
@@ -381,7 +381,7 @@ func testBothOrNeither(t *testing.T, open Opener, fault func(*testing.T, bool), 
 
 // Ping writes: a store that cannot write fails it within two seconds, and
 // passes again once it can.
-func testPingWrites(t *testing.T, open Opener, fault func(*testing.T, bool)) {
+func testPingWrites(t *testing.T, open opener, fault func(*testing.T, bool)) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	if err := s.Ping(ctx); err != nil {
@@ -412,7 +412,7 @@ func testPingWrites(t *testing.T, open Opener, fault func(*testing.T, bool)) {
 
 // A delivery record that cannot be decoded is quarantined: the recipient's
 // other deliveries and other recipients' still lease, and it is counted once.
-func testQuarantine(t *testing.T, open Opener, opts Options) {
+func testQuarantine(t *testing.T, open opener, opts contractOptions) {
 	ctx := context.Background()
 	s := open(t)
 	for i, d := range []struct{ id, to string }{{"a1", "ke-a"}, {"a2", "ke-a"}, {"a3", "ke-a"}, {"b1", "ke-b"}} {

@@ -1,4 +1,4 @@
-package storetest
+package store_test
 
 import (
 	"bytes"
@@ -49,7 +49,7 @@ func purge(t *testing.T, s store.Store, now time.Time) []store.Purged {
 	return ps
 }
 
-func testRelease(t *testing.T, open Opener) {
+func testRelease(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	for i := 1; i <= 3; i++ {
@@ -126,7 +126,7 @@ func testRelease(t *testing.T, open Opener) {
 	}
 }
 
-func testDeadLetter(t *testing.T, open Opener) {
+func testDeadLetter(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	accept(t, s, message("unhcr", "m1", "ke-dra", base), "d1")
@@ -189,7 +189,7 @@ func testDeadLetter(t *testing.T, open Opener) {
 	}
 }
 
-func testDeadLettersOrder(t *testing.T, open Opener) {
+func testDeadLettersOrder(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	if got := deadLetters(t, s); len(got) != 0 {
@@ -227,7 +227,7 @@ func testDeadLettersOrder(t *testing.T, open Opener) {
 	}
 }
 
-func testRequeue(t *testing.T, open Opener) {
+func testRequeue(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	accept(t, s, message("unhcr", "m1", "ke-dra", base), "d1")
@@ -285,7 +285,7 @@ func testRequeue(t *testing.T, open Opener) {
 }
 
 // A message stays dead_lettered while any of its deliveries is a dead letter.
-func testRequeueOneOfTwo(t *testing.T, open Opener) {
+func testRequeueOneOfTwo(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	m := message("unhcr", "m1", "ke-dra", base)
@@ -322,7 +322,7 @@ func testRequeueOneOfTwo(t *testing.T, open Opener) {
 	}
 }
 
-func testDepths(t *testing.T, open Opener) {
+func testDepths(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	check := func(name string, want map[string]int) {
@@ -368,7 +368,7 @@ func testDepths(t *testing.T, open Opener) {
 
 func hasKey(m map[string]int, k string) bool { _, ok := m[k]; return ok }
 
-func testConsentIndex(t *testing.T, open Opener) {
+func testConsentIndex(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	withConsent := func(from, id, consent string) *store.Message {
@@ -433,7 +433,7 @@ func testConsentIndex(t *testing.T, open Opener) {
 	}
 }
 
-func testConsentWithdrawal(t *testing.T, open Opener) {
+func testConsentWithdrawal(t *testing.T, open opener) {
 	ctx := context.Background()
 	s := openStore(t, open)
 	withdrawn := func(from, consent string) bool {
@@ -475,7 +475,7 @@ func testConsentWithdrawal(t *testing.T, open Opener) {
 
 // testPurge follows messages in every state a delivery can be in through
 // the purges at the end of their retention periods and at their exps.
-func testPurge(t *testing.T, open Opener) {
+func testPurge(t *testing.T, open opener) {
 	s := openStore(t, open)
 	acceptPurgeCases(t, s)
 	purgedAt := base.Add(24 * time.Hour)
@@ -655,7 +655,7 @@ func cmpString(a, b string) int {
 // More messages due at once than a backend handles in one step: all are
 // purged (and forgotten: their exp passed long before), in purge-time
 // order.
-func testPurgeBacklog(t *testing.T, open Opener) {
+func testPurgeBacklog(t *testing.T, open opener) {
 	if testing.Short() {
 		t.Skip("accepts 600 messages and purges the backlog")
 	}
@@ -689,7 +689,7 @@ func testPurgeBacklog(t *testing.T, open Opener) {
 // A purge leaves no payload behind: the envelopes of purged messages occur
 // nowhere in the raw storage, in no key and no value, whatever state their
 // deliveries were in; an acknowledged envelope is gone too.
-func testPurgeLeavesNoPayload(t *testing.T, open Opener, rawContains func(*testing.T, []byte) bool) {
+func testPurgeLeavesNoPayload(t *testing.T, open opener, rawContains func(*testing.T, []byte) bool) {
 	s := open(t)
 	items := payloadItems()
 	acceptPayloadItems(t, s, items)

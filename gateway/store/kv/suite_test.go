@@ -1,6 +1,8 @@
-// Package kvtest is the kv contract's conformance suite: every driver
-// passes Run, and a driver other processes can share passes TwoProcesses.
-package kvtest
+// The kv contract's conformance suite: every driver passes runSuite
+// (drivers_test.go runs it on each), and a driver other processes can share
+// passes twoProcesses.
+
+package kv_test
 
 import (
 	"bytes"
@@ -18,19 +20,19 @@ import (
 	"github.com/xborder/xborder/gateway/store/kv"
 )
 
-// Opener returns an empty store; the suite closes it.
-type Opener func(t *testing.T) kv.DB
+// opener returns an empty store; the suite closes it.
+type opener func(t *testing.T) kv.DB
 
-// Options say what the driver is.
-type Options struct {
+// suiteOptions say what the driver is.
+type suiteOptions struct {
 	// Serial: the driver runs one update at a time, so that no update
 	// can lose a race and the tests that stage one do not apply (a
 	// nested update would wait for its parent forever).
 	Serial bool
 }
 
-// Run runs the suite.
-func Run(t *testing.T, open Opener, o Options) {
+// runSuite runs the suite against the stores open returns.
+func runSuite(t *testing.T, open opener, o suiteOptions) {
 	tests := []struct {
 		name   string
 		fn     func(*testing.T, kv.DB)
@@ -436,9 +438,9 @@ func testAtomic(t *testing.T, db kv.DB) {
 	}
 }
 
-// Increment adds one to bucket "count" key "n" in one update, running it
+// increment adds one to bucket "count" key "n" in one update, running it
 // again on a conflict; it returns how many conflicts it met.
-func Increment(ctx context.Context, db kv.DB) (conflicts int, err error) {
+func increment(ctx context.Context, db kv.DB) (conflicts int, err error) {
 	for {
 		err := db.Update(ctx, func(tx kv.Tx) error {
 			v, _, err := tx.Get("count", []byte("n"))
@@ -455,8 +457,8 @@ func Increment(ctx context.Context, db kv.DB) (conflicts int, err error) {
 	}
 }
 
-// Count reads the counter Increment adds to.
-func Count(t testing.TB, db kv.DB) int {
+// count reads the counter increment adds to.
+func count(t testing.TB, db kv.DB) int {
 	t.Helper()
 	var n int
 	if err := db.View(ctx, func(r kv.Reader) error {
@@ -478,7 +480,7 @@ func testCounter(t *testing.T, db kv.DB) {
 	for range writers {
 		wg.Go(func() {
 			for range each {
-				c, err := Increment(ctx, db)
+				c, err := increment(ctx, db)
 				if err != nil {
 					t.Error(err)
 					return
@@ -490,7 +492,7 @@ func testCounter(t *testing.T, db kv.DB) {
 		})
 	}
 	wg.Wait()
-	if n := Count(t, db); n != writers*each {
+	if n := count(t, db); n != writers*each {
 		t.Errorf("count %d, want %d", n, writers*each)
 	}
 	t.Logf("%d conflicts retried", conflicts)

@@ -1,4 +1,4 @@
-package kvtest
+package kv_test
 
 import (
 	"bytes"
@@ -14,21 +14,21 @@ import (
 	"github.com/xborder/xborder/gateway/store/kv"
 )
 
-// childEnv marks the second process of TwoProcesses.
+// childEnv marks the second process of twoProcesses.
 const childEnv = "KVTEST_CHILD"
 
 // perProcess is how many increments each process makes.
 const perProcess = 200
 
-// IsChild says this test binary was started by TwoProcesses: the test
-// opens the store named in its environment and calls Child.
-func IsChild() bool { return os.Getenv(childEnv) != "" }
+// isChild says this test binary was started by twoProcesses: the test
+// opens the store named in its environment and calls child.
+func isChild() bool { return os.Getenv(childEnv) != "" }
 
-// TwoProcesses: this process and a second one — the test binary run again
+// twoProcesses: this process and a second one — the test binary run again
 // for the calling test, with env added to its environment, where the test
-// calls Child on the same store — increment one counter at once, each
+// calls child on the same store — increment one counter at once, each
 // retrying on kv.ErrConflict; the count must be exact.
-func TwoProcesses(t *testing.T, db kv.DB, env ...string) {
+func twoProcesses(t *testing.T, db kv.DB, env ...string) {
 	cmd := exec.Command(os.Args[0], "-test.run=^"+regexp.QuoteMeta(t.Name())+"$", "-test.count=1", "-test.v")
 	cmd.Env = append(append(os.Environ(), childEnv+"=1"), env...)
 	out := &lockedBuffer{}
@@ -47,14 +47,14 @@ func TwoProcesses(t *testing.T, db kv.DB, env ...string) {
 	if err := <-exited; err != nil {
 		t.Fatalf("the second process: %v\n%s", err, out)
 	}
-	if n := Count(t, db); n != 2*perProcess {
+	if n := count(t, db); n != 2*perProcess {
 		t.Errorf("count %d after %d increments in each of two processes", n, perProcess)
 	}
 	t.Logf("this process retried %d conflicts", conflicts)
 }
 
-// Child is the second process's half of TwoProcesses.
-func Child(t *testing.T, db kv.DB) {
+// child is the second process's half of twoProcesses.
+func child(t *testing.T, db kv.DB) {
 	conflicts, err := half(db, "child", "parent", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +92,7 @@ func half(db kv.DB, me, other string, exited <-chan error) (int, error) {
 	}
 	total := 0
 	for range perProcess {
-		c, err := Increment(ctx, db)
+		c, err := increment(ctx, db)
 		if err != nil {
 			return total, err
 		}

@@ -1,4 +1,4 @@
-package storetest
+package store_test
 
 import (
 	"context"
@@ -11,16 +11,16 @@ import (
 	"github.com/xborder/xborder/gateway/store"
 )
 
-// EnvelopeSize is the envelope the benchmarks queue: a typical sealed
+// envelopeSize is the envelope the benchmarks queue: a typical sealed
 // identity verification request.
-const EnvelopeSize = 4 << 10
+const envelopeSize = 4 << 10
 
-// Benchmark measures the store operations on the hot path: Accept (one
+// benchmarkStore measures the store operations on the hot path: Accept (one
 // message, one delivery, its acceptance entry) by one caller and by eight
 // at once, Lease+Ack of one delivery (its "delivered" entry), and Message;
 // then the retry and retention operations: Release, DeadLetter+Requeue,
-// Purge. s must be empty, opened with Replica, and is not closed.
-func Benchmark(b *testing.B, s store.Store) {
+// Purge. s must be empty, opened with replica, and is not closed.
+func benchmarkStore(b *testing.B, s store.Store) {
 	bs := &benchStore{ctx: context.Background(), s: s, env: typicalEnvelope(), retention: 30}
 	b.Run("Accept", bs.benchAccept)
 	b.Run("AcceptParallel", bs.benchAcceptParallel)
@@ -34,7 +34,7 @@ func Benchmark(b *testing.B, s store.Store) {
 	b.Run("Message", bs.benchMessage)
 }
 
-// benchStore is what the benchmarks of one Benchmark call share: they run
+// benchStore is what the benchmarks of one benchmarkStore call share: they run
 // one after the other on the same store, each on what the ones before it
 // left, so the ids they give go on from one to the next.
 type benchStore struct {
@@ -49,10 +49,10 @@ type benchStore struct {
 	retention int
 }
 
-// typicalEnvelope is an envelope of EnvelopeSize bytes, for the benchmarks
+// typicalEnvelope is an envelope of envelopeSize bytes, for the benchmarks
 // and the growth case.
 func typicalEnvelope() []byte {
-	env := make([]byte, EnvelopeSize)
+	env := make([]byte, envelopeSize)
 	for i := range env {
 		env[i] = 'A' + byte(i%26)
 	}

@@ -1,4 +1,4 @@
-package kvstore_test
+package store_test
 
 import (
 	"bytes"
@@ -12,16 +12,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/xborder/xborder/gateway/store"
-	"github.com/xborder/xborder/gateway/store/kv"
-	"github.com/xborder/xborder/gateway/store/kv/boltkv"
-	"github.com/xborder/xborder/gateway/store/kv/rediskv"
-	"github.com/xborder/xborder/gateway/store/kvstore"
+	"github.com/xborder/xborder/gateway/store/bolt"
+	"github.com/xborder/xborder/gateway/store/redis"
 	"github.com/xborder/xborder/gateway/store/redistest"
-	"github.com/xborder/xborder/gateway/store/storetest"
 )
 
 // perTest is what the stores of one test share: where their data is, the
@@ -31,6 +28,16 @@ type perTest struct {
 	fault       atomic.Bool
 	quarantined atomic.Int64
 }
+
+// injected is the Fault of the stores of p.
+func (p *perTest) injected(string) error {
+	if p.fault.Load() {
+		return errors.New("injected: audit append failed")
+	}
+	return nil
+}
+
+func (p *perTest) onQuarantine(string) { p.quarantined.Add(1) }
 
 type tests struct {
 	mu  sync.Mutex
@@ -49,39 +56,28 @@ func (ts *tests) of(t *testing.T) *perTest {
 	return p
 }
 
-func (ts *tests) options(p *perTest) kvstore.Options {
-	return kvstore.Options{
-		Replica: storetest.Replica,
-		Fault: func(string) error {
-			if p.fault.Load() {
-				return errors.New("injected: audit append failed")
-			}
-			return nil
-		},
-		OnQuarantine: func(string) { p.quarantined.Add(1) },
-	}
-}
-
-func (ts *tests) common(o storetest.Options) storetest.Options {
+func (ts *tests) common(o contractOptions) contractOptions {
 	o.Fault = func(t *testing.T, fail bool) { ts.of(t).fault.Store(fail) }
 	o.Quarantined = func(t *testing.T) int { return int(ts.of(t).quarantined.Load()) }
 	return o
 }
 
+// The embedded store as the gateway opens it (bolt.Open: the file's page
+// check, free space in Ping).
 func TestContractBolt(t *testing.T) {
 	ts := &tests{m: map[*testing.T]*perTest{}, new: func(t *testing.T) string {
 		return filepath.Join(t.TempDir(), "xborder.db")
 	}}
-	storetest.Run(t, func(t *testing.T) store.Store {
+	runContract(t, func(t *testing.T) store.Store {
 		p := ts.of(t)
-		db, err := boltkv.Open(p.where, time.Second)
+		s, err := bolt.Open(p.where, bolt.Options{Replica: replica, Fault: p.injected, OnQuarantine: p.onQuarantine})
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
-		return kvstore.New(db, ts.options(p))
-	}, ts.common(storetest.Options{
+		return s
+	}, ts.common(contractOptions{
 		RawContains: func(t *testing.T, needle []byte) bool { return boltContains(t, ts.of(t).where, needle) },
-		Footprint:   func(t *testing.T) storetest.Footprint { return boltFootprint(t, ts.of(t).where) },
+		Footprint:   func(t *testing.T) Footprint { return boltFootprint(t, ts.of(t).where) },
 		Corrupt: func(t *testing.T, recipient, id string) {
 			db, err := bbolt.Open(ts.of(t).where, 0o600, &bbolt.Options{Timeout: time.Second})
 			if err != nil {
@@ -127,28 +123,31 @@ func boltContains(t *testing.T, path string, needle []byte) bool {
 	return found
 }
 
+// The shared store as the gateway opens it (redis.Open: durability
+// required), each test under its own prefix on one server.
 func TestContractRedis(t *testing.T) {
 	url := redistest.Start(t)
 	var n atomic.Int32
 	ts := &tests{m: map[*testing.T]*perTest{}, new: func(*testing.T) string { return fmt.Sprint("s", n.Add(1)) }}
-	client := func(t *testing.T) *redis.Client {
-		o, err := redis.ParseURL(url)
+	client := func(t *testing.T) *goredis.Client {
+		o, err := goredis.ParseURL(url)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := redis.NewClient(o)
+		c := goredis.NewClient(o)
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
-	storetest.Run(t, func(t *testing.T) store.Store {
+	runContract(t, func(t *testing.T) store.Store {
 		p := ts.of(t)
-		db, err := rediskv.Open(context.Background(), url, p.where)
+		s, err := redis.Open(context.Background(), url, redis.Options{Prefix: p.where + ":", RequireDurable: true,
+			Replica: replica, Fault: p.injected, OnQuarantine: p.onQuarantine})
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
-		return kvstore.New(db, ts.options(p))
-	}, ts.common(storetest.Options{
-		Footprint: func(t *testing.T) storetest.Footprint {
+		return s
+	}, ts.common(contractOptions{
+		Footprint: func(t *testing.T) Footprint {
 			return redisFootprint(t, client(t), "{"+ts.of(t).where+"}")
 		},
 		RawContains: func(t *testing.T, needle []byte) bool {
@@ -168,9 +167,28 @@ func TestContractRedis(t *testing.T) {
 	}))
 }
 
+func BenchmarkStore(b *testing.B) {
+	b.Run("bolt", func(b *testing.B) {
+		s, err := bolt.Open(filepath.Join(b.TempDir(), "bench.db"), bolt.Options{Replica: replica})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		benchmarkStore(b, s)
+	})
+	b.Run("redis", func(b *testing.B) {
+		s, err := redis.Open(context.Background(), redistest.Start(b), redis.Options{Replica: replica, RequireDurable: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		benchmarkStore(b, s)
+	})
+}
+
 // redisContains reports whether needle occurs in any key, hash field or
 // value, or sorted-set member of the namespace.
-func redisContains(t *testing.T, c *redis.Client, namespace string, needle []byte) bool {
+func redisContains(t *testing.T, c *goredis.Client, namespace string, needle []byte) bool {
 	t.Helper()
 	ctx := context.Background()
 	keys, err := c.Keys(ctx, namespace+"*").Result()
@@ -206,14 +224,12 @@ func redisContains(t *testing.T, c *redis.Client, namespace string, needle []byt
 	return false
 }
 
-var _ kv.DB = (*boltkv.DB)(nil)
-
 // audit are the buckets of the audit chains.
 var auditBuckets = map[string]bool{"chain": true, "heads": true, "checkpoints": true}
 
 // boltFootprint compacts a copy of the file at path (as the gateway
 // compacts the store after a purge) and counts what the copy holds.
-func boltFootprint(t *testing.T, path string) storetest.Footprint {
+func boltFootprint(t *testing.T, path string) Footprint {
 	t.Helper()
 	src, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
@@ -228,7 +244,7 @@ func boltFootprint(t *testing.T, path string) storetest.Footprint {
 	if err := bbolt.Compact(dst, src, 4<<20); err != nil {
 		t.Fatal(err)
 	}
-	var fp storetest.Footprint
+	var fp Footprint
 	err = dst.View(func(tx *bbolt.Tx) error {
 		fp.Bytes = tx.Size()
 		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
@@ -253,14 +269,14 @@ func boltFootprint(t *testing.T, path string) storetest.Footprint {
 
 // redisFootprint counts the fields of the namespace's hashes and their
 // memory (MEMORY USAGE).
-func redisFootprint(t *testing.T, c *redis.Client, namespace string) storetest.Footprint {
+func redisFootprint(t *testing.T, c *goredis.Client, namespace string) Footprint {
 	t.Helper()
 	ctx := context.Background()
 	keys, err := c.Keys(ctx, namespace+"*").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var fp storetest.Footprint
+	var fp Footprint
 	for _, k := range keys {
 		size := c.MemoryUsage(ctx, k, 0).Val()
 		fp.Bytes += size
