@@ -122,8 +122,8 @@ type Store struct {
 	// redoUnknown: journal ids made again whose commit's outcome was
 	// unknown (a later round finding them present counts them re-applied).
 	redoUnknown map[uint64]bool
-	jdone   chan struct{}
-	jstop   context.CancelFunc
+	jdone       chan struct{}
+	jstop       context.CancelFunc
 
 	probe probe
 	// stale is set by any call that found the store unavailable: Ping's
