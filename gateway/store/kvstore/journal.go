@@ -142,9 +142,13 @@ func (s *Store) journaled(o *op, redo *redoState, fn func(t *txn) error) func(t 
 }
 
 // record journals the batch's changes that committed with a marker,
-// before any of them is answered; it returns the error to answer them
-// with if the journal could not be written.
-func (s *Store) record(batch []*op, results []error, pos kv.Position) {
+// before any of them is answered; the ones it could not journal are
+// answered outcome unknown. unknown: the commit's outcome is unknown (its
+// answer lost, or too few replicas in time): its changes are journaled
+// all the same, where they were applied (pos) or, not knowing, nowhere
+// (checked at the next round) — a retry of such a change finds it and
+// is answered without a commit of its own, so this is its only journal.
+func (s *Store) record(batch []*op, results []error, pos kv.Position, unknown bool) {
 	now := time.Now()
 	var recs []journal.Record
 	var which []int
@@ -153,13 +157,17 @@ func (s *Store) record(batch []*op, results []error, pos kv.Position) {
 			continue
 		}
 		if st := redoFrom(o.ctx); st != nil {
-			st.reapplied, st.pos = true, pos
+			if !unknown {
+				st.reapplied, st.pos = true, pos
+			}
 			continue
 		}
 		recs = append(recs, journal.Record{ID: o.jid, Op: o.name, Args: o.args, At: now, Epoch: pos.Epoch, Offset: pos.Offset})
 		which = append(which, i)
 	}
-	if err := s.opts.Journal.Put(recs); err != nil {
+	if err := s.opts.Journal.Put(recs); err != nil && unknown {
+		s.log.Error("journal: changes of outcome unknown not journaled", "changes", len(recs), "error", err.Error())
+	} else if err != nil {
 		s.log.Error("journal: changes committed but not journaled; answered outcome unknown", "changes", len(recs), "error", err.Error())
 		for _, i := range which {
 			results[i] = fmt.Errorf("%s: %s: %w: %w: journal: %w", s.opts.Name, batch[i].name, store.ErrOutcomeUnknown, store.ErrUnavailable, err)

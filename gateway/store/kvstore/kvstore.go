@@ -330,6 +330,9 @@ func (s *Store) commit(batch []*op) {
 			conflicts++
 			continue
 		case errors.Is(err, kv.ErrUnknown):
+			if s.journaling() {
+				s.record(batch, results, pos, true)
+			}
 			for _, o := range batch {
 				o.done <- fmt.Errorf("%s: %s: %w: %w: %w", s.opts.Name, o.name, store.ErrOutcomeUnknown, store.ErrUnavailable, err)
 			}
@@ -341,7 +344,7 @@ func (s *Store) commit(batch []*op) {
 			return
 		}
 		if s.journaling() {
-			s.record(batch, results, pos)
+			s.record(batch, results, pos, false)
 		}
 		for i, o := range batch {
 			if results[i] == nil {
