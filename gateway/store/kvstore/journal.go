@@ -285,7 +285,7 @@ func (s *Store) restore(ctx context.Context, g kv.Group, recs []journal.Record, 
 		if !canAck {
 			// A change made again now would wait for replicas that are not
 			// there and be answered outcome unknown: wait for them.
-			return fmt.Errorf("journal: %d changes to make again wait for %d replicas online", len(recs), s.grouped.AckReplicas())
+			return s.unavailable("journal", fmt.Errorf("changes to make again wait for %d replicas online, %d are", s.grouped.AckReplicas(), online))
 		}
 		rs, err := s.redo(ctx, r)
 		if err != nil {

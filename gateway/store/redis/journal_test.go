@@ -297,3 +297,111 @@ func TestJournalSettles(t *testing.T) {
 	}
 	var _ = kvstore.DefaultSettle
 }
+
+// The gateway that acknowledged the erased changes is down during the
+// failover, and while it is, the clients repeat them through another
+// replica (the recipient acks its delivery again, the sender posts its
+// message again): once back with its journal, it finds them missing but
+// no longer applying, makes nothing again, and every chain verifies with
+// each event once.
+func TestJournalSupersededWhileDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Sentinel group and waits for a failover")
+	}
+	ctx := context.Background()
+	g := sentineltest.Start(t)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	switches, err := g.Switches(sctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	got := newReapplied()
+	a := openJournaled(t, g, "gw-a", filepath.Join(dir, "a.db"), time.Minute, got)
+	b := openJournaled(t, g, "gw-b", filepath.Join(dir, "b.db"), time.Minute, nil)
+	if _, err := a.Accept(ctx, message("m0"), deliveries("m0"), acceptedEntry("m0")); err != nil {
+		t.Fatal(err)
+	}
+	p, r1, r2 := g.Data[0], g.Data[1], g.Data[2]
+	pc := p.Client()
+	if n, err := pc.Wait(ctx, 2, 10*time.Second).Result(); err != nil || n != 2 {
+		t.Fatalf("WAIT 2: %d %v", n, err)
+	}
+	pc.Close()
+	rc := r2.Client()
+	if err := rc.Do(ctx, "REPLICAOF", "127.0.0.1", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+	if err := a.Ack(ctx, "ke-dra", "d-m0", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Accept(ctx, message("m1"), deliveries("m1"), acceptedEntry("m1")); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	p.Kill()
+	r1.Kill()
+	select {
+	case n := <-switches:
+		if n != r2 {
+			t.Fatalf("promoted %s, want %s", n.Name, r2.Name)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("no +switch-master within 60 s")
+	}
+	if err := r1.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	// The clients repeat through gw-b what the failover erased. A try
+	// answered outcome unknown may have committed: its retry then finds
+	// the message accepted, or the delivery gone.
+	until(t, "gw-b's ack of d-m0", func() error {
+		err := b.Ack(ctx, "ke-dra", "d-m0", time.Now())
+		if errors.Is(err, store.ErrNotFound) {
+			if _, derr := b.Delivery(ctx, "ke-dra", "d-m0"); errors.Is(derr, store.ErrNotFound) {
+				return nil
+			}
+		}
+		return err
+	})
+	until(t, "gw-b's acceptance of m1", func() error {
+		_, err := b.Accept(ctx, message("m1"), deliveries("m1"), acceptedEntry("m1"))
+		if errors.Is(err, store.ErrDuplicate) {
+			return nil
+		}
+		return err
+	})
+	a = openJournaled(t, g, "gw-a", filepath.Join(dir, "a.db"), time.Minute, got)
+	until(t, "gw-a's round after its restart", func() error { _, err := a.Reconcile(ctx); return err })
+	if got.total() != 0 {
+		t.Errorf("re-applied %v, want nothing (both changes were made again through gw-b)", got.ops)
+	}
+	if m, err := a.Message(ctx, "unhcr", "m0"); err != nil || m.Status != store.StatusDelivered {
+		t.Errorf("m0: %v %v, want delivered", m, err)
+	}
+	if n, err := a.Depth(ctx, "ke-dra"); err != nil || n != 1 {
+		t.Errorf("depth %d %v, want 1 (d-m1 once)", n, err)
+	}
+	if _, err := audit.VerifyLive(ctx, a, nil); err != nil {
+		t.Errorf("audit chains do not verify: %v", err)
+	}
+	kinds := map[string]int{}
+	for _, r := range []string{"gw-a", "gw-b"} {
+		err := a.Entries(ctx, r, 1, func(e audit.Entry) error {
+			kinds[r+":"+e.Kind+"/"+e.MessageID]++
+			if !e.ReappliedAt.IsZero() {
+				t.Errorf("%s entry %d marked re-applied", r, e.Seq)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]int{"gw-a:accepted/m0": 1, "gw-b:delivered/m0": 1, "gw-b:accepted/m1": 1}
+	if fmt.Sprint(kinds) != fmt.Sprint(want) {
+		t.Errorf("chains hold %v, want %v", kinds, want)
+	}
+}
