@@ -102,6 +102,7 @@ type (
 type redoState struct {
 	rec       journal.Record
 	reapplied bool
+	present   bool // its marker was there when its commit ran
 	pos       kv.Position
 }
 
@@ -125,6 +126,7 @@ func (s *Store) journaled(o *op, redo *redoState, fn func(t *txn) error) func(t 
 		if redo != nil {
 			_, ok, err := t.tx.Get(bJournal, markKey(s.opts.Replica, redo.rec.ID))
 			if err != nil || ok {
+				redo.present = ok
 				return err
 			}
 			t.redoAt = redo.rec.At
@@ -297,12 +299,18 @@ func (s *Store) restore(ctx context.Context, g kv.Group, recs []journal.Record, 
 			s.log.Warn("journal: re-applying a change after a switch of primary failed; trying again", "op", r.Op, "journal_id", r.ID, "error", err.Error())
 			return err
 		}
+		tried := s.redoUnknown[r.ID]
 		delete(s.redoUnknown, r.ID)
 		r.At, r.Epoch, r.Offset = now, g.Epoch, g.Offset
-		if rs.reapplied {
-			r.Epoch, r.Offset = rs.pos.Epoch, rs.pos.Offset
+		switch {
+		case rs.reapplied, rs.present && tried:
+			if rs.reapplied {
+				r.Epoch, r.Offset = rs.pos.Epoch, rs.pos.Offset
+			}
 			reapplied(r)
-		} else {
+		case rs.present:
+			st.Present++
+		default:
 			st.Superseded++
 			s.log.Info("journal: change missing after a switch of primary no longer applies", "op", r.Op, "journal_id", r.ID)
 		}
