@@ -29,9 +29,11 @@ type Record struct {
 	// wrote a marker under it in the store.
 	ID uint64 `json:"id"`
 	// Op names the change (kvstore's operation) and Args are its
-	// arguments, enough to make it again.
+	// arguments, enough to make it again. Records returns them without
+	// their arguments (ArgsOf reads them): a round over every record
+	// needs only where and when each landed.
 	Op   string          `json:"op"`
-	Args json.RawMessage `json:"args"`
+	Args json.RawMessage `json:"-"`
 	// At is when the change was last committed (or found present).
 	At time.Time `json:"at"`
 	// Epoch and Offset are where that commit landed (kv.Position).
@@ -41,6 +43,7 @@ type Record struct {
 
 var (
 	bChanges = []byte("changes")
+	bArgs    = []byte("args")
 	bMeta    = []byte("meta")
 	kNext    = []byte("next")
 )
@@ -68,8 +71,10 @@ func Open(path string) (*Journal, error) {
 		if err != nil {
 			return err
 		}
-		if _, err := tx.CreateBucketIfNotExists(bChanges); err != nil {
-			return err
+		for _, b := range [][]byte{bChanges, bArgs} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
 		}
 		// Ids continue from the clock: a change's marker can reach the
 		// store while the gateway dies before journaling it, so an id
@@ -100,8 +105,9 @@ func (j *Journal) NextID() uint64 { return j.next.Add(1) }
 
 func key(id uint64) []byte { return binary.BigEndian.AppendUint64(nil, id) }
 
-// Put writes the records (new ones, or new versions of records present)
-// in one fsynced transaction.
+// Put writes the records (new ones, or new versions of records present:
+// nil Args keeps the arguments written before) in one fsynced
+// transaction.
 func (j *Journal) Put(recs []Record) error {
 	if len(recs) == 0 {
 		return nil
@@ -120,6 +126,11 @@ func (j *Journal) Put(recs []Record) error {
 			if err := b.Put(key(r.ID), v); err != nil {
 				return err
 			}
+			if r.Args != nil {
+				if err := tx.Bucket(bArgs).Put(key(r.ID), r.Args); err != nil {
+					return err
+				}
+			}
 			top = max(top, r.ID)
 		}
 		return tx.Bucket(bMeta).Put(kNext, key(top))
@@ -130,7 +141,19 @@ func (j *Journal) Put(recs []Record) error {
 	return nil
 }
 
-// Records returns every record, in id order.
+// ArgsOf returns the arguments of record id (nil if there is none).
+func (j *Journal) ArgsOf(id uint64) (json.RawMessage, error) {
+	var out json.RawMessage
+	err := j.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bArgs).Get(key(id)); v != nil {
+			out = append(json.RawMessage{}, v...)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Records returns every record without its arguments, in id order.
 func (j *Journal) Records() ([]Record, error) {
 	var out []Record
 	err := j.db.View(func(tx *bolt.Tx) error {
@@ -156,9 +179,11 @@ func (j *Journal) Remove(ids []uint64) error {
 		return nil
 	}
 	err := j.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bChanges)
 		for _, id := range ids {
-			if err := b.Delete(key(id)); err != nil {
+			if err := tx.Bucket(bChanges).Delete(key(id)); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bArgs).Delete(key(id)); err != nil {
 				return err
 			}
 		}

@@ -45,6 +45,17 @@ func TestJournalFile(t *testing.T) {
 	if len(recs) != 1 || recs[0].ID != b || recs[0].Op != "ack" || !recs[0].At.Equal(at) || recs[0].Epoch != "e1" || recs[0].Offset != 11 {
 		t.Errorf("after reopening: %+v", recs)
 	}
+	// A new version of the record keeps its arguments.
+	recs[0].Epoch = "e2"
+	if err := j.Put(recs); err != nil {
+		t.Fatal(err)
+	}
+	if args, err := j.ArgsOf(b); err != nil || string(args) != "{}" {
+		t.Errorf("arguments of %d: %q %v", b, args, err)
+	}
+	if args, err := j.ArgsOf(a); err != nil || args != nil {
+		t.Errorf("arguments of the removed %d: %q %v", a, args, err)
+	}
 	if next := j.NextID(); next <= lost {
 		t.Errorf("id %d after reopening, not above %d handed out before", next, lost)
 	}

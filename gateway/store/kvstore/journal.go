@@ -325,6 +325,13 @@ func (s *Store) restore(ctx context.Context, g kv.Group, recs []journal.Record, 
 func (s *Store) redo(ctx context.Context, r journal.Record) (*redoState, error) {
 	rs := &redoState{rec: r}
 	ctx = context.WithValue(ctx, redoKey{}, rs)
+	if r.Args == nil {
+		args, err := s.opts.Journal.ArgsOf(r.ID)
+		if err != nil {
+			return rs, err
+		}
+		r.Args = args
+	}
 	var err error
 	decode := func(v any) bool {
 		if e := json.Unmarshal(r.Args, v); e != nil {
