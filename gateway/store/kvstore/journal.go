@@ -143,6 +143,33 @@ func (s *Store) journaled(o *op, redo *redoState, fn func(t *txn) error) func(t 
 	}
 }
 
+// journalBatch is a committed batch on its way to the journal, then to
+// its callers; unknown: the commit's outcome is unknown.
+type journalBatch struct {
+	batch   []*op
+	results []error
+	pos     kv.Position
+	unknown error
+}
+
+// journalWriter journals each committed batch and then answers it. It
+// runs beside the committer, so that a batch's fsync overlaps the next
+// batch's commit; no answer leaves before its batch is journaled.
+func (s *Store) journalWriter() {
+	defer close(s.jwdone)
+	for jb := range s.jq {
+		s.record(jb.batch, jb.results, jb.pos, jb.unknown != nil)
+		for i, o := range jb.batch {
+			if jb.unknown != nil {
+				o.done <- fmt.Errorf("%s: %s: %w: %w: %w", s.opts.Name, o.name, store.ErrOutcomeUnknown, store.ErrUnavailable, jb.unknown)
+			} else {
+				o.done <- jb.results[i]
+			}
+		}
+		s.jwg.Done()
+	}
+}
+
 // record journals the batch's changes that committed with a marker,
 // before any of them is answered; the ones it could not journal are
 // answered outcome unknown. unknown: the commit's outcome is unknown (its
@@ -388,12 +415,13 @@ func (s *Store) redo(ctx context.Context, r journal.Record) (*redoState, error) 
 }
 
 // trimMarkers deletes this replica's markers below the lowest id still
-// journaled. It runs in the committer, where every change committed
-// before it has been journaled or answered as not: ids handed out after
-// it was queued are above its bound.
+// journaled. It runs in the committer, once the journal writer has
+// journaled every batch committed before (or answered it as not): ids
+// handed out after it was queued are above its bound.
 func (s *Store) trimMarkers(ctx context.Context) error {
 	bound := s.opts.Journal.NextID()
 	err := s.change(ctx, "journal trim", func(t *txn) error {
+		s.jwg.Wait()
 		recs, err := s.opts.Journal.Records()
 		if err != nil {
 			return err

@@ -124,6 +124,11 @@ type Store struct {
 	redoUnknown map[uint64]bool
 	jdone       chan struct{}
 	jstop       context.CancelFunc
+	// The journal writer: committed batches wait there for their
+	// journal's fsync while the committer commits the next (journal.go).
+	jq     chan journalBatch
+	jwg    sync.WaitGroup // batches handed to the writer, not yet journaled
+	jwdone chan struct{}
 
 	probe probe
 	// stale is set by any call that found the store unavailable: Ping's
@@ -154,6 +159,10 @@ func New(db kv.DB, opts Options) *Store {
 		ops: make(chan *op), quit: make(chan struct{}), done: make(chan struct{})}
 	s.grouped, _ = db.(kv.Grouped)
 	s.redoUnknown = map[uint64]bool{}
+	if s.journaling() {
+		s.jq, s.jwdone = make(chan journalBatch), make(chan struct{})
+		go s.journalWriter()
+	}
 	go s.commitLoop()
 	if s.journaling() {
 		var ctx context.Context
@@ -259,6 +268,12 @@ func (s *Store) changeJ(ctx context.Context, name string, args any, fn func(t *t
 
 func (s *Store) commitLoop() {
 	defer close(s.done)
+	if s.jq != nil {
+		defer func() {
+			close(s.jq)
+			<-s.jwdone
+		}()
+	}
 	for {
 		var first *op
 		select {
@@ -331,7 +346,9 @@ func (s *Store) commit(batch []*op) {
 			continue
 		case errors.Is(err, kv.ErrUnknown):
 			if s.journaling() {
-				s.record(batch, results, pos, true)
+				s.jwg.Add(1)
+				s.jq <- journalBatch{batch: batch, results: results, pos: pos, unknown: err}
+				return
 			}
 			for _, o := range batch {
 				o.done <- fmt.Errorf("%s: %s: %w: %w: %w", s.opts.Name, o.name, store.ErrOutcomeUnknown, store.ErrUnavailable, err)
@@ -343,13 +360,17 @@ func (s *Store) commit(batch []*op) {
 			}
 			return
 		}
-		if s.journaling() {
-			s.record(batch, results, pos, false)
-		}
 		for i, o := range batch {
 			if results[i] == nil {
 				s.reportQuarantined(o.txn.moved)
 			}
+		}
+		if s.journaling() {
+			s.jwg.Add(1)
+			s.jq <- journalBatch{batch: batch, results: results, pos: pos}
+			return
+		}
+		for i, o := range batch {
 			o.done <- results[i]
 		}
 		return
