@@ -126,6 +126,9 @@ func NewMetrics() *Metrics {
 	m.Reapplied = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "xborder_store_reapplied_total", Help: "Changes this gateway acknowledged that a switch of Redis primary erased and its journal made again, by operation.",
 	}, []string{"op"})
+	for _, op := range []string{"accept", "record_denial", "ack", "dead_letter", "requeue", "withdraw_consent", "purge", "append"} {
+		m.Reapplied.WithLabelValues(op)
+	}
 	m.Registry.MustRegister(m.Requests, m.Latency, m.Decisions, m.DecisionRules, m.Deliveries, m.AuditFailures,
 		m.Quarantined, m.StoreDamaged, m.Reapplied, m.oldRequests, m.oldLatency, buildInfo,
 		// The Go collector's defaults, plus the live heap after the last

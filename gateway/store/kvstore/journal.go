@@ -9,7 +9,10 @@ package kvstore
 // resynced from the new primary. So each gateway replica keeps every
 // change it acknowledged in a journal of its own (Options.Journal, a bbolt
 // file on its disk), written and fsynced after the commit and before the
-// answer, until the group has held it for Options.Settle.
+// answer (by a writer beside the committer, so that one batch's fsync
+// overlaps the next batch's commit), until the group has held it for
+// Options.Settle. A commit of unknown outcome is journaled too: a retry
+// that finds it is answered without a commit of its own.
 //
 // What is journaled is the change as the domain made it — its operation
 // and arguments (accept, record denial, ack, dead letter, requeue,
