@@ -13,7 +13,6 @@ import (
 
 	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/store"
-	"github.com/xborder/xborder/gateway/store/kvstore"
 	"github.com/xborder/xborder/gateway/store/redis"
 	"github.com/xborder/xborder/gateway/store/sentineltest"
 )
@@ -244,7 +243,7 @@ func TestJournalReappliesErasedChanges(t *testing.T) {
 
 // A change leaves the journal, and its marker the store, once the group
 // has held it for the settle period; not while a replica has not caught
-// up with it.
+// up with it. A change answered outcome unknown is journaled too.
 func TestJournalSettles(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Sentinel group")
@@ -273,15 +272,29 @@ func TestJournalSettles(t *testing.T) {
 	if markers() != 1 {
 		t.Fatalf("%d markers after one change, want 1", markers())
 	}
-	// Past the settle period with r2 frozen behind the change: kept.
+	// With both replicas frozen, a change is on the primary alone: answered
+	// outcome unknown, and journaled all the same (a retry would find it
+	// and answer without a commit of its own).
+	r1 := g.Data[1]
+	if err := r1.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Accept(ctx, message("s2"), deliveries("s2"), acceptedEntry("s2")); !errors.Is(err, store.ErrOutcomeUnknown) {
+		t.Fatalf("acceptance with both replicas frozen: %v, want outcome unknown", err)
+	}
+	if markers() != 2 {
+		t.Fatalf("%d markers after two changes, want 2", markers())
+	}
+	// Past the settle period with replicas frozen behind the changes: kept.
 	time.Sleep(time.Until(start.Add(2 * settle)))
 	st, err := s.Reconcile(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Settled != 0 || st.Left != 1 {
-		t.Errorf("with a replica behind: %+v, want the change kept", st)
+	if st.Settled != 0 || st.Left != 2 {
+		t.Errorf("with replicas behind: %+v, want both changes kept", st)
 	}
+	r1.Thaw()
 	r2.Thaw()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -297,7 +310,6 @@ func TestJournalSettles(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	var _ = kvstore.DefaultSettle
 }
 
 // The gateway that acknowledged the erased changes is down during the
