@@ -217,6 +217,8 @@ type ReconcileStats struct {
 	Reapplied int
 	// Superseded: changes missing that the domain found no longer apply.
 	Superseded int
+	// Failed: changes missing that could not be made again (logged).
+	Failed int
 	// Settled: records that left the journal.
 	Settled int
 	// Left: records still journaled.
@@ -320,6 +322,15 @@ func (s *Store) restore(ctx context.Context, g kv.Group, recs []journal.Record, 
 			return s.unavailable("journal", fmt.Errorf("changes to make again wait for %d replicas online, %d are", s.grouped.AckReplicas(), online))
 		}
 		rs, err := s.redo(ctx, r)
+		if err != nil && !errors.Is(err, store.ErrUnavailable) {
+			// Refused for what it is (it cannot be made again): said, and
+			// kept no longer than the others, so that it blocks nothing.
+			st.Failed++
+			s.log.Error("journal: a change erased by a switch of primary cannot be made again", "op", r.Op, "journal_id", r.ID, "error", err.Error())
+			r.At, r.Epoch, r.Offset = now, g.Epoch, g.Offset
+			restamped = append(restamped, r)
+			continue
+		}
 		if err != nil {
 			// Unavailable now, or committed without enough replicas in
 			// time: the next tick checks again, in order.
@@ -347,7 +358,7 @@ func (s *Store) restore(ctx context.Context, g kv.Group, recs []journal.Record, 
 		restamped = append(restamped, r)
 	}
 	s.log.Info("journal: changes checked after a switch of primary", "checked", len(recs),
-		"present", st.Present, "reapplied", st.Reapplied, "superseded", st.Superseded)
+		"present", st.Present, "reapplied", st.Reapplied, "superseded", st.Superseded, "failed", st.Failed)
 	return nil
 }
 
