@@ -14,7 +14,9 @@
 // function call and WAIT (WAITAOF on 7.2 and later) go in one pipeline,
 // which go-redis writes on one connection — WAIT counts the replicas that
 // hold the writes of its own connection, so on another pooled connection
-// it would answer for writes that are not the commit's.
+// it would answer for writes that are not the commit's. For the same
+// reason a commit asked where it landed (kv.WithPosition: the gateway's
+// journal) reads INFO replication in that pipeline too.
 package rediskv
 
 import (
