@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -206,7 +207,8 @@ func (g *Gateway) openStore(ctx context.Context, o options) error {
 	created := newStoreFile(g.cfg)
 	var err error
 	g.Store, err = OpenStore(ctx, g.cfg, StoreOptions{Replica: Replica(g.cfg), Logger: g.log, Fault: o.storeFault,
-		OnQuarantine: func(kind string) { g.Metrics.Quarantined.WithLabelValues(kind).Inc() }})
+		OnQuarantine: func(kind string) { g.Metrics.Quarantined.WithLabelValues(kind).Inc() },
+		OnReapplied:  func(op string) { g.Metrics.Reapplied.WithLabelValues(strings.ReplaceAll(op, " ", "_")).Inc() }})
 	if err != nil {
 		g.Store = nil
 		return err

@@ -24,6 +24,9 @@ type StoreOptions struct {
 	// Logger and OnQuarantine report records the store quarantines.
 	Logger       *slog.Logger
 	OnQuarantine func(kind string)
+	// OnReapplied is told of each change the journal made again after a
+	// switch of Redis primary (redis_journal), for a metric.
+	OnReapplied func(op string)
 	// Fault is the stores' fault injection (bolt.Options.Fault,
 	// redis.Options.Fault), for tests: WithStoreFault.
 	Fault func(op string) error
@@ -51,9 +54,20 @@ func OpenStore(ctx context.Context, cfg config.Config, o StoreOptions) (store.St
 	case "redis":
 		return redisstore.Open(ctx, target, redisstore.Options{RequireDurable: cfg.RedisRequireDurable && !o.ReadOnly,
 			Replica: o.Replica, Logger: o.Logger, OnQuarantine: o.OnQuarantine, Fault: o.Fault,
-			AckReplicas: cfg.RedisAcks(), AckTimeout: cfg.RedisAckTimeout})
+			AckReplicas: cfg.RedisAcks(), AckTimeout: cfg.RedisAckTimeout,
+			Journal: journalPath(cfg, o), JournalSettle: cfg.RedisJournalSettle, OnReapplied: o.OnReapplied})
 	}
 	return nil, fmt.Errorf("gateway: unknown store %q", cfg.Store)
+}
+
+// journalPath is the journal of a gateway that serves: the commands that
+// open the store to read it (the gateway may be running, holding its
+// journal) write nothing and need none.
+func journalPath(cfg config.Config, o StoreOptions) string {
+	if o.ReadOnly {
+		return ""
+	}
+	return cfg.JournalPath()
 }
 
 // Replica is the name of this gateway's audit chain: the configured one,

@@ -288,6 +288,11 @@ func checkHAStore(t *testing.T, cf composeFile, name string, c config.Config) {
 		t.Errorf("%s: store %q (acks %d), want redis-sentinel://SENTINELS/MASTER/DB waiting for one replica", name, target, c.RedisAcks())
 		return
 	}
+	// Its journal is in /data, a volume of its own that outlives the
+	// container (the config is mounted read-only).
+	if jp := c.JournalPath(); !strings.HasPrefix(jp, "/data/") || !slices.Contains(cf.Services[name].Volumes, name+":/data") {
+		t.Errorf("%s: journal %q, volumes %v; want it under /data, a volume named after the gateway", name, jp, cf.Services[name].Volumes)
+	}
 	sentinels := strings.Split(parts[0], ",")
 	if len(sentinels) != 3 {
 		t.Errorf("%s: %d Sentinels, want 3", name, len(sentinels))

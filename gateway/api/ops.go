@@ -58,6 +58,9 @@ type Metrics struct {
 	// StoreDamaged is 1 while the gateway serves a store its start-up
 	// check found damaged (serve_damaged_store).
 	StoreDamaged prometheus.Gauge
+	// Reapplied counts the changes the journal made again after a switch
+	// of Redis primary erased them, by operation.
+	Reapplied *prometheus.CounterVec
 }
 
 // DeliveryOutcomes are the values of xborder_deliveries_total's outcome
@@ -120,8 +123,14 @@ func NewMetrics() *Metrics {
 	m.StoreDamaged = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "xborder_store_damaged", Help: "1 while the gateway serves a store its start-up check found damaged (serve_damaged_store), else 0.",
 	})
+	m.Reapplied = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "xborder_store_reapplied_total", Help: "Changes this gateway acknowledged that a switch of Redis primary erased and its journal made again, by operation.",
+	}, []string{"op"})
+	for _, op := range []string{"accept", "record_denial", "ack", "dead_letter", "requeue", "withdraw_consent", "purge", "append"} {
+		m.Reapplied.WithLabelValues(op)
+	}
 	m.Registry.MustRegister(m.Requests, m.Latency, m.Decisions, m.DecisionRules, m.Deliveries, m.AuditFailures,
-		m.Quarantined, m.StoreDamaged, m.oldRequests, m.oldLatency, buildInfo,
+		m.Quarantined, m.StoreDamaged, m.Reapplied, m.oldRequests, m.oldLatency, buildInfo,
 		// The Go collector's defaults, plus the live heap after the last
 		// collection (go_gc_heap_live_bytes): the memory the gateway keeps,
 		// which the heap's current size hides between cycles.

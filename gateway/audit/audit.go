@@ -103,6 +103,10 @@ type Entry struct {
 	// Detail says why a policy version was refused (compiler or test
 	// messages: file, rule and field names, never message content).
 	Detail string `json:"detail,omitempty"`
+	// ReappliedAt is set on an entry appended again after a failover of
+	// the shared store erased its first append (the gateway's journal put
+	// its change back): Time is still the original event's.
+	ReappliedAt time.Time `json:"reapplied_at,omitzero"`
 
 	Prev string `json:"prev,omitempty"`
 	Hash string `json:"hash,omitempty"`
@@ -199,6 +203,9 @@ func (e *Entry) Link(count uint64, head string) error {
 	e.Seq = count + 1
 	e.Prev = head
 	e.Time = e.Time.UTC().Round(0)
+	if !e.ReappliedAt.IsZero() {
+		e.ReappliedAt = e.ReappliedAt.UTC().Round(0)
+	}
 	h, err := e.ComputeHash()
 	if err != nil {
 		return err

@@ -218,7 +218,7 @@ func CompareLive(ctx context.Context, s Summary, b Backend) error {
 			if err != nil && !errors.Is(err, errStop) {
 				return err
 			}
-			if first != nil && first.Time.Before(s.exported().Add(-compareGrace)) {
+			if first != nil && appended(*first).Before(s.exported().Add(-compareGrace)) {
 				return &Error{Replica: r, Seq: 1, Reason: "the live chain is missing from the export (cut off)"}
 			}
 			continue
@@ -242,12 +242,21 @@ func CompareLive(ctx context.Context, s Summary, b Backend) error {
 		if exp.Count > 0 && (at == nil || at.Hash != exp.Head) {
 			return &Error{Replica: r, Seq: exp.Count, Reason: "the live entry differs from the export's head (rewritten)"}
 		}
-		if after != nil && after.Time.Before(exp.Last.Time.Add(-compareGrace)) {
+		if after != nil && appended(*after).Before(exp.Last.Time.Add(-compareGrace)) {
 			return &Error{Replica: r, Seq: after.Seq,
 				Reason: "the live entry predates the export's checkpoint but is not in the export (cut off)"}
 		}
 	}
 	return nil
+}
+
+// appended is when e was appended: its event's time, or for an entry
+// appended again after a failover erased it, that time.
+func appended(e Entry) time.Time {
+	if !e.ReappliedAt.IsZero() {
+		return e.ReappliedAt
+	}
+	return e.Time
 }
 
 // compareGrace covers an entry stamped just before an export read the head

@@ -47,6 +47,11 @@ type Config struct {
 	// RedisAckTimeout bounds the wait (see RedisAcks).
 	RedisAckReplicas int           `yaml:"redis_ack_replicas"`
 	RedisAckTimeout  time.Duration `yaml:"redis_ack_timeout"`
+	// RedisJournal is this gateway's journal of the changes it
+	// acknowledged on a redis-sentinel:// store, kept until the group has
+	// held them for RedisJournalSettle ("off": none; see JournalPath).
+	RedisJournal       string        `yaml:"redis_journal"`
+	RedisJournalSettle time.Duration `yaml:"redis_journal_settle"`
 
 	// BodyLimit is the largest request body accepted, in bytes.
 	BodyLimit int64 `yaml:"body_limit"`
@@ -125,6 +130,8 @@ func Default() Config {
 		RedisRequireDurable: true,
 		RedisAckReplicas:    -1,
 		RedisAckTimeout:     500 * time.Millisecond,
+		RedisJournal:        "data/redis-journal.db",
+		RedisJournalSettle:  30 * time.Second,
 		InboxVisibility:     60 * time.Second,
 		ClockSkew:           300 * time.Second,
 		PolicyTimeout:       500 * time.Millisecond,
@@ -347,6 +354,9 @@ func (c *Config) resolve(base string) {
 		c.PolicyVerdicts = abs(c.PolicyVerdicts)
 	}
 	c.OpsTokenFile = abs(c.OpsTokenFile)
+	if c.RedisJournal != "off" {
+		c.RedisJournal = abs(c.RedisJournal)
+	}
 	if p, ok := strings.CutPrefix(c.Store, "bolt:"); ok {
 		c.Store = "bolt:" + abs(p)
 	}
@@ -395,6 +405,16 @@ func (c Config) RedisAcks() int {
 	return 0
 }
 
+// JournalPath is the journal's file, "" for none: only a
+// redis-sentinel:// store has one (a single primary has no failover to
+// erase what it acknowledged), unless redis_journal is "off".
+func (c Config) JournalPath() string {
+	if !strings.HasPrefix(c.Store, "redis-sentinel://") || c.RedisJournal == "off" {
+		return ""
+	}
+	return c.RedisJournal
+}
+
 // Validate reports every problem at once, each named by its YAML key and
 // environment variable.
 func (c Config) Validate() error {
@@ -425,6 +445,12 @@ func (c Config) Validate() error {
 	}
 	if c.RedisAckTimeout < 10*time.Millisecond || c.RedisAckTimeout > 30*time.Second {
 		add("redis_ack_timeout", "%v is outside 10ms..30s", c.RedisAckTimeout)
+	}
+	if c.JournalPath() == "" && strings.HasPrefix(c.Store, "redis-sentinel://") && c.RedisJournal != "off" {
+		add("redis_journal", "empty (a path, or off)")
+	}
+	if c.RedisJournalSettle < 100*time.Millisecond || c.RedisJournalSettle > time.Hour {
+		add("redis_journal_settle", "%v is outside 100ms..1h", c.RedisJournalSettle)
 	}
 	if c.MinFree < 0 {
 		add("min_free", "%d is negative (0: no check)", c.MinFree)

@@ -123,6 +123,8 @@ func Config(t testing.TB, specs []pki.Spec, opts ...Option) (pkiDir string, cfg 
 	cfg.GatewayKeys = filepath.Join(pkiDir, "gateway")
 	cfg.Policies = filepath.Join(RepoRoot(), "policies")
 	cfg.Store = "bolt:" + filepath.Join(dir, "data", "xborder.db")
+	// Each gateway its own journal (used on a redis-sentinel:// store).
+	cfg.RedisJournal = filepath.Join(dir, "data", "redis-journal.db")
 	cfg.PolicyWatch = 0
 	cfg.PolicyVerdicts = verdicts()
 	// A generous deadline per decision: the production default is short on

@@ -51,6 +51,12 @@ func (t *txn) appendEntry(e audit.Entry) (audit.Entry, error) {
 	if err != nil {
 		return audit.Entry{}, err
 	}
+	if !t.redoAt.IsZero() { // made again by the journal: the original time, marked
+		if e.Time.After(t.redoAt) {
+			e.Time = t.redoAt
+		}
+		e.ReappliedAt = t.s.now()
+	}
 	if err := e.Link(count, head); err != nil {
 		return audit.Entry{}, err
 	}
@@ -75,7 +81,7 @@ func (s *Store) Append(ctx context.Context, replica string, e audit.Entry) (audi
 		return audit.Entry{}, fmt.Errorf("%s: append: %w", s.opts.Name, err)
 	}
 	var stored audit.Entry
-	err = s.change(ctx, "append", func(t *txn) (err error) {
+	err = s.changeJ(ctx, "append", appendArgs{Replica: replica, E: p}, func(t *txn) (err error) {
 		if err := t.fault("append"); err != nil {
 			return err
 		}

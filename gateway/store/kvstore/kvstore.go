@@ -30,10 +30,13 @@
 //	checkpoints replica\x00seq(8) -> checkpoint JSON
 //	quarantine  kind\x00original key\x00time(8) -> bytes that could not be decoded
 //	probe       ping -> time of the last Ping
+//	journal     replica\x00id(8) -> 1: the marker of a journaled change
+//	            (journal.go)
 package kvstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,6 +46,7 @@ import (
 	"time"
 
 	"github.com/xborder/xborder/gateway/store"
+	"github.com/xborder/xborder/gateway/store/journal"
 	"github.com/xborder/xborder/gateway/store/kv"
 )
 
@@ -91,6 +95,15 @@ type Options struct {
 	Name string
 	// MaxBatch bounds the changes one commit carries (default 128).
 	MaxBatch int
+	// Journal, when set on a replicated store (the kv.DB is kv.Grouped),
+	// keeps each change this replica acknowledged until the group has
+	// held it for Settle (default DefaultSettle), and makes again the ones
+	// a switch of primary erased (journal.go). New does not close it.
+	Journal *journal.Journal
+	Settle  time.Duration
+	// OnReapplied, when set, is told of each change the journal made
+	// again after a failover (op names it), for a metric.
+	OnReapplied func(op string)
 }
 
 // Store is a store.Store over a kv.DB.
@@ -103,6 +116,19 @@ type Store struct {
 	quit  chan struct{}
 	done  chan struct{}
 	close sync.Once
+
+	grouped kv.Grouped // db, when it is replicated
+	rmu     sync.Mutex // one Reconcile at a time
+	// redoUnknown: journal ids made again whose commit's outcome was
+	// unknown (a later round finding them present counts them re-applied).
+	redoUnknown map[uint64]bool
+	jdone       chan struct{}
+	jstop       context.CancelFunc
+	// The journal writer: committed batches wait there for their
+	// journal's fsync while the committer commits the next (journal.go).
+	jq     chan journalBatch
+	jwg    sync.WaitGroup // batches handed to the writer, not yet journaled
+	jwdone chan struct{}
 
 	probe probe
 	// stale is set by any call that found the store unavailable: Ping's
@@ -126,9 +152,24 @@ func New(db kv.DB, opts Options) *Store {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 128
 	}
+	if opts.Settle <= 0 {
+		opts.Settle = DefaultSettle
+	}
 	s := &Store{db: db, opts: opts, log: opts.Logger.With("component", "store"),
 		ops: make(chan *op), quit: make(chan struct{}), done: make(chan struct{})}
+	s.grouped, _ = db.(kv.Grouped)
+	s.redoUnknown = map[uint64]bool{}
+	if s.journaling() {
+		s.jq, s.jwdone = make(chan journalBatch), make(chan struct{})
+		go s.journalWriter()
+	}
 	go s.commitLoop()
+	if s.journaling() {
+		var ctx context.Context
+		ctx, s.jstop = context.WithCancel(context.Background())
+		s.jdone = make(chan struct{})
+		go s.journalLoop(ctx)
+	}
 	return s
 }
 
@@ -139,6 +180,10 @@ func (s *Store) now() time.Time { return s.opts.Clock() }
 func (s *Store) Close() error {
 	var err error
 	s.close.Do(func() {
+		if s.jstop != nil {
+			s.jstop()
+			<-s.jdone
+		}
 		close(s.quit)
 		<-s.done
 		if cerr := s.db.Close(); cerr != nil {
@@ -167,11 +212,32 @@ type op struct {
 	fn   func(t *txn) error
 	done chan error
 	txn  *txn
+	// args are the change's arguments as journaled (nil: not journaled),
+	// jid the id its marker was written under in this run (0: none).
+	args json.RawMessage
+	jid  uint64
 }
 
 // change runs fn as one change through the committer and waits for its
 // commit. Its error is fn's own, or a commit's wrapped in ErrUnavailable.
 func (s *Store) change(ctx context.Context, name string, fn func(t *txn) error) error {
+	return s.changeJ(ctx, name, nil, fn)
+}
+
+// changeJ is change for a change the journal keeps once acknowledged,
+// with args to make it again (journal.go); without a journal, change.
+func (s *Store) changeJ(ctx context.Context, name string, args any, fn func(t *txn) error) error {
+	o := &op{ctx: ctx, name: name, fn: fn, done: make(chan error, 1)}
+	if redo := redoFrom(ctx); s.journaling() && (args != nil || redo != nil) {
+		if redo == nil {
+			raw, err := json.Marshal(args)
+			if err != nil {
+				return fmt.Errorf("%s: %s: journal: %w", s.opts.Name, name, err)
+			}
+			o.args = raw
+		}
+		o.fn = s.journaled(o, redo, fn)
+	}
 	if err := ctx.Err(); err != nil {
 		return s.unavailable(name, err)
 	}
@@ -183,7 +249,6 @@ func (s *Store) change(ctx context.Context, name string, fn func(t *txn) error) 
 			return s.unavailable(name, err)
 		}
 	}
-	o := &op{ctx: ctx, name: name, fn: fn, done: make(chan error, 1)}
 	select {
 	case s.ops <- o:
 	case <-s.quit:
@@ -197,6 +262,12 @@ func (s *Store) change(ctx context.Context, name string, fn func(t *txn) error) 
 
 func (s *Store) commitLoop() {
 	defer close(s.done)
+	if s.jq != nil {
+		defer func() {
+			close(s.jq)
+			<-s.jwdone
+		}()
+	}
 	for {
 		var first *op
 		select {
@@ -232,8 +303,13 @@ func (s *Store) commit(batch []*op) {
 	for len(batch) > 0 {
 		results := make([]error, len(batch))
 		failed := -1
+		var pos kv.Position
+		ctx := context.Background()
+		if s.journaling() {
+			ctx = kv.WithPosition(ctx, &pos)
+		}
 		err := s.guarded(func() error {
-			return s.db.Update(context.Background(), func(tx kv.Tx) error {
+			return s.db.Update(ctx, func(tx kv.Tx) error {
 				for i, o := range batch {
 					if err := o.ctx.Err(); err != nil {
 						results[i] = s.unavailable(o.name, err)
@@ -263,6 +339,11 @@ func (s *Store) commit(batch []*op) {
 			conflicts++
 			continue
 		case errors.Is(err, kv.ErrUnknown):
+			if s.journaling() {
+				s.jwg.Add(1)
+				s.jq <- journalBatch{batch: batch, results: results, pos: pos, unknown: err}
+				return
+			}
 			for _, o := range batch {
 				o.done <- fmt.Errorf("%s: %s: %w: %w: %w", s.opts.Name, o.name, store.ErrOutcomeUnknown, store.ErrUnavailable, err)
 			}
@@ -277,6 +358,13 @@ func (s *Store) commit(batch []*op) {
 			if results[i] == nil {
 				s.reportQuarantined(o.txn.moved)
 			}
+		}
+		if s.journaling() {
+			s.jwg.Add(1)
+			s.jq <- journalBatch{batch: batch, results: results, pos: pos}
+			return
+		}
+		for i, o := range batch {
 			o.done <- results[i]
 		}
 		return
@@ -290,6 +378,9 @@ type txn struct {
 	s      *Store
 	writes int
 	moved  []quarantined
+	// redoAt, set when the journal makes a change again, is when it was
+	// first committed: its audit entries are marked re-applied.
+	redoAt time.Time
 }
 
 func (t *txn) get(bucket string, key []byte) ([]byte, error) {

@@ -70,7 +70,7 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 	}
 	key := pairKey(m.From, m.ID)
 	var existing *store.Message
-	err = s.change(ctx, "accept", func(t *txn) error {
+	err = s.changeJ(ctx, "accept", acceptArgs{M: *m, Ds: ds, Entries: prepared}, func(t *txn) error {
 		existing = nil
 		old, err := t.message(key)
 		if err != nil {
@@ -193,7 +193,7 @@ func (s *Store) RecordDenial(ctx context.Context, m *store.Message, e audit.Entr
 		return fmt.Errorf("%s: record denial: %w", s.opts.Name, err)
 	}
 	key := pairKey(m.From, m.ID)
-	err = s.change(ctx, "record denial", func(t *txn) error {
+	err = s.changeJ(ctx, "record denial", denialArgs{M: *m, E: prepared[0]}, func(t *txn) error {
 		old, err := t.message(key)
 		if err != nil {
 			return err

@@ -206,7 +206,7 @@ func (s *Store) Ack(ctx context.Context, recipient, deliveryID string, now time.
 	if err := s.check(ctx, "ack", recipient, deliveryID); err != nil {
 		return err
 	}
-	err := s.change(ctx, "ack", func(t *txn) error {
+	err := s.changeJ(ctx, "ack", deliveryArgs{recipient, deliveryID, now}, func(t *txn) error {
 		return t.endQueued("ack", recipient, deliveryID, audit.KindDelivered, nil, func(rec *messageRecord) {
 			if rec.Open > 0 {
 				rec.Open--
@@ -348,7 +348,7 @@ func (s *Store) DeadLetter(ctx context.Context, recipient, deliveryID string, no
 	if err := s.check(ctx, "dead letter", recipient, deliveryID); err != nil {
 		return err
 	}
-	err := s.change(ctx, "dead letter", func(t *txn) error {
+	err := s.changeJ(ctx, "dead letter", deliveryArgs{recipient, deliveryID, now}, func(t *txn) error {
 		return t.endQueued("dead letter", recipient, deliveryID, audit.KindDeadLettered, func(r *deliveryRecord) error {
 			r.visible = now
 			dk := pairKey(recipient, deliveryID)
@@ -417,7 +417,7 @@ func (s *Store) Requeue(ctx context.Context, recipient, deliveryID string, now t
 	if err := s.check(ctx, "requeue", recipient, deliveryID); err != nil {
 		return err
 	}
-	err := s.change(ctx, "requeue", func(t *txn) error {
+	err := s.changeJ(ctx, "requeue", deliveryArgs{recipient, deliveryID, now}, func(t *txn) error {
 		dk := pairKey(recipient, deliveryID)
 		r, ok, err := t.dead(dk)
 		if err != nil {

@@ -46,7 +46,7 @@ func (s *Store) WithdrawConsent(ctx context.Context, from, consentID string, now
 	if err := store.ValidKeys(from, consentID); err != nil {
 		return fmt.Errorf("%s: withdraw consent: %w", s.opts.Name, err)
 	}
-	err := s.change(ctx, "withdraw consent", func(t *txn) error {
+	err := s.changeJ(ctx, "withdraw consent", consentArgs{from, consentID, now}, func(t *txn) error {
 		if err := t.fault("withdraw consent"); err != nil {
 			return err
 		}
@@ -132,7 +132,7 @@ func (s *Store) Purge(ctx context.Context, now time.Time) ([]store.Purged, error
 			batch []store.Purged
 			more  bool
 		)
-		err := s.change(ctx, "purge", func(t *txn) error {
+		err := s.changeJ(ctx, "purge", purgeArgs{now}, func(t *txn) error {
 			batch, more = batch[:0], false
 			var due [][]byte
 			err := t.tx.Scan(bRetention, nil, nil, func(k, _ []byte) error {
@@ -173,7 +173,9 @@ func (s *Store) Purge(ctx context.Context, now time.Time) ([]store.Purged, error
 			return out, s.failed("purge", err)
 		}
 		out = append(out, batch...)
-		if !more {
+		// Made again by the journal: the one commit that was lost; what
+		// is due beyond it is the next purge's.
+		if !more || redoFrom(ctx) != nil {
 			return out, nil
 		}
 	}

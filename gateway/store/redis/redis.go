@@ -36,6 +36,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/xborder/xborder/gateway/store"
+	"github.com/xborder/xborder/gateway/store/journal"
 	"github.com/xborder/xborder/gateway/store/kv/rediskv"
 	"github.com/xborder/xborder/gateway/store/kvstore"
 )
@@ -65,6 +66,14 @@ type Options struct {
 	// primary alone. AckTimeout bounds that wait (0: rediskv's default).
 	AckReplicas int
 	AckTimeout  time.Duration
+	// Journal, when set, is the path of this gateway's journal (a bbolt
+	// file on its own disk): each change it acknowledged is kept there
+	// until the group has held it for JournalSettle (0: kvstore's
+	// default), and made again if a switch of primary erased it
+	// (kvstore's journal.go). OnReapplied counts those.
+	Journal       string
+	JournalSettle time.Duration
+	OnReapplied   func(op string)
 	// Fault, when set, is called inside every change (kvstore.Options.Fault)
 	// and by the write probe ("probe"); an error fails it, nothing
 	// written. For tests.
@@ -74,6 +83,7 @@ type Options struct {
 // Store is the shared store: kvstore over rediskv, and the server.
 type Store struct {
 	*kvstore.Store
+	journal *journal.Journal
 	c       goredis.UniversalClient
 	prefix  string
 	durable probe
@@ -116,6 +126,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	s := &Store{c: db.Client(), prefix: opts.Prefix}
 	fail := func(err error) (*Store, error) {
 		db.Close()
+		if s.journal != nil {
+			s.journal.Close()
+		}
 		return nil, err
 	}
 	n, err := s.c.Exists(ctx, opts.Prefix+"audit:replicas").Result()
@@ -127,7 +140,14 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 			"drain its queues and export its audit log with that version, then delete its keys", opts.Prefix))
 	}
 	ko := kvstore.Options{Replica: opts.Replica, Clock: opts.Clock, Logger: opts.Logger,
-		OnQuarantine: opts.OnQuarantine, Fault: opts.Fault, Name: "redis"}
+		OnQuarantine: opts.OnQuarantine, Fault: opts.Fault, Name: "redis",
+		Settle: opts.JournalSettle, OnReapplied: opts.OnReapplied}
+	if opts.Journal != "" {
+		if s.journal, err = journal.Open(opts.Journal); err != nil {
+			return fail(fmt.Errorf("redis: open: %w", err))
+		}
+		ko.Journal = s.journal
+	}
 	if opts.RequireDurable {
 		if err := checkDurable(ctx, s.c); err != nil {
 			return fail(fmt.Errorf("redis: open: %w", err))
@@ -187,6 +207,15 @@ func serverWords(ctx context.Context, o *goredis.Options, err error) error {
 		return fmt.Errorf("the server says %q", strings.TrimSpace(msg))
 	}
 	return nil
+}
+
+// Close stops the store and closes its connection.
+func (s *Store) Close() error {
+	err := s.Store.Close()
+	if s.journal != nil {
+		err = errors.Join(err, s.journal.Close())
+	}
+	return err
 }
 
 // Incr counts one event for key in the window that starts at windowStart

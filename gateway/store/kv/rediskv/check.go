@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/xborder/xborder/gateway/store/kv"
 )
 
 // Check tells whether the group can keep what a commit acknowledges: the
@@ -133,7 +135,31 @@ func parseInfo(s string) map[string]string {
 	return m
 }
 
-type replica struct{ addr, state string }
+// Group describes the primary's group (kv.Grouped): its replication id
+// and offset, and each attached replica's link and acknowledged offset.
+func (d *DB) Group(ctx context.Context) (kv.Group, error) {
+	info, err := d.c.Info(ctx, "replication").Result()
+	if err != nil {
+		return kv.Group{}, fmt.Errorf("rediskv: primary: %w", err)
+	}
+	rep := parseInfo(info)
+	if rep["role"] != "master" {
+		return kv.Group{}, fmt.Errorf("rediskv: the server answers as %q, not as a master", rep["role"])
+	}
+	g := kv.Group{Epoch: rep["master_replid"]}
+	g.Offset, _ = strconv.ParseInt(rep["master_repl_offset"], 10, 64)
+	for _, r := range replicas(rep) {
+		g.Replicas = append(g.Replicas, kv.Replica{Online: r.state == "online", Offset: r.offset})
+	}
+	return g, nil
+}
+
+var _ kv.Grouped = (*DB)(nil)
+
+type replica struct {
+	addr, state string
+	offset      int64
+}
 
 // replicas reads slaveN:ip=...,port=...,state=...,offset=...,lag=... lines.
 func replicas(info map[string]string) []replica {
@@ -149,7 +175,8 @@ func replicas(info map[string]string) []replica {
 		if f["ip"] == "" || f["port"] == "" {
 			continue
 		}
-		out = append(out, replica{net.JoinHostPort(f["ip"], f["port"]), f["state"]})
+		off, _ := strconv.ParseInt(f["offset"], 10, 64)
+		out = append(out, replica{net.JoinHostPort(f["ip"], f["port"]), f["state"], off})
 	}
 	return out
 }

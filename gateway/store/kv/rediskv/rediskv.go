@@ -14,7 +14,9 @@
 // function call and WAIT (WAITAOF on 7.2 and later) go in one pipeline,
 // which go-redis writes on one connection — WAIT counts the replicas that
 // hold the writes of its own connection, so on another pooled connection
-// it would answer for writes that are not the commit's.
+// it would answer for writes that are not the commit's. For the same
+// reason a commit asked where it landed (kv.WithPosition: the gateway's
+// journal) reads INFO replication in that pipeline too.
 package rediskv
 
 import (
@@ -24,6 +26,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -359,8 +362,8 @@ func (t *tx) end(ferr error, commit bool) error {
 			args = append(args, op, bucket(r.bucket), r.key, w.value)
 		}
 	}
-	if write && t.d.ack > 0 {
-		return t.d.commitAcked(t.ctx, keys, args)
+	if slot := kv.PositionSlot(t.ctx); write && (t.d.ack > 0 || slot != nil) {
+		return t.d.commitAcked(t.ctx, keys, args, slot)
 	}
 	n, err := call(t.ctx, fnName, keys, args...).Int()
 	switch {
@@ -373,18 +376,26 @@ func (t *tx) end(ferr error, commit bool) error {
 }
 
 // commitAcked sends the apply call and the wait for replicas in one
-// pipeline, so on one connection.
-func (d *DB) commitAcked(ctx context.Context, keys []string, args []any) error {
+// pipeline, so on one connection; with a position slot (kv.WithPosition),
+// INFO replication follows on that connection, so that the position read
+// is the server's that made the commit, at or after it.
+func (d *DB) commitAcked(ctx context.Context, keys []string, args []any, slot *kv.Position) error {
 	var apply, wait *redis.Cmd
+	var info *redis.StringCmd
 	ms := d.ackTimeout.Milliseconds()
 	d.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		apply = p.FCall(ctx, fnApply, keys, args...)
 		// Pipeliner has no Wait or WaitAOF (go-redis keeps blocking
 		// commands out of pipelines); Do sends them as they are.
-		if d.waitAOF {
+		switch {
+		case d.ack == 0:
+		case d.waitAOF:
 			wait = p.Do(ctx, "WAITAOF", 1, d.ack, ms)
-		} else {
+		default:
 			wait = p.Do(ctx, "WAIT", d.ack, ms)
+		}
+		if slot != nil {
+			info = p.Info(ctx, "replication")
 		}
 		return nil
 	})
@@ -394,6 +405,19 @@ func (d *DB) commitAcked(ctx context.Context, keys []string, args []any) error {
 	}
 	if n == 0 {
 		return kv.ErrConflict
+	}
+	if slot != nil {
+		s, err := info.Result()
+		if err != nil {
+			d.unknown.Add(1)
+			return fmt.Errorf("%w: INFO replication after the commit: %w", kv.ErrUnknown, err)
+		}
+		rep := parseInfo(s)
+		slot.Epoch = rep["master_replid"]
+		slot.Offset, _ = strconv.ParseInt(rep["master_repl_offset"], 10, 64)
+	}
+	if wait == nil {
+		return nil
 	}
 	var got int64
 	if d.waitAOF {
