@@ -482,3 +482,36 @@ func TestSentinelErasedVersionNotReused(t *testing.T) {
 		t.Fatalf("a transaction that read an erased write committed after the failover: %v, want kv.ErrConflict", err)
 	}
 }
+
+// Both replicas frozen: they stay "online" on the primary until its
+// repl-timeout, accept connections and answer nothing. Check must say
+// that no durable replica answers within about the ack timeout, not after
+// a client's read timeouts per replica and command (every write waits
+// for it).
+func TestSentinelCheckFrozenReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Sentinel group of six redis-server processes")
+	}
+	g := sentineltest.Start(t)
+	db := openSentinel(t, g, "checkfrozen", -1)
+	for _, n := range g.Data[1:] {
+		if err := n.Freeze(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() {
+		for _, n := range g.Data[1:] {
+			n.Thaw()
+		}
+	}()
+	start := time.Now()
+	_, err := db.Check(ctx)
+	took := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "0 durable online replicas") {
+		t.Errorf("both replicas frozen: %v", err)
+	}
+	t.Logf("Check with both replicas frozen answered after %v", took.Round(time.Millisecond))
+	if limit := 2*rediskv.DefaultAckTimeout + time.Second; took > limit {
+		t.Errorf("Check took %v with both replicas frozen, want under %v", took.Round(time.Millisecond), limit)
+	}
+}
