@@ -515,3 +515,34 @@ func TestSentinelCheckFrozenReplicas(t *testing.T) {
 		t.Errorf("Check took %v with both replicas frozen, want under %v", took.Round(time.Millisecond), limit)
 	}
 }
+
+// Settle answers nil while a replica holds what the primary holds, and
+// kv.ErrNotReplicated with both replicas frozen — although this
+// connection wrote nothing of the store's, its own write before the WAIT
+// makes the WAIT count for everything before it.
+func TestSentinelSettle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Sentinel group of six redis-server processes")
+	}
+	g := sentineltest.Start(t)
+	db := openSentinel(t, g, "settle", -1)
+	if err := putKey(db, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Settle(ctx); err != nil {
+		t.Fatalf("settle with both replicas attached: %v", err)
+	}
+	for _, n := range g.Data[1:] {
+		if err := n.Freeze(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() {
+		for _, n := range g.Data[1:] {
+			n.Thaw()
+		}
+	}()
+	if err := db.Settle(ctx); !errors.Is(err, kv.ErrNotReplicated) {
+		t.Fatalf("settle with both replicas frozen: %v, want kv.ErrNotReplicated", err)
+	}
+}
