@@ -357,12 +357,13 @@ func (r *failoverRun) post(m *foMessage, gw int) foAnswer {
 // little after a 503.
 func (r *failoverRun) settle(m *foMessage, gw int, deadline time.Time) {
 	run, runStart := 0, time.Time{}
+	var runPhase *foPhase // the phase the run of 503s began in
 	for {
 		start := time.Now()
 		a := r.post(m, gw)
 		if a.err == nil && a.status != http.StatusServiceUnavailable {
 			if run > 0 {
-				ph := r.current()
+				ph := runPhase
 				ph.mu.Lock()
 				if run > ph.longestRun || (run == ph.longestRun && a.at.Sub(runStart) > ph.longestRunDur) {
 					ph.longestRun, ph.longestRunDur = run, a.at.Sub(runStart)
@@ -372,7 +373,7 @@ func (r *failoverRun) settle(m *foMessage, gw int, deadline time.Time) {
 			return
 		}
 		if run == 0 {
-			runStart = start
+			runStart, runPhase = start, r.current()
 		}
 		run++
 		if time.Now().After(deadline) {
@@ -476,6 +477,24 @@ func (r *failoverRun) failover(t *testing.T, what string, fault func(), afterSwi
 	}
 	r.report(t, ph)
 	r.report(t, after)
+	// The whole 503 window of the failover, for the README.
+	ph.mu.Lock()
+	after.mu.Lock()
+	if n := ph.n503 + after.n503; n > 0 {
+		first, last := ph.first503, ph.last503
+		if first.IsZero() {
+			first = after.first503
+		}
+		if after.last503.After(last) {
+			last = after.last503
+		}
+		t.Logf("SUMMARY %s: +switch-master %v after the fault; %d × 503 (%d outcome_unknown) from %v to %v after the fault (window %v), slowest 503 answer %v; longest run of 503s for one message: %d answers, %v",
+			what, switched.Round(time.Millisecond), n, ph.unknown+after.unknown, first.Sub(ph.start).Round(time.Millisecond), last.Sub(ph.start).Round(time.Millisecond),
+			last.Sub(first).Round(time.Millisecond), max(ph.slowest503, after.slowest503).Round(time.Millisecond),
+			max(ph.longestRun, after.longestRun), max(ph.longestRunDur, after.longestRunDur).Round(time.Millisecond))
+	}
+	after.mu.Unlock()
+	ph.mu.Unlock()
 	if ph.readyzNotReady() == 0 {
 		t.Errorf("%s: /readyz never said not ready", what)
 	} else if !ph.readyzSaid("(redis: ") {
