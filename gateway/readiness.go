@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/xborder/xborder/gateway/api"
 	"github.com/xborder/xborder/gateway/policy"
 	"github.com/xborder/xborder/gateway/store"
 	boltstore "github.com/xborder/xborder/gateway/store/bolt"
+	"github.com/xborder/xborder/gateway/store/kv"
 )
 
 // checkStore reads the whole embedded store once at start, as `xborder
@@ -83,7 +85,48 @@ func (g *Gateway) storeReady(ctx context.Context) error {
 	if errors.As(err, &low) {
 		return fmt.Errorf("%w: %w", &api.CheckError{Detail: fmt.Sprintf("%s free, min_free %s", size(low.Free), size(low.Want))}, err)
 	}
+	if kind, _ := g.cfg.StoreKind(); err != nil && kind == "redis" {
+		d := redisCondition(err)
+		if ctx.Err() != nil {
+			// A frozen primary accepts connections and answers nothing.
+			d = "redis: the primary did not answer within the probe's deadline"
+		}
+		if d != "" {
+			return fmt.Errorf("%w: %w", &api.CheckError{Detail: d}, err)
+		}
+	}
 	return err
+}
+
+// redisCondition names, in fixed words (no address, no key), why a Redis
+// store takes no writes, so that /readyz says which of a failover's
+// conditions holds: no primary answers, the server answers as a replica
+// or refuses writes, the replicas do not hold writes in time, or the group
+// is not durable.
+func redisCondition(err error) string {
+	msg := err.Error()
+	has := func(s string) bool { return strings.Contains(msg, s) }
+	switch {
+	case errors.Is(err, kv.ErrNotReplicated):
+		return "redis: the write probe is on the primary but fewer replicas than redis_ack_replicas hold it in time"
+	case has("durable online replicas"):
+		return "redis: fewer durable replicas online than redis_ack_replicas"
+	case has("READONLY"), has("not as a master"):
+		return "redis: the server answers as a replica (no primary yet)"
+	case has("NOREPLICAS"):
+		return "redis: the primary refuses writes: too few replicas (NOREPLICAS)"
+	case has("LOADING"):
+		return "redis: the primary is loading its data (LOADING)"
+	case has("MASTERDOWN"):
+		return "redis: the replica's link to its primary is down (MASTERDOWN)"
+	case has("durability lost"), has("appendfsync"), has("appendonly"):
+		return "redis: the primary is not durable (appendonly yes, appendfsync always)"
+	case errors.Is(err, kv.ErrUnknown):
+		return "redis: the write probe's answer was lost (the primary may be failing over)"
+	case errors.Is(err, kv.ErrUnavailable), has("all sentinels"), has("connection refused"), has("i/o timeout"):
+		return "redis: no primary answers"
+	}
+	return ""
 }
 
 // size is n bytes in MiB (whole), or in bytes below one MiB.

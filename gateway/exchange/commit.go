@@ -82,7 +82,12 @@ func (x *Exchange) recordDenial(ctx context.Context, rec *store.Message, e audit
 	prev, rerr := x.readBack(ctx, rec)
 	switch {
 	case rerr == nil && prev.DecisionID == rec.DecisionID:
-		return nil // the denial and its entry are committed
+		// The denial and its entry are on the primary; the 403 waits
+		// until its replicas hold them too.
+		if serr := x.settle(ctx); serr != nil {
+			return outcomeUnknown(errors.Join(err, serr))
+		}
+		return nil
 	case errors.Is(rerr, store.ErrNotFound), rerr == nil && prev.Status == store.StatusDenied:
 		// The denial writes its record whenever it applies (unless the id
 		// was accepted): not there, so it did not apply.
@@ -102,6 +107,11 @@ func (x *Exchange) commitAcceptance(ctx context.Context, rec *store.Message, ds 
 	case errors.Is(err, store.ErrDuplicate):
 		// Lost a race with a concurrent copy: answer as a retry would be.
 		if ans, rerr := retryAnswer(prev, rec.JWSSHA256); ans != nil || rerr != nil {
+			if ans != nil {
+				if serr := x.settle(ctx); serr != nil {
+					return nil, outcomeUnknown(errors.Join(err, serr))
+				}
+			}
 			return ans, rerr
 		}
 		return nil, &Error{Code: CodeReplay, Detail: "this message id was accepted before"}
@@ -112,16 +122,41 @@ func (x *Exchange) commitAcceptance(ctx context.Context, rec *store.Message, ds 
 	switch {
 	case rerr == nil && prev.Status != store.StatusDenied && prev.DecisionID == rec.DecisionID &&
 		prev.JWSSHA256 == rec.JWSSHA256 && len(prev.Answer) > 0:
-		// This acceptance took effect: its answer.
+		// This acceptance took effect on the primary: its answer, once
+		// the replicas hold it too.
+		if serr := x.settle(ctx); serr != nil {
+			return nil, outcomeUnknown(errors.Join(err, serr))
+		}
 		return &Answer{Status: 202, Body: prev.Answer}, nil
 	case rerr == nil && prev.Status != store.StatusDenied:
 		// Another acceptance holds the id (this one did not take effect):
 		// 200 for the same signed message, 409 for another.
-		return retryAnswer(prev, rec.JWSSHA256)
+		ans, aerr := retryAnswer(prev, rec.JWSSHA256)
+		if ans != nil {
+			if serr := x.settle(ctx); serr != nil {
+				return nil, outcomeUnknown(errors.Join(err, serr))
+			}
+		}
+		return ans, aerr
 	case errors.Is(rerr, store.ErrNotFound), rerr == nil && prev.Status == store.StatusDenied:
 		return nil, storeFailure(err, "the gateway cannot store messages now; nothing was accepted")
 	}
 	return nil, outcomeUnknown(errors.Join(err, rerr))
+}
+
+// settle waits until what the store's primary holds is held as an
+// acknowledgement requires (store.Settler: the Redis replicas), even if
+// the request's deadline has passed. A record read there may be one a
+// commit applied on the primary alone (kv's not-replicated), which a
+// failover would erase: an answer built from it waits for this.
+func (x *Exchange) settle(ctx context.Context) error {
+	s, ok := x.o.Store.(store.Settler)
+	if !ok {
+		return nil
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readBackTimeout)
+	defer cancel()
+	return s.Settle(sctx)
 }
 
 // readBack reads (rec.From, rec.ID) after an unknown outcome, even if the

@@ -103,7 +103,15 @@ func (x *Exchange) replay(ctx context.Context, s *submission) (*Answer, error) {
 	case err != nil:
 		return nil, unavailable(err)
 	}
-	return retryAnswer(prev, s.opened.JWSSHA256)
+	ans, err := retryAnswer(prev, s.opened.JWSSHA256)
+	if ans != nil {
+		// The acceptance read may be on the primary alone (its commit
+		// answered not-replicated): the 200 waits until it is held.
+		if serr := x.settle(ctx); serr != nil {
+			return nil, outcomeUnknown(serr)
+		}
+	}
+	return ans, err
 }
 
 // checkTime checks iat and exp against the gateway clock (PROTOCOL §2).

@@ -275,6 +275,16 @@ type Retention interface {
 	Purge(ctx context.Context, now time.Time) ([]Purged, error)
 }
 
+// Settler is a store whose server may hold changes its replicas do not
+// hold yet (a change answered ErrOutcomeUnknown, then read back). Settle
+// returns nil once everything it holds is held as an acknowledgement
+// requires, else an ErrOutcomeUnknown with ErrUnavailable. An answer built
+// from a record a read found (a retry's 200, the 202 or 403 of a read-back)
+// is given only after it.
+type Settler interface {
+	Settle(ctx context.Context) error
+}
+
 // Store is everything the exchange needs from its state. It is also the
 // audit log's backend: the chains live in the store, so that a change and
 // its entry are one write (Append is for the events that are not changes of

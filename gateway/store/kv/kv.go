@@ -63,6 +63,16 @@ type DB interface {
 	Close() error
 }
 
+// Settler is a DB whose primary may hold commits its replicas do not hold
+// yet (a commit answered ErrNotReplicated or ErrUnknown, then read back).
+// Settle returns nil once everything the primary held when it was called
+// is held as a commit's acknowledgement requires; ErrNotReplicated or
+// ErrUnavailable otherwise. An answer built from what a read found is
+// given only after it.
+type Settler interface {
+	Settle(ctx context.Context) error
+}
+
 // Reader reads within a transaction, which one goroutine uses. Returned
 // slices are valid until the transaction ends and must not be modified;
 // copy what is kept.

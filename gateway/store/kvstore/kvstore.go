@@ -456,6 +456,23 @@ func (s *Store) read(ctx context.Context, fn func(r kv.Reader) error) error {
 	return errors.New("records keep failing to decode")
 }
 
+// Settle returns nil once what the store's primary holds is held as its
+// commits' acknowledgements require (kv.Settler; nil at once for a store
+// without replicas), else an ErrOutcomeUnknown with ErrUnavailable: an
+// answer built from a record a read found (a retry's 200, a read-back
+// after an unknown outcome) waits for it, so that a failover cannot erase
+// what it says.
+func (s *Store) Settle(ctx context.Context) error {
+	st, ok := s.db.(kv.Settler)
+	if !ok {
+		return nil
+	}
+	if err := st.Settle(ctx); err != nil {
+		return fmt.Errorf("%s: settle: %w: %w: %w", s.opts.Name, store.ErrOutcomeUnknown, store.ErrUnavailable, err)
+	}
+	return nil
+}
+
 func (s *Store) unavailable(op string, err error) error {
 	s.stale.Store(true)
 	return fmt.Errorf("%s: %s: %w: %w", s.opts.Name, op, store.ErrUnavailable, err)

@@ -7,6 +7,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -47,22 +49,40 @@ func (d *DB) Check(ctx context.Context) (warnings []string, err error) {
 	if d.ack == 0 {
 		return warnings, joinProblems(problems)
 	}
-	durable := 0
-	for _, r := range replicas(rep) {
+	// The replicas are asked at once, each bounded by the ack timeout: a
+	// frozen replica (still "online" on the primary until repl-timeout)
+	// accepts the connection and never answers, and every write waits for
+	// this check. One that cannot answer in that time cannot acknowledge
+	// a commit in it either.
+	rs := replicas(rep)
+	notes := make([]string, len(rs))
+	var wg sync.WaitGroup
+	for i, r := range rs {
 		if r.state != "online" {
-			warnings = append(warnings, fmt.Sprintf("replica %s: %s", r.addr, r.state))
+			notes[i] = fmt.Sprintf("replica %s: %s", r.addr, r.state)
 			continue
 		}
-		rc := d.replicaClient(r.addr)
-		cfg, err := durability(ctx, rc)
-		rc.Close()
-		switch {
-		case err != nil:
-			warnings = append(warnings, fmt.Sprintf("replica %s: %v", r.addr, err))
-		case cfg.problem() != "":
-			warnings = append(warnings, fmt.Sprintf("replica %s: %s", r.addr, cfg.problem()))
-		default:
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rc := d.replicaClient(r.addr)
+			defer rc.Close()
+			cfg, err := durability(ctx, rc)
+			switch {
+			case err != nil:
+				notes[i] = fmt.Sprintf("replica %s: %v", r.addr, err)
+			case cfg.problem() != "":
+				notes[i] = fmt.Sprintf("replica %s: %s", r.addr, cfg.problem())
+			}
+		}()
+	}
+	wg.Wait()
+	durable := 0
+	for _, n := range notes {
+		if n == "" {
 			durable++
+		} else {
+			warnings = append(warnings, n)
 		}
 	}
 	if durable < d.ack {
@@ -81,11 +101,11 @@ func joinProblems(p []string) error {
 // replicaClient is a plain client to a replica, with the data nodes'
 // credentials.
 func (d *DB) replicaClient(addr string) *redis.Client {
-	o := &redis.Options{Addr: addr, MaxRetries: -1, DialerRetries: 1}
+	t := max(d.ackTimeout, 100*time.Millisecond)
+	o := &redis.Options{Addr: addr, MaxRetries: -1, DialerRetries: 1, DialTimeout: t, ReadTimeout: t, WriteTimeout: t}
 	if c, ok := d.c.(*redis.Client); ok {
 		co := c.Options()
 		o.Username, o.Password, o.TLSConfig = co.Username, co.Password, co.TLSConfig
-		o.DialTimeout = co.DialTimeout
 	}
 	return redis.NewClient(o)
 }

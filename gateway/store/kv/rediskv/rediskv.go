@@ -419,7 +419,43 @@ func (d *DB) commitAcked(ctx context.Context, keys []string, args []any, slot *k
 	if wait == nil {
 		return nil
 	}
+	return d.waited(wait)
+}
+
+// Settle writes a counter and waits for the replicas on the same
+// connection: the replication stream is in order, so once they hold that
+// write they hold everything the primary held before it — what a read
+// just found there too (kv.Settler). WAIT alone, on a connection that has
+// written nothing, would answer every replica at once.
+func (d *DB) Settle(ctx context.Context) error {
+	if d.ack == 0 {
+		return nil
+	}
+	var incr, wait *redis.Cmd
+	ms := d.ackTimeout.Milliseconds()
+	d.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		incr = p.Do(ctx, "INCR", "{"+d.name+"}:settle")
+		if d.waitAOF {
+			wait = p.Do(ctx, "WAITAOF", 1, d.ack, ms)
+		} else {
+			wait = p.Do(ctx, "WAIT", d.ack, ms)
+		}
+		return nil
+	})
+	if err := incr.Err(); err != nil {
+		if refused(err) {
+			return fmt.Errorf("%w: %w", kv.ErrUnavailable, err)
+		}
+		return fmt.Errorf("%w: settle: %w", kv.ErrUnknown, err)
+	}
+	return d.waited(wait)
+}
+
+// waited reads the answer of a WAIT or WAITAOF sent after a write on its
+// connection.
+func (d *DB) waited(wait *redis.Cmd) error {
 	var got int64
+	var err error
 	if d.waitAOF {
 		v, err := wait.Int64Slice()
 		if err != nil {

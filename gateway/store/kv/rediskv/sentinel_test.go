@@ -450,3 +450,67 @@ func TestSentinelErasedVersionNotReused(t *testing.T) {
 		t.Fatalf("a transaction that read an erased write committed after the failover: %v, want kv.ErrConflict", err)
 	}
 }
+
+// Both replicas frozen: they stay "online" on the primary until its
+// repl-timeout, accept connections and answer nothing. Check must say
+// that no durable replica answers within about the ack timeout, not after
+// a client's read timeouts per replica and command (every write waits
+// for it).
+func TestSentinelCheckFrozenReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Sentinel group of six redis-server processes")
+	}
+	g := sentineltest.Start(t)
+	db := openSentinel(t, g, "checkfrozen", -1)
+	for _, n := range g.Data[1:] {
+		if err := n.Freeze(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() {
+		for _, n := range g.Data[1:] {
+			n.Thaw()
+		}
+	}()
+	start := time.Now()
+	_, err := db.Check(ctx)
+	took := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "0 durable online replicas") {
+		t.Errorf("both replicas frozen: %v", err)
+	}
+	t.Logf("Check with both replicas frozen answered after %v", took.Round(time.Millisecond))
+	if limit := 2*rediskv.DefaultAckTimeout + time.Second; took > limit {
+		t.Errorf("Check took %v with both replicas frozen, want under %v", took.Round(time.Millisecond), limit)
+	}
+}
+
+// Settle answers nil while a replica holds what the primary holds, and
+// kv.ErrNotReplicated with both replicas frozen — although this
+// connection wrote nothing of the store's, its own write before the WAIT
+// makes the WAIT count for everything before it.
+func TestSentinelSettle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Sentinel group of six redis-server processes")
+	}
+	g := sentineltest.Start(t)
+	db := openSentinel(t, g, "settle", -1)
+	if err := putKey(db, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Settle(ctx); err != nil {
+		t.Fatalf("settle with both replicas attached: %v", err)
+	}
+	for _, n := range g.Data[1:] {
+		if err := n.Freeze(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() {
+		for _, n := range g.Data[1:] {
+			n.Thaw()
+		}
+	}()
+	if err := db.Settle(ctx); !errors.Is(err, kv.ErrNotReplicated) {
+		t.Fatalf("settle with both replicas frozen: %v, want kv.ErrNotReplicated", err)
+	}
+}
