@@ -171,6 +171,7 @@ type op struct {
 	ctx  context.Context
 	name string
 	fn   func(t *txn) error
+	keys []kv.Key // what fn will read, for kv.Prefetch
 	done chan error
 	txn  *txn
 }
@@ -178,6 +179,14 @@ type op struct {
 // change runs fn as one change through the committer and waits for its
 // commit. Its error is fn's own, or a commit's wrapped in ErrUnavailable.
 func (s *Store) change(ctx context.Context, name string, fn func(t *txn) error) error {
+	return s.changeReading(ctx, name, nil, fn)
+}
+
+// changeReading is change for an fn that will read keys: the committer
+// prefetches the keys of every change of a batch at once (kv.Prefetcher),
+// so that on a server the batch's reads are one round trip, not one per
+// key and change.
+func (s *Store) changeReading(ctx context.Context, name string, keys []kv.Key, fn func(t *txn) error) error {
 	if err := ctx.Err(); err != nil {
 		return s.unavailable(name, err)
 	}
@@ -189,7 +198,7 @@ func (s *Store) change(ctx context.Context, name string, fn func(t *txn) error) 
 			return s.unavailable(name, err)
 		}
 	}
-	o := &op{ctx: ctx, name: name, fn: fn, done: make(chan error, 1)}
+	o := &op{ctx: ctx, name: name, fn: fn, keys: keys, done: make(chan error, 1)}
 	select {
 	case s.ops <- o:
 	case <-s.quit:
@@ -240,6 +249,13 @@ func (s *Store) commit(batch []*op) {
 		failed := -1
 		err := s.guarded(func() error {
 			return s.db.Update(context.Background(), func(tx kv.Tx) error {
+				var keys []kv.Key
+				for _, o := range batch {
+					keys = append(keys, o.keys...)
+				}
+				// An optimisation only: after an error each read asks
+				// for itself.
+				_ = kv.Prefetch(tx, keys)
 				for i, o := range batch {
 					if err := o.ctx.Err(); err != nil {
 						results[i] = s.unavailable(o.name, err)
@@ -319,6 +335,12 @@ func (t *txn) put(bucket string, key, value []byte) error {
 	}
 	t.writes++
 	return nil
+}
+
+// prefetch reads keys in one round trip where reads are round trips
+// (kv.Prefetcher); an error leaves the reads to ask for themselves.
+func (t *txn) prefetch(keys []kv.Key) {
+	_ = kv.Prefetch(t.tx, keys)
 }
 
 func (t *txn) del(bucket string, key []byte) error {
