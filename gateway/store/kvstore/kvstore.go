@@ -236,6 +236,12 @@ func (s *Store) commitLoop() {
 // errRerun ends a batch's update whose change failed after writing.
 var errRerun = errors.New("kvstore: run the batch again without the failed change")
 
+// errNothingWritten ends a batch's update in which no change wrote: there
+// is nothing to commit, and a commit would still cost the backend its
+// syncs (bbolt syncs an empty commit twice). Its reads stand as a view's
+// do (kv.DB.Update: fn's error returned after the driver's check).
+var errNothingWritten = errors.New("kvstore: nothing to commit")
+
 // maxConflicts bounds how often a batch runs again after lost races.
 const maxConflicts = 64
 
@@ -257,6 +263,7 @@ func (s *Store) commit(batch []*op) {
 				// for itself.
 				_ = kv.Prefetch(tx, keys)
 				for i, o := range batch {
+					o.txn = nil
 					if err := o.ctx.Err(); err != nil {
 						results[i] = s.unavailable(o.name, err)
 						continue
@@ -273,9 +280,17 @@ func (s *Store) commit(batch []*op) {
 					}
 					results[i] = err
 				}
-				return nil
+				for _, o := range batch {
+					if o.txn != nil && o.txn.writes > 0 {
+						return nil
+					}
+				}
+				return errNothingWritten
 			})
 		})
+		if errors.Is(err, errNothingWritten) {
+			err = nil
+		}
 		switch {
 		case errors.Is(err, errRerun):
 			batch[failed].done <- s.failed(batch[failed].name, results[failed])

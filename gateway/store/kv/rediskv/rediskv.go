@@ -441,7 +441,9 @@ func (t *tx) end(ferr error, commit bool) error {
 	}
 	n, err := call(t.ctx, fnName, keys, args...).Int()
 	switch {
-	case err != nil && ferr == nil:
+	case err != nil:
+		// What fn saw (and its own error, which it may owe to what it
+		// saw) cannot be vouched for without the check.
 		return t.d.failed(err, write)
 	case err == nil && n == 0:
 		return kv.ErrConflict
