@@ -12,8 +12,10 @@ import (
 
 	bbolt "go.etcd.io/bbolt"
 
+	"github.com/xborder/xborder/gateway/audit"
 	"github.com/xborder/xborder/gateway/store"
 	"github.com/xborder/xborder/gateway/store/bolt"
+	"github.com/xborder/xborder/gateway/store/kv/boltkv"
 )
 
 // corruptDelivery overwrites a queued delivery record with bytes that are
@@ -179,5 +181,47 @@ func TestCompactLeavesNoPurgedBytes(t *testing.T) {
 	accept("m3", 90, []byte("after"))
 	if err := s.Ping(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A batch in which no change wrote is not committed: bbolt would sync the
+// file twice for an empty commit (a lease of an empty queue, an
+// acknowledgement of a delivery not there). A change that writes still
+// commits.
+func TestNothingWrittenCommitsNothing(t *testing.T) {
+	s, err := bolt.Open(filepath.Join(t.TempDir(), "x.db"), bolt.Options{Replica: "gw-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	txid := func() int {
+		var id int
+		err := s.DB().(*boltkv.DB).Bolt(func(b *bbolt.DB) error {
+			return b.View(func(tx *bbolt.Tx) error { id = tx.ID(); return nil })
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := txid()
+	if ds, err := s.Lease(ctx, "KZ-MJ", 10, time.Minute, time.Now()); err != nil || len(ds) != 0 {
+		t.Fatalf("Lease of an empty queue: %v, %v", ds, err)
+	}
+	if err := s.Ack(ctx, "KZ-MJ", "no-such-delivery", time.Now()); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Ack of a delivery not there: %v", err)
+	}
+	if after := txid(); after != before {
+		t.Errorf("changes that wrote nothing committed %d transactions", after-before)
+	}
+	if _, err := s.Append(ctx, "gw-1", audit.Entry{Kind: audit.KindPolicyChanged}); err != nil {
+		t.Fatal(err)
+	}
+	if after := txid(); after != before+1 {
+		t.Errorf("an append committed %d transactions, want 1", after-before)
 	}
 }

@@ -96,6 +96,32 @@ type Tx interface {
 	Delete(bucket string, key []byte) error
 }
 
+// Key names one key of a bucket.
+type Key struct {
+	Bucket string
+	Key    []byte
+}
+
+// Prefetcher is implemented by the transactions of a driver whose reads
+// are round trips to a server (rediskv): Prefetch reads the keys a
+// transaction is about to Get in one round trip, and those Gets then
+// answer from what it read, each guarded by the version it read, as if
+// read then. A transaction's own writes still come first. Prefetch is an
+// optimisation: a transaction that does not call it, or a driver that
+// does not implement it (boltkv), reads the same values; an error leaves
+// nothing prefetched, and the Gets read for themselves.
+type Prefetcher interface {
+	Prefetch(keys []Key) error
+}
+
+// Prefetch calls r's Prefetch if it has one.
+func Prefetch(r Reader, keys []Key) error {
+	if p, ok := r.(Prefetcher); ok && len(keys) > 0 {
+		return p.Prefetch(keys)
+	}
+	return nil
+}
+
 // ErrScanWrite: a write to a bucket from inside a scan of that bucket.
 var ErrScanWrite = errors.New("kv: write to a bucket during a scan of it")
 

@@ -52,6 +52,8 @@ func runSuite(t *testing.T, open opener, o suiteOptions) {
 		{"LostRaceDelete", testLostRaceDelete, true},
 		{"InconsistentView", testInconsistentView, true},
 		{"BlindWritesDoNotConflict", testBlindWrites, true},
+		{"Prefetch", testPrefetch, false},
+		{"LostRacePrefetched", testLostRacePrefetched, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -647,5 +649,122 @@ func testBlindWrites(t *testing.T, db kv.DB) {
 	}
 	if v, _ := get(t, db, "a", "j"); v != "mine" {
 		t.Errorf("a/j = %q, want the later commit's", v)
+	}
+}
+
+func keys(pairs ...string) []kv.Key {
+	var out []kv.Key
+	for i := 0; i+1 < len(pairs); i += 2 {
+		out = append(out, kv.Key{Bucket: pairs[i], Key: []byte(pairs[i+1])})
+	}
+	return out
+}
+
+// Prefetched keys read as Get reads them: present, absent, the
+// transaction's own writes (before and after the prefetch), a key read
+// again.
+func testPrefetch(t *testing.T, db kv.DB) {
+	put(t, db, "a", "k", "v")
+	put(t, db, "b", "x", "")
+	err := db.Update(ctx, func(tx kv.Tx) error {
+		if err := tx.Put("a", []byte("mine"), []byte("before")); err != nil {
+			return err
+		}
+		if err := kv.Prefetch(tx, keys("a", "k", "a", "absent", "b", "x", "a", "mine", "c", "k", "a", "k")); err != nil {
+			return err
+		}
+		if err := tx.Put("c", []byte("k"), []byte("after")); err != nil {
+			return err
+		}
+		if err := tx.Delete("a", []byte("k")); err != nil {
+			return err
+		}
+		for _, want := range []struct {
+			bucket, key, value string
+			ok                 bool
+		}{{"a", "k", "", false}, {"a", "absent", "", false}, {"b", "x", "", true}, {"a", "mine", "before", true}, {"c", "k", "after", true}, {"b", "x", "", true}} {
+			v, ok, err := tx.Get(want.bucket, []byte(want.key))
+			if err != nil {
+				return err
+			}
+			if string(v) != want.value || ok != want.ok {
+				return fmt.Errorf("%s/%s = %q %v, want %q %v", want.bucket, want.key, v, ok, want.value, want.ok)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(ctx, func(tx kv.Tx) error {
+		if _, ok := tx.(kv.Prefetcher); !ok {
+			return errors.New("refused") // nothing to prefetch: nothing to refuse
+		}
+		return kv.Prefetch(tx, keys("", "k"))
+	})
+	if err == nil {
+		t.Error("a prefetch of an empty bucket name was not refused")
+	}
+	err = db.View(ctx, func(r kv.Reader) error {
+		if err := kv.Prefetch(r, keys("b", "x", "c", "k")); err != nil {
+			return err
+		}
+		if v, ok, err := r.Get("c", []byte("k")); err != nil || !ok || string(v) != "after" {
+			return fmt.Errorf("c/k = %q %v %v after the commit", v, ok, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+}
+
+// A prefetched key a Get then asked for is guarded at the version the
+// prefetch read; a prefetched key never asked for is no guard.
+func testLostRacePrefetched(t *testing.T, db kv.DB) {
+	put(t, db, "a", "k", "v")
+	read := func(key string) func(kv.Tx) error {
+		return func(tx kv.Tx) error {
+			if err := kv.Prefetch(tx, keys("a", key, "a", "unasked")); err != nil {
+				return err
+			}
+			_, _, err := tx.Get("a", []byte(key))
+			return err
+		}
+	}
+	// The rival commits after the prefetch and before the Get: the Get
+	// answers what the prefetch read, and the commit is refused.
+	for _, key := range []string{"k", "absent"} {
+		err := db.Update(ctx, func(tx kv.Tx) error {
+			if err := kv.Prefetch(tx, keys("a", key)); err != nil {
+				return err
+			}
+			if err := db.Update(ctx, rivalPut("a", key)); err != nil {
+				return fmt.Errorf("the rival: %w", err)
+			}
+			if _, _, err := tx.Get("a", []byte(key)); err != nil {
+				return err
+			}
+			return tx.Put("loser", []byte("k"), []byte("written"))
+		})
+		if !errors.Is(err, kv.ErrConflict) {
+			t.Errorf("an update that read a/%s by prefetch before a rival changed it returned %v, want kv.ErrConflict", key, err)
+		}
+		if got := scanView(t, db, "loser", nil, nil); len(got) != 0 {
+			t.Errorf("the loser wrote %q", got)
+		}
+	}
+	race(t, db, read("k"), rivalPut("a", "k"))
+	err := db.Update(ctx, func(tx kv.Tx) error {
+		if err := read("k")(tx); err != nil {
+			return err
+		}
+		if err := db.Update(ctx, rivalPut("a", "unasked")); err != nil {
+			return err
+		}
+		return tx.Put("a", []byte("j"), []byte("mine"))
+	})
+	if err != nil {
+		t.Errorf("a rival's write of a key prefetched and never read made a conflict: %v", err)
 	}
 }

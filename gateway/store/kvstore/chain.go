@@ -32,6 +32,17 @@ func readHead(r kv.Reader, replica string) (uint64, string, error) {
 	return binary.BigEndian.Uint64(v[:8]), string(v[8:]), nil
 }
 
+// headReads adds the heads of the chains entries will be appended to
+// (for changeReading).
+func (s *Store) headReads(reads []kv.Key, entries []audit.Entry) []kv.Key {
+	for i, e := range entries {
+		if i == 0 || e.Replica != entries[i-1].Replica {
+			reads = append(reads, kv.Key{Bucket: bHeads, Key: []byte(e.Replica)})
+		}
+	}
+	return reads
+}
+
 // appendEntries runs the fault hook (tests) and links the prepared entries
 // to the head of their chain, in the change's commit.
 func (t *txn) appendEntries(op string, entries []audit.Entry) error {

@@ -173,6 +173,9 @@ func New(db kv.DB, opts Options) *Store {
 	return s
 }
 
+// DB is the key-value store under the store (tests count its commits).
+func (s *Store) DB() kv.DB { return s.db }
+
 func (s *Store) now() time.Time { return s.opts.Clock() }
 
 // Close stops the committer (after its batch in flight) and closes the
@@ -210,6 +213,7 @@ type op struct {
 	ctx  context.Context
 	name string
 	fn   func(t *txn) error
+	keys []kv.Key // what fn will read, for kv.Prefetch
 	done chan error
 	txn  *txn
 	// args are the change's arguments as journaled (nil: not journaled),
@@ -221,13 +225,21 @@ type op struct {
 // change runs fn as one change through the committer and waits for its
 // commit. Its error is fn's own, or a commit's wrapped in ErrUnavailable.
 func (s *Store) change(ctx context.Context, name string, fn func(t *txn) error) error {
-	return s.changeJ(ctx, name, nil, fn)
+	return s.changeOp(ctx, name, nil, nil, fn)
 }
 
 // changeJ is change for a change the journal keeps once acknowledged,
 // with args to make it again (journal.go); without a journal, change.
 func (s *Store) changeJ(ctx context.Context, name string, args any, fn func(t *txn) error) error {
-	o := &op{ctx: ctx, name: name, fn: fn, done: make(chan error, 1)}
+	return s.changeOp(ctx, name, args, nil, fn)
+}
+
+// changeOp is change with the journal's args (nil: not journaled) and the
+// keys fn will read (nil: none), which the committer prefetches for every
+// change of a batch at once (kv.Prefetcher): on a server the batch's reads
+// are one round trip, not one per key and change.
+func (s *Store) changeOp(ctx context.Context, name string, args any, keys []kv.Key, fn func(t *txn) error) error {
+	o := &op{ctx: ctx, name: name, fn: fn, keys: keys, done: make(chan error, 1)}
 	if redo := redoFrom(ctx); s.journaling() && (args != nil || redo != nil) {
 		if redo == nil {
 			raw, err := json.Marshal(args)
@@ -292,6 +304,12 @@ func (s *Store) commitLoop() {
 // errRerun ends a batch's update whose change failed after writing.
 var errRerun = errors.New("kvstore: run the batch again without the failed change")
 
+// errNothingWritten ends a batch's update in which no change wrote: there
+// is nothing to commit, and a commit would still cost the backend its
+// syncs (bbolt syncs an empty commit twice). Its reads stand as a view's
+// do (kv.DB.Update: fn's error returned after the driver's check).
+var errNothingWritten = errors.New("kvstore: nothing to commit")
+
 // maxConflicts bounds how often a batch runs again after lost races.
 const maxConflicts = 64
 
@@ -310,7 +328,15 @@ func (s *Store) commit(batch []*op) {
 		}
 		err := s.guarded(func() error {
 			return s.db.Update(ctx, func(tx kv.Tx) error {
+				var keys []kv.Key
+				for _, o := range batch {
+					keys = append(keys, o.keys...)
+				}
+				// An optimisation only: after an error each read asks
+				// for itself.
+				_ = kv.Prefetch(tx, keys)
 				for i, o := range batch {
+					o.txn = nil
 					if err := o.ctx.Err(); err != nil {
 						results[i] = s.unavailable(o.name, err)
 						continue
@@ -327,9 +353,17 @@ func (s *Store) commit(batch []*op) {
 					}
 					results[i] = err
 				}
-				return nil
+				for _, o := range batch {
+					if o.txn != nil && o.txn.writes > 0 {
+						return nil
+					}
+				}
+				return errNothingWritten
 			})
 		})
+		if errors.Is(err, errNothingWritten) {
+			err = nil
+		}
 		switch {
 		case errors.Is(err, errRerun):
 			batch[failed].done <- s.failed(batch[failed].name, results[failed])
@@ -404,6 +438,12 @@ func (t *txn) put(bucket string, key, value []byte) error {
 	}
 	t.writes++
 	return nil
+}
+
+// prefetch reads keys in one round trip where reads are round trips
+// (kv.Prefetcher); an error leaves the reads to ask for themselves.
+func (t *txn) prefetch(keys []kv.Key) {
+	_ = kv.Prefetch(t.tx, keys)
 }
 
 func (t *txn) del(bucket string, key []byte) error {

@@ -69,8 +69,15 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 		return nil, fmt.Errorf("%s: accept: %w", s.opts.Name, err)
 	}
 	key := pairKey(m.From, m.ID)
+	reads := []kv.Key{{Bucket: bMessages, Key: key}, {Bucket: bRecipients, Key: pairKey(m.To, m.ID)}}
+	for _, d := range queued {
+		dk := pairKey(d.Recipient, d.ID)
+		reads = append(reads, kv.Key{Bucket: bDead, Key: dk}, kv.Key{Bucket: bDeliveries, Key: dk},
+			kv.Key{Bucket: bDepth, Key: []byte(d.Recipient)})
+	}
+	reads = s.headReads(reads, prepared)
 	var existing *store.Message
-	err = s.changeJ(ctx, "accept", acceptArgs{M: *m, Ds: ds, Entries: prepared}, func(t *txn) error {
+	err = s.changeOp(ctx, "accept", acceptArgs{M: *m, Ds: ds, Entries: prepared}, reads, func(t *txn) error {
 		existing = nil
 		old, err := t.message(key)
 		if err != nil {
@@ -193,7 +200,8 @@ func (s *Store) RecordDenial(ctx context.Context, m *store.Message, e audit.Entr
 		return fmt.Errorf("%s: record denial: %w", s.opts.Name, err)
 	}
 	key := pairKey(m.From, m.ID)
-	err = s.changeJ(ctx, "record denial", denialArgs{M: *m, E: prepared[0]}, func(t *txn) error {
+	reads := s.headReads([]kv.Key{{Bucket: bMessages, Key: key}, {Bucket: bRecipients, Key: pairKey(m.To, m.ID)}}, prepared)
+	err = s.changeOp(ctx, "record denial", denialArgs{M: *m, E: prepared[0]}, reads, func(t *txn) error {
 		old, err := t.message(key)
 		if err != nil {
 			return err

@@ -158,6 +158,17 @@ func (s *Store) Lease(ctx context.Context, recipient string, max int, visibility
 				return err
 			}
 		}
+		reads := make([]kv.Key, 0, len(due))
+		for _, it := range due {
+			reads = append(reads, kv.Key{Bucket: bDeliveries, Key: pairKey(recipient, string(it.id))})
+		}
+		t.prefetch(reads)
+		type found struct {
+			item
+			r deliveryRecord
+		}
+		records := make([]found, 0, len(due))
+		reads = reads[:0]
 		for _, it := range due {
 			v, err := t.get(bDeliveries, pairKey(recipient, string(it.id)))
 			if err != nil {
@@ -176,6 +187,12 @@ func (s *Store) Lease(ctx context.Context, recipient string, max int, visibility
 				}
 				continue
 			}
+			records = append(records, found{it, r})
+			reads = append(reads, kv.Key{Bucket: bMessages, Key: pairKey(r.messageFrom, r.messageID)})
+		}
+		t.prefetch(reads)
+		for _, f := range records {
+			it, r := f.item, f.r
 			r.attempts++
 			if err := t.moveQueued(recipient, string(it.id), &r, it.key, until); err != nil {
 				return err
@@ -206,7 +223,9 @@ func (s *Store) Ack(ctx context.Context, recipient, deliveryID string, now time.
 	if err := s.check(ctx, "ack", recipient, deliveryID); err != nil {
 		return err
 	}
-	err := s.changeJ(ctx, "ack", deliveryArgs{recipient, deliveryID, now}, func(t *txn) error {
+	reads := []kv.Key{{Bucket: bDeliveries, Key: pairKey(recipient, deliveryID)}, {Bucket: bDepth, Key: []byte(recipient)},
+		{Bucket: bHeads, Key: []byte(s.opts.Replica)}}
+	err := s.changeOp(ctx, "ack", deliveryArgs{recipient, deliveryID, now}, reads, func(t *txn) error {
 		return t.endQueued("ack", recipient, deliveryID, audit.KindDelivered, nil, func(rec *messageRecord) {
 			if rec.Open > 0 {
 				rec.Open--

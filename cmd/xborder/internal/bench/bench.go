@@ -88,6 +88,10 @@ type Options struct {
 	Log     func(format string, args ...any)
 }
 
+// drainAcks is how many acknowledgements one draining recipient has in
+// flight.
+const drainAcks = 8
+
 // recipientsOf lists the recipients of the allowed flows.
 func recipientsOf(flows []Flow) []string {
 	if flows == nil {
@@ -286,11 +290,30 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 						}
 						continue
 					}
+					// The page's acknowledgements go out drainAcks at a
+					// time, as a recipient with a backlog would send them:
+					// one after another, each waits for its own commit,
+					// and a disk slow to sync caps the drain below the
+					// rate it keeps up with.
+					var awg sync.WaitGroup
+					slots := make(chan struct{}, drainAcks)
 					for _, d := range ds {
-						if rc.Ack(dctx, d.DeliveryID) == nil {
-							drained.Add(1)
+						slots <- struct{}{}
+						if dctx.Err() != nil {
+							break
 						}
+						awg.Add(1)
+						go func() {
+							defer awg.Done()
+							// An acknowledgement sent is let finish, so
+							// that the count is exact when the drain stops.
+							if rc.Ack(context.WithoutCancel(dctx), d.DeliveryID) == nil {
+								drained.Add(1)
+							}
+							<-slots
+						}()
 					}
+					awg.Wait()
 				}
 			}()
 		}

@@ -51,6 +51,37 @@ func TestRunInProcess(t *testing.T) {
 	}
 }
 
+// TestRunDrain drains while it sends, its acknowledgements several at a
+// time: every accepted message's delivery is either acknowledged, and
+// counted once, or still in its recipient's queue.
+func TestRunDrain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("drives an in-process gateway for 2 s")
+	}
+	env := gatewaytest.Start(t, func(c *config.Config) { c.LogLevel = "warn" })
+	rep, err := bench.Run(context.Background(), bench.Options{
+		Base: env.URL(), PKI: env.PKI, GatewayKeys: filepath.Join(env.PKI, "gateway"),
+		Rate: 100, Duration: 2 * time.Second, Drain: true, Log: t.Logf,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Unexpected != 0 {
+		t.Fatalf("unexpected errors: %v", rep.Errors)
+	}
+	depths, err := env.Gateway.Store.Depths(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	queued := 0
+	for _, n := range depths {
+		queued += n
+	}
+	if rep.Drained == 0 || rep.Drained+queued != rep.Accepted {
+		t.Errorf("accepted %d, acknowledged %d, still queued %d", rep.Accepted, rep.Drained, queued)
+	}
+}
+
 func TestProcCPUAndRSS(t *testing.T) {
 	if _, err := bench.ProcCPU(os.Getpid()); err != nil {
 		t.Fatal(err)

@@ -24,6 +24,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -168,12 +169,19 @@ type tx struct {
 	ctx      context.Context
 	guards   map[ref]string // the version read ("" for absent)
 	writes   map[ref]write
-	reads    int // round trips that returned values
+	read     map[ref]readValue // values read by Get or Prefetch, answered again without a round trip
+	reads    int               // round trips that returned values
 	scanning map[string]int
 }
 
+// readValue is a key as read: its version ("" for absent) and value.
+type readValue struct {
+	version string
+	value   []byte
+}
+
 func (d *DB) begin(ctx context.Context) *tx {
-	return &tx{d: d, ctx: ctx, guards: map[ref]string{}, writes: map[ref]write{}}
+	return &tx{d: d, ctx: ctx, guards: map[ref]string{}, writes: map[ref]write{}, read: map[ref]readValue{}}
 }
 
 // guard records a key read at version v. A key seen at two versions in
@@ -203,9 +211,16 @@ func (t *tx) Get(bucket string, key []byte) ([]byte, bool, error) {
 	if w, ok := t.writes[r]; ok {
 		return w.value, !w.del, nil
 	}
+	// A key read before in this transaction is answered as read then: its
+	// guard holds that version, which the commit (or a view's check)
+	// compares with the server's.
+	if rv, ok := t.read[r]; ok {
+		return rv.value, rv.version != "", t.guard(r, rv.version)
+	}
 	s, err := t.d.c.HGet(t.ctx, t.d.hash(bucket), r.key).Result()
 	if err == redis.Nil {
 		t.reads++
+		t.read[r] = readValue{}
 		return nil, false, t.guard(r, "")
 	}
 	if err != nil {
@@ -216,7 +231,69 @@ func (t *tx) Get(bucket string, key []byte) ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
+	t.read[r] = readValue{version: v, value: value}
 	return value, true, t.guard(r, v)
+}
+
+// Prefetch implements kv.Prefetcher: the keys not yet read or written, one
+// HMGET per bucket in one MULTI/EXEC, so that what it read is one moment
+// of the server's (one read, as a single Get is). A key is guarded only
+// when a Get asks for it.
+func (t *tx) Prefetch(keys []kv.Key) error {
+	byBucket := map[string][]string{}
+	var buckets []string
+	seen := map[ref]bool{}
+	for _, k := range keys {
+		if err := kv.Check(k.Bucket, k.Key); err != nil {
+			return err
+		}
+		r := ref{k.Bucket, string(k.Key)}
+		if _, ok := t.writes[r]; ok || seen[r] {
+			continue
+		}
+		if _, ok := t.read[r]; ok {
+			continue
+		}
+		seen[r] = true
+		if _, ok := byBucket[r.bucket]; !ok {
+			buckets = append(buckets, r.bucket)
+		}
+		byBucket[r.bucket] = append(byBucket[r.bucket], r.key)
+	}
+	if len(buckets) == 0 {
+		return nil
+	}
+	cmds := make([]*redis.SliceCmd, len(buckets))
+	_, err := t.d.c.TxPipelined(t.ctx, func(p redis.Pipeliner) error {
+		for i, b := range buckets {
+			cmds[i] = p.HMGet(t.ctx, t.d.hash(b), byBucket[b]...)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	got := map[ref]readValue{}
+	for i, b := range buckets {
+		vals, err := cmds[i].Result()
+		if err != nil {
+			return err
+		}
+		for j, k := range byBucket[b] {
+			var rv readValue
+			if s, ok := vals[j].(string); ok {
+				v, value, err := split(s)
+				if err != nil {
+					return err
+				}
+				rv = readValue{version: v, value: value}
+			}
+			got[ref{b, k}] = rv
+		}
+	}
+	maps.Copy(t.read, got)
+	t.reads++
+	return nil
 }
 
 func (t *tx) Scan(bucket string, from, to []byte, fn func(k, v []byte) error) error {
@@ -367,7 +444,9 @@ func (t *tx) end(ferr error, commit bool) error {
 	}
 	n, err := call(t.ctx, fnName, keys, args...).Int()
 	switch {
-	case err != nil && ferr == nil:
+	case err != nil:
+		// What fn saw (and its own error, which it may owe to what it
+		// saw) cannot be vouched for without the check.
 		return t.d.failed(err, write)
 	case err == nil && n == 0:
 		return kv.ErrConflict
