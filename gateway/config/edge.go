@@ -32,6 +32,7 @@ type Edge struct {
 	Deliver          string `yaml:"deliver"`
 	OutboundPolicies string `yaml:"outbound_policies"`
 	LocalTokenFile   string `yaml:"local_token_file"`
+	Pprof            string `yaml:"pprof"`
 }
 
 // edgeDocs documents every key of Edge; README's edge table is generated
@@ -48,6 +49,7 @@ var edgeDocs = map[string]string{
 	"deliver":           "How incoming deliveries reach the participant's systems: `local` (`GET /v1/inbox` on the local API), `file:DIR` (one `DELIVERY_ID.json` each, written whole or not at all) or `https://…` (POSTed as JSON, `Idempotency-Key: DELIVERY_ID`).",
 	"outbound_policies": "Optional folder of the participant's own outbound policy (Rego, `data.json`, tests); entrypoint `data.xborder.outbound.decision`. When set, a message it does not allow is refused with 403 `policy_denied` and never sent (default deny).",
 	"local_token_file":  "File of local API tokens, one per line: `NAME TOKEN` (or a lone `TOKEN`, named `token`), each token at least 32 characters. When set, every local call needs `Authorization: Bearer TOKEN`; NAME is the caller the outbound policy sees.",
+	"pprof":             "`true`: serve `/debug/pprof/` on the operator listener (with the operator token), as the hub's `pprof`. Empty or `false`: not served.",
 }
 
 // DefaultEdge is the development setup for participant id: the demo
@@ -187,6 +189,9 @@ func (c Edge) Validate() error {
 	}
 	if !IsLoopback(c.Listen) && c.LocalTokenFile == "" {
 		add("listen: %q is beyond loopback: local_token_file is required, so that only the participant's own systems use the local API", c.Listen)
+	}
+	if c.Pprof != "" && c.Pprof != "true" && c.Pprof != "false" {
+		add("pprof: %q is neither true nor false", c.Pprof)
 	}
 	if p, ok := strings.CutPrefix(c.Store, "bolt:"); !ok || p == "" {
 		add("store: %q is not bolt:PATH", c.Store)

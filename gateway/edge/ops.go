@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	httppprof "net/http/pprof"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -37,6 +38,19 @@ func (e *Edge) opsRoutes() http.Handler {
 	r.GET("/readyz", e.readyz)
 	r.GET("/metrics", e.metrics)
 	r.GET("/audit/export", e.requireOpsToken, e.auditExport)
+	if e.cfg.Pprof == "true" {
+		// Profiling, for operators on the operator listener only.
+		r.Any("/debug/pprof/*name", e.requireOpsToken, gin.WrapF(func(w http.ResponseWriter, req *http.Request) {
+			switch req.URL.Path {
+			case "/debug/pprof/profile":
+				httppprof.Profile(w, req)
+			case "/debug/pprof/trace":
+				httppprof.Trace(w, req)
+			default:
+				httppprof.Index(w, req)
+			}
+		}))
+	}
 	r.NoRoute(func(c *gin.Context) { e.writeProblem(c, newProblem(http.StatusNotFound, CodeNotFound, "no such path")) })
 	r.NoMethod(func(c *gin.Context) {
 		e.writeProblem(c, newProblem(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "method not allowed on this path"))
@@ -89,6 +103,7 @@ func (e *Edge) metrics(c *gin.Context) {
 	}
 	g("xborder_edge_outbox_depth", "Messages queued in the outbox (no final answer yet).", "gauge", cnt.Depth)
 	g("xborder_edge_outbox_oldest_queued_seconds", "Age of the oldest queued message (0 when none).", "gauge", oldest)
+	g("xborder_edge_store_commits_total", "Write transactions of the edge's store (each one fsynced).", "counter", cnt.Commits)
 	g("xborder_edge_send_attempts_total", "Sends to the hub (first sends and retries of the same bytes).", "counter", e.m.attempts.Load())
 	fmt.Fprintf(&b, "# HELP xborder_edge_outbox_final_total Messages that got their final answer, by status.\n# TYPE xborder_edge_outbox_final_total counter\n")
 	for _, s := range []struct {

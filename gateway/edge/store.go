@@ -507,6 +507,9 @@ type Counts struct {
 	Oldest      time.Time // zero when nothing is queued
 	LocalInbox  int
 	Quarantined int
+	// Commits is the store's write transactions so far (its file's
+	// transaction id), so that commits per message can be watched.
+	Commits int
 }
 
 // Counts reads the outbox depth, the oldest queued message, the local
@@ -514,6 +517,7 @@ type Counts struct {
 func (s *Store) Counts() (Counts, error) {
 	var c Counts
 	err := s.db.View(func(tx *bbolt.Tx) error {
+		c.Commits = tx.ID()
 		c.LocalInbox = tx.Bucket(bucketInbox).Stats().KeyN
 		c.Quarantined = tx.Bucket(bucketQuarantine).Stats().KeyN
 		return tx.Bucket(bucketPending).ForEach(func(_, v []byte) error {
