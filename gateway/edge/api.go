@@ -285,8 +285,12 @@ func (e *Edge) postOutbox(c *gin.Context) {
 	e.m.queued.Add(1)
 	e.log.Info("message queued", "id", o.ID, "to", o.To, "purpose", o.Purpose, "type", o.Type, "caller", caller)
 	select {
-	case e.wake <- struct{}{}:
+	case e.direct <- o:
 	default:
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
 	}
 	c.JSON(http.StatusAccepted, outboxAnswer{ID: o.ID, Status: StatusQueued, StatusURL: "/v1/outbox/" + o.ID})
 }

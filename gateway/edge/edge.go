@@ -116,7 +116,11 @@ type Edge struct {
 	// once instead of waiting out backoffs grown while it was away.
 	hubDown, kick atomic.Bool
 
-	wake     chan struct{}
+	wake chan struct{}
+	// direct hands a message just queued to the sender as it is, so
+	// that its first send neither waits for nor rereads the outbox; when
+	// it is full, the sender finds the message in the outbox instead.
+	direct   chan *Outgoing
 	inflight sync.Map // message id -> struct{}
 
 	m metrics
@@ -154,7 +158,7 @@ func New(ctx context.Context, cfg config.Edge, log *slog.Logger, o Options) (*Ed
 	if !ownsKey(self, me.Signing.Public()) {
 		return nil, fmt.Errorf("edge: the signing key in %s is not one of %s's keys in the registry", cfg.ParticipantKeys, cfg.Participant)
 	}
-	e := &Edge{cfg: cfg, o: o, log: log, me: me, wake: make(chan struct{}, 1), checkpointSigner: me.Signing}
+	e := &Edge{cfg: cfg, o: o, log: log, me: me, wake: make(chan struct{}, 1), direct: make(chan *Outgoing, directQueue), checkpointSigner: me.Signing}
 	e.reg.Store(reg)
 	e.roots.Store(me.Roots)
 	e.lastHubErr.Store("the hub has not answered yet")
