@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -19,7 +20,7 @@ import (
 // entry are one transaction and one fsync:
 //
 //	outbox       message id -> Outgoing JSON
-//	pending      message id -> Due JSON (queued: what the sender needs to pick it)
+//	pending      message id -> Due, binary (queued: what the sender needs to pick it)
 //	idempotency  Idempotency-Key -> idemRecord JSON
 //	inbox        delivery id -> hand-over JSON (deliver: local, until acked)
 //	handed       delivery id -> RFC 3339 time (handed over: a repeat is only acked)
@@ -339,20 +340,59 @@ type Due struct {
 }
 
 func putPending(tx *bbolt.Tx, o *Outgoing) error {
-	v, err := json.Marshal(Due{ID: o.ID, NextAt: o.NextAt, Exp: o.Exp, MaybeReceived: o.MaybeReceived, CreatedAt: o.CreatedAt})
-	if err != nil {
-		return err
+	return tx.Bucket(bucketPending).Put([]byte(o.ID), encodeDue(Due{ID: o.ID, NextAt: o.NextAt, Exp: o.Exp, MaybeReceived: o.MaybeReceived, CreatedAt: o.CreatedAt}))
+}
+
+// A Due is kept in a fixed binary form, not JSON: the sender and the
+// metrics read the whole pending index, and under a backlog it holds
+// thousands of them.
+//
+//	0      dueFormat
+//	1..8   NextAt, Unix nanoseconds
+//	9..16  Exp, IEEE 754 bits
+//	17..24 CreatedAt, Unix nanoseconds
+//	25     flags (1: MaybeReceived)
+const (
+	dueFormat = 1
+	dueLen    = 26
+)
+
+func encodeDue(d Due) []byte {
+	b := make([]byte, dueLen)
+	b[0] = dueFormat
+	binary.BigEndian.PutUint64(b[1:], uint64(d.NextAt.UnixNano()))
+	binary.BigEndian.PutUint64(b[9:], math.Float64bits(d.Exp))
+	binary.BigEndian.PutUint64(b[17:], uint64(d.CreatedAt.UnixNano()))
+	if d.MaybeReceived {
+		b[25] = 1
 	}
-	return tx.Bucket(bucketPending).Put([]byte(o.ID), v)
+	return b
+}
+
+// decodeDue reads a Due; a JSON one is from a store written before the
+// binary form.
+func decodeDue(id, v []byte) (Due, error) {
+	if len(v) == dueLen && v[0] == dueFormat {
+		return Due{ID: string(id),
+			NextAt:        time.Unix(0, int64(binary.BigEndian.Uint64(v[1:]))).UTC(),
+			Exp:           math.Float64frombits(binary.BigEndian.Uint64(v[9:])),
+			CreatedAt:     time.Unix(0, int64(binary.BigEndian.Uint64(v[17:]))).UTC(),
+			MaybeReceived: v[25]&1 != 0}, nil
+	}
+	var d Due
+	if err := json.Unmarshal(v, &d); err != nil {
+		return Due{}, fmt.Errorf("edge: pending %s: %w", id, err)
+	}
+	return d, nil
 }
 
 // Pending lists the queued messages.
 func (s *Store) Pending() ([]Due, error) {
 	var out []Due
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketPending).ForEach(func(_, v []byte) error {
-			var d Due
-			if err := json.Unmarshal(v, &d); err != nil {
+		return tx.Bucket(bucketPending).ForEach(func(k, v []byte) error {
+			d, err := decodeDue(k, v)
+			if err != nil {
 				return err
 			}
 			out = append(out, d)
@@ -520,10 +560,9 @@ func (s *Store) Counts() (Counts, error) {
 		c.Commits = tx.ID()
 		c.LocalInbox = tx.Bucket(bucketInbox).Stats().KeyN
 		c.Quarantined = tx.Bucket(bucketQuarantine).Stats().KeyN
-		return tx.Bucket(bucketPending).ForEach(func(_, v []byte) error {
+		return tx.Bucket(bucketPending).ForEach(func(k, v []byte) error {
 			c.Depth++
-			var d Due
-			if err := json.Unmarshal(v, &d); err == nil && (c.Oldest.IsZero() || d.CreatedAt.Before(c.Oldest)) {
+			if d, err := decodeDue(k, v); err == nil && (c.Oldest.IsZero() || d.CreatedAt.Before(c.Oldest)) {
 				c.Oldest = d.CreatedAt
 			}
 			return nil
