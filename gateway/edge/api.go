@@ -191,8 +191,10 @@ func (e *Edge) postOutbox(c *gin.Context) {
 	}
 	// A repeat with a known Idempotency-Key is answered before the body
 	// is checked again: the answer must not change because time passed.
+	canon := ""
 	if storedKey != "" {
-		if canon, ok := canonical(raw); ok {
+		if d, ok := canonical(raw); ok {
+			canon = d
 			o, same, known, err := e.store.Idempotent(storedKey, canon)
 			switch {
 			case err != nil:
@@ -210,7 +212,7 @@ func (e *Edge) postOutbox(c *gin.Context) {
 		}
 	}
 	now := e.o.Now()
-	msg, canon, p := e.prepare(raw, now)
+	msg, payload, p := e.prepare(raw, now)
 	if p != nil {
 		e.writeProblem(c, *p)
 		return
@@ -242,11 +244,6 @@ func (e *Edge) postOutbox(c *gin.Context) {
 			e.writeProblem(c, pd)
 			return
 		}
-	}
-	payload, err := json.Marshal(msg.Raw)
-	if err != nil {
-		e.writeProblem(c, newProblem(http.StatusUnprocessableEntity, CodeInvalidMessage, "the message cannot be encoded"))
-		return
 	}
 	jws, err := envelope.Sign(payload, e.me.Signing, envelope.TypMessage)
 	if err != nil {
@@ -308,7 +305,8 @@ func validIdemKey(k string) bool {
 }
 
 // canonical is the digest of a body as the Idempotency-Key compares it:
-// after parsing (member order and white space do not matter).
+// after parsing (member order and white space do not matter). A body that
+// does not parse has none; prepare refuses it.
 func canonical(raw []byte) (string, bool) {
 	v, err := envelope.DecodeStrict(raw, 32)
 	if err != nil {
@@ -323,12 +321,12 @@ func canonical(raw []byte) (string, bool) {
 }
 
 // prepare checks the caller's body as the hub would (envelope.ParseMessage,
-// the registry, the purpose catalogue) and returns the message as it will
-// be signed, and the body in canonical form (for Idempotency-Key).
-func (e *Edge) prepare(raw []byte, now time.Time) (*envelope.Message, string, *Problem) {
-	invalid := func(detail string) (*envelope.Message, string, *Problem) {
+// the registry, the purpose catalogue) and returns the message and the
+// payload that was checked, which is what will be signed.
+func (e *Edge) prepare(raw []byte, now time.Time) (*envelope.Message, []byte, *Problem) {
+	invalid := func(detail string) (*envelope.Message, []byte, *Problem) {
 		p := newProblem(http.StatusUnprocessableEntity, CodeInvalidMessage, detail)
-		return nil, "", &p
+		return nil, nil, &p
 	}
 	v, err := envelope.DecodeStrict(raw, 32)
 	if err != nil {
@@ -345,10 +343,6 @@ func (e *Edge) prepare(raw []byte, now time.Time) (*envelope.Message, string, *P
 		case !callerFields[k]:
 			return invalid(envelope.DetailUnlistedField)
 		}
-	}
-	canon, ok := canonical(raw)
-	if !ok {
-		return invalid("the body cannot be encoded")
 	}
 	iat := now.Unix()
 	msg := make(map[string]any, len(body)+4)
@@ -387,21 +381,21 @@ func (e *Edge) prepare(raw []byte, now time.Time) (*envelope.Message, string, *P
 	switch {
 	case !ok:
 		p := newProblem(http.StatusForbidden, CodeUnknownParticipant, "recipient is not in the registry")
-		return nil, "", &p
+		return nil, nil, &p
 	case to.Suspended:
 		p := newProblem(http.StatusForbidden, CodeUnknownParticipant, "recipient is suspended")
-		return nil, "", &p
+		return nil, nil, &p
 	}
 	if self, ok := e.registry().Participant(m.From); !ok || self.Suspended {
 		p := newProblem(http.StatusForbidden, CodeUnknownParticipant, "sender is suspended")
-		return nil, "", &p
+		return nil, nil, &p
 	}
 	if !e.catalogue[m.Purpose] {
 		p := newProblem(http.StatusForbidden, CodePolicyDenied, "the hub's policy would refuse it; nothing was sent")
 		p.Reasons = []Reason{{Rule: "R2", Message: "message.purpose is not in the purpose catalogue"}}
-		return nil, "", &p
+		return nil, nil, &p
 	}
-	return m, canon, nil
+	return m, payload, nil
 }
 
 // outboxView is GET /v1/outbox/{id}.
