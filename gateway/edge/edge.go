@@ -49,8 +49,8 @@ type Options struct {
 	// Backoff is the first retry wait, doubled up to MaxBackoff (default
 	// 500 ms and 30 s), with jitter.
 	Backoff, MaxBackoff time.Duration
-	// PurgeEvery is how often Idempotency-Keys older than IdemRetention
-	// are purged (default 1 h).
+	// PurgeEvery is how often Idempotency-Keys older than IdemRetention,
+	// and what is final past the retention, are purged (default 1 h).
 	PurgeEvery time.Duration
 }
 
@@ -362,8 +362,8 @@ func (e *Edge) Serve(ctx context.Context) error {
 	return err
 }
 
-// purgeLoop purges the Idempotency-Keys past IdemRetention, at start and
-// every PurgeEvery.
+// purgeLoop purges the Idempotency-Keys past IdemRetention and what is
+// final past the configured retention, at start and every PurgeEvery.
 func (e *Edge) purgeLoop(ctx context.Context) {
 	t := time.NewTicker(e.o.PurgeEvery)
 	defer t.Stop()
@@ -374,6 +374,14 @@ func (e *Edge) purgeLoop(ctx context.Context) {
 			e.log.Error("idempotency keys purge failed", "error", err)
 		case n > 0:
 			e.log.Info("idempotency keys purged", "count", n)
+		}
+		n, err = e.store.PurgeRetention(e.o.Now().Add(-e.cfg.RetentionPeriod()))
+		switch {
+		case err != nil:
+			e.log.Error("retention purge failed", "error", err)
+		case n > 0:
+			e.m.retentionPurged.Add(int64(n))
+			e.log.Info("records past retention purged", "count", n)
 		}
 		select {
 		case <-ctx.Done():

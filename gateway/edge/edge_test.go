@@ -790,3 +790,44 @@ func TestEdgeRegistryReload(t *testing.T) {
 		t.Errorf("audit kinds %s", kinds)
 	}
 }
+
+// A finished message's record and receipt are kept for the edge's
+// retention, counted from its final answer, then purged (GET answers 404,
+// a forgotten entry names it, the metric counts it).
+func TestEdgeRetention(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a hub and an edge and waits for a purge")
+	}
+	var offset atomic.Int64 // the edge's clock runs ahead by this
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	hub := gatewaytest.Start(t)
+	unicef := startEdge(t, hub.PKI, hub.URL(), "UN-UNICEF", "local", func(c *config.Edge) { c.Retention = "48h" },
+		edge.Options{Now: now, PurgeEvery: 20 * time.Millisecond})
+	a := call(t, http.MethodPost, unicef.url("/v1/outbox"), verificationRequest(gatewaytest.ChildSubject("CANARYPRIMARY", "CANARYSECOND")), nil)
+	if a.Status != http.StatusAccepted {
+		t.Fatalf("post: %d %s", a.Status, a.Body)
+	}
+	statusURL := a.json(t)["status_url"].(string)
+	if doc := finalStatus(t, unicef, statusURL); doc["status"] != "accepted" || doc["receipt"] == nil {
+		t.Fatalf("final: %v", doc)
+	}
+	offset.Store(int64(47 * time.Hour))
+	time.Sleep(100 * time.Millisecond) // several purge passes within the retention: the record must survive them
+	if g := call(t, http.MethodGet, unicef.url(statusURL), nil, nil); g.Status != http.StatusOK || g.json(t)["receipt"] == nil {
+		t.Fatalf("within the retention: %d %s", g.Status, g.Body)
+	}
+	offset.Store(int64(48*time.Hour + time.Minute))
+	waitFor(t, 10*time.Second, "the purge", func() bool {
+		return strings.Contains(unicef.logs.String(), `"msg":"records past retention purged"`)
+	})
+	if g := call(t, http.MethodGet, unicef.url(statusURL), nil, nil); g.Status != http.StatusNotFound {
+		t.Fatalf("after the retention: %d %s, want 404", g.Status, g.Body)
+	}
+	if m := call(t, http.MethodGet, unicef.ops("/metrics"), nil, nil); !strings.Contains(string(m.Body), "xborder_edge_retention_purged_total 1\n") {
+		t.Errorf("metrics:\n%s", m.Body)
+	}
+	unicef.stop()
+	if kinds := auditKinds(t, hub.PKI, unicef.cfg.StorePath(), "UN-UNICEF"); !strings.Contains(kinds, audit.KindForgotten) {
+		t.Errorf("no forgotten entry: %s", kinds)
+	}
+}

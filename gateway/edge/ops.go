@@ -28,6 +28,7 @@ type metrics struct {
 	queued, attempts, accepted, refused, expired atomic.Int64
 	handovers, handoverFailures, quarantined     atomic.Int64
 	outboundDenied                               atomic.Int64
+	retentionPurged                              atomic.Int64
 }
 
 func (e *Edge) opsRoutes() http.Handler {
@@ -116,6 +117,7 @@ func (e *Edge) metrics(c *gin.Context) {
 	g("xborder_edge_outbound_denied_total", "Messages the participant's outbound policy refused.", "counter", e.m.outboundDenied.Load())
 	g("xborder_edge_handovers_total", "Deliveries handed over to the participant's systems.", "counter", e.m.handovers.Load())
 	g("xborder_edge_handover_failures_total", "Hand-overs that failed (the hub offers them again).", "counter", e.m.handoverFailures.Load())
+	g("xborder_edge_retention_purged_total", "Final records (messages, hand-over markers, quarantined deliveries) purged past the retention.", "counter", e.m.retentionPurged.Load())
 	g("xborder_edge_quarantined", "Deliveries that failed verification and are kept in quarantine.", "gauge", cnt.Quarantined)
 	g("xborder_edge_local_inbox_depth", "Deliveries waiting in the local inbox (deliver: local).", "gauge", cnt.LocalInbox)
 	ready, _ := e.Ready()
