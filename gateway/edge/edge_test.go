@@ -939,3 +939,29 @@ func localCA(t *testing.T) ([]byte, tls.Certificate) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
+
+// pprof: true serves /debug/pprof/ on the operator listener, with the
+// operator token only; without it the path does not exist.
+func TestEdgePprof(t *testing.T) {
+	pkiDir, _ := gatewaytest.Config(t, pki.DemoFederation())
+	tokenFile := filepath.Join(pkiDir, pki.OpsTokenFile)
+	token, err := pki.ReadOpsToken(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := startEdge(t, pkiDir, "https://"+freeAddr(t), "UN-UNICEF", "local", func(c *config.Edge) { c.OpsTokenFile = tokenFile }, edge.Options{})
+	bearer := map[string]string{"Authorization": "Bearer " + string(token)}
+	if a := call(t, http.MethodGet, off.ops("/debug/pprof/goroutine?debug=1"), nil, bearer); a.Status != http.StatusNotFound {
+		t.Errorf("pprof not configured: %d, want 404", a.Status)
+	}
+	off.stop()
+	on := startEdge(t, pkiDir, "https://"+freeAddr(t), "UN-UNICEF", "local", func(c *config.Edge) {
+		c.OpsTokenFile, c.Pprof = tokenFile, "true"
+	}, edge.Options{})
+	if a := call(t, http.MethodGet, on.ops("/debug/pprof/goroutine?debug=1"), nil, nil); a.Status != http.StatusUnauthorized {
+		t.Errorf("pprof without the operator token: %d, want 401", a.Status)
+	}
+	if a := call(t, http.MethodGet, on.ops("/debug/pprof/goroutine?debug=1"), nil, bearer); a.Status != http.StatusOK {
+		t.Errorf("pprof with the operator token: %d %s", a.Status, a.Body)
+	}
+}
