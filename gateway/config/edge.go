@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -32,7 +33,20 @@ type Edge struct {
 	Deliver          string `yaml:"deliver"`
 	OutboundPolicies string `yaml:"outbound_policies"`
 	LocalTokenFile   string `yaml:"local_token_file"`
+	Retention        string `yaml:"retention"`
+	Pprof            string `yaml:"pprof"`
 }
+
+// DefaultEdgeRetention is how long the edge keeps what is final (a
+// finished message's record with the hub's receipt or problem, a
+// hand-over marker, a quarantined delivery) unless retention says
+// otherwise: 90 days.
+const DefaultEdgeRetention = "2160h"
+
+// MinEdgeRetention is the shortest retention allowed: longer than an
+// Idempotency-Key is kept (25 h, purged hourly), so that a repeat always
+// finds the message its key made.
+const MinEdgeRetention = 48 * time.Hour
 
 // edgeDocs documents every key of Edge; README's edge table is generated
 // from it (go generate ./gateway/config).
@@ -48,6 +62,8 @@ var edgeDocs = map[string]string{
 	"deliver":           "How incoming deliveries reach the participant's systems: `local` (`GET /v1/inbox` on the local API), `file:DIR` (one `DELIVERY_ID.json` each, written whole or not at all) or `https://…` (POSTed as JSON, `Idempotency-Key: DELIVERY_ID`).",
 	"outbound_policies": "Optional folder of the participant's own outbound policy (Rego, `data.json`, tests); entrypoint `data.xborder.outbound.decision`. When set, a message it does not allow is refused with 403 `policy_denied` and never sent (default deny).",
 	"local_token_file":  "File of local API tokens, one per line: `NAME TOKEN` (or a lone `TOKEN`, named `token`), each token at least 32 characters. When set, every local call needs `Authorization: Bearer TOKEN`; NAME is the caller the outbound policy sees.",
+	"retention":         "How long the edge keeps what is final — a finished message's record with the hub's receipt (or problem), a hand-over marker, a quarantined delivery — counted from when it became final, as a Go duration (`2160h` = 90 days; at least `48h`). Then it is deleted, hourly, each with an audit entry (`forgotten` for a message, `purged` for a delivery's record); `GET /v1/outbox/{id}` answers 404 after. Queued messages and deliveries not yet acknowledged are never purged; the audit chain is kept. Set it to the longest period the participant's evidence rules require.",
+	"pprof":             "`true`: serve `/debug/pprof/` on the operator listener (with the operator token), as the hub's `pprof`. Empty or `false`: not served.",
 }
 
 // DefaultEdge is the development setup for participant id: the demo
@@ -63,6 +79,7 @@ func DefaultEdge(id string) Edge {
 		OpsTokenFile:    "certs/dev/ops.token",
 		Store:           "bolt:" + filepath.Join("data", "edge-"+id+".db"),
 		Deliver:         "local",
+		Retention:       DefaultEdgeRetention,
 	}
 }
 
@@ -79,7 +96,7 @@ func LoadEdge(path, as string) (Edge, error) {
 		if err != nil {
 			return c, fmt.Errorf("config: %w", err)
 		}
-		c = Edge{Listen: "127.0.0.1:8600", OpsListen: "127.0.0.1:8601", Deliver: "local"}
+		c = Edge{Listen: "127.0.0.1:8600", OpsListen: "127.0.0.1:8601", Deliver: "local", Retention: DefaultEdgeRetention}
 		dec := yaml.NewDecoder(bytes.NewReader(b))
 		dec.KnownFields(true)
 		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
@@ -144,6 +161,20 @@ func (c *Edge) resolve(base string) {
 	}
 }
 
+// RetentionOrDefault is retention, or its default when it is not set.
+func (c Edge) RetentionOrDefault() string {
+	if c.Retention == "" {
+		return DefaultEdgeRetention
+	}
+	return c.Retention
+}
+
+// RetentionPeriod is retention as a duration (valid once Validate passed).
+func (c Edge) RetentionPeriod() time.Duration {
+	d, _ := time.ParseDuration(c.RetentionOrDefault())
+	return d
+}
+
 // StorePath is the bbolt file of store.
 func (c Edge) StorePath() string { return strings.TrimPrefix(c.Store, "bolt:") }
 
@@ -187,6 +218,12 @@ func (c Edge) Validate() error {
 	}
 	if !IsLoopback(c.Listen) && c.LocalTokenFile == "" {
 		add("listen: %q is beyond loopback: local_token_file is required, so that only the participant's own systems use the local API", c.Listen)
+	}
+	if d, err := time.ParseDuration(c.RetentionOrDefault()); err != nil || d < MinEdgeRetention {
+		add("retention: %q is not a duration of at least %s (e.g. 2160h for 90 days)", c.Retention, MinEdgeRetention)
+	}
+	if c.Pprof != "" && c.Pprof != "true" && c.Pprof != "false" {
+		add("pprof: %q is neither true nor false", c.Pprof)
 	}
 	if p, ok := strings.CutPrefix(c.Store, "bolt:"); !ok || p == "" {
 		add("store: %q is not bolt:PATH", c.Store)

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xborder/xborder/gateway/config"
 )
@@ -27,12 +28,16 @@ func TestLoadEdge(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Dir(p)
+	if c.RetentionPeriod() != 90*24*time.Hour {
+		t.Errorf("retention by default %v, want 90 days", c.RetentionPeriod())
+	}
 	if c.ParticipantKeys != filepath.Join(dir, "pki/KZ-MJ") || c.StorePath() != filepath.Join(dir, "data/edge.db") || c.Deliver != "file:"+filepath.Join(dir, "inbox") {
 		t.Errorf("paths not resolved against the file: %+v", c)
 	}
 	t.Setenv("XBORDER_HUB", "https://other:9443")
 	t.Setenv("XBORDER_DELIVER", "local")
-	if c, err = config.LoadEdge(p, ""); err != nil || c.Hub != "https://other:9443" || c.Deliver != "local" {
+	t.Setenv("XBORDER_RETENTION", "8760h")
+	if c, err = config.LoadEdge(p, ""); err != nil || c.Hub != "https://other:9443" || c.Deliver != "local" || c.RetentionPeriod() != 365*24*time.Hour {
 		t.Errorf("environment over file: %+v %v", c, err)
 	}
 }
@@ -46,6 +51,9 @@ func TestLoadEdgeRefuses(t *testing.T) {
 		{"deliver unknown", edgeBase + "deliver: ftp://x\n", "deliver:"},
 		{"no participant", strings.Replace(edgeBase, "participant: KZ-MJ\n", "", 1), "participant is required"},
 		{"store not bolt", strings.Replace(edgeBase, "bolt:data/edge.db", "redis://x:1/0", 1), "store:"},
+		{"retention shorter than Idempotency-Keys are kept", edgeBase + "retention: 24h\n", "retention:"},
+		{"retention not a duration", edgeBase + "retention: 90d\n", "retention:"},
+		{"pprof neither true nor false", edgeBase + "pprof: yes\n", "pprof:"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := config.LoadEdge(writeEdge(t, c.body), "")
@@ -94,7 +102,9 @@ func TestReadmeHasTheEdgeReference(t *testing.T) {
 		}
 		names = append(names, k.Name)
 	}
-	want := "participant,participant_keys,hub,registry,listen,ops_listen,ops_token_file,store,deliver,outbound_policies,local_token_file"
+	// Issue 21's keys, in its order, then the ones added since: retention
+	// (how long what is final is kept) and pprof (as the hub's).
+	want := "participant,participant_keys,hub,registry,listen,ops_listen,ops_token_file,store,deliver,outbound_policies,local_token_file,retention,pprof"
 	if strings.Join(names, ",") != want {
 		t.Errorf("edge keys %v, want exactly %s", names, want)
 	}

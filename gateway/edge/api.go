@@ -192,8 +192,10 @@ func (e *Edge) postOutbox(c *gin.Context) {
 	}
 	// A repeat with a known Idempotency-Key is answered before the body
 	// is checked again: the answer must not change because time passed.
+	canon := ""
 	if storedKey != "" {
-		if canon, ok := canonical(raw); ok {
+		if d, ok := canonical(raw); ok {
+			canon = d
 			o, same, known, err := e.store.Idempotent(storedKey, canon)
 			switch {
 			case err != nil:
@@ -211,7 +213,7 @@ func (e *Edge) postOutbox(c *gin.Context) {
 		}
 	}
 	now := e.o.Now()
-	msg, canon, p := e.prepare(raw, now)
+	msg, payload, p := e.prepare(raw, now)
 	if p != nil {
 		e.writeProblem(c, *p)
 		return
@@ -243,11 +245,6 @@ func (e *Edge) postOutbox(c *gin.Context) {
 			e.writeProblem(c, pd)
 			return
 		}
-	}
-	payload, err := json.Marshal(msg.Raw)
-	if err != nil {
-		e.writeProblem(c, newProblem(http.StatusUnprocessableEntity, CodeInvalidMessage, "the message cannot be encoded"))
-		return
 	}
 	jws, err := envelope.Sign(payload, e.me.Signing, envelope.TypMessage)
 	if err != nil {
@@ -286,8 +283,12 @@ func (e *Edge) postOutbox(c *gin.Context) {
 	e.m.queued.Add(1)
 	e.log.Info("message queued", "id", o.ID, "to", o.To, "purpose", o.Purpose, "type", o.Type, "caller", caller)
 	select {
-	case e.wake <- struct{}{}:
+	case e.direct <- o:
 	default:
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
 	}
 	c.JSON(http.StatusAccepted, outboxAnswer{ID: o.ID, Status: StatusQueued, StatusURL: "/v1/outbox/" + o.ID})
 }
@@ -305,7 +306,8 @@ func validIdemKey(k string) bool {
 }
 
 // canonical is the digest of a body as the Idempotency-Key compares it:
-// after parsing (member order and white space do not matter).
+// after parsing (member order and white space do not matter). A body that
+// does not parse has none; prepare refuses it.
 func canonical(raw []byte) (string, bool) {
 	v, err := envelope.DecodeStrict(raw, 32)
 	if err != nil {
@@ -320,12 +322,12 @@ func canonical(raw []byte) (string, bool) {
 }
 
 // prepare checks the caller's body as the hub would (envelope.ParseMessage,
-// the registry, the purpose catalogue) and returns the message as it will
-// be signed, and the body in canonical form (for Idempotency-Key).
-func (e *Edge) prepare(raw []byte, now time.Time) (*envelope.Message, string, *Problem) {
-	invalid := func(detail string) (*envelope.Message, string, *Problem) {
+// the registry, the purpose catalogue) and returns the message and the
+// payload that was checked, which is what will be signed.
+func (e *Edge) prepare(raw []byte, now time.Time) (*envelope.Message, []byte, *Problem) {
+	invalid := func(detail string) (*envelope.Message, []byte, *Problem) {
 		p := newProblem(http.StatusUnprocessableEntity, CodeInvalidMessage, detail)
-		return nil, "", &p
+		return nil, nil, &p
 	}
 	v, err := envelope.DecodeStrict(raw, 32)
 	if err != nil {
@@ -343,16 +345,19 @@ func (e *Edge) prepare(raw []byte, now time.Time) (*envelope.Message, string, *P
 			return invalid(envelope.DetailUnlistedField)
 		}
 	}
-	canon, ok := canonical(raw)
-	if !ok {
-		return invalid("the body cannot be encoded")
-	}
 	iat := now.Unix()
 	msg := make(map[string]any, len(body)+4)
 	for k, val := range body {
 		msg[k] = val
 	}
-	msg["id"] = uuid.NewString()
+	// Time-ordered (UUIDv7): the outbox's keys then grow at one end, so
+	// that a commit rewrites the same few pages instead of one at random
+	// per message. The time it carries is the iat's.
+	id, err := uuid.NewV7()
+	if err != nil {
+		return invalid("the message id cannot be made")
+	}
+	msg["id"] = id.String()
 	msg["from"] = e.cfg.Participant
 	msg["iat"] = json.Number(strconv.FormatInt(iat, 10))
 	if _, ok := msg["exp"]; !ok {
@@ -377,21 +382,21 @@ func (e *Edge) prepare(raw []byte, now time.Time) (*envelope.Message, string, *P
 	switch {
 	case !ok:
 		p := newProblem(http.StatusForbidden, CodeUnknownParticipant, "recipient is not in the registry")
-		return nil, "", &p
+		return nil, nil, &p
 	case to.Suspended:
 		p := newProblem(http.StatusForbidden, CodeUnknownParticipant, "recipient is suspended")
-		return nil, "", &p
+		return nil, nil, &p
 	}
 	if self, ok := e.registry().Participant(m.From); !ok || self.Suspended {
 		p := newProblem(http.StatusForbidden, CodeUnknownParticipant, "sender is suspended")
-		return nil, "", &p
+		return nil, nil, &p
 	}
 	if !e.catalogue[m.Purpose] {
 		p := newProblem(http.StatusForbidden, CodePolicyDenied, "the hub's policy would refuse it; nothing was sent")
 		p.Reasons = []Reason{{Rule: "R2", Message: "message.purpose is not in the purpose catalogue"}}
-		return nil, "", &p
+		return nil, nil, &p
 	}
-	return m, canon, nil
+	return m, payload, nil
 }
 
 // outboxView is GET /v1/outbox/{id}.

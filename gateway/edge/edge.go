@@ -14,6 +14,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -49,8 +50,8 @@ type Options struct {
 	// Backoff is the first retry wait, doubled up to MaxBackoff (default
 	// 500 ms and 30 s), with jitter.
 	Backoff, MaxBackoff time.Duration
-	// PurgeEvery is how often Idempotency-Keys older than IdemRetention
-	// are purged (default 1 h).
+	// PurgeEvery is how often Idempotency-Keys older than IdemRetention,
+	// and what is final past the retention, are purged (default 1 h).
 	PurgeEvery time.Duration
 }
 
@@ -99,9 +100,11 @@ type Edge struct {
 	hub   atomic.Pointer[client.Client]
 	// hubEnc is the hub's encryption key once read: a message posted while
 	// it is known is sealed at once, in the same write as its queuing.
-	hubEnc   atomic.Pointer[envelope.PublicKey]
-	out      atomic.Pointer[outboundPolicy] // nil: no outbound policy configured
-	hand     handOver
+	hubEnc atomic.Pointer[envelope.PublicKey]
+	out    atomic.Pointer[outboundPolicy] // nil: no outbound policy configured
+	// hand is the hand-over in force; an https:// one is built again when
+	// the registry's trust anchors change (watchRegistry).
+	hand     atomic.Pointer[handOverRef]
 	local    []localToken // empty: loopback without tokens
 	opsToken []byte       // nil: no operator token configured
 
@@ -116,7 +119,11 @@ type Edge struct {
 	// once instead of waiting out backoffs grown while it was away.
 	hubDown, kick atomic.Bool
 
-	wake     chan struct{}
+	wake chan struct{}
+	// direct hands a message just queued to the sender as it is, so
+	// that its first send neither waits for nor rereads the outbox; when
+	// it is full, the sender finds the message in the outbox instead.
+	direct   chan *Outgoing
 	inflight sync.Map // message id -> struct{}
 
 	m metrics
@@ -154,7 +161,7 @@ func New(ctx context.Context, cfg config.Edge, log *slog.Logger, o Options) (*Ed
 	if !ownsKey(self, me.Signing.Public()) {
 		return nil, fmt.Errorf("edge: the signing key in %s is not one of %s's keys in the registry", cfg.ParticipantKeys, cfg.Participant)
 	}
-	e := &Edge{cfg: cfg, o: o, log: log, me: me, wake: make(chan struct{}, 1), checkpointSigner: me.Signing}
+	e := &Edge{cfg: cfg, o: o, log: log, me: me, wake: make(chan struct{}, 1), direct: make(chan *Outgoing, directQueue), checkpointSigner: me.Signing}
 	e.reg.Store(reg)
 	e.roots.Store(me.Roots)
 	e.lastHubErr.Store("the hub has not answered yet")
@@ -180,9 +187,11 @@ func New(ctx context.Context, cfg config.Edge, log *slog.Logger, o Options) (*Ed
 		}
 		e.out.Store(out)
 	}
-	if e.hand, err = newHandOver(cfg.Deliver, me, reg); err != nil {
+	hand, err := newHandOver(cfg.Deliver, me, reg)
+	if err != nil {
 		return nil, err
 	}
+	e.hand.Store(&handOverRef{hand})
 	if e.store, err = OpenStore(cfg.StorePath(), "edge-"+cfg.Participant, o.Now); err != nil {
 		return nil, err
 	}
@@ -252,11 +261,39 @@ func (e *Edge) watchRegistry(ctx context.Context) {
 		e.reg.Store(reg)
 		e.roots.Store(roots)
 		e.hub.Store(e.newHubClient())
+		e.reloadHandOver(reg)
 		e.log.Info("registry reloaded", "participants", len(reg.Participants()))
 		if rerr := e.store.Record(audit.Entry{Kind: audit.KindRegistryReloaded, PayloadSHA256: d}); rerr != nil {
 			e.log.Error("audit append failed", "kind", audit.KindRegistryReloaded, "error", rerr)
 		}
 	}
+}
+
+// handOverRef holds the hand-over in force (nil: deliver: local).
+type handOverRef struct{ h handOver }
+
+// handOver is the hand-over in force.
+func (e *Edge) handOver() handOver { return e.hand.Load().h }
+
+// reloadHandOver builds an https:// hand-over again with the trust anchors
+// of the registry now in force, so that a local system's new certificate
+// authority is trusted without a restart, and one removed is no longer;
+// hand-overs in flight finish on the one they started with. A folder or
+// the local inbox has no anchors and is kept.
+func (e *Edge) reloadHandOver(reg *trust.Registry) {
+	if deliverKind(e.cfg.Deliver) != "https" {
+		return
+	}
+	h, err := newHandOver(e.cfg.Deliver, e.me, reg)
+	if err != nil {
+		e.log.Error("hand-over not rebuilt; the previous one keeps serving", "error", err)
+		return
+	}
+	old := e.hand.Swap(&handOverRef{h})
+	if c, ok := old.h.(io.Closer); ok {
+		_ = c.Close() // its idle connections only
+	}
+	e.log.Info("hand-over trust anchors reloaded", "anchors", len(reg.Anchors()))
 }
 
 // loadIdentity reads the participant's folder as `xborder pki init`
@@ -358,8 +395,8 @@ func (e *Edge) Serve(ctx context.Context) error {
 	return err
 }
 
-// purgeLoop purges the Idempotency-Keys past IdemRetention, at start and
-// every PurgeEvery.
+// purgeLoop purges the Idempotency-Keys past IdemRetention and what is
+// final past the configured retention, at start and every PurgeEvery.
 func (e *Edge) purgeLoop(ctx context.Context) {
 	t := time.NewTicker(e.o.PurgeEvery)
 	defer t.Stop()
@@ -370,6 +407,14 @@ func (e *Edge) purgeLoop(ctx context.Context) {
 			e.log.Error("idempotency keys purge failed", "error", err)
 		case n > 0:
 			e.log.Info("idempotency keys purged", "count", n)
+		}
+		n, err = e.store.PurgeRetention(e.o.Now().Add(-e.cfg.RetentionPeriod()))
+		switch {
+		case err != nil:
+			e.log.Error("retention purge failed", "error", err)
+		case n > 0:
+			e.m.retentionPurged.Add(int64(n))
+			e.log.Info("records past retention purged", "count", n)
 		}
 		select {
 		case <-ctx.Done():

@@ -3,10 +3,17 @@ package edge_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -788,5 +795,173 @@ func TestEdgeRegistryReload(t *testing.T) {
 	kinds := auditKinds(t, pkiDir, unicef.cfg.StorePath(), "UN-UNICEF")
 	if !strings.Contains(kinds, audit.KindRegistryReloaded) || !strings.Contains(kinds, audit.KindRegistryRefused) {
 		t.Errorf("audit kinds %s", kinds)
+	}
+}
+
+// A finished message's record and receipt are kept for the edge's
+// retention, counted from its final answer, then purged (GET answers 404,
+// a forgotten entry names it, the metric counts it).
+func TestEdgeRetention(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a hub and an edge and waits for a purge")
+	}
+	var offset atomic.Int64 // the edge's clock runs ahead by this
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	hub := gatewaytest.Start(t)
+	unicef := startEdge(t, hub.PKI, hub.URL(), "UN-UNICEF", "local", func(c *config.Edge) { c.Retention = "48h" },
+		edge.Options{Now: now, PurgeEvery: 20 * time.Millisecond})
+	a := call(t, http.MethodPost, unicef.url("/v1/outbox"), verificationRequest(gatewaytest.ChildSubject("CANARYPRIMARY", "CANARYSECOND")), nil)
+	if a.Status != http.StatusAccepted {
+		t.Fatalf("post: %d %s", a.Status, a.Body)
+	}
+	statusURL := a.json(t)["status_url"].(string)
+	if doc := finalStatus(t, unicef, statusURL); doc["status"] != "accepted" || doc["receipt"] == nil {
+		t.Fatalf("final: %v", doc)
+	}
+	offset.Store(int64(47 * time.Hour))
+	time.Sleep(100 * time.Millisecond) // several purge passes within the retention: the record must survive them
+	if g := call(t, http.MethodGet, unicef.url(statusURL), nil, nil); g.Status != http.StatusOK || g.json(t)["receipt"] == nil {
+		t.Fatalf("within the retention: %d %s", g.Status, g.Body)
+	}
+	offset.Store(int64(48*time.Hour + time.Minute))
+	waitFor(t, 10*time.Second, "the purge", func() bool {
+		return strings.Contains(unicef.logs.String(), `"msg":"records past retention purged"`)
+	})
+	if g := call(t, http.MethodGet, unicef.url(statusURL), nil, nil); g.Status != http.StatusNotFound {
+		t.Fatalf("after the retention: %d %s, want 404", g.Status, g.Body)
+	}
+	if m := call(t, http.MethodGet, unicef.ops("/metrics"), nil, nil); !strings.Contains(string(m.Body), "xborder_edge_retention_purged_total 1\n") {
+		t.Errorf("metrics:\n%s", m.Body)
+	}
+	unicef.stop()
+	if kinds := auditKinds(t, hub.PKI, unicef.cfg.StorePath(), "UN-UNICEF"); !strings.Contains(kinds, audit.KindForgotten) {
+		t.Errorf("no forgotten entry: %s", kinds)
+	}
+}
+
+// deliver: https://…: the hand-over trusts the registry's trust anchors as
+// they are now, not as they were at start. A local system whose
+// certificate authority is not (yet) an anchor gets nothing; once the
+// registry lists it, the edge reloads the registry and the hand-over
+// reaches it, without a restart.
+func TestEdgeHTTPSAnchorsReload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a hub, an edge and a local receiver, and waits for a registry reload and a redelivery")
+	}
+	hub := gatewaytest.Start(t, func(c *config.Config) { c.InboxVisibility = time.Second })
+	caPEM, serverCert := localCA(t)
+	calls := make(chan string, 10)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls <- r.Header.Get("Idempotency-Key")
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert}}
+	srv.StartTLS()
+	defer srv.Close()
+
+	kz := startEdge(t, hub.PKI, hub.URL(), "KZ-MJ", srv.URL+"/incoming", nil,
+		edge.Options{Poll: 50 * time.Millisecond, PolicyWatch: 20 * time.Millisecond})
+	msg := gatewaytest.Message("UN-UNICEF", "KZ-MJ", "identity.verification.request", "identity-verification", map[string]any{
+		"subject": gatewaytest.ChildSubject("CANARYPRIMARY", "CANARYSECOND"),
+		"record":  map[string]any{"requested_assertions": []string{"identity_match"}},
+	})
+	if r, err := hub.Client("UN-UNICEF").Send(context.Background(), msg); err != nil || r.Status != http.StatusAccepted {
+		t.Fatalf("send: %v %d %s", err, r.Status, r.Body)
+	}
+	waitFor(t, 30*time.Second, "a failed hand-over (unknown certificate authority)", func() bool {
+		return strings.Contains(string(call(t, http.MethodGet, kz.ops("/metrics"), nil, nil).Body), "xborder_edge_handover_failures_total 1")
+	})
+	if len(calls) != 0 {
+		t.Fatal("the local system was reached through a certificate the edge does not trust")
+	}
+
+	regPath := filepath.Join(hub.PKI, pki.RegistryFile)
+	caPath := filepath.Join(hub.PKI, "local-ca.pem")
+	if err := os.WriteFile(caPath, caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(regPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f trust.File
+	if err := yaml.Unmarshal(raw, &f); err != nil {
+		t.Fatal(err)
+	}
+	f.TrustAnchors = append(f.TrustAnchors, caPath)
+	edited, _ := yaml.Marshal(f)
+	if err := os.WriteFile(regPath, edited, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the registry reload", func() bool {
+		return strings.Contains(kz.logs.String(), `"msg":"registry reloaded"`)
+	})
+	select {
+	case key := <-calls:
+		if !envelope.IsUUID(key) {
+			t.Errorf("hand-over Idempotency-Key %q, want the delivery id", key)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no hand-over after the local system's certificate authority became a trust anchor")
+	}
+	waitFor(t, 10*time.Second, "the hand-over counted", func() bool {
+		return strings.Contains(string(call(t, http.MethodGet, kz.ops("/metrics"), nil, nil).Body), "xborder_edge_handovers_total 1")
+	})
+}
+
+// localCA makes a certificate authority (PEM) and a server certificate it
+// issued for 127.0.0.1: a participant's own system, not the federation's.
+func localCA(t *testing.T) ([]byte, tls.Certificate) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "KZ-MJ local systems CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "civil-registry.local"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// pprof: true serves /debug/pprof/ on the operator listener, with the
+// operator token only; without it the path does not exist.
+func TestEdgePprof(t *testing.T) {
+	pkiDir, _ := gatewaytest.Config(t, pki.DemoFederation())
+	tokenFile := filepath.Join(pkiDir, pki.OpsTokenFile)
+	token, err := pki.ReadOpsToken(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := startEdge(t, pkiDir, "https://"+freeAddr(t), "UN-UNICEF", "local", func(c *config.Edge) { c.OpsTokenFile = tokenFile }, edge.Options{})
+	bearer := map[string]string{"Authorization": "Bearer " + string(token)}
+	if a := call(t, http.MethodGet, off.ops("/debug/pprof/goroutine?debug=1"), nil, bearer); a.Status != http.StatusNotFound {
+		t.Errorf("pprof not configured: %d, want 404", a.Status)
+	}
+	off.stop()
+	on := startEdge(t, pkiDir, "https://"+freeAddr(t), "UN-UNICEF", "local", func(c *config.Edge) {
+		c.OpsTokenFile, c.Pprof = tokenFile, "true"
+	}, edge.Options{})
+	if a := call(t, http.MethodGet, on.ops("/debug/pprof/goroutine?debug=1"), nil, nil); a.Status != http.StatusUnauthorized {
+		t.Errorf("pprof without the operator token: %d, want 401", a.Status)
+	}
+	if a := call(t, http.MethodGet, on.ops("/debug/pprof/goroutine?debug=1"), nil, bearer); a.Status != http.StatusOK {
+		t.Errorf("pprof with the operator token: %d %s", a.Status, a.Body)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	httppprof "net/http/pprof"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -27,6 +28,7 @@ type metrics struct {
 	queued, attempts, accepted, refused, expired atomic.Int64
 	handovers, handoverFailures, quarantined     atomic.Int64
 	outboundDenied                               atomic.Int64
+	retentionPurged                              atomic.Int64
 }
 
 func (e *Edge) opsRoutes() http.Handler {
@@ -38,6 +40,19 @@ func (e *Edge) opsRoutes() http.Handler {
 	r.GET("/readyz", e.readyz)
 	r.GET("/metrics", e.metrics)
 	r.GET("/audit/export", e.requireOpsToken, e.auditExport)
+	if e.cfg.Pprof == "true" {
+		// Profiling, for operators on the operator listener only.
+		r.Any("/debug/pprof/*name", e.requireOpsToken, gin.WrapF(func(w http.ResponseWriter, req *http.Request) {
+			switch req.URL.Path {
+			case "/debug/pprof/profile":
+				httppprof.Profile(w, req)
+			case "/debug/pprof/trace":
+				httppprof.Trace(w, req)
+			default:
+				httppprof.Index(w, req)
+			}
+		}))
+	}
 	r.NoRoute(func(c *gin.Context) { e.writeProblem(c, newProblem(http.StatusNotFound, CodeNotFound, "no such path")) })
 	r.NoMethod(func(c *gin.Context) {
 		e.writeProblem(c, newProblem(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "method not allowed on this path"))
@@ -90,6 +105,7 @@ func (e *Edge) metrics(c *gin.Context) {
 	}
 	g("xborder_edge_outbox_depth", "Messages queued in the outbox (no final answer yet).", "gauge", cnt.Depth)
 	g("xborder_edge_outbox_oldest_queued_seconds", "Age of the oldest queued message (0 when none).", "gauge", oldest)
+	g("xborder_edge_store_commits_total", "Write transactions of the edge's store (each one fsynced).", "counter", cnt.Commits)
 	g("xborder_edge_send_attempts_total", "Sends to the hub (first sends and retries of the same bytes).", "counter", e.m.attempts.Load())
 	fmt.Fprintf(&b, "# HELP xborder_edge_outbox_final_total Messages that got their final answer, by status.\n# TYPE xborder_edge_outbox_final_total counter\n")
 	for _, s := range []struct {
@@ -102,6 +118,7 @@ func (e *Edge) metrics(c *gin.Context) {
 	g("xborder_edge_outbound_denied_total", "Messages the participant's outbound policy refused.", "counter", e.m.outboundDenied.Load())
 	g("xborder_edge_handovers_total", "Deliveries handed over to the participant's systems.", "counter", e.m.handovers.Load())
 	g("xborder_edge_handover_failures_total", "Hand-overs that failed (the hub offers them again).", "counter", e.m.handoverFailures.Load())
+	g("xborder_edge_retention_purged_total", "Final records (messages, hand-over markers, quarantined deliveries) purged past the retention.", "counter", e.m.retentionPurged.Load())
 	g("xborder_edge_quarantined", "Deliveries that failed verification and are kept in quarantine.", "gauge", cnt.Quarantined)
 	g("xborder_edge_local_inbox_depth", "Deliveries waiting in the local inbox (deliver: local).", "gauge", cnt.LocalInbox)
 	ready, _ := e.Ready()

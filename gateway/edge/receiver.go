@@ -170,11 +170,11 @@ func (e *Edge) receive(ctx context.Context, deliveryID string, env []byte) {
 		return
 	}
 	var local []byte
-	if e.hand == nil {
+	if hand := e.handOver(); hand == nil {
 		local = doc
 	} else {
 		hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := e.hand.Deliver(hctx, adapters.Delivery{ID: deliveryID, Recipient: e.cfg.Participant, MessageID: msgID, Envelope: doc})
+		err := hand.Deliver(hctx, adapters.Delivery{ID: deliveryID, Recipient: e.cfg.Participant, MessageID: msgID, Envelope: doc})
 		cancel()
 		if err != nil {
 			e.m.handoverFailures.Add(1)

@@ -23,54 +23,81 @@ import (
 // sendWorkers bounds the messages in flight to the hub at once.
 const sendWorkers = 8
 
-// sendLoop sends what is due: at each new message, and at every tick for
-// the retries whose wait is over and the messages whose exp has passed.
+// directQueue bounds the messages handed from the local API to the
+// sender at once.
+const directQueue = 256
+
+// sendLoop sends what is due: each new message as the local API hands it
+// over, and, at every tick (or when woken), the queued messages found in
+// the outbox whose retry wait is over or whose exp has passed (and those a
+// full hand-over queue or a restart left there).
 func (e *Edge) sendLoop(ctx context.Context) {
 	t := time.NewTicker(e.o.Tick)
 	defer t.Stop()
 	sem := make(chan struct{}, sendWorkers)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for {
-		kick := e.kick.Swap(false)
-		pending, err := e.store.Pending()
-		if err != nil {
-			e.log.Error("outbox read failed", "error", err)
+	// start sends o (read from the outbox when it is nil) on a worker,
+	// unless it is in flight already; false when ctx ended.
+	start := func(id string, o *Outgoing) bool {
+		if _, busy := e.inflight.LoadOrStore(id, struct{}{}); busy {
+			return true
 		}
-		now := e.o.Now()
-		for _, d := range pending {
-			// A passed exp is acted on at once (expired within a tick),
-			// unless the message may have reached the hub: then its
-			// confirmation waits for its backoff like any retry. When the
-			// hub is back after being unreachable, nothing waits.
-			if !kick && now.Before(d.NextAt) && (d.MaybeReceived || numericDate(now) < d.Exp) {
-				continue
-			}
-			if _, busy := e.inflight.LoadOrStore(d.ID, struct{}{}); busy {
-				continue
-			}
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				e.inflight.Delete(d.ID)
-				return
-			}
-			wg.Add(1)
-			go func(id string) {
-				defer wg.Done()
-				defer func() { <-sem; e.inflight.Delete(id) }()
-				o, err := e.store.Outgoing(id)
-				if err != nil || o.Status != StatusQueued {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			e.inflight.Delete(id)
+			return false
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem; e.inflight.Delete(id) }()
+			if o == nil {
+				var err error
+				if o, err = e.store.Outgoing(id); err != nil || o.Status != StatusQueued {
 					return
 				}
-				e.attempt(ctx, o)
-			}(d.ID)
+			}
+			e.attempt(ctx, o)
+		}()
+		return true
+	}
+	scan := true
+	for {
+		if scan {
+			kick := e.kick.Swap(false)
+			pending, err := e.store.Pending()
+			if err != nil {
+				e.log.Error("outbox read failed", "error", err)
+			}
+			now := e.o.Now()
+			for _, d := range pending {
+				// A passed exp is acted on at once (expired within a tick),
+				// unless the message may have reached the hub: then its
+				// confirmation waits for its backoff like any retry. When the
+				// hub is back after being unreachable, nothing waits.
+				if !kick && now.Before(d.NextAt) && (d.MaybeReceived || numericDate(now) < d.Exp) {
+					continue
+				}
+				if !start(d.ID, nil) {
+					return
+				}
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return
+		case o := <-e.direct:
+			// Just queued: the handler's copy is the outbox's record.
+			if !start(o.ID, o) {
+				return
+			}
+			scan = false
 		case <-t.C:
+			scan = true
 		case <-e.wake:
+			scan = true
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -19,12 +20,15 @@ import (
 // entry are one transaction and one fsync:
 //
 //	outbox       message id -> Outgoing JSON
-//	pending      message id -> Due JSON (queued: what the sender needs to pick it)
+//	pending      message id -> Due, binary (queued: what the sender needs to pick it)
 //	idempotency  Idempotency-Key -> idemRecord JSON
 //	inbox        delivery id -> hand-over JSON (deliver: local, until acked)
 //	handed       delivery id -> RFC 3339 time (handed over: a repeat is only acked)
 //	quarantine   delivery id -> quarantined JSON (envelope and reason)
 //	blobs        message id + "/jws" | "/sealed" -> the signed and sealed bytes, raw
+//	retention    finished-at (8 bytes, Unix ns) + kind + id -> nothing: when each
+//	             finished message, hand-over marker and quarantined delivery
+//	             became final, in time order, for the retention purge
 //	probe        readiness probe
 //	chains/<replica>/entries, checkpoints, head: the audit chain (as the hub's bolt store)
 var (
@@ -36,6 +40,7 @@ var (
 	bucketQuarantine  = []byte("quarantine")
 	bucketProbe       = []byte("probe")
 	bucketBlobs       = []byte("blobs")
+	bucketRetention   = []byte("retention")
 	bucketChains      = []byte("chains")
 	bucketEntries     = []byte("entries")
 	bucketCheckpoints = []byte("checkpoints")
@@ -131,7 +136,13 @@ func OpenStore(path, replica string, now func() time.Time) (*Store, error) {
 				return err
 			}
 		}
-		return nil
+		if tx.Bucket(bucketRetention) != nil {
+			return nil
+		}
+		if _, err := tx.CreateBucket(bucketRetention); err != nil {
+			return err
+		}
+		return backfillRetention(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -286,11 +297,17 @@ func (s *Store) Update(id string, fn func(o *Outgoing) ([]audit.Entry, error)) (
 		if err != nil {
 			return err
 		}
+		wasQueued := o.Status == StatusQueued
 		entries, err := fn(o)
 		if err != nil {
 			return err
 		}
 		o.UpdatedAt = s.now().UTC()
+		if wasQueued && o.Status != StatusQueued {
+			if err := putRetention(tx, o.UpdatedAt, retainOutgoing, o.ID); err != nil {
+				return err
+			}
+		}
 		if err := putOutgoing(tx, o); err != nil {
 			return err
 		}
@@ -339,20 +356,59 @@ type Due struct {
 }
 
 func putPending(tx *bbolt.Tx, o *Outgoing) error {
-	v, err := json.Marshal(Due{ID: o.ID, NextAt: o.NextAt, Exp: o.Exp, MaybeReceived: o.MaybeReceived, CreatedAt: o.CreatedAt})
-	if err != nil {
-		return err
+	return tx.Bucket(bucketPending).Put([]byte(o.ID), encodeDue(Due{ID: o.ID, NextAt: o.NextAt, Exp: o.Exp, MaybeReceived: o.MaybeReceived, CreatedAt: o.CreatedAt}))
+}
+
+// A Due is kept in a fixed binary form, not JSON: the sender and the
+// metrics read the whole pending index, and under a backlog it holds
+// thousands of them.
+//
+//	0      dueFormat
+//	1..8   NextAt, Unix nanoseconds
+//	9..16  Exp, IEEE 754 bits
+//	17..24 CreatedAt, Unix nanoseconds
+//	25     flags (1: MaybeReceived)
+const (
+	dueFormat = 1
+	dueLen    = 26
+)
+
+func encodeDue(d Due) []byte {
+	b := make([]byte, dueLen)
+	b[0] = dueFormat
+	binary.BigEndian.PutUint64(b[1:], uint64(d.NextAt.UnixNano()))
+	binary.BigEndian.PutUint64(b[9:], math.Float64bits(d.Exp))
+	binary.BigEndian.PutUint64(b[17:], uint64(d.CreatedAt.UnixNano()))
+	if d.MaybeReceived {
+		b[25] = 1
 	}
-	return tx.Bucket(bucketPending).Put([]byte(o.ID), v)
+	return b
+}
+
+// decodeDue reads a Due; a JSON one is from a store written before the
+// binary form.
+func decodeDue(id, v []byte) (Due, error) {
+	if len(v) == dueLen && v[0] == dueFormat {
+		return Due{ID: string(id),
+			NextAt:        time.Unix(0, int64(binary.BigEndian.Uint64(v[1:]))).UTC(),
+			Exp:           math.Float64frombits(binary.BigEndian.Uint64(v[9:])),
+			CreatedAt:     time.Unix(0, int64(binary.BigEndian.Uint64(v[17:]))).UTC(),
+			MaybeReceived: v[25]&1 != 0}, nil
+	}
+	var d Due
+	if err := json.Unmarshal(v, &d); err != nil {
+		return Due{}, fmt.Errorf("edge: pending %s: %w", id, err)
+	}
+	return d, nil
 }
 
 // Pending lists the queued messages.
 func (s *Store) Pending() ([]Due, error) {
 	var out []Due
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketPending).ForEach(func(_, v []byte) error {
-			var d Due
-			if err := json.Unmarshal(v, &d); err != nil {
+		return tx.Bucket(bucketPending).ForEach(func(k, v []byte) error {
+			d, err := decodeDue(k, v)
+			if err != nil {
 				return err
 			}
 			out = append(out, d)
@@ -428,7 +484,11 @@ func (s *Store) MarkHanded(deliveryID string, localDoc []byte, entries ...audit.
 				return err
 			}
 		}
-		if err := tx.Bucket(bucketHanded).Put([]byte(deliveryID), []byte(s.now().UTC().Format(time.RFC3339Nano))); err != nil {
+		now := s.now().UTC()
+		if err := tx.Bucket(bucketHanded).Put([]byte(deliveryID), []byte(now.Format(time.RFC3339Nano))); err != nil {
+			return err
+		}
+		if err := putRetention(tx, now, retainHanded, deliveryID); err != nil {
 			return err
 		}
 		return s.appendAll(tx, entries)
@@ -444,6 +504,9 @@ func (s *Store) Quarantine(q quarantined, e audit.Entry) error {
 			return err
 		}
 		if err := tx.Bucket(bucketQuarantine).Put([]byte(q.DeliveryID), v); err != nil {
+			return err
+		}
+		if err := putRetention(tx, q.At, retainQuarantined, q.DeliveryID); err != nil {
 			return err
 		}
 		return s.appendAll(tx, []audit.Entry{e})
@@ -507,6 +570,9 @@ type Counts struct {
 	Oldest      time.Time // zero when nothing is queued
 	LocalInbox  int
 	Quarantined int
+	// Commits is the store's write transactions so far (its file's
+	// transaction id), so that commits per message can be watched.
+	Commits int
 }
 
 // Counts reads the outbox depth, the oldest queued message, the local
@@ -514,12 +580,12 @@ type Counts struct {
 func (s *Store) Counts() (Counts, error) {
 	var c Counts
 	err := s.db.View(func(tx *bbolt.Tx) error {
+		c.Commits = tx.ID()
 		c.LocalInbox = tx.Bucket(bucketInbox).Stats().KeyN
 		c.Quarantined = tx.Bucket(bucketQuarantine).Stats().KeyN
-		return tx.Bucket(bucketPending).ForEach(func(_, v []byte) error {
+		return tx.Bucket(bucketPending).ForEach(func(k, v []byte) error {
 			c.Depth++
-			var d Due
-			if err := json.Unmarshal(v, &d); err == nil && (c.Oldest.IsZero() || d.CreatedAt.Before(c.Oldest)) {
+			if d, err := decodeDue(k, v); err == nil && (c.Oldest.IsZero() || d.CreatedAt.Before(c.Oldest)) {
 				c.Oldest = d.CreatedAt
 			}
 			return nil
@@ -676,4 +742,150 @@ func (s *Store) Checkpoints(_ context.Context, replica string) ([]audit.Checkpoi
 		})
 	})
 	return out, err
+}
+
+// Retention: what is final is kept for the edge's retention period
+// (config retention), then deleted with an audit entry — a finished
+// message's record with its receipt or problem, a hand-over marker, a
+// quarantined delivery. Queued messages and deliveries the local inbox
+// still offers are never purged; the audit chain is append-only.
+const (
+	retainOutgoing    = 'o'
+	retainHanded      = 'h'
+	retainQuarantined = 'q'
+)
+
+func retentionKey(at time.Time, kind byte, id string) []byte {
+	k := make([]byte, 9, 9+len(id))
+	binary.BigEndian.PutUint64(k, uint64(at.UnixNano()))
+	k[8] = kind
+	return append(k, id...)
+}
+
+func putRetention(tx *bbolt.Tx, at time.Time, kind byte, id string) error {
+	return tx.Bucket(bucketRetention).Put(retentionKey(at, kind, id), nil)
+}
+
+// backfillRetention indexes what a store written before the retention
+// index holds.
+func backfillRetention(tx *bbolt.Tx) error {
+	err := tx.Bucket(bucketOutbox).ForEach(func(k, v []byte) error {
+		var o Outgoing
+		if err := json.Unmarshal(v, &o); err != nil {
+			return fmt.Errorf("edge: outbox %s: %w", k, err)
+		}
+		if o.Status == StatusQueued {
+			return nil
+		}
+		return putRetention(tx, o.UpdatedAt, retainOutgoing, o.ID)
+	})
+	if err != nil {
+		return err
+	}
+	err = tx.Bucket(bucketHanded).ForEach(func(k, v []byte) error {
+		at, err := time.Parse(time.RFC3339Nano, string(v))
+		if err != nil {
+			return fmt.Errorf("edge: handed %s: %w", k, err)
+		}
+		return putRetention(tx, at, retainHanded, string(k))
+	})
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketQuarantine).ForEach(func(k, v []byte) error {
+		var q quarantined
+		if err := json.Unmarshal(v, &q); err != nil {
+			return fmt.Errorf("edge: quarantine %s: %w", k, err)
+		}
+		return putRetention(tx, q.At, retainQuarantined, string(k))
+	})
+}
+
+// PurgeRetention deletes what became final before before: finished
+// messages (a forgotten entry each, naming the message and the hub's
+// decision), hand-over markers and quarantined deliveries (a purged entry
+// each, naming the delivery), in transactions of at most purgeBatch, and
+// returns how many.
+func (s *Store) PurgeRetention(before time.Time) (int, error) {
+	limit := uint64(before.UnixNano())
+	total := 0
+	for {
+		n := 0
+		err := s.db.Update(func(tx *bbolt.Tx) error {
+			n = 0
+			idx := tx.Bucket(bucketRetention)
+			var keys [][]byte
+			c := idx.Cursor()
+			for k, _ := c.First(); k != nil && len(keys) < purgeBatch; k, _ = c.Next() {
+				if len(k) < 9 || binary.BigEndian.Uint64(k) >= limit {
+					break
+				}
+				keys = append(keys, append([]byte(nil), k...))
+			}
+			for _, k := range keys {
+				e, err := purgeOne(tx, k[8], string(k[9:]))
+				if err != nil {
+					return err
+				}
+				if err := idx.Delete(k); err != nil {
+					return err
+				}
+				if e != nil {
+					if err := s.appendAll(tx, []audit.Entry{*e}); err != nil {
+						return err
+					}
+				}
+			}
+			n = len(keys)
+			return nil
+		})
+		total += n
+		if err != nil || n < purgeBatch {
+			return total, err
+		}
+	}
+}
+
+// purgeOne deletes one final record and returns its audit entry (nil when
+// it was gone already).
+func purgeOne(tx *bbolt.Tx, kind byte, id string) (*audit.Entry, error) {
+	switch kind {
+	case retainOutgoing:
+		o, err := getOutgoing(tx, id)
+		if errors.Is(err, errNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if o.Status == StatusQueued {
+			return nil, nil // not final (cannot happen: final is final)
+		}
+		if err := tx.Bucket(bucketOutbox).Delete([]byte(id)); err != nil {
+			return nil, err
+		}
+		for _, b := range []string{"jws", "sealed"} {
+			if err := tx.Bucket(bucketBlobs).Delete(blobKey(id, b)); err != nil {
+				return nil, err
+			}
+		}
+		e := &audit.Entry{Kind: audit.KindForgotten, MessageID: id, To: o.To, Detail: "outbox record (" + o.Status + ") past the edge's retention"}
+		if o.Receipt != nil {
+			e.DecisionID = o.Receipt.DecisionID
+		}
+		return e, nil
+	case retainHanded, retainQuarantined:
+		b, what := tx.Bucket(bucketHanded), "hand-over marker"
+		if kind == retainQuarantined {
+			b, what = tx.Bucket(bucketQuarantine), "quarantined delivery"
+		}
+		if b.Get([]byte(id)) == nil {
+			return nil, nil
+		}
+		if err := b.Delete([]byte(id)); err != nil {
+			return nil, err
+		}
+		return &audit.Entry{Kind: audit.KindPurged, Detail: what + " " + id + " past the edge's retention"}, nil
+	}
+	return nil, fmt.Errorf("edge: retention index: unknown kind %q", kind)
 }

@@ -79,6 +79,9 @@ type EdgeReport struct {
 	Floor      float64 `json:"edge_floor_us_per_msg"`
 	FloorRatio float64 `json:"edge_floor_ratio"`
 	PeakRSS    float64 `json:"edge_peak_rss_mb"`
+	// CommitsPer is the edge store's write transactions per accepted
+	// message (0 when the edge does not report them).
+	CommitsPer float64 `json:"edge_commits_per_msg"`
 }
 
 // DemoEdgeBody is the demo verification request (UN-UNICEF to KZ-MJ) as a
@@ -174,6 +177,9 @@ func RunEdge(ctx context.Context, o EdgeOptions) (*EdgeReport, error) {
 		return nil, err
 	}
 	rep.Accepted = final1.accepted - final0.accepted
+	if rep.Accepted > 0 {
+		rep.CommitsPer = float64(final1.commits-final0.commits) / float64(rep.Accepted)
+	}
 	if n := final1.other - final0.other; n > 0 {
 		rep.Errors["refused or expired"] += n
 		rep.Unexpected += n
@@ -299,7 +305,7 @@ loop:
 	return out
 }
 
-type finals struct{ accepted, other int }
+type finals struct{ accepted, other, commits int }
 
 func (f finals) total() int { return f.accepted + f.other }
 
@@ -321,6 +327,10 @@ func edgeFinals(ctx context.Context, url string) (finals, error) {
 	var f finals
 	seen := false
 	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "xborder_edge_store_commits_total "); ok {
+			f.commits, _ = strconv.Atoi(strings.TrimSpace(v))
+			continue
+		}
 		rest, ok := strings.CutPrefix(l, "xborder_edge_outbox_final_total{status=\"")
 		if !ok {
 			continue
@@ -480,6 +490,7 @@ func (r *EdgeReport) Table(w io.Writer) {
 	fmt.Fprintf(tw, "edge CPU per accepted message\t%.0f µs\n", r.EdgeCPUPer)
 	fmt.Fprintf(tw, "edge floor (sign + seal + verify the receipt)\t%.0f µs\n", r.Floor)
 	fmt.Fprintf(tw, "edge floor ratio\t%.2f\n", r.FloorRatio)
+	fmt.Fprintf(tw, "edge store commits per accepted message\t%.2f\n", r.CommitsPer)
 	fmt.Fprintf(tw, "edge RSS peak\t%.1f MiB\n", r.PeakRSS)
 	tw.Flush()
 }
