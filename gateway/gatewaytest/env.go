@@ -28,6 +28,7 @@ import (
 	"github.com/xborder/xborder/gateway/client"
 	"github.com/xborder/xborder/gateway/config"
 	"github.com/xborder/xborder/gateway/pki"
+	"github.com/xborder/xborder/gateway/policy"
 	"github.com/xborder/xborder/gateway/policy/worker"
 )
 
@@ -167,6 +168,9 @@ func copyTree(src, dst string) error {
 	})
 }
 
+// compileCache is the compiled policy the gateways of this process share.
+var compileCache policy.CompileCache
+
 // Option changes the configuration before the gateway starts.
 type Option func(*config.Config)
 
@@ -227,7 +231,8 @@ func StartWith(t testing.TB, pkiDir string, cfg config.Config, opts ...gateway.O
 	// (a test's own WithWorker, later in opts, says otherwise): beside the
 	// other packages' tests on a busy machine, SCHED_IDLE would leave a
 	// candidate little but its deadline.
-	opts = append([]gateway.Option{gateway.WithWorker(worker.Options{})}, opts...)
+	// They compile the policy once per process (policy.CompileCache).
+	opts = append([]gateway.Option{gateway.WithWorker(worker.Options{}), gateway.WithCompileCache(&compileCache)}, opts...)
 	g, err := gateway.New(ctx, cfg, log, opts...)
 	if err != nil {
 		cancel()
