@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -63,6 +64,32 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// verdictGate is held by the first gateway process these tests start
+// until it has tested the policy and remembered its verdict in TestMain's
+// folder: gateway processes started meanwhile would each test it again.
+var verdictGate struct {
+	sync.Mutex
+	warm bool
+}
+
+// firstGateway waits while the first gateway process tests the policy. The
+// caller then starts its own and calls release once that process is past
+// the policy's tests (ready, or told to stop).
+func firstGateway() (release func()) {
+	verdictGate.Lock()
+	if verdictGate.warm {
+		verdictGate.Unlock()
+		return func() {}
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			verdictGate.warm = true
+			verdictGate.Unlock()
+		})
+	}
+}
+
 // serveProcess runs `xborder serve` as a real process in dir and waits
 // until /readyz answers 200.
 func serveProcess(t *testing.T, dir string, env []string, args ...string) *exec.Cmd {
@@ -78,6 +105,8 @@ func serveProcess(t *testing.T, dir string, env []string, args ...string) *exec.
 		t.Fatal(err)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
+	release := firstGateway()
+	defer release()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

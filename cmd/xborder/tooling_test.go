@@ -180,14 +180,18 @@ func TestServeInterruptedWhileStarting(t *testing.T) {
 	cmd.Env = append(os.Environ(), "XBORDER_LISTEN="+freeAddr(t), "XBORDER_OPS_LISTEN="+freeAddr(t), "XBORDER_POLICY_TIMEOUT=30s")
 	var errOut gatewaytest.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &errOut, &errOut
+	release := firstGateway()
+	defer release()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// The PKI is made just before the policy is compiled and tested.
+	// The PKI is made once the policy is compiled and tested, just before
+	// the store is opened.
 	deadline := time.Now().Add(60 * time.Second)
 	for !strings.Contains(errOut.String(), "development PKI made") && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
+	release()
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
