@@ -171,6 +171,9 @@ func TestLoadScenarioRejects(t *testing.T) {
 }
 
 func TestBundleTest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("every Rego test and scenario (seconds); under -short the first gateway of gateway, console and cmd/xborder runs them")
+	}
 	t.Parallel()
 	b := embedded(t)
 	rep, err := b.Test(context.Background())
