@@ -82,6 +82,7 @@ type options struct {
 	inputs     console.InputsFunc // the console's generated inputs (WithImpactInputs)
 	worker     worker.Options
 	workerSet  bool // WithWorker given: its Idle stands as given
+	compiled   *policy.CompileCache
 }
 
 // WithStoreFault makes the store ask fault inside each of its writes (op
@@ -102,6 +103,12 @@ func WithClock(clock func() time.Time) Option {
 // bundle's tests with o (tests: the test binary, shorter deadlines).
 func WithWorker(o worker.Options) Option {
 	return func(opts *options) { opts.worker, opts.workerSet = o, true }
+}
+
+// WithCompileCache compiles the policy through c: gateways started in one
+// process on the same policy compile it once (tests).
+func WithCompileCache(c *policy.CompileCache) Option {
+	return func(o *options) { o.compiled = c }
 }
 
 // New builds every component; nothing listens and no job runs yet. It
@@ -140,7 +147,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 			return nil, err
 		}
 	}
-	if err := g.loadPolicy(ctx); err != nil {
+	if err := g.loadPolicy(ctx, o); err != nil {
 		return nil, err
 	}
 	if err := devSetup(cfg, log); err != nil {
@@ -180,12 +187,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 
 // loadPolicy compiles the policy and runs its tests and scenarios (unless
 // this program passed this version before: policy.Verdicts).
-func (g *Gateway) loadPolicy(ctx context.Context) (err error) {
+func (g *Gateway) loadPolicy(ctx context.Context, o options) (err error) {
 	// The engine adds component=policy to its logger itself (one key per line).
 	// A new bundle's tests run in a worker process (a test that never
 	// ends is refused, not wedged).
 	g.Policy, err = policy.NewEngine(ctx, os.DirFS(g.cfg.Policies), policy.Options{Timeout: g.cfg.PolicyTimeout, Logger: g.log,
-		Verdicts: policy.Verdicts{Dir: g.cfg.VerdictDir()}, Vet: worker.Vet(g.vetWorker())})
+		Verdicts: policy.Verdicts{Dir: g.cfg.VerdictDir()}, Vet: worker.Vet(g.vetWorker()), Cache: o.compiled})
 	return err
 }
 

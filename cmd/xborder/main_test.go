@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -39,13 +40,16 @@ func TestMain(m *testing.M) {
 	if err := os.Setenv("XBORDER_POLICY_VERDICTS", filepath.Join(dir, "policy-verdicts")); err != nil {
 		panic(err)
 	}
-	build := exec.Command("go", "build", "-o", binary, ".")
-	build.Stderr = os.Stderr
+	// `go run` keeps the executable it links in the build cache, keyed by
+	// its content: an unchanged program is linked once, not once per test
+	// run. -exec hands that executable to cp, which copies it here.
+	build := exec.Command("go", "run", "-exec", "cp", ".", binary)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building xborder:", err)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := gatewaytest.Main(m) // and removes what its in-process gateways shared
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -58,6 +62,32 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// verdictGate is held by the first gateway process these tests start
+// until it has tested the policy and remembered its verdict in TestMain's
+// folder: gateway processes started meanwhile would each test it again.
+var verdictGate struct {
+	sync.Mutex
+	warm bool
+}
+
+// firstGateway waits while the first gateway process tests the policy. The
+// caller then starts its own and calls release once that process is past
+// the policy's tests (ready, or told to stop).
+func firstGateway() (release func()) {
+	verdictGate.Lock()
+	if verdictGate.warm {
+		verdictGate.Unlock()
+		return func() {}
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			verdictGate.warm = true
+			verdictGate.Unlock()
+		})
+	}
 }
 
 // serveProcess runs `xborder serve` as a real process in dir and waits
@@ -75,6 +105,8 @@ func serveProcess(t *testing.T, dir string, env []string, args ...string) *exec.
 		t.Fatal(err)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
+	release := firstGateway()
+	defer release()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

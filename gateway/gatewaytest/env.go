@@ -6,7 +6,12 @@ package gatewaytest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -23,6 +28,7 @@ import (
 	"github.com/xborder/xborder/gateway/client"
 	"github.com/xborder/xborder/gateway/config"
 	"github.com/xborder/xborder/gateway/pki"
+	"github.com/xborder/xborder/gateway/policy"
 	"github.com/xborder/xborder/gateway/policy/worker"
 )
 
@@ -68,25 +74,102 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-var sharedVerdicts struct {
+// shared is one temporary folder for what the gateways of this test
+// process share (remembered verdicts, PKI templates); Main removes it.
+var shared struct {
 	once sync.Once
 	dir  string
+	err  error
+}
+
+func processDir() (string, error) {
+	shared.once.Do(func() { shared.dir, shared.err = os.MkdirTemp("", "xborder-test-") })
+	return shared.dir, shared.err
 }
 
 // verdicts is one folder of remembered policy verdicts for every gateway
 // this test process starts: the repository's policy is tested by the first
 // one (and by gateway/policy's own tests), not again by each.
 func verdicts() string {
-	sharedVerdicts.once.Do(func() {
-		dir, err := os.MkdirTemp("", "xborder-test-verdicts-")
+	dir, err := processDir()
+	if err != nil {
+		return "off"
+	}
+	return filepath.Join(dir, "verdicts")
+}
+
+// pkiTemplates holds, per list of participants, one PKI this process
+// generated (the keys and PKCS#12 files are most of a gateway's start in
+// tests); each test gets its own copy, which it may rotate or edit.
+var pkiTemplates sync.Map // JSON of the specs → *pkiTemplate
+
+type pkiTemplate struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// makePKI writes the PKI of specs into dst, a folder that does not exist
+// yet: a copy of the one this process made for the same specs.
+func makePKI(dst string, specs []pki.Spec) error {
+	key, err := json.Marshal(specs)
+	if err != nil {
+		return err
+	}
+	v, _ := pkiTemplates.LoadOrStore(string(key), &pkiTemplate{})
+	tpl := v.(*pkiTemplate)
+	tpl.once.Do(func() {
+		root, err := processDir()
 		if err != nil {
-			sharedVerdicts.dir = "off"
+			tpl.err = err
 			return
 		}
-		sharedVerdicts.dir = dir
+		sum := sha256.Sum256(key)
+		tpl.dir = filepath.Join(root, "pki-"+hex.EncodeToString(sum[:8]))
+		tpl.err = pki.Init(pki.Options{Dir: tpl.dir, Participants: specs})
 	})
-	return sharedVerdicts.dir
+	if tpl.err != nil {
+		return tpl.err
+	}
+	return copyTree(tpl.dir, dst)
 }
+
+// copyTree copies the folder src to dst with the same permissions (the
+// private keys and the operator token stay 0600).
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			if err := os.MkdirAll(target, 0o700); err != nil {
+				return err
+			}
+			return os.Chmod(target, info.Mode().Perm())
+		case d.Type().IsRegular():
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(target, data, info.Mode().Perm())
+		default:
+			return fmt.Errorf("gatewaytest: unexpected file %s in the PKI", p)
+		}
+	})
+}
+
+// compileCache is the compiled policy the gateways of this process share.
+var compileCache policy.CompileCache
 
 // Option changes the configuration before the gateway starts.
 type Option func(*config.Config)
@@ -113,7 +196,7 @@ func Config(t testing.TB, specs []pki.Spec, opts ...Option) (pkiDir string, cfg 
 	t.Helper()
 	dir := t.TempDir()
 	pkiDir = filepath.Join(dir, "pki")
-	if err := pki.Init(pki.Options{Dir: pkiDir, Participants: specs}); err != nil {
+	if err := makePKI(pkiDir, specs); err != nil {
 		t.Fatalf("pki: %v", err)
 	}
 	cfg = config.Default()
@@ -150,7 +233,8 @@ func StartWith(t testing.TB, pkiDir string, cfg config.Config, opts ...gateway.O
 	// (a test's own WithWorker, later in opts, says otherwise): beside the
 	// other packages' tests on a busy machine, SCHED_IDLE would leave a
 	// candidate little but its deadline.
-	opts = append([]gateway.Option{gateway.WithWorker(worker.Options{})}, opts...)
+	// They compile the policy once per process (policy.CompileCache).
+	opts = append([]gateway.Option{gateway.WithWorker(worker.Options{}), gateway.WithCompileCache(&compileCache)}, opts...)
 	g, err := gateway.New(ctx, cfg, log, opts...)
 	if err != nil {
 		cancel()
@@ -259,13 +343,14 @@ func ChildSubject(primary, secondary string) map[string]any {
 
 // Main is the TestMain of a test binary that starts gateways: the binary
 // can be the worker process of its gateways' candidates and policy tests
-// (worker.RunIfChild), and the folder of remembered verdicts it shared
-// between them goes with it, so that no run leaves files behind.
+// (worker.RunIfChild), and the folder of what it shared between them
+// (remembered verdicts, PKI templates) goes with it, so that no run leaves
+// files behind.
 func Main(m *testing.M) int {
 	worker.RunIfChild()
 	code := m.Run()
-	if d := sharedVerdicts.dir; d != "" && d != "off" {
-		os.RemoveAll(d)
+	if shared.dir != "" {
+		os.RemoveAll(shared.dir)
 	}
 	return code
 }

@@ -50,6 +50,10 @@ type Options struct {
 	// ends, or a data-only rule that never returns, is then refused by its
 	// deadline instead of wedging the reload (Engine only).
 	Vet func(ctx context.Context, fsys fs.FS) (TestReport, error)
+	// Cache, when set, gives the bundle compiled before from the same
+	// files with the same deadline instead of compiling them again (see
+	// CompileCache).
+	Cache *CompileCache
 }
 
 func (o Options) withDefaults() Options {
@@ -132,6 +136,13 @@ func Compile(ctx context.Context, fsys fs.FS, opts Options) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.Cache != nil {
+		return opts.Cache.compile(ctx, fsys, files, opts)
+	}
+	return compile(ctx, fsys, files, opts)
+}
+
+func compile(ctx context.Context, fsys fs.FS, files []policyFile, opts Options) (*Bundle, error) {
 	b := &Bundle{
 		Version:  digest(files),
 		LoadedAt: time.Now().UTC(),

@@ -1,4 +1,4 @@
-package gatewaytest_test
+package gateway_test
 
 import (
 	"strings"
@@ -7,7 +7,11 @@ import (
 	"github.com/xborder/xborder/gateway/gatewaytest"
 )
 
+// gatewaytest's strict reader of log lines, which every gateway test's Stop
+// applies. Tested here: a test binary of gatewaytest's own would link the
+// whole gateway for this one test.
 func TestStrictJSON(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name, line, err string
 	}{
