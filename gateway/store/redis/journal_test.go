@@ -464,3 +464,146 @@ func BenchmarkSentinelJournal(b *testing.B) {
 		s.Close()
 	}
 }
+
+// The frozen-primary variant of issue 23 (seen once in seven runs): a
+// primary frozen past its failover holds changes that the replica still
+// attached to it acknowledged; thawed, both are made replicas of the new
+// primary and resynced from it, the changes erased from every node. The
+// journal of the gateway that acknowledged them makes each again exactly
+// once (an acceptance and an ack), their audit entries marked re-applied,
+// the chain valid; a second round makes nothing again.
+//
+// Arranged deterministically: the replica to be promoted stops following
+// the primary before the changes (so it lacks them, as a replica
+// reconfigured by Sentinel while the primary was frozen does), and the
+// acknowledging replica is frozen with the primary (so Sentinel cannot
+// promote it, and it is still attached to the old primary when both
+// thaw). The change itself reaches the primary before the freeze: a
+// gateway's write sent to a frozen primary is answered after the Redis
+// client's read timeout or the client's switch, outcome unknown, never
+// acknowledged.
+func TestJournalFrozenPrimary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Sentinel group, freezes the primary and waits for a failover")
+	}
+	ctx := context.Background()
+	g := sentineltest.Start(t)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	switches, err := g.Switches(sctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := newReapplied()
+	a := openJournaled(t, g, "gw-a", filepath.Join(t.TempDir(), "a.db"), time.Minute, got)
+	if _, err := a.Accept(ctx, message("m0"), deliveries("m0"), acceptedEntry("m0")); err != nil {
+		t.Fatal(err)
+	}
+	p, r1, r2 := g.Data[0], g.Data[1], g.Data[2]
+	pc := p.Client()
+	if n, err := pc.Wait(ctx, 2, 10*time.Second).Result(); err != nil || n != 2 {
+		t.Fatalf("WAIT 2: %d %v", n, err)
+	}
+	pc.Close()
+	rc := r2.Client()
+	if err := rc.Do(ctx, "REPLICAOF", "127.0.0.1", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+	// Acknowledged: r1, the one replica attached, holds them (WAIT 1).
+	if _, err := a.Accept(ctx, message("m1"), deliveries("m1"), acceptedEntry("m1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Ack(ctx, "ke-dra", "d-m0", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*sentineltest.Node{p, r1} {
+		if err := n.Freeze(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case n := <-switches:
+		if n != r2 {
+			t.Fatalf("promoted %s, want %s", n.Name, r2.Name)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("no +switch-master within 60 s")
+	}
+	for _, n := range []*sentineltest.Node{p, r1} {
+		if err := n.Thaw(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Sentinel makes both replicas of r2: a full resync from a primary
+	// without the changes.
+	for _, n := range []*sentineltest.Node{p, r1} {
+		wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
+		err := g.WaitReplicaOf(wctx, n, r2)
+		wcancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	want := map[string]int{"accept": 1, "ack": 1}
+	deadline := time.After(90 * time.Second)
+	for got.total() < 2 {
+		select {
+		case <-got.ch:
+		case <-deadline:
+			t.Fatalf("re-applied %v within 90 s, want %v", got.ops, want)
+		}
+	}
+	// Another round, after the old primary and its replica are back in
+	// the group: nothing made twice.
+	if st, err := a.Reconcile(ctx); err != nil || st.Reapplied != 0 {
+		t.Errorf("a second round: %+v, %v; want nothing re-applied", st, err)
+	}
+	got.mu.Lock()
+	if fmt.Sprint(got.ops) != fmt.Sprint(want) {
+		t.Errorf("re-applied %v, want %v", got.ops, want)
+	}
+	got.mu.Unlock()
+	for id, status := range map[string]string{"m0": store.StatusDelivered, "m1": store.StatusAccepted} {
+		m, err := a.Message(ctx, "unhcr", id)
+		if err != nil || m.Status != status {
+			t.Errorf("message %s: %v, %v; want %s", id, m, err, status)
+		}
+	}
+	if _, err := a.Delivery(ctx, "ke-dra", "d-m0"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the acknowledged delivery d-m0 is queued again (%v)", err)
+	}
+	if _, err := a.Delivery(ctx, "ke-dra", "d-m1"); err != nil {
+		t.Errorf("delivery d-m1: %v", err)
+	}
+	if n, err := a.Depth(ctx, "ke-dra"); err != nil || n != 1 {
+		t.Errorf("depth of ke-dra %d, %v; want 1", n, err)
+	}
+	if _, err := audit.VerifyLive(ctx, a, nil); err != nil {
+		t.Errorf("audit chains do not verify: %v", err)
+	}
+	kinds := map[string]int{}
+	err = a.Entries(ctx, "gw-a", 1, func(e audit.Entry) error {
+		key := e.Kind + "/" + e.MessageID
+		kinds[key]++
+		if again := !e.ReappliedAt.IsZero(); again != (key != "accepted/m0") {
+			t.Errorf("entry %d (%s) re-applied: %v", e.Seq, key, again)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantKinds := map[string]int{"accepted/m0": 1, "accepted/m1": 1, "delivered/m0": 1}
+	if fmt.Sprint(kinds) != fmt.Sprint(wantKinds) {
+		t.Errorf("gw-a's chain holds %v, want %v", kinds, wantKinds)
+	}
+	// Every node holds the same now: the thawed ones resynced, then
+	// followed the changes made again.
+	rc = r2.Client()
+	defer rc.Close()
+	if n, err := rc.Wait(ctx, 2, 10*time.Second).Result(); err != nil || n != 2 {
+		t.Errorf("WAIT 2 on the new primary: %d %v", n, err)
+	}
+}
