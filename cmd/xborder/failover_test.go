@@ -242,12 +242,9 @@ func startFailoverRun(t *testing.T, g *sentineltest.Group) *failoverRun {
 	}
 	r.switches = sw
 	// XBORDER_FAILOVER_LOGS=DIR keeps the gateways' and the Redis nodes'
-	// logs of a failed run, to read after the temporary directory is gone.
+	// logs, to read after the temporary directory is gone.
 	if keep := os.Getenv("XBORDER_FAILOVER_LOGS"); keep != "" {
 		t.Cleanup(func() {
-			if !t.Failed() {
-				return
-			}
 			_ = os.MkdirAll(keep, 0o700)
 			for _, gw := range r.gws {
 				b, _ := os.ReadFile(filepath.Join(gw.dir, "gateway.log"))
