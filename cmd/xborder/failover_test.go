@@ -540,6 +540,11 @@ func (r *failoverRun) failover(t *testing.T, what string, fault func(), afterSwi
 	} else if !ph.readyzSaid("(redis: ") {
 		t.Errorf("%s: /readyz never said which condition keeps the store from writing", what)
 	}
+	for _, p := range []*foPhase{ph, after} {
+		if p.readyzSaid("(no detail)") {
+			t.Errorf("%s: /readyz said not ready without saying why", p.name)
+		}
+	}
 	r.waitDelivered(t, 60*time.Second)
 }
 
