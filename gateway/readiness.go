@@ -125,6 +125,10 @@ func redisCondition(err error) string {
 		return "redis: the write probe's answer was lost (the primary may be failing over)"
 	case errors.Is(err, kv.ErrUnavailable), has("all sentinels"), has("connection refused"), has("i/o timeout"):
 		return "redis: no primary answers"
+	case has("use of closed network connection"), has("EOF"), has("connection reset"):
+		// The client closes its connections to a primary Sentinel has
+		// replaced (a frozen one among them) while they wait.
+		return "redis: the connection to the primary was lost (the primary may be failing over)"
 	}
 	return ""
 }

@@ -40,13 +40,28 @@ import (
 // nothing was accepted or, with detail outcome_unknown, that the gateway
 // does not know (so a later 200 for the same bytes must follow an unknown
 // outcome, never a plain "nothing was accepted"); a denial and an
-// acceptance are audited; the audit log verifies.
+// acceptance are audited; the audit log verifies. An acknowledged message
+// never delivered is named with what the store and the audit log hold of
+// it, and what the gateways logged of it.
+//
+// By default the senders pause 100 ms between messages, so that the
+// recipient keeps up and deliveries are checked as the run goes.
+// XBORDER_FAILOVER_SOAK=1 runs it as a soak: the senders unpaced, each
+// phase held for twenty times as many acknowledgements, and minutes
+// allowed for the recipient to catch up (a loss, not lateness, is what it
+// looks for; the first such run lost 2 of 25,715 acknowledged messages):
+//
+//	XBORDER_FAILOVER_SOAK=1 go test -run TestFailoverSentinel -timeout 60m -v ./cmd/xborder
 func TestFailoverSentinel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Redis Sentinel group and two gateways and waits for two failovers")
 	}
 	g := sentineltest.Start(t)
 	r := startFailoverRun(t, g)
+	if os.Getenv("XBORDER_FAILOVER_SOAK") == "1" {
+		r.pace, r.scale, r.deliverWithin = 0, 20, 15*time.Minute
+		t.Log("soak: senders unpaced, phases twenty times as long")
+	}
 
 	r.startLoad()
 	r.phase("warm-up")
@@ -148,6 +163,13 @@ type failoverRun struct {
 	quit     chan struct{} // recipient and /readyz watchers
 	bg       sync.WaitGroup
 	switches <-chan *sentineltest.Node
+
+	// What XBORDER_FAILOVER_SOAK changes: the senders' pause between
+	// messages, the factor on each phase's acknowledgements, and how long
+	// the recipient has to catch up.
+	pace          time.Duration
+	scale         int
+	deliverWithin time.Duration
 }
 
 type foGateway struct {
@@ -197,7 +219,8 @@ type foPhase struct {
 func startFailoverRun(t *testing.T, g *sentineltest.Group) *failoverRun {
 	dir := t.TempDir()
 	r := &failoverRun{t: t, g: g, dir: dir, pkiDir: filepath.Join(dir, "pki"), sender: map[string][]*client.Client{},
-		received: map[string]map[string]int{}, stop: make(chan struct{}), quit: make(chan struct{})}
+		received: map[string]map[string]int{}, stop: make(chan struct{}), quit: make(chan struct{}),
+		pace: 100 * time.Millisecond, scale: 1, deliverWithin: 60 * time.Second}
 	if code := run([]string{"pki", "init", "--dir", r.pkiDir}, &bytes.Buffer{}, os.Stderr); code != 0 {
 		t.Fatalf("pki init exit %d", code)
 	}
@@ -218,6 +241,21 @@ func startFailoverRun(t *testing.T, g *sentineltest.Group) *failoverRun {
 		t.Fatal(err)
 	}
 	r.switches = sw
+	// XBORDER_FAILOVER_LOGS=DIR keeps the gateways' and the Redis nodes'
+	// logs, to read after the temporary directory is gone.
+	if keep := os.Getenv("XBORDER_FAILOVER_LOGS"); keep != "" {
+		t.Cleanup(func() {
+			_ = os.MkdirAll(keep, 0o700)
+			for _, gw := range r.gws {
+				b, _ := os.ReadFile(filepath.Join(gw.dir, "gateway.log"))
+				_ = os.WriteFile(filepath.Join(keep, gw.name+".log"), b, 0o600)
+			}
+			for _, n := range g.Data {
+				_ = os.WriteFile(filepath.Join(keep, n.Name+".log"), []byte(n.Log()), 0o600)
+			}
+			t.Logf("logs kept in %s", keep)
+		})
+	}
 	// A fetched delivery whose acknowledgement a failover lost comes back
 	// after inbox_visibility: short, so that the run need not wait a minute.
 	for _, name := range []string{"gw1", "gw2"} {
@@ -404,8 +442,9 @@ func (r *failoverRun) startLoad() {
 				}
 				r.settle(m, (w+i)%2, time.Now().Add(3*time.Minute))
 				// A steady load the recipient keeps up with on a shared
-				// machine: what is acknowledged is delivered as it goes.
-				time.Sleep(100 * time.Millisecond)
+				// machine: what is acknowledged is delivered as it goes
+				// (none in a soak).
+				time.Sleep(r.pace)
 			}
 		}()
 	}
@@ -419,6 +458,7 @@ func (r *failoverRun) stopLoad() {
 // waitAcks waits until the current phase has n acknowledgements.
 func (r *failoverRun) waitAcks(t *testing.T, n int, within time.Duration) {
 	t.Helper()
+	n, within = n*r.scale, within*time.Duration(r.scale)
 	ph := r.current()
 	deadline := time.Now().Add(within)
 	for {
@@ -499,6 +539,11 @@ func (r *failoverRun) failover(t *testing.T, what string, fault func(), afterSwi
 		t.Errorf("%s: /readyz never said not ready", what)
 	} else if !ph.readyzSaid("(redis: ") {
 		t.Errorf("%s: /readyz never said which condition keeps the store from writing", what)
+	}
+	for _, p := range []*foPhase{ph, after} {
+		if p.readyzSaid("(no detail)") {
+			t.Errorf("%s: /readyz said not ready without saying why", p.name)
+		}
 	}
 	r.waitDelivered(t, 60*time.Second)
 }
@@ -635,18 +680,29 @@ func (r *failoverRun) watchReadyz(i int) {
 // recipient's hands: deliveries resume by themselves after a failover.
 func (r *failoverRun) waitDelivered(t *testing.T, within time.Duration) {
 	t.Helper()
+	within = max(within, r.deliverWithin)
 	start := time.Now()
 	deadline := start.Add(within)
+	// What is acknowledged from now on is the next wait's: unpaced
+	// senders would keep the recipient from ever being done.
+	var ids []string
+	r.mu.Lock()
+	for _, m := range r.sent {
+		if m.acked() {
+			ids = append(ids, m.id)
+		}
+	}
+	r.mu.Unlock()
 	for {
-		missing := r.undelivered()
+		missing := r.undelivered(ids)
 		if len(missing) == 0 {
-			t.Logf("every message acknowledged so far delivered %v later", time.Since(start).Round(time.Millisecond))
+			t.Logf("every message acknowledged so far (%d) delivered %v later", len(ids), time.Since(start).Round(time.Millisecond))
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Errorf("%d acknowledged messages not delivered within %v", len(missing), within)
-			for _, id := range missing[:min(len(missing), 5)] {
-				t.Errorf("not delivered: %s", r.describe(id))
+			t.Errorf("%d of %d acknowledged messages not delivered within %v", len(missing), len(ids), within)
+			for _, d := range r.diagnose(missing[:min(len(missing), 5)]) {
+				t.Errorf("not delivered: %s", d)
 			}
 			return
 		}
@@ -654,48 +710,133 @@ func (r *failoverRun) waitDelivered(t *testing.T, within time.Duration) {
 	}
 }
 
-func (r *failoverRun) undelivered() []string {
+func (r *failoverRun) undelivered(ids []string) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var missing []string
-	for _, m := range r.sent {
-		if m.acked() && len(r.received[m.id]) == 0 {
-			missing = append(missing, m.id)
+	for _, id := range ids {
+		if len(r.received[id]) == 0 {
+			missing = append(missing, id)
 		}
 	}
 	return missing
 }
 
+// diagnose says, for each message, what its sender was told (every
+// answer: phase, gateway, status, detail, when, how long it took), what the
+// gateways say of it now (its status: accepted, delivered or dead-lettered,
+// and its delivery attempts), whether the recipient ever fetched it, its
+// entries in the audit log (every kind, with replica, sequence and
+// re-application), whether it is among the dead letters, and every line
+// the gateways logged of it, and what the journal made again in the run.
+// Enough to tell a message never committed from one erased by a failover,
+// one the queue lost, and one the recipient was handed and dropped.
+func (r *failoverRun) diagnose(ids []string) []string {
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	audits := map[string][]string{}
+	out, errOut, code := runCommand(r.t, r.dir, "audit", "export", "--config", r.gws[0].cfg)
+	if code != 0 {
+		for _, id := range ids {
+			audits[id] = []string{fmt.Sprintf("audit export: exit %d: %s", code, strings.TrimSpace(errOut))}
+		}
+	}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var l struct {
+			Entry json.RawMessage `json:"entry"`
+		}
+		if json.Unmarshal(sc.Bytes(), &l) != nil || l.Entry == nil {
+			continue
+		}
+		var e struct {
+			MessageID string `json:"message_id"`
+		}
+		if json.Unmarshal(l.Entry, &e) == nil && want[e.MessageID] {
+			audits[e.MessageID] = append(audits[e.MessageID], string(l.Entry))
+		}
+	}
+	token, _ := os.ReadFile(filepath.Join(r.pkiDir, "ops.token"))
+	dead := ""
+	req, _ := http.NewRequest(http.MethodGet, "http://"+r.gws[0].ops+"/deadletters", nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	hc := http.Client{Timeout: 10 * time.Second}
+	if resp, err := hc.Do(req); err != nil {
+		dead = err.Error()
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		dead = fmt.Sprintf("HTTP %d %s", resp.StatusCode, b)
+	}
+	logs := map[string][]string{}
+	var reapplied []string
+	for _, gw := range r.gws {
+		b, _ := os.ReadFile(filepath.Join(gw.dir, "gateway.log"))
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "reappl") || strings.Contains(line, "re-appl") || strings.Contains(line, "journal") {
+				reapplied = append(reapplied, gw.name+": "+line)
+			}
+			for _, id := range ids {
+				if strings.Contains(line, id) {
+					logs[id] = append(logs[id], gw.name+": "+line)
+				}
+			}
+		}
+	}
+	var res []string
+	for _, id := range ids {
+		var b strings.Builder
+		b.WriteString(r.describe(id))
+		r.mu.Lock()
+		fmt.Fprintf(&b, "; fetched by the recipient: %v", r.received[id])
+		r.mu.Unlock()
+		fmt.Fprintf(&b, "; audit entries: %d %v", len(audits[id]), audits[id])
+		fmt.Fprintf(&b, "; among the dead letters: %v", strings.Contains(dead, id))
+		fmt.Fprintf(&b, "; logged: %v", logs[id])
+		res = append(res, b.String())
+	}
+	if len(ids) > 0 {
+		res = append(res, fmt.Sprintf("the journal's lines in the gateways' logs: %d %v", len(reapplied), reapplied[:min(len(reapplied), 40)]))
+		if !strings.HasPrefix(dead, "HTTP 200") {
+			res = append(res, "dead letters: "+dead)
+		}
+	}
+	return res
+}
+
 // describe says what the sender was told of a message and what the
 // gateways say of it now.
 func (r *failoverRun) describe(id string) string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.describeLocked(id)
-}
-
-func (r *failoverRun) describeLocked(id string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s:", id)
-	for _, m := range r.sent {
-		if m.id != id {
-			continue
+	r.mu.Lock()
+	var m *foMessage
+	for _, x := range r.sent {
+		if x.id == id {
+			m = x
 		}
-		m.mu.Lock()
-		for _, a := range m.answers {
-			fmt.Fprintf(&b, " [%s: gw%d HTTP %d %s %s %v at %s after %v]", a.phase, a.gw+1, a.status, a.code, a.detail, a.err,
-				a.at.Format("15:04:05.000"), a.took.Round(time.Millisecond))
-		}
-		m.mu.Unlock()
-		for i, c := range r.sender[m.from] {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			resp, err := c.Do(ctx, http.MethodGet, "/v1/messages/"+id, "", nil)
-			cancel()
-			if err != nil {
-				fmt.Fprintf(&b, "; status from gw%d: %v", i+1, err)
-			} else {
-				fmt.Fprintf(&b, "; status from gw%d: HTTP %d %s", i+1, resp.Status, resp.Body)
-			}
+	}
+	r.mu.Unlock()
+	if m == nil {
+		return b.String() + " never sent"
+	}
+	m.mu.Lock()
+	for _, a := range m.answers {
+		fmt.Fprintf(&b, " [%s: gw%d HTTP %d %s %s %v at %s after %v]", a.phase, a.gw+1, a.status, a.code, a.detail, a.err,
+			a.at.Format("15:04:05.000"), a.took.Round(time.Millisecond))
+	}
+	m.mu.Unlock()
+	for i, c := range r.sender[m.from] {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		resp, err := c.Do(ctx, http.MethodGet, "/v1/messages/"+id, "", nil)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(&b, "; status from gw%d: %v", i+1, err)
+		} else {
+			fmt.Fprintf(&b, "; status from gw%d: HTTP %d %s", i+1, resp.Status, resp.Body)
 		}
 	}
 	return b.String()
@@ -881,11 +1022,20 @@ func (r *failoverRun) check(t *testing.T) {
 	if unanswered > 0 {
 		t.Errorf("%d messages got no final answer", unanswered)
 	}
-	missing := 0
+	var missing []string
 	for id := range ackedIDs {
 		if len(r.received[id]) == 0 {
-			missing++
-			t.Errorf("acknowledged message was never delivered: %s", r.describeLocked(id))
+			missing = append(missing, id)
+		}
+	}
+	slices.Sort(missing)
+	t.Logf("LOST: %d of %d acknowledged messages never delivered", len(missing), acked)
+	if len(missing) > 0 {
+		r.mu.Unlock()
+		diag := r.diagnose(missing[:min(len(missing), 20)])
+		r.mu.Lock()
+		for _, d := range diag {
+			t.Errorf("acknowledged message never delivered: %s", d)
 		}
 	}
 

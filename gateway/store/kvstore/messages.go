@@ -93,11 +93,15 @@ func (s *Store) Accept(ctx context.Context, m *store.Message, ds []store.Deliver
 			}
 		}
 		for _, d := range queued {
-			if v, err := t.get(bDead, pairKey(d.Recipient, d.ID)); err != nil || v != nil {
-				return errors.Join(err, errDeliveryExists)
+			if v, err := t.get(bDead, pairKey(d.Recipient, d.ID)); err != nil {
+				return err // the store failing, not the id taken
+			} else if v != nil {
+				return errDeliveryExists
 			}
-			if v, err := t.get(bDeliveries, pairKey(d.Recipient, d.ID)); err != nil || v != nil {
-				return errors.Join(err, errDeliveryExists)
+			if v, err := t.get(bDeliveries, pairKey(d.Recipient, d.ID)); err != nil {
+				return err // the store failing, not the id taken
+			} else if v != nil {
+				return errDeliveryExists
 			}
 		}
 		if err := t.put(bMessages, key, value); err != nil {

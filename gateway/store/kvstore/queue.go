@@ -57,8 +57,10 @@ func (t *txn) addDepth(recipient string, delta int) error {
 // the deliveries of its visible time) and counts it in its depth.
 func (t *txn) putQueued(recipient, id string, r *deliveryRecord, newSeq bool) error {
 	dk := pairKey(recipient, id)
-	if v, err := t.get(bDeliveries, dk); err != nil || v != nil {
-		return errors.Join(err, errDeliveryExists)
+	if v, err := t.get(bDeliveries, dk); err != nil {
+		return err // the store failing, not the id taken
+	} else if v != nil {
+		return errDeliveryExists
 	}
 	n, seq, err := t.depthOf(recipient)
 	if err != nil {

@@ -464,3 +464,208 @@ func BenchmarkSentinelJournal(b *testing.B) {
 		s.Close()
 	}
 }
+
+// The frozen-primary variant of issue 23 (seen once in seven runs): a
+// primary frozen past its failover holds changes that the replica still
+// attached to it acknowledged; thawed, both are made replicas of the new
+// primary and resynced from it, the changes erased from every node. The
+// journal of the gateway that acknowledged them makes each again exactly
+// once (an acceptance and an ack), their audit entries marked re-applied,
+// the chain valid; a second round makes nothing again.
+//
+// Arranged deterministically: the replica to be promoted stops following
+// the primary before the changes (so it lacks them, as a replica
+// reconfigured by Sentinel while the primary was frozen does), and the
+// acknowledging replica is frozen with the primary (so Sentinel cannot
+// promote it, and it is still attached to the old primary when both
+// thaw). The change itself reaches the primary before the freeze: a
+// gateway's write sent to a frozen primary is answered after the Redis
+// client's read timeout or the client's switch, outcome unknown, never
+// acknowledged.
+func TestJournalFrozenPrimary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Sentinel group, freezes the primary and waits for a failover")
+	}
+	ctx := context.Background()
+	g := sentineltest.Start(t)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	switches, err := g.Switches(sctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := newReapplied()
+	a := openJournaled(t, g, "gw-a", filepath.Join(t.TempDir(), "a.db"), time.Minute, got)
+	if _, err := a.Accept(ctx, message("m0"), deliveries("m0"), acceptedEntry("m0")); err != nil {
+		t.Fatal(err)
+	}
+	p, r1, r2 := g.Data[0], g.Data[1], g.Data[2]
+	pc := p.Client()
+	if n, err := pc.Wait(ctx, 2, 10*time.Second).Result(); err != nil || n != 2 {
+		t.Fatalf("WAIT 2: %d %v", n, err)
+	}
+	pc.Close()
+	rc := r2.Client()
+	if err := rc.Do(ctx, "REPLICAOF", "127.0.0.1", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+	// Acknowledged: r1, the one replica attached, holds them (WAIT 1).
+	if _, err := a.Accept(ctx, message("m1"), deliveries("m1"), acceptedEntry("m1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Ack(ctx, "ke-dra", "d-m0", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*sentineltest.Node{p, r1} {
+		if err := n.Freeze(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The literal case too: a change sent to the frozen primary. Most
+	// often its answer is lost (the client's read timeout, or its switch
+	// closing the connection): outcome unknown, journaled all the same,
+	// made again once; answered unavailable without "unknown", it must not
+	// be there at all. Thawed before the client's read timeout with its
+	// connection still open, the old primary answers it and the replica
+	// still attached to it acknowledges it (the case issue 23 saw): then
+	// the resync erases it and the journal makes it again; or it commits
+	// on the new primary. Either way an acknowledged m2 is there once.
+	m2 := make(chan error, 1)
+	go func() {
+		_, err := a.Accept(ctx, message("m2"), deliveries("m2"), acceptedEntry("m2"))
+		m2 <- err
+	}()
+	select {
+	case n := <-switches:
+		if n != r2 {
+			t.Fatalf("promoted %s, want %s", n.Name, r2.Name)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("no +switch-master within 60 s")
+	}
+	for _, n := range []*sentineltest.Node{p, r1} {
+		if err := n.Thaw(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Sentinel makes both replicas of r2: a full resync from a primary
+	// without the changes.
+	for _, n := range []*sentineltest.Node{p, r1} {
+		wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
+		err := g.WaitReplicaOf(wctx, n, r2)
+		wcancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	want := map[string]int{"accept": 1, "ack": 1}
+	statuses := map[string]string{"m0": store.StatusDelivered, "m1": store.StatusAccepted}
+	depth := 1
+	m2err := <-m2
+	m2acked := m2err == nil
+	t.Logf("the change sent to the frozen primary: %v", m2err)
+	switch {
+	case m2acked:
+		statuses["m2"] = store.StatusAccepted
+		depth++
+	case errors.Is(m2err, store.ErrOutcomeUnknown):
+		want["accept"]++
+		statuses["m2"] = store.StatusAccepted
+		depth++
+	case !errors.Is(m2err, store.ErrUnavailable):
+		t.Fatalf("a change sent to the frozen primary: %v, want unavailable", m2err)
+	}
+	deadline := time.After(90 * time.Second)
+	for got.total() < want["accept"]+want["ack"] {
+		select {
+		case <-got.ch:
+		case <-deadline:
+			t.Fatalf("re-applied %v within 90 s, want %v", got.ops, want)
+		}
+	}
+	// Until a round finds nothing that landed on another primary: every
+	// change journaled before the switch has been checked.
+	for end := time.Now().Add(90 * time.Second); ; {
+		st, err := a.Reconcile(ctx)
+		if err == nil && st.Checked == 0 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("changes still to check 90 s after the switch: %+v, %v", st, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	got.mu.Lock()
+	if m2acked && got.ops["accept"] == 2 {
+		want["accept"] = 2 // m2 landed on the old primary and was erased
+	}
+	got.mu.Unlock()
+	if m2acked {
+		t.Logf("m2, acknowledged, made again: %v", want["accept"] == 2)
+	}
+	// Another round, after the old primary and its replica are back in
+	// the group: nothing made twice.
+	if st, err := a.Reconcile(ctx); err != nil || st.Reapplied != 0 {
+		t.Errorf("a second round: %+v, %v; want nothing re-applied", st, err)
+	}
+	got.mu.Lock()
+	if fmt.Sprint(got.ops) != fmt.Sprint(want) {
+		t.Errorf("re-applied %v, want %v", got.ops, want)
+	}
+	got.mu.Unlock()
+	for id, status := range statuses {
+		m, err := a.Message(ctx, "unhcr", id)
+		if err != nil || m.Status != status {
+			t.Errorf("message %s: %v, %v; want %s", id, m, err, status)
+		}
+	}
+	if _, err := a.Delivery(ctx, "ke-dra", "d-m0"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the acknowledged delivery d-m0 is queued again (%v)", err)
+	}
+	if _, err := a.Message(ctx, "unhcr", "m2"); statuses["m2"] == "" && !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("m2, answered unavailable (nothing accepted), is there: %v", err)
+	}
+	if _, err := a.Delivery(ctx, "ke-dra", "d-m1"); err != nil {
+		t.Errorf("delivery d-m1: %v", err)
+	}
+	if n, err := a.Depth(ctx, "ke-dra"); err != nil || n != depth {
+		t.Errorf("depth of ke-dra %d, %v; want %d", n, err, depth)
+	}
+	if _, err := audit.VerifyLive(ctx, a, nil); err != nil {
+		t.Errorf("audit chains do not verify: %v", err)
+	}
+	kinds := map[string]int{}
+	err = a.Entries(ctx, "gw-a", 1, func(e audit.Entry) error {
+		key := e.Kind + "/" + e.MessageID
+		kinds[key]++
+		if key == "accepted/m2" && m2acked {
+			if again := !e.ReappliedAt.IsZero(); again != (want["accept"] == 2) {
+				t.Errorf("entry %d (%s) re-applied: %v", e.Seq, key, again)
+			}
+			return nil
+		}
+		if again := !e.ReappliedAt.IsZero(); again != (key != "accepted/m0") {
+			t.Errorf("entry %d (%s) re-applied: %v", e.Seq, key, again)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantKinds := map[string]int{"accepted/m0": 1, "accepted/m1": 1, "delivered/m0": 1}
+	if statuses["m2"] != "" {
+		wantKinds["accepted/m2"] = 1
+	}
+	if fmt.Sprint(kinds) != fmt.Sprint(wantKinds) {
+		t.Errorf("gw-a's chain holds %v, want %v", kinds, wantKinds)
+	}
+	// Every node holds the same now: the thawed ones resynced, then
+	// followed the changes made again.
+	rc = r2.Client()
+	defer rc.Close()
+	if n, err := rc.Wait(ctx, 2, 10*time.Second).Result(); err != nil || n != 2 {
+		t.Errorf("WAIT 2 on the new primary: %d %v", n, err)
+	}
+}
