@@ -49,7 +49,7 @@ func (e *Edge) watchOutbound(ctx context.Context) {
 	}
 	t := time.NewTicker(e.o.PolicyWatch)
 	defer t.Stop()
-	refused := ""
+	refused, pending := "", ""
 	for {
 		select {
 		case <-ctx.Done():
@@ -62,8 +62,16 @@ func (e *Edge) watchOutbound(ctx context.Context) {
 		}
 		cur := e.out.Load()
 		if version == cur.version || version == refused {
+			pending = ""
 			continue
 		}
+		if version != pending {
+			// Act on files that read the same twice, an interval apart,
+			// as the hub does: not on a file still being written in place.
+			pending = version
+			continue
+		}
+		pending = ""
 		next, lerr := loadOutbound(ctx, e.cfg.OutboundPolicies)
 		if lerr != nil {
 			if ctx.Err() != nil {

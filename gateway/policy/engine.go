@@ -158,14 +158,15 @@ func (e *Engine) Status() Status {
 }
 
 // Watch polls the digest of dir's .rego and data files every interval and
-// reloads from it when the digest changes, until ctx ends. A refused
-// version is not retried until the files change again.
+// reloads from it when the digest changes and reads the same at the next
+// poll, until ctx ends. A refused version is not retried until the files
+// change again.
 func (e *Engine) Watch(ctx context.Context, dir string, interval time.Duration) {
 	if interval <= 0 {
 		interval = 2 * time.Second
 	}
 	fsys := os.DirFS(dir)
-	seen := e.Current().Version
+	seen, pending := e.Current().Version, ""
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -182,9 +183,17 @@ func (e *Engine) Watch(ctx context.Context, dir string, interval time.Duration) 
 			continue
 		}
 		if v == seen {
+			pending = ""
 			continue
 		}
-		seen = v
+		if v != pending {
+			// Act on files that read the same twice, an interval apart: a
+			// file an editor is still writing in place would otherwise be
+			// tested half-written, refused and audited as an edit.
+			pending = v
+			continue
+		}
+		pending, seen = "", v
 		if v == e.Current().Version {
 			// Back to the files in service (an edit undone after its
 			// version was refused): nothing new to test or serve.
