@@ -49,7 +49,7 @@ func (e *Edge) watchOutbound(ctx context.Context) {
 	}
 	t := time.NewTicker(e.o.PolicyWatch)
 	defer t.Stop()
-	refused, pending := "", ""
+	refused, steady := "", policy.Steady{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -62,16 +62,12 @@ func (e *Edge) watchOutbound(ctx context.Context) {
 		}
 		cur := e.out.Load()
 		if version == cur.version || version == refused {
-			pending = ""
+			steady.Reset()
 			continue
 		}
-		if version != pending {
-			// Act on files that read the same twice, an interval apart,
-			// as the hub does: not on a file still being written in place.
-			pending = version
+		if !steady.Twice(version) {
 			continue
 		}
-		pending = ""
 		next, lerr := loadOutbound(ctx, e.cfg.OutboundPolicies)
 		if lerr != nil {
 			if ctx.Err() != nil {

@@ -157,6 +157,25 @@ func (e *Engine) Status() Status {
 	}
 }
 
+// Steady tells a folder watcher when to act on an edit: once the folder's
+// digest reads the same at two polls in a row. A file an editor is still
+// writing in place would otherwise be tested half-written, refused and
+// audited as an edit.
+type Steady struct{ pending string }
+
+// Twice reports whether v is the digest the previous poll read too.
+func (s *Steady) Twice(v string) bool {
+	if v != s.pending {
+		s.pending = v
+		return false
+	}
+	s.pending = ""
+	return true
+}
+
+// Reset forgets the digest read last (the folder is back to what serves).
+func (s *Steady) Reset() { s.pending = "" }
+
 // Watch polls the digest of dir's .rego and data files every interval and
 // reloads from it when the digest changes and reads the same at the next
 // poll, until ctx ends. A refused version is not retried until the files
@@ -166,7 +185,7 @@ func (e *Engine) Watch(ctx context.Context, dir string, interval time.Duration) 
 		interval = 2 * time.Second
 	}
 	fsys := os.DirFS(dir)
-	seen, pending := e.Current().Version, ""
+	seen, steady := e.Current().Version, Steady{}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -183,17 +202,13 @@ func (e *Engine) Watch(ctx context.Context, dir string, interval time.Duration) 
 			continue
 		}
 		if v == seen {
-			pending = ""
+			steady.Reset()
 			continue
 		}
-		if v != pending {
-			// Act on files that read the same twice, an interval apart: a
-			// file an editor is still writing in place would otherwise be
-			// tested half-written, refused and audited as an edit.
-			pending = v
+		if !steady.Twice(v) {
 			continue
 		}
-		pending, seen = "", v
+		seen = v
 		if v == e.Current().Version {
 			// Back to the files in service (an edit undone after its
 			// version was refused): nothing new to test or serve.

@@ -714,6 +714,18 @@ func partyOf(p *trust.Participant) policy.Party {
 	return policy.Party{ID: p.ID, Kind: p.Kind, Country: p.Country, Roles: roles, Suspended: p.Suspended}
 }
 
+// printCodes lists a run's refusals by code, in code order.
+func printCodes(w io.Writer, errs map[string]int) {
+	codes := make([]string, 0, len(errs))
+	for c := range errs {
+		codes = append(codes, c)
+	}
+	sort.Strings(codes)
+	for _, c := range codes {
+		fmt.Fprintf(w, "  %s\t%d\n", c, errs[c])
+	}
+}
+
 // Table prints the report for a reader.
 func (r *Report) Table(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -721,14 +733,7 @@ func (r *Report) Table(w io.Writer) {
 	fmt.Fprintf(tw, "load\t%s, %d concurrent, %.1f s, %d B envelopes\n", r.Mode, r.Conns, r.Duration, r.EnvelopeBytes)
 	fmt.Fprintf(tw, "sent / accepted / denied (intended)\t%d / %d / %d\n", r.Sent, r.Accepted, r.Denied)
 	fmt.Fprintf(tw, "unexpected errors\t%d\n", r.Unexpected)
-	codes := make([]string, 0, len(r.Errors))
-	for c := range r.Errors {
-		codes = append(codes, c)
-	}
-	sort.Strings(codes)
-	for _, c := range codes {
-		fmt.Fprintf(tw, "  %s\t%d\n", c, r.Errors[c])
-	}
+	printCodes(tw, r.Errors)
 	fmt.Fprintf(tw, "machine CPU steal during the load\t%.1f %%\n", r.StealPct)
 	fmt.Fprintf(tw, "throughput\t%.0f msg/s\n", r.Throughput)
 	fmt.Fprintf(tw, "latency p50 / p95 / p99 / max\t%.2f / %.2f / %.2f / %.2f ms\n", r.P50, r.P95, r.P99, r.Max)

@@ -475,14 +475,7 @@ func (r *EdgeReport) Table(w io.Writer) {
 	fmt.Fprintf(tw, "load (edge's local API)\t%s, %d concurrent, %.1f s to the last answer\n", r.Mode, r.Conns, r.Duration)
 	fmt.Fprintf(tw, "posted / queued (202) / accepted by the hub\t%d / %d / %d\n", r.Posted, r.Queued, r.Accepted)
 	fmt.Fprintf(tw, "unexpected errors\t%d\n", r.Unexpected)
-	codes := make([]string, 0, len(r.Errors))
-	for c := range r.Errors {
-		codes = append(codes, c)
-	}
-	sort.Strings(codes)
-	for _, c := range codes {
-		fmt.Fprintf(tw, "  %s\t%d\n", c, r.Errors[c])
-	}
+	printCodes(tw, r.Errors)
 	fmt.Fprintf(tw, "machine CPU steal during the load\t%.1f %%\n", r.StealPct)
 	fmt.Fprintf(tw, "throughput (accepted)\t%.0f msg/s\n", r.Throughput)
 	fmt.Fprintf(tw, "POST to 202 p50 / p95 / p99\t%.2f / %.2f / %.2f ms\n", r.PostP50, r.PostP95, r.PostP99)
